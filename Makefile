@@ -1,0 +1,50 @@
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+BENCH_ARGS ?=
+
+export ROSTER_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export ROSTER_TEST_NATS_URL ?= nats://127.0.0.1:4222
+
+.PHONY: help run build test bench fmt lint migrate clean-data
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN { FS = ":.*## " } { printf "  %-12s %s\n", $$1, $$2 }'
+
+run: ## Run rosterd with all services in one process (embedded defaults)
+	$(CARGO) run --release -p roster-server --bin rosterd -- start all
+
+build: ## Build every crate and target in the workspace
+	$(CARGO) build --workspace --all-targets
+
+test: ## Start test services, check formatting and lints, run all tests
+	scripts/ensure-services.sh
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		rc=0; \
+		$(CARGO) nextest run --workspace --no-fail-fast || rc=$$?; \
+		$(CARGO) test --workspace --doc || rc=$$?; \
+		exit $$rc; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+bench: ## Start services and run the benchmark (pass options via BENCH_ARGS=...)
+	scripts/ensure-services.sh
+	$(CARGO) run --release -p roster-bench -- $(BENCH_ARGS)
+
+fmt: ## Format all crates
+	$(CARGO) fmt --all
+
+lint: ## Run clippy on the workspace with warnings as errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+migrate: ## Apply database migrations
+	$(CARGO) run -p roster-server --bin rosterd -- migrate
+
+clean-data: ## Remove local data under ./data
+	rm -rf ./data

@@ -1,0 +1,581 @@
+//! Who is calling, and what may they do.
+//!
+//! A caller sends `authorization: Bearer <token>`. The [`Authenticator`]
+//! resolves the token to a `roster.v1.AuthInfoResponse` through a
+//! [`CredentialResolver`] (in production: the access service's
+//! `EntityAccess.AuthInfo`), keeps the answer briefly, and drops it early
+//! when an event says a key, session or user changed. Services then check
+//! rights through [`Caller`].
+//!
+//! Internal RPCs are called with the cluster key in `x-roster-cluster-key`
+//! instead; it is compared in constant time against the configured keys.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use roster_proto::v1::entity_access_client::EntityAccessClient;
+use roster_proto::v1::{AuthInfoRequest, AuthInfoResponse, Right};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::events::EventBus;
+use crate::rights::RightSet;
+
+/// The metadata key carrying the cluster key on internal calls.
+pub const CLUSTER_KEY_HEADER: &str = "x-roster-cluster-key";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// How long a resolved credential is reused without asking again.
+    pub cache_ttl_ms: u64,
+    /// Most cached credentials per process.
+    pub cache_capacity: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl_ms: 1000,
+            cache_capacity: 100_000,
+        }
+    }
+}
+
+/// Turns a bearer token into what it may do.
+#[async_trait::async_trait]
+pub trait CredentialResolver: Send + Sync + 'static {
+    /// `UNAUTHENTICATED` for unknown, expired or malformed tokens.
+    async fn resolve(&self, token: &str) -> Result<AuthInfoResponse, Status>;
+}
+
+/// Resolves credentials by calling `EntityAccess.AuthInfo` with the
+/// cluster key.
+#[derive(Clone)]
+pub struct GrpcCredentialResolver {
+    client: EntityAccessClient<Channel>,
+    cluster_key: String,
+}
+
+impl GrpcCredentialResolver {
+    pub fn new(channel: Channel, cluster_key: String) -> Self {
+        Self {
+            client: EntityAccessClient::new(channel),
+            cluster_key,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialResolver for GrpcCredentialResolver {
+    async fn resolve(&self, token: &str) -> Result<AuthInfoResponse, Status> {
+        let mut request = tonic::Request::new(AuthInfoRequest {
+            token: token.to_string(),
+        });
+        request.metadata_mut().insert(
+            CLUSTER_KEY_HEADER,
+            self.cluster_key
+                .parse()
+                .map_err(|_| Status::internal("invalid cluster key"))?,
+        );
+        match self.client.clone().auth_info(request).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => match status.code() {
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Err(status),
+                // No access service to ask (yet): the credential cannot be
+                // checked, so it is not accepted.
+                tonic::Code::Unimplemented | tonic::Code::NotFound => {
+                    Err(Status::unauthenticated("credential cannot be verified"))
+                }
+                _ => {
+                    tracing::warn!(code = ?status.code(), "credential resolution failed");
+                    Err(Status::unavailable("credential resolution is unavailable"))
+                }
+            },
+        }
+    }
+}
+
+/// The cluster keys this process accepts on internal RPCs.
+#[derive(Clone, Default)]
+pub struct ClusterKeys(Arc<Vec<Vec<u8>>>);
+
+impl ClusterKeys {
+    pub fn new(keys: impl IntoIterator<Item = String>) -> Self {
+        Self(Arc::new(
+            keys.into_iter()
+                .filter(|k| !k.is_empty())
+                .map(String::into_bytes)
+                .collect(),
+        ))
+    }
+
+    /// Whether `presented` is one of the keys, in constant time per key.
+    pub fn accepts(&self, presented: &[u8]) -> bool {
+        let mut ok = subtle::Choice::from(0);
+        for key in self.0.iter() {
+            ok |= key.as_slice().ct_eq(presented);
+        }
+        ok.into()
+    }
+}
+
+/// The caller of one request.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// No credential.
+    Anonymous,
+    /// Another Roster service, proven by the cluster key.
+    Cluster,
+    /// A user's credential.
+    User(Arc<AuthInfoResponse>),
+}
+
+impl Caller {
+    /// The user behind the credential, if any.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Caller::User(info) => info.user_ids.as_ref().map(|ids| ids.user_id.as_str()),
+            _ => None,
+        }
+    }
+
+    /// Approved admins and other services.
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Caller::User(info) => info.is_admin,
+            Caller::Cluster => true,
+            Caller::Anonymous => false,
+        }
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Caller::Cluster)
+    }
+
+    /// The caller's rights on `user_id`: the credential's own rights on its
+    /// own user, plus its universal rights (admins) on every user.
+    pub fn rights_on(&self, user_id: &str) -> RightSet {
+        match self {
+            Caller::Anonymous => RightSet::EMPTY,
+            Caller::Cluster => RightSet::all(),
+            Caller::User(info) => {
+                let universal = rights_of(info.universal_rights.as_ref());
+                if self.user_id() == Some(user_id) {
+                    rights_of(info.rights.as_ref()).union(universal)
+                } else {
+                    universal
+                }
+            }
+        }
+    }
+
+    /// The caller's universal rights (valid on every user).
+    pub fn universal_rights(&self) -> RightSet {
+        match self {
+            Caller::Anonymous => RightSet::EMPTY,
+            Caller::Cluster => RightSet::all(),
+            Caller::User(info) => rights_of(info.universal_rights.as_ref()),
+        }
+    }
+
+    /// Fails with `UNAUTHENTICATED` for anonymous callers.
+    pub fn require_authenticated(&self) -> Result<(), Status> {
+        match self {
+            Caller::Anonymous => Err(Status::unauthenticated("no credentials")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Requires `right` on `user_id`: `UNAUTHENTICATED` without a
+    /// credential, `PERMISSION_DENIED` naming the missing right otherwise.
+    pub fn require(&self, user_id: &str, right: Right) -> Result<(), Status> {
+        self.require_authenticated()?;
+        if self.rights_on(user_id).contains(right) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "missing right {}",
+                right.as_str_name()
+            )))
+        }
+    }
+
+    /// Requires a universal right (admins): `UNAUTHENTICATED` without a
+    /// credential, `PERMISSION_DENIED` otherwise.
+    pub fn require_universal(&self, right: Right) -> Result<(), Status> {
+        self.require_authenticated()?;
+        if self.universal_rights().contains(right) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "missing right {} (admins only)",
+                right.as_str_name()
+            )))
+        }
+    }
+
+    /// The credential's type and ID, for events (never the secret).
+    pub fn event_authentication(&self) -> Option<roster_proto::v1::EventAuthentication> {
+        match self {
+            Caller::Anonymous => None,
+            Caller::Cluster => Some(roster_proto::v1::EventAuthentication {
+                token_type: "cluster".into(),
+                ..Default::default()
+            }),
+            Caller::User(info) => Some(roster_proto::v1::EventAuthentication {
+                token_type: info.token_type.clone(),
+                token_id: info.token_id.clone(),
+                user_ids: info.user_ids.clone(),
+            }),
+        }
+    }
+}
+
+fn rights_of(rights: Option<&roster_proto::v1::Rights>) -> RightSet {
+    rights
+        .map(|r| RightSet::from_i32s(&r.rights))
+        .unwrap_or_default()
+}
+
+struct CacheEntry {
+    info: Arc<AuthInfoResponse>,
+    at: Instant,
+}
+
+/// Resolves callers, with a short cache that events can clear.
+pub struct Authenticator {
+    resolver: Arc<dyn CredentialResolver>,
+    cluster_keys: ClusterKeys,
+    ttl: Duration,
+    capacity: usize,
+    // Keyed by the SHA-256 of the token, so raw tokens are not kept around.
+    cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+}
+
+impl Authenticator {
+    pub fn new(
+        resolver: Arc<dyn CredentialResolver>,
+        cluster_keys: ClusterKeys,
+        config: &AuthConfig,
+    ) -> Self {
+        Self {
+            resolver,
+            cluster_keys,
+            ttl: Duration::from_millis(config.cache_ttl_ms),
+            capacity: config.cache_capacity.max(1),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Who is calling. No credential gives [`Caller::Anonymous`]; a
+    /// malformed header, an unknown or expired token, or a wrong cluster
+    /// key gives `UNAUTHENTICATED`.
+    pub async fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
+        self.caller_from_metadata(request.metadata()).await
+    }
+
+    pub async fn caller_from_metadata(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Caller, Status> {
+        if let Some(key) = metadata.get(CLUSTER_KEY_HEADER) {
+            return if self.cluster_keys.accepts(key.as_bytes()) {
+                Ok(Caller::Cluster)
+            } else {
+                Err(Status::unauthenticated("invalid cluster key"))
+            };
+        }
+        let Some(header) = metadata.get("authorization") else {
+            return Ok(Caller::Anonymous);
+        };
+        let header = header
+            .to_str()
+            .map_err(|_| Status::unauthenticated("malformed authorization header"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
+        Ok(Caller::User(self.resolve(token).await?))
+    }
+
+    async fn resolve(&self, token: &str) -> Result<Arc<AuthInfoResponse>, Status> {
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(info) = self.cached(&key) {
+            return Ok(info);
+        }
+        let info = Arc::new(self.resolver.resolve(token).await?);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= self.capacity {
+            let ttl = self.ttl;
+            cache.retain(|_, e| e.at.elapsed() < ttl);
+            if cache.len() >= self.capacity {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            key,
+            CacheEntry {
+                info: info.clone(),
+                at: Instant::now(),
+            },
+        );
+        Ok(info)
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<Arc<AuthInfoResponse>> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(key)
+            .filter(|e| e.at.elapsed() < self.ttl)
+            .map(|e| e.info.clone())
+    }
+
+    /// Drops every cached answer about `user_id`.
+    pub fn forget_user(&self, user_id: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, e| {
+            e.info
+                .user_ids
+                .as_ref()
+                .is_none_or(|ids| ids.user_id != user_id)
+        });
+    }
+
+    /// Drops every cached answer.
+    pub fn forget_all(&self) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Number of cached answers (for tests and metrics).
+    pub fn cached_len(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Listens for events that change what a credential may do and drops
+    /// the cached answers they concern. Every process runs this (fan-out);
+    /// the cache TTL heals a missed event.
+    pub async fn spawn_invalidation(
+        self: &Arc<Self>,
+        bus: Arc<dyn EventBus>,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        let mut streams = Vec::new();
+        for pattern in INVALIDATING_EVENTS {
+            streams.push(bus.subscribe(pattern).await?);
+        }
+        let mut events = futures::stream::select_all(streams);
+        let me = Arc::downgrade(self);
+        Ok(tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(event) = events.next().await {
+                let Some(auth) = me.upgrade() else { break };
+                let users: Vec<String> = event
+                    .identifiers
+                    .iter()
+                    .filter_map(|ids| match &ids.ids {
+                        Some(roster_proto::v1::entity_identifiers::Ids::UserIds(u)) => {
+                            Some(u.user_id.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if users.is_empty() {
+                    auth.forget_all();
+                }
+                for user in users {
+                    auth.forget_user(&user);
+                }
+            }
+        }))
+    }
+}
+
+/// Events after which a cached credential may be wrong.
+pub const INVALIDATING_EVENTS: &[&str] = &[
+    "user.update",
+    "user.update.>",
+    "user.delete",
+    "user.purge",
+    "user.api-key.>",
+    "user.session.>",
+    "user.logout",
+    "user.lock",
+];
+
+/// One request's caller and where it came from, for rights checks and for
+/// the events the request causes.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub caller: Caller,
+    pub remote_ip: String,
+    pub user_agent: String,
+    pub correlation_id: String,
+}
+
+impl CallContext {
+    /// Fills in who caused `event` and from where (never a secret).
+    pub fn stamp(&self, event: &mut roster_proto::v1::Event) {
+        event.authentication = self.caller.event_authentication();
+        event.remote_ip = self.remote_ip.clone();
+        event.user_agent = self.user_agent.clone();
+        if !self.correlation_id.is_empty() {
+            event.correlation_ids.push(self.correlation_id.clone());
+        }
+    }
+
+    /// The client address, for rate limits.
+    pub fn client_key(&self) -> String {
+        format!("ip:{}", self.remote_ip)
+    }
+}
+
+impl Authenticator {
+    /// The caller and origin of `request`.
+    pub async fn context<T>(&self, request: &tonic::Request<T>) -> Result<CallContext, Status> {
+        let caller = self.caller(request).await?;
+        let text = |key: &str| {
+            request
+                .metadata()
+                .get(key)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(256).collect::<String>())
+                .unwrap_or_default()
+        };
+        Ok(CallContext {
+            caller,
+            remote_ip: request
+                .remote_addr()
+                .map(|a| a.ip().to_string())
+                .unwrap_or_default(),
+            user_agent: text("user-agent"),
+            correlation_id: text("x-request-id"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use roster_proto::v1::{Rights, UserIdentifiers};
+
+    fn info(user: &str, rights: &[Right], admin: bool) -> AuthInfoResponse {
+        AuthInfoResponse {
+            user_ids: Some(UserIdentifiers {
+                user_id: user.into(),
+                email: String::new(),
+            }),
+            rights: Some(Rights {
+                rights: rights.iter().map(|r| *r as i32).collect(),
+            }),
+            universal_rights: Some(if admin {
+                RightSet::all().to_proto()
+            } else {
+                Rights::default()
+            }),
+            is_admin: admin,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_user_has_its_rights_on_itself_only() {
+        let caller = Caller::User(Arc::new(info("alice", &[Right::UserAll], false)));
+        assert!(caller.require("alice", Right::UserDelete).is_ok());
+        assert_eq!(
+            caller.require("bob", Right::UserInfo).unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
+        assert_eq!(
+            caller
+                .require_universal(Right::UserList)
+                .unwrap_err()
+                .code(),
+            tonic::Code::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn admins_have_universal_rights_on_everyone() {
+        let caller = Caller::User(Arc::new(info("root-admin", &[], true)));
+        assert!(caller.require("bob", Right::UserInfo).is_ok());
+        assert!(caller.require_universal(Right::UserPurge).is_ok());
+    }
+
+    #[test]
+    fn anonymous_callers_are_unauthenticated() {
+        assert_eq!(
+            Caller::Anonymous
+                .require("bob", Right::UserInfo)
+                .unwrap_err()
+                .code(),
+            tonic::Code::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn cluster_keys_compare_whole_keys() {
+        let keys = ClusterKeys::new(["secret-one".to_string(), String::new()]);
+        assert!(keys.accepts(b"secret-one"));
+        assert!(!keys.accepts(b"secret-on"));
+        assert!(!keys.accepts(b""));
+    }
+
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl CredentialResolver for Counting {
+        async fn resolve(&self, token: &str) -> Result<AuthInfoResponse, Status> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if token == "good" {
+                Ok(info("alice", &[Right::UserAll], false))
+            } else {
+                Err(Status::unauthenticated("unknown token"))
+            }
+        }
+    }
+
+    fn request(auth: &str) -> tonic::Request<()> {
+        let mut r = tonic::Request::new(());
+        r.metadata_mut()
+            .insert("authorization", auth.parse().unwrap());
+        r
+    }
+
+    #[tokio::test]
+    async fn answers_are_cached_until_forgotten() {
+        let resolver = Arc::new(Counting(Default::default()));
+        let auth = Authenticator::new(
+            resolver.clone(),
+            ClusterKeys::default(),
+            &AuthConfig::default(),
+        );
+        let caller = auth.caller(&request("Bearer good")).await.unwrap();
+        assert_eq!(caller.user_id(), Some("alice"));
+        auth.caller(&request("Bearer good")).await.unwrap();
+        assert_eq!(resolver.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        auth.forget_user("alice");
+        auth.caller(&request("Bearer good")).await.unwrap();
+        assert_eq!(resolver.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn malformed_headers_are_unauthenticated() {
+        let auth = Authenticator::new(
+            Arc::new(Counting(Default::default())),
+            ClusterKeys::default(),
+            &AuthConfig::default(),
+        );
+        for header in ["Basic abc", "Bearer ", "Bearer bad"] {
+            let err = auth.caller(&request(header)).await.unwrap_err();
+            assert_eq!(err.code(), tonic::Code::Unauthenticated, "{header}");
+        }
+        let anonymous = auth.caller(&tonic::Request::new(())).await.unwrap();
+        assert!(matches!(anonymous, Caller::Anonymous));
+    }
+}

@@ -1,0 +1,129 @@
+//! Layered configuration: built-in defaults, then a TOML file (`--config`),
+//! then environment variables `ROSTER__SECTION__KEY`. Every configuration
+//! struct denies unknown fields, so a misspelt key fails at start and the
+//! error names it.
+
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+
+/// The environment prefix: `ROSTER__LISTEN`, `ROSTER__DATABASE__URL`, …
+pub const ENV_PREFIX: &str = "ROSTER";
+
+/// Loads `T` from its defaults, the optional TOML `file` and the process
+/// environment.
+pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> anyhow::Result<T> {
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    load_from(file, vars)
+}
+
+/// As [`load`], with the environment given explicitly (tests must not
+/// mutate the process environment: other threads read it).
+pub fn load_from<T: DeserializeOwned>(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<T> {
+    let mut builder = config::Config::builder();
+    if let Some(file) = file {
+        anyhow::ensure!(
+            file.exists(),
+            "configuration file {} does not exist",
+            file.display()
+        );
+        builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
+    }
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .collect();
+    builder = builder.add_source(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("cluster.keys")
+            .try_parsing(true)
+            .source(Some(env)),
+    );
+    let config = builder.build()?;
+    config
+        .try_deserialize::<T>()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, Default)]
+    #[serde(deny_unknown_fields, default)]
+    struct Section {
+        url: String,
+        max: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Root {
+        listen: String,
+        database: Section,
+    }
+
+    impl Default for Root {
+        fn default() -> Self {
+            Root {
+                listen: "127.0.0.1:8884".into(),
+                database: Section::default(),
+            }
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_configuration_gives_the_defaults() {
+        let root: Root = load_from(None, env(&[])).unwrap();
+        assert_eq!(root.listen, "127.0.0.1:8884");
+        assert_eq!(root.database.url, "");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_nests_with_double_underscores() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("roster.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:1\"\n[database]\nurl = \"postgres://a\"\nmax = 3\n",
+        )
+        .unwrap();
+        let root: Root = load_from(
+            Some(&file),
+            env(&[
+                ("ROSTER__LISTEN", "0.0.0.0:9000"),
+                ("ROSTER__DATABASE__MAX", "7"),
+                ("ROSTER_TEST_DATABASE_URL", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(root.listen, "0.0.0.0:9000");
+        assert_eq!(root.database.url, "postgres://a");
+        assert_eq!(root.database.max, 7);
+    }
+
+    #[test]
+    fn an_unknown_key_fails_and_names_the_key() {
+        let err = load_from::<Root>(None, env(&[("ROSTER__DATABASE__URLL", "x")])).unwrap_err();
+        assert!(err.to_string().contains("urll"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("roster.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let err = load_from::<Root>(Some(&file), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+}

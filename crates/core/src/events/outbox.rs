@@ -1,0 +1,558 @@
+//! The transactional outbox. A service writes its state change and the
+//! encoded event in one transaction ([`insert_pg`], [`insert_sqlite`]); the
+//! [`OutboxRelay`] publishes committed rows in id order and deletes each
+//! once the bus has acknowledged it. A crash between publish and delete
+//! publishes the event again, which JetStream drops by its `Nats-Msg-Id`.
+//!
+//! On PostgreSQL several replicas may run a relay over the same table: each
+//! pass locks its rows with `FOR UPDATE SKIP LOCKED`, so no row is published
+//! by two relays at once. Rows locked by different replicas may then go out
+//! in parallel, so order holds per relay pass, not across replicas.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+use roster_proto::v1::Event;
+use sqlx::{PgConnection, Row, SqliteConnection};
+use tokio::sync::Notify;
+
+use super::EventsConfig;
+use super::bus::EventBus;
+use crate::db::Db;
+
+/// Serialises `install_schema` across services sharing one PostgreSQL
+/// database: concurrent `CREATE TABLE IF NOT EXISTS` can fail on the
+/// catalog's unique index. The value is arbitrary but fixed.
+const SCHEMA_LOCK: i64 = 0x726f_7374_6572_6f62; // "rosterob"
+
+const POSTGRES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS roster_outbox (
+    id BIGSERIAL PRIMARY KEY,
+    unique_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    payload BYTEA NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    attempts INT NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ,
+    last_error TEXT
+)";
+
+const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS roster_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    unique_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT,
+    last_error TEXT
+)";
+
+/// The first retry waits this long; each further one twice as long.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+/// Retries never wait longer, so events flow soon after NATS comes back.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+/// Passes the relay makes on shutdown at most, so a busy outbox cannot hold
+/// a stopping process forever; what is left goes out at the next start.
+const SHUTDOWN_PASSES: usize = 10;
+
+/// Creates the outbox table if it is missing. Called by
+/// [`Migrations::run`](crate::db::Migrations::run) after every service's
+/// migrations.
+pub async fn install_schema(db: &Db) -> anyhow::Result<()> {
+    match db {
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(SCHEMA_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(POSTGRES_SCHEMA).execute(&mut *tx).await?;
+            tx.commit().await?;
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query(SQLITE_SCHEMA).execute(pool).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds `event` to the outbox. Call it inside the transaction that makes
+/// the change the event describes (`insert_pg(&mut *tx, &event)`), then
+/// [`notify_one`](Notify::notify_one) the relay's [waker](OutboxRelay::waker)
+/// after committing.
+pub async fn insert_pg(conn: &mut PgConnection, event: &Event) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO roster_outbox (unique_id, name, payload) VALUES ($1, $2, $3)")
+        .bind(&event.unique_id)
+        .bind(&event.name)
+        .bind(event.encode_to_vec())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// As [`insert_pg`], for SQLite.
+pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &Event) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO roster_outbox (unique_id, name, payload) VALUES (?1, ?2, ?3)")
+        .bind(&event.unique_id)
+        .bind(&event.name)
+        .bind(event.encode_to_vec())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How many events wait in the outbox, due or backing off.
+pub async fn pending(db: &Db) -> anyhow::Result<i64> {
+    let count = match db {
+        Db::Postgres(pool) => {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM roster_outbox")
+                .fetch_one(pool)
+                .await?
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM roster_outbox")
+                .fetch_one(pool)
+                .await?
+        }
+    };
+    Ok(count)
+}
+
+/// Publishes committed outbox rows to the bus.
+pub struct OutboxRelay {
+    db: Db,
+    bus: Arc<dyn EventBus>,
+    batch: usize,
+    interval: Duration,
+    waker: Arc<Notify>,
+}
+
+/// One outbox row as the relay sees it.
+struct Pending {
+    id: i64,
+    unique_id: String,
+    name: String,
+    payload: Vec<u8>,
+    attempts: i32,
+    next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl Pending {
+    fn from_row<R>(row: &R) -> Result<Self, sqlx::Error>
+    where
+        R: Row,
+        for<'r> &'r str: sqlx::ColumnIndex<R>,
+        for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> Option<DateTime<Utc>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(Pending {
+            id: row.try_get("id")?,
+            unique_id: row.try_get("unique_id")?,
+            name: row.try_get("name")?,
+            payload: row.try_get("payload")?,
+            attempts: row.try_get("attempts")?,
+            next_attempt_at: row.try_get("next_attempt_at")?,
+        })
+    }
+
+    /// Rows that never failed are due at once, whatever the clocks of the
+    /// inserting and relaying hosts say.
+    fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.attempts == 0 || self.next_attempt_at.is_none_or(|at| at <= now)
+    }
+}
+
+/// What to write back after a failed publish.
+struct Failure {
+    id: i64,
+    attempts: i32,
+    next_attempt_at: DateTime<Utc>,
+    error: String,
+}
+
+/// What one pass did.
+struct Pass {
+    published: usize,
+    /// The pass stopped early (a failure, or a row still backing off).
+    stopped: bool,
+    /// The pass saw as many rows as it asked for: more may be waiting.
+    full: bool,
+}
+
+impl Pass {
+    fn more_waiting(&self) -> bool {
+        self.full && !self.stopped
+    }
+}
+
+const SELECT_PG: &str = "SELECT id, unique_id, name, payload, attempts, next_attempt_at \
+     FROM roster_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
+const SELECT_SQLITE: &str = "SELECT id, unique_id, name, payload, attempts, next_attempt_at \
+     FROM roster_outbox ORDER BY id LIMIT ?1";
+const DELETE_PG: &str = "DELETE FROM roster_outbox WHERE id = $1";
+const DELETE_SQLITE: &str = "DELETE FROM roster_outbox WHERE id = ?1";
+const FAIL_PG: &str = "UPDATE roster_outbox \
+     SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id = $1";
+const FAIL_SQLITE: &str = "UPDATE roster_outbox \
+     SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1";
+
+impl OutboxRelay {
+    pub fn new(db: Db, bus: Arc<dyn EventBus>, config: &EventsConfig) -> Self {
+        Self {
+            db,
+            bus,
+            batch: config.relay_batch.max(1),
+            interval: Duration::from_millis(config.relay_interval_ms.max(1)),
+            waker: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Wakes the relay at once instead of at its next interval. Stores call
+    /// `notify_one()` after committing a transaction that inserted events;
+    /// a wake-up while the relay is busy is kept, not lost.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.waker.clone()
+    }
+
+    /// Publishes due rows until `shutdown` resolves, then makes a last
+    /// attempt to drain the outbox and returns.
+    #[tracing::instrument(skip_all, fields(backend = self.db.backend()))]
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let more = self.pass_logged().await;
+            if more {
+                // A full batch went out: go on without waiting, unless asked
+                // to stop.
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    _ = std::future::ready(()) => continue,
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.waker.notified() => {}
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+        for _ in 0..SHUTDOWN_PASSES {
+            if !self.pass_logged().await {
+                break;
+            }
+        }
+        tracing::debug!("outbox relay stopped");
+    }
+
+    /// Makes one pass over the outbox and returns how many events it
+    /// published. A failed publish is recorded on its row and ends the pass
+    /// without an error; only database errors are returned.
+    pub async fn publish_due(&self) -> anyhow::Result<usize> {
+        Ok(self.pass().await?.published)
+    }
+
+    /// One pass, with errors logged; whether more rows may be waiting.
+    async fn pass_logged(&self) -> bool {
+        match self.pass().await {
+            Ok(pass) => pass.more_waiting(),
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "outbox relay pass failed");
+                false
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn pass(&self) -> anyhow::Result<Pass> {
+        let limit = i64::try_from(self.batch).unwrap_or(i64::MAX);
+        match &self.db {
+            Db::Postgres(pool) => {
+                // The transaction holds the row locks while publishing, so
+                // other relays skip these rows until they are deleted.
+                let mut tx = pool.begin().await?;
+                let rows = sqlx::query(SELECT_PG)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(Pending::from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let full = rows.len() == self.batch;
+                let mut pass = Pass {
+                    published: 0,
+                    stopped: false,
+                    full,
+                };
+                for row in &rows {
+                    match self.publish_row(row).await {
+                        Step::Published => {
+                            sqlx::query(DELETE_PG)
+                                .bind(row.id)
+                                .execute(&mut *tx)
+                                .await?;
+                            pass.published += 1;
+                        }
+                        Step::NotDue => {
+                            pass.stopped = true;
+                            break;
+                        }
+                        Step::Failed(failure) => {
+                            sqlx::query(FAIL_PG)
+                                .bind(failure.id)
+                                .bind(failure.attempts)
+                                .bind(failure.next_attempt_at)
+                                .bind(failure.error)
+                                .execute(&mut *tx)
+                                .await?;
+                            pass.stopped = true;
+                            break;
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(pass)
+            }
+            Db::Sqlite(pool) => {
+                // No transaction: it would hold SQLite's single write lock
+                // for as long as the bus takes to answer.
+                let rows = sqlx::query(SELECT_SQLITE)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(Pending::from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let full = rows.len() == self.batch;
+                let mut pass = Pass {
+                    published: 0,
+                    stopped: false,
+                    full,
+                };
+                for row in &rows {
+                    match self.publish_row(row).await {
+                        Step::Published => {
+                            sqlx::query(DELETE_SQLITE)
+                                .bind(row.id)
+                                .execute(pool)
+                                .await?;
+                            pass.published += 1;
+                        }
+                        Step::NotDue => {
+                            pass.stopped = true;
+                            break;
+                        }
+                        Step::Failed(failure) => {
+                            sqlx::query(FAIL_SQLITE)
+                                .bind(failure.id)
+                                .bind(failure.attempts)
+                                .bind(failure.next_attempt_at)
+                                .bind(failure.error)
+                                .execute(pool)
+                                .await?;
+                            pass.stopped = true;
+                            break;
+                        }
+                    }
+                }
+                Ok(pass)
+            }
+        }
+    }
+
+    /// Publishes one row if it is due. A row still backing off stops the
+    /// pass rather than being skipped, so later events do not overtake it.
+    async fn publish_row(&self, row: &Pending) -> Step {
+        let now = Utc::now();
+        if !row.is_due(now) {
+            return Step::NotDue;
+        }
+        let result = match Event::decode(row.payload.as_slice()) {
+            Ok(event) => self.bus.publish(&event).await.map_err(|e| e.to_string()),
+            Err(error) => {
+                // Only a foreign writer can cause this; it needs an operator,
+                // and retrying keeps it visible in the logs and the table.
+                tracing::error!(
+                    outbox_id = row.id,
+                    unique_id = %row.unique_id,
+                    %error,
+                    "outbox row does not hold an event"
+                );
+                Err(format!("undecodable payload: {error}"))
+            }
+        };
+        match result {
+            Ok(()) => {
+                tracing::debug!(unique_id = %row.unique_id, name = %row.name, "event published");
+                Step::Published
+            }
+            Err(error) => {
+                let attempts = row.attempts.saturating_add(1);
+                let delay = retry_delay(attempts);
+                tracing::warn!(
+                    unique_id = %row.unique_id,
+                    name = %row.name,
+                    attempts,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    %error,
+                    "event publish failed; will retry"
+                );
+                Step::Failed(Failure {
+                    id: row.id,
+                    attempts,
+                    next_attempt_at: now
+                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                    error,
+                })
+            }
+        }
+    }
+}
+
+enum Step {
+    Published,
+    NotDue,
+    Failed(Failure),
+}
+
+/// The wait before retry number `attempts` (counting from 1): doubling from
+/// [`FIRST_RETRY`], capped at [`MAX_RETRY`].
+fn retry_delay(attempts: i32) -> Duration {
+    let doublings = u32::try_from(attempts.saturating_sub(1))
+        .unwrap_or(0)
+        .min(16);
+    FIRST_RETRY.saturating_mul(1 << doublings).min(MAX_RETRY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{MemoryBus, new_event};
+    use futures::StreamExt;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_thirty_seconds() {
+        assert_eq!(retry_delay(1), Duration::from_millis(500));
+        assert_eq!(retry_delay(2), Duration::from_secs(1));
+        assert_eq!(retry_delay(3), Duration::from_secs(2));
+        assert_eq!(retry_delay(7), Duration::from_secs(30));
+        assert_eq!(retry_delay(i32::MAX), Duration::from_secs(30));
+        assert_eq!(retry_delay(0), Duration::from_millis(500));
+    }
+
+    async fn sqlite() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(&dir.path().join("outbox.db"), 2)
+            .await
+            .unwrap();
+        install_schema(&db).await.unwrap();
+        install_schema(&db).await.unwrap();
+        (dir, db)
+    }
+
+    #[tokio::test]
+    async fn committed_events_go_out_in_order_and_leave_the_outbox() {
+        let (_dir, db) = sqlite().await;
+        let Db::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        let events: Vec<Event> = (0..5)
+            .map(|i| new_event(&format!("user.e{i}"), vec![], None))
+            .collect();
+        let mut tx = pool.begin().await.unwrap();
+        for event in &events {
+            insert_sqlite(&mut tx, event).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(pending(&db).await.unwrap(), 5);
+
+        let bus = Arc::new(MemoryBus::new());
+        let mut sub = bus.subscribe(">").await.unwrap();
+        let config = EventsConfig {
+            relay_batch: 2,
+            ..Default::default()
+        };
+        let relay = OutboxRelay::new(db.clone(), bus, &config);
+        assert_eq!(relay.publish_due().await.unwrap(), 2);
+        assert_eq!(relay.publish_due().await.unwrap(), 2);
+        assert_eq!(relay.publish_due().await.unwrap(), 1);
+        assert_eq!(pending(&db).await.unwrap(), 0);
+        for event in &events {
+            assert_eq!(&sub.next().await.unwrap(), event);
+        }
+    }
+
+    struct FailingBus;
+
+    #[async_trait::async_trait]
+    impl EventBus for FailingBus {
+        async fn publish(&self, _: &Event) -> Result<(), crate::events::BusError> {
+            Err(crate::events::BusError::Publish("down".into()))
+        }
+        async fn subscribe(
+            &self,
+            _: &str,
+        ) -> Result<crate::events::EventStream, crate::events::BusError> {
+            Err(crate::events::BusError::Subscribe("down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_publish_is_recorded_and_backs_off() {
+        let (_dir, db) = sqlite().await;
+        let Db::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        let mut conn = pool.acquire().await.unwrap();
+        insert_sqlite(&mut conn, &new_event("user.a", vec![], None))
+            .await
+            .unwrap();
+        insert_sqlite(&mut conn, &new_event("user.b", vec![], None))
+            .await
+            .unwrap();
+        drop(conn);
+
+        let relay = OutboxRelay::new(db.clone(), Arc::new(FailingBus), &EventsConfig::default());
+        assert_eq!(relay.publish_due().await.unwrap(), 0);
+        // Backing off: the next pass does not even try.
+        assert_eq!(relay.publish_due().await.unwrap(), 0);
+        let (attempts, error): (i64, Option<String>) =
+            sqlx::query_as("SELECT attempts, last_error FROM roster_outbox ORDER BY id LIMIT 1")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(attempts, 1);
+        assert!(error.unwrap().contains("down"));
+        let untouched: i64 =
+            sqlx::query_scalar("SELECT attempts FROM roster_outbox ORDER BY id DESC LIMIT 1")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        assert_eq!(untouched, 0);
+        assert_eq!(pending(&db).await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_relay_drains_on_shutdown() {
+        let (_dir, db) = sqlite().await;
+        let Db::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        let mut conn = pool.acquire().await.unwrap();
+        let event = new_event("user.create", vec![], None);
+        insert_sqlite(&mut conn, &event).await.unwrap();
+        drop(conn);
+
+        let bus = Arc::new(MemoryBus::new());
+        let mut sub = bus.subscribe(">").await.unwrap();
+        let relay = OutboxRelay::new(db.clone(), bus, &EventsConfig::default());
+        relay.run(std::future::ready(())).await;
+        assert_eq!(sub.next().await.unwrap(), event);
+        assert_eq!(pending(&db).await.unwrap(), 0);
+    }
+}

@@ -1,0 +1,31 @@
+//! What every Roster service shares, and nothing that only one service uses:
+//!
+//! - [`config`]: layered configuration (defaults → TOML file → environment);
+//! - [`telemetry`]: tracing subscriber and optional OTLP export;
+//! - [`server`]: the gRPC server bootstrap (health, reflection, tracing,
+//!   graceful shutdown);
+//! - [`error`]: the internal-error pattern and status helpers;
+//! - [`validation`]: field violations that name the field;
+//! - [`list`]: limit/page/order, `x-total-count` and field masks;
+//! - [`db`]: PostgreSQL and SQLite pools and per-service migrations;
+//! - [`events`]: the event bus (NATS JetStream or in-process), the
+//!   transactional outbox and its relay;
+//! - [`auth`]: bearer token → `AuthInfo` → cached → rights checks;
+//! - [`ratelimit`]: per-key attempt limits for unauthenticated methods;
+//! - [`rights`]: right sets and state limits;
+//! - [`password`]: Argon2id hashing on the blocking pool;
+//! - [`token`]: random secrets and `<type>.<id>.<secret>` tokens.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod list;
+pub mod password;
+pub mod ratelimit;
+pub mod rights;
+pub mod server;
+pub mod telemetry;
+pub mod token;
+pub mod validation;

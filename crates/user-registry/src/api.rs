@@ -1,0 +1,164 @@
+//! The gRPC face of the user registry: find out who calls, hand the request
+//! to the service, map its error. No SQL and no rules here.
+
+use std::sync::Arc;
+
+use roster_core::auth::Authenticator;
+use roster_core::list::with_total_count;
+use roster_proto::v1::entity_registry_search_server::EntityRegistrySearch;
+use roster_proto::v1::external_user_registry_server::ExternalUserRegistry;
+use roster_proto::v1::user_credentials_server::UserCredentials;
+use roster_proto::v1::user_registry_server::UserRegistry;
+use roster_proto::v1::{
+    CheckPasswordRequest, CheckPasswordResponse, CreateExternalUserRequest,
+    CreateTemporaryPasswordRequest, CreateUserRequest, DeleteExternalUserRequest, ExternalUser,
+    GetExternalUserByExternalIdRequest, GetExternalUserByUserIdRequest, GetUserRequest,
+    ListUsersRequest, SearchUsersRequest, UpdateUserPasswordRequest, UpdateUserRequest, User,
+    UserIdentifiers, Users,
+};
+use tonic::{Request, Response, Status};
+
+use crate::service::UserRegistryService;
+
+/// Implements every gRPC service of the user registry.
+#[derive(Clone)]
+pub struct UserRegistryApi {
+    service: Arc<UserRegistryService>,
+    auth: Arc<Authenticator>,
+}
+
+impl UserRegistryApi {
+    pub fn new(service: Arc<UserRegistryService>, auth: Arc<Authenticator>) -> Self {
+        Self { service, auth }
+    }
+}
+
+/// Resolves the caller, runs `$call` with it and the request's message, and
+/// turns the service error into a status.
+macro_rules! handle {
+    ($self:ident, $request:ident, |$ctx:ident, $msg:ident| $call:expr) => {{
+        let $ctx = $self.auth.context(&$request).await?;
+        let $msg = $request.into_inner();
+        let result: Result<_, crate::error::Error> = $call.await;
+        result.map_err(Status::from)
+    }};
+}
+
+#[tonic::async_trait]
+impl UserRegistry for UserRegistryApi {
+    async fn create(&self, request: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
+        handle!(self, request, |ctx, msg| self.service.create(&ctx, msg)).map(Response::new)
+    }
+
+    async fn get(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
+        handle!(self, request, |ctx, msg| self.service.get(&ctx, msg)).map(Response::new)
+    }
+
+    async fn list(&self, request: Request<ListUsersRequest>) -> Result<Response<Users>, Status> {
+        let (users, total) = handle!(self, request, |ctx, msg| self.service.list(&ctx, msg))?;
+        Ok(with_total_count(users, total))
+    }
+
+    async fn update(&self, request: Request<UpdateUserRequest>) -> Result<Response<User>, Status> {
+        handle!(self, request, |ctx, msg| self.service.update(&ctx, msg)).map(Response::new)
+    }
+
+    async fn delete(&self, request: Request<UserIdentifiers>) -> Result<Response<()>, Status> {
+        handle!(self, request, |ctx, msg| self.service.delete(&ctx, msg)).map(Response::new)
+    }
+
+    async fn restore(&self, request: Request<UserIdentifiers>) -> Result<Response<()>, Status> {
+        handle!(self, request, |ctx, msg| self.service.restore(&ctx, msg)).map(Response::new)
+    }
+
+    async fn purge(&self, request: Request<UserIdentifiers>) -> Result<Response<()>, Status> {
+        handle!(self, request, |ctx, msg| self.service.purge(&ctx, msg)).map(Response::new)
+    }
+
+    async fn update_password(
+        &self,
+        request: Request<UpdateUserPasswordRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self, request, |ctx, msg| self
+            .service
+            .update_password(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn create_temporary_password(
+        &self,
+        request: Request<CreateTemporaryPasswordRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self, request, |ctx, msg| self
+            .service
+            .create_temporary_password(&ctx, msg))
+        .map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl EntityRegistrySearch for UserRegistryApi {
+    async fn search_users(
+        &self,
+        request: Request<SearchUsersRequest>,
+    ) -> Result<Response<Users>, Status> {
+        let (users, total) = handle!(self, request, |ctx, msg| self.service.search(&ctx, msg))?;
+        Ok(with_total_count(users, total))
+    }
+}
+
+#[tonic::async_trait]
+impl ExternalUserRegistry for UserRegistryApi {
+    async fn create(
+        &self,
+        request: Request<CreateExternalUserRequest>,
+    ) -> Result<Response<ExternalUser>, Status> {
+        handle!(self, request, |ctx, msg| self
+            .service
+            .create_external_user(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn get_by_user_id(
+        &self,
+        request: Request<GetExternalUserByUserIdRequest>,
+    ) -> Result<Response<ExternalUser>, Status> {
+        handle!(self, request, |ctx, msg| self
+            .service
+            .get_external_user_by_user_id(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn get_by_external_id(
+        &self,
+        request: Request<GetExternalUserByExternalIdRequest>,
+    ) -> Result<Response<ExternalUser>, Status> {
+        handle!(self, request, |ctx, msg| self
+            .service
+            .get_external_user_by_external_id(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteExternalUserRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self, request, |ctx, msg| self
+            .service
+            .delete_external_user(&ctx, msg))
+        .map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl UserCredentials for UserRegistryApi {
+    async fn check_password(
+        &self,
+        request: Request<CheckPasswordRequest>,
+    ) -> Result<Response<CheckPasswordResponse>, Status> {
+        handle!(self, request, |ctx, msg| self
+            .service
+            .check_password(&ctx, msg))
+        .map(Response::new)
+    }
+}

@@ -1,0 +1,44 @@
+//! The user registry's settings (section `[user_registry]`).
+
+use roster_core::ratelimit::RateLimitConfig;
+use serde::Deserialize;
+
+use crate::domain::PasswordPolicy;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserRegistryConfig {
+    /// Whether people may register themselves (admins always may create).
+    pub registration_enabled: bool,
+    /// Whether self-registration needs an invitation token.
+    pub invitation_required: bool,
+    /// Whether self-registered users start as REQUESTED until an admin
+    /// approves them.
+    pub admin_approval_required: bool,
+    /// How long a soft-deleted user can be restored, in seconds.
+    pub restore_window_secs: u64,
+    /// How long a forgotten-password temporary password lives, in seconds.
+    pub temporary_password_ttl_secs: u64,
+    /// How long a temporary password set by an admin lives, in seconds.
+    pub admin_temporary_password_ttl_secs: u64,
+    /// The password rules.
+    pub password_policy: PasswordPolicy,
+    /// Limits on the unauthenticated methods (UpdatePassword,
+    /// CreateTemporaryPassword), per user and per client address.
+    pub rate_limit: RateLimitConfig,
+}
+
+impl Default for UserRegistryConfig {
+    fn default() -> Self {
+        Self {
+            registration_enabled: true,
+            invitation_required: false,
+            admin_approval_required: false,
+            restore_window_secs: 24 * 3600,
+            temporary_password_ttl_secs: 3600,
+            admin_temporary_password_ttl_secs: 36 * 3600,
+            password_policy: PasswordPolicy::default(),
+            rate_limit: RateLimitConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,1273 @@
+//! The user registry's domain types. Each wraps a value that has passed its
+//! rules once, at the edge, through its one `parse()` constructor; past the
+//! API layer nothing re-checks them.
+//!
+//! A violation names the leaf field (`user_id`, `name`); callers place it
+//! under the request path with [`FieldViolation::under`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use roster_core::validation::{FieldViolation, max_chars, no_control_chars, required};
+use roster_proto::v1::Picture;
+use serde::Deserialize;
+
+/// Longest user ID, provider ID or attribute key.
+pub const MAX_ID_CHARS: usize = 36;
+/// Most attributes on one user.
+pub const MAX_ATTRIBUTES: usize = 10;
+/// Longest attribute value.
+pub const MAX_ATTRIBUTE_VALUE_CHARS: usize = 200;
+/// Largest embedded profile picture.
+pub const MAX_PICTURE_BYTES: usize = 8 * 1024 * 1024;
+/// Longest profile picture URL.
+pub const MAX_PICTURE_URL_CHARS: usize = 2048;
+/// MIME types accepted for embedded profile pictures.
+pub const PICTURE_MIME_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+const ID_RULE: &str = "must be 2 to 36 lowercase letters, digits and single hyphens, \
+                       starting and ending with a letter or digit";
+
+// The Things Stack's ID pattern, kept as is so exported IDs import
+// unchanged. User IDs may be two characters long where other IDs need three.
+static ID_PATTERN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9](?:[-]?[a-z0-9]){1,}$").expect("the ID pattern compiles")
+});
+
+// User IDs share a namespace with URL paths, mail local parts and
+// organisation IDs, so names that could impersonate the platform are
+// reserved.
+static BLOCKLIST: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
+    include_str!("blocklist.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect()
+});
+
+/// Lowercase; compared with the lowercased password.
+const COMMON_PASSWORDS: &[&str] = &[
+    "123456",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "12345678910",
+    "0123456789",
+    "111111",
+    "11111111",
+    "000000",
+    "00000000",
+    "121212",
+    "123123",
+    "123123123",
+    "654321",
+    "87654321",
+    "987654321",
+    "666666",
+    "696969",
+    "112233",
+    "159753",
+    "password",
+    "password1",
+    "password12",
+    "password123",
+    "password1234",
+    "password!",
+    "passw0rd",
+    "p@ssw0rd",
+    "p@ssword",
+    "pa$$word",
+    "passwort",
+    "motdepasse",
+    "qwerty",
+    "qwerty12",
+    "qwerty123",
+    "qwerty1234",
+    "qwertyuiop",
+    "qwertz123",
+    "azerty123",
+    "asdfghjkl",
+    "asdf1234",
+    "zxcvbnm",
+    "zxcvbnm123",
+    "1q2w3e4r",
+    "1q2w3e4r5t",
+    "1qaz2wsx",
+    "q1w2e3r4",
+    "q1w2e3r4t5",
+    "abc123",
+    "abc12345",
+    "abcd1234",
+    "abcdef123",
+    "a1b2c3d4",
+    "aa123456",
+    "iloveyou",
+    "iloveyou1",
+    "letmein",
+    "letmein1",
+    "welcome",
+    "welcome1",
+    "welcome123",
+    "admin",
+    "admin123",
+    "administrator",
+    "root",
+    "toor",
+    "changeme",
+    "changeme1",
+    "secret",
+    "secret123",
+    "trustno1",
+    "monkey",
+    "monkey123",
+    "dragon",
+    "dragon123",
+    "master",
+    "master123",
+    "sunshine",
+    "sunshine1",
+    "princess",
+    "princess1",
+    "football",
+    "football1",
+    "baseball",
+    "baseball1",
+    "superman",
+    "batman123",
+    "starwars",
+    "shadow123",
+    "michael1",
+    "jennifer",
+    "charlie1",
+    "computer",
+    "computer1",
+    "internet",
+    "whatever",
+    "freedom1",
+    "liverpool",
+    "chelsea1",
+    "summer2024",
+    "winter2024",
+    "spring2025",
+    "autumn2025",
+    "default",
+    "guest123",
+    "login123",
+    "test1234",
+    "testtest",
+    "roster123",
+    "lorawan123",
+];
+
+macro_rules! string_newtype {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+    };
+}
+
+fn check_id_shape(field: &str, value: &str) -> Result<(), FieldViolation> {
+    required(field, value)?;
+    max_chars(field, value, MAX_ID_CHARS)?;
+    if !ID_PATTERN.is_match(value) {
+        return Err(FieldViolation::new(field, ID_RULE));
+    }
+    Ok(())
+}
+
+/// Refuses every control character, newlines included: for one-line values.
+fn no_control_chars_at_all(field: &str, value: &str) -> Result<(), FieldViolation> {
+    if value.chars().any(char::is_control) {
+        return Err(FieldViolation::new(
+            field,
+            "must not contain control characters or line breaks",
+        ));
+    }
+    Ok(())
+}
+
+/// A user ID: 2 to 36 lowercase letters, digits and single hyphens, not a
+/// reserved word.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+string_newtype!(UserId);
+
+impl UserId {
+    pub fn parse(value: &str) -> Result<Self, FieldViolation> {
+        const FIELD: &str = "user_id";
+        check_id_shape(FIELD, value)?;
+        if BLOCKLIST.contains(value) {
+            return Err(FieldViolation::new(FIELD, "is reserved"));
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// The ID of an external identity provider: the user ID rules without the
+/// reserved words, since providers are named by administrators.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProviderId(String);
+
+string_newtype!(ProviderId);
+
+impl ProviderId {
+    pub fn parse(value: &str) -> Result<Self, FieldViolation> {
+        check_id_shape("provider_id", value)?;
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// A user's identifier at an external identity provider (an OIDC `sub`, for
+/// example): opaque, so only its length and control characters are checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExternalId(String);
+
+string_newtype!(ExternalId);
+
+impl ExternalId {
+    pub const MAX_CHARS: usize = 250;
+
+    pub fn parse(value: &str) -> Result<Self, FieldViolation> {
+        const FIELD: &str = "external_id";
+        required(FIELD, value)?;
+        max_chars(FIELD, value, Self::MAX_CHARS)?;
+        no_control_chars_at_all(FIELD, value)?;
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// An email address, kept as the user typed it (less surrounding spaces).
+/// Uniqueness is decided on [`Email::normalized`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+string_newtype!(Email);
+
+impl Email {
+    pub const MAX_CHARS: usize = 254;
+    pub const MAX_LOCAL_PART_CHARS: usize = 64;
+
+    // Deliberately stricter than RFC 5322: no quoted local parts, comments
+    // or address literals, which mail clients mangle and which invite
+    // header injection. Internationalised domains come in punycode.
+    pub fn parse(value: &str) -> Result<Self, FieldViolation> {
+        const FIELD: &str = "primary_email_address";
+        let value = value.trim();
+        required(FIELD, value)?;
+        max_chars(FIELD, value, Self::MAX_CHARS)?;
+        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(FieldViolation::new(
+                FIELD,
+                "must not contain spaces or control characters",
+            ));
+        }
+        let mut parts = value.split('@');
+        let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(FieldViolation::new(FIELD, "must contain exactly one `@`"));
+        };
+        if local.is_empty() {
+            return Err(FieldViolation::new(FIELD, "needs a name before the `@`"));
+        }
+        if local.chars().count() > Self::MAX_LOCAL_PART_CHARS {
+            return Err(FieldViolation::new(
+                FIELD,
+                format!(
+                    "the part before the `@` must be at most {} characters",
+                    Self::MAX_LOCAL_PART_CHARS
+                ),
+            ));
+        }
+        if !is_domain_name(domain) {
+            return Err(FieldViolation::new(
+                FIELD,
+                "needs a domain like example.com after the `@`",
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    /// The lowercased address: two addresses that differ only in case
+    /// belong to the same person in practice.
+    pub fn normalized(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+/// At least two dot-separated labels of ASCII letters, digits and inner
+/// hyphens, each at most 63 characters.
+fn is_domain_name(domain: &str) -> bool {
+    let mut labels = 0;
+    for label in domain.split('.') {
+        labels += 1;
+        let valid = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !valid {
+            return false;
+        }
+    }
+    labels >= 2
+}
+
+/// What a password must look like. Configurable per deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordPolicy {
+    /// Fewest characters (not bytes).
+    pub min_length: usize,
+    /// Most characters; bounds the work of hashing.
+    pub max_length: usize,
+    /// Fewest uppercase letters.
+    pub min_uppercase: usize,
+    /// Fewest digits.
+    pub min_digits: usize,
+    /// Fewest characters that are neither letters, digits nor spaces.
+    pub min_special: usize,
+    /// Refuse the passwords attackers try first.
+    pub reject_common: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_length: 8,
+            max_length: 1000,
+            min_uppercase: 1,
+            min_digits: 1,
+            min_special: 0,
+            reject_common: false,
+        }
+    }
+}
+
+impl PasswordPolicy {
+    /// Checks a new password for `user_id`. The reason never quotes the
+    /// password.
+    pub fn check(&self, password: &str, user_id: &UserId) -> Result<(), FieldViolation> {
+        const FIELD: &str = "password";
+        required(FIELD, password)?;
+        let length = password.chars().count();
+        if length > self.max_length {
+            return Err(FieldViolation::new(
+                FIELD,
+                format!("must be at most {} characters", self.max_length),
+            ));
+        }
+        if length < self.min_length {
+            return Err(FieldViolation::new(
+                FIELD,
+                format!("must be at least {} characters", self.min_length),
+            ));
+        }
+        let count = |pred: fn(&char) -> bool| password.chars().filter(pred).count();
+        let minimums = [
+            (
+                self.min_uppercase,
+                count(|c| c.is_uppercase()),
+                "uppercase letter",
+            ),
+            (self.min_digits, count(|c| c.is_numeric()), "digit"),
+            (self.min_special, count(is_special), "special character"),
+        ];
+        for (min, found, what) in minimums {
+            if found < min {
+                let plural = if min == 1 { "" } else { "s" };
+                return Err(FieldViolation::new(
+                    FIELD,
+                    format!("must contain at least {min} {what}{plural}"),
+                ));
+            }
+        }
+        let lowercase = password.to_lowercase();
+        if lowercase.contains(user_id.as_str()) {
+            return Err(FieldViolation::new(FIELD, "must not contain the user ID"));
+        }
+        if self.reject_common && COMMON_PASSWORDS.contains(&lowercase.as_str()) {
+            return Err(FieldViolation::new(
+                FIELD,
+                "is one of the most common passwords",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_special(c: &char) -> bool {
+    !c.is_alphanumeric() && !c.is_whitespace()
+}
+
+/// A display name: at most 50 characters on one line. May be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Name(String);
+
+string_newtype!(Name);
+
+impl Name {
+    pub const MAX_CHARS: usize = 50;
+
+    pub fn parse(value: &str) -> Result<Self, FieldViolation> {
+        const FIELD: &str = "name";
+        max_chars(FIELD, value, Self::MAX_CHARS)?;
+        no_control_chars_at_all(FIELD, value)?;
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// A free-text description: at most 2000 characters; line breaks and tabs
+/// allowed. May be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Description(String);
+
+string_newtype!(Description);
+
+impl Description {
+    pub const MAX_CHARS: usize = 2000;
+
+    pub fn parse(value: &str) -> Result<Self, FieldViolation> {
+        const FIELD: &str = "description";
+        max_chars(FIELD, value, Self::MAX_CHARS)?;
+        no_control_chars(FIELD, value)?;
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// Why an administrator set a user's state: at most 128 characters. May be
+/// empty.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct StateDescription(String);
+
+string_newtype!(StateDescription);
+
+impl StateDescription {
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn parse(value: &str) -> Result<Self, FieldViolation> {
+        const FIELD: &str = "state_description";
+        max_chars(FIELD, value, Self::MAX_CHARS)?;
+        no_control_chars(FIELD, value)?;
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// A user's free key/value attributes, ordered by key.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Attributes(BTreeMap<String, String>);
+
+impl Attributes {
+    /// Checks the pairs in key order, so the same input always reports the
+    /// same violation.
+    pub fn parse(attributes: &HashMap<String, String>) -> Result<Self, FieldViolation> {
+        const FIELD: &str = "attributes";
+        if attributes.len() > MAX_ATTRIBUTES {
+            return Err(FieldViolation::new(
+                FIELD,
+                format!("must have at most {MAX_ATTRIBUTES} entries"),
+            ));
+        }
+        let sorted: BTreeMap<&String, &String> = attributes.iter().collect();
+        for (key, value) in &sorted {
+            if check_id_shape(FIELD, key).is_err() {
+                // The key is not a safe field name, so it is quoted, escaped
+                // and shortened in the reason instead.
+                let shown: String = key.chars().take(MAX_ID_CHARS + 1).collect();
+                return Err(FieldViolation::new(
+                    FIELD,
+                    format!("key {shown:?} {ID_RULE}"),
+                ));
+            }
+            let field = format!("{FIELD}.{key}");
+            max_chars(&field, value, MAX_ATTRIBUTE_VALUE_CHARS)?;
+            no_control_chars(&field, value)?;
+        }
+        Ok(Self(
+            sorted
+                .into_iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ))
+    }
+
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    pub fn into_map(self) -> BTreeMap<String, String> {
+        self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Attributes> for HashMap<String, String> {
+    fn from(value: Attributes) -> Self {
+        value.0.into_iter().collect()
+    }
+}
+
+/// Checks a profile picture: embedded data must be a non-empty PNG, JPEG,
+/// GIF or WebP of at most 8 MiB; size URLs must be http or https and at most
+/// 2048 characters. An empty picture is valid (it clears the picture).
+pub fn validate_picture(picture: &Picture) -> Result<(), FieldViolation> {
+    const FIELD: &str = "profile_picture";
+    if let Some(embedded) = &picture.embedded {
+        if !PICTURE_MIME_TYPES.contains(&embedded.mime_type.as_str()) {
+            return Err(FieldViolation::new(
+                FIELD,
+                format!(
+                    "embedded image type must be one of {}",
+                    PICTURE_MIME_TYPES.join(", ")
+                ),
+            ));
+        }
+        if embedded.data.is_empty() {
+            return Err(FieldViolation::new(FIELD, "embedded image data is empty"));
+        }
+        if embedded.data.len() > MAX_PICTURE_BYTES {
+            return Err(FieldViolation::new(
+                FIELD,
+                "embedded image must be at most 8 MiB",
+            ));
+        }
+    }
+    let sorted: BTreeMap<&u32, &String> = picture.sizes.iter().collect();
+    for (width, url) in sorted {
+        if url.chars().count() > MAX_PICTURE_URL_CHARS {
+            return Err(FieldViolation::new(
+                FIELD,
+                format!("URL for size {width} must be at most {MAX_PICTURE_URL_CHARS} characters"),
+            ));
+        }
+        if !is_http_url(url) {
+            return Err(FieldViolation::new(
+                FIELD,
+                format!("URL for size {width} must be an http or https URL"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An absolute http(s) URL with a host and no spaces or control
+/// characters. The scheme is case-insensitive, as RFC 3986 says.
+fn is_http_url(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    scheme_ok && !host.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A substring to search for in one field (`id_contains`, `name_contains`,
+/// `description_contains`): at most 50 characters. Empty means no filter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct SearchText(String);
+
+string_newtype!(SearchText);
+
+impl SearchText {
+    pub const MAX_CHARS: usize = 50;
+
+    pub fn parse(field: &str, value: &str) -> Result<Self, FieldViolation> {
+        max_chars(field, value, Self::MAX_CHARS)?;
+        no_control_chars_at_all(field, value)?;
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use roster_proto::v1::picture::Embedded;
+
+    fn user_id(s: &str) -> UserId {
+        UserId::parse(s).unwrap()
+    }
+
+    fn field_of<T: fmt::Debug>(result: Result<T, FieldViolation>) -> String {
+        result.unwrap_err().field
+    }
+
+    // User IDs
+
+    #[test]
+    fn user_id_of_two_characters_is_accepted() {
+        assert_eq!(user_id("ab").as_str(), "ab");
+    }
+
+    #[test]
+    fn user_id_with_inner_hyphens_and_digits_is_accepted() {
+        assert!(UserId::parse("jane-doe-42").is_ok());
+    }
+
+    #[test]
+    fn numeric_only_user_id_is_accepted() {
+        assert!(UserId::parse("1234").is_ok());
+    }
+
+    #[test]
+    fn user_id_of_36_characters_is_accepted_and_37_rejected() {
+        assert!(UserId::parse(&"a".repeat(36)).is_ok());
+        assert!(UserId::parse(&"a".repeat(37)).is_err());
+    }
+
+    #[test]
+    fn user_id_with_uppercase_letters_is_rejected() {
+        assert_eq!(field_of(UserId::parse("Jane")), "user_id");
+    }
+
+    #[test]
+    fn user_id_of_one_character_is_rejected() {
+        assert!(UserId::parse("a").is_err());
+    }
+
+    #[test]
+    fn empty_user_id_is_rejected_as_required() {
+        let v = UserId::parse("").unwrap_err();
+        assert_eq!(v.field, "user_id");
+        assert_eq!(v.reason, "is required");
+    }
+
+    #[test]
+    fn user_id_with_leading_trailing_or_double_hyphens_is_rejected() {
+        for id in ["-ab", "ab-", "a--b", "-", "--"] {
+            assert!(UserId::parse(id).is_err(), "{id}");
+        }
+    }
+
+    #[test]
+    fn user_id_with_other_characters_is_rejected() {
+        for id in [
+            "jane_doe", "jane.doe", "jane doe", "jané", "jane@doe", "ab\n",
+        ] {
+            assert!(UserId::parse(id).is_err(), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn reserved_user_ids_are_rejected() {
+        for id in ["admin", "root", "roster", "me", "noreply", "well-known"] {
+            let v = UserId::parse(id).unwrap_err();
+            assert_eq!(v.field, "user_id");
+            assert_eq!(v.reason, "is reserved");
+        }
+    }
+
+    #[test]
+    fn reserved_words_as_part_of_a_user_id_are_accepted() {
+        assert!(UserId::parse("admin-jane").is_ok());
+        assert!(UserId::parse("rooter").is_ok());
+    }
+
+    #[test]
+    fn every_blocklisted_word_is_shaped_like_an_id() {
+        assert!(BLOCKLIST.len() >= 200);
+        for word in BLOCKLIST.iter() {
+            assert!(check_id_shape("user_id", word).is_ok(), "{word}");
+        }
+    }
+
+    #[test]
+    fn provider_id_may_be_a_reserved_word() {
+        assert!(ProviderId::parse("oidc").is_ok());
+        assert_eq!(field_of(ProviderId::parse("Google")), "provider_id");
+    }
+
+    #[test]
+    fn user_id_violation_can_be_placed_under_the_request_path() {
+        let v = UserId::parse("X").unwrap_err().under("user.ids");
+        assert_eq!(v.field, "user.ids.user_id");
+    }
+
+    // External IDs
+
+    #[test]
+    fn external_id_of_250_characters_is_accepted_and_251_rejected() {
+        assert!(ExternalId::parse(&"x".repeat(250)).is_ok());
+        assert_eq!(field_of(ExternalId::parse(&"x".repeat(251))), "external_id");
+    }
+
+    #[test]
+    fn opaque_external_ids_are_accepted() {
+        assert!(ExternalId::parse("auth0|5f7c8ec7c33c6c004bbafe82").is_ok());
+        assert!(ExternalId::parse("https://idp.example/users/Jane Doe").is_ok());
+    }
+
+    #[test]
+    fn empty_or_control_character_external_id_is_rejected() {
+        assert!(ExternalId::parse("").is_err());
+        assert!(ExternalId::parse("a\nb").is_err());
+        assert!(ExternalId::parse("a\0b").is_err());
+    }
+
+    // Email
+
+    #[test]
+    fn ordinary_email_addresses_are_accepted() {
+        for email in [
+            "jane@example.com",
+            "Jane.Doe+roster@mail.example.co.uk",
+            "x@a-b.io",
+            "o'brien@example.com",
+        ] {
+            assert!(Email::parse(email).is_ok(), "{email}");
+        }
+    }
+
+    #[test]
+    fn email_keeps_its_case_and_normalizes_to_lowercase() {
+        let email = Email::parse("  Jane.Doe@Example.COM ").unwrap();
+        assert_eq!(email.as_str(), "Jane.Doe@Example.COM");
+        assert_eq!(email.normalized(), "jane.doe@example.com");
+    }
+
+    #[test]
+    fn malformed_email_addresses_are_rejected() {
+        for email in [
+            "",
+            "   ",
+            "jane",
+            "jane@",
+            "@example.com",
+            "jane@example",
+            "jane@@example.com",
+            "jane@doe@example.com",
+            "jane doe@example.com",
+            "jane@exa mple.com",
+            "jane@example..com",
+            "jane@.example.com",
+            "jane@example.com.",
+            "jane@-example.com",
+            "jane@example-.com",
+            "jane@exam_ple.com",
+            "jane@exämple.com",
+            "jane\r\n@example.com",
+        ] {
+            let v = Email::parse(email).unwrap_err();
+            assert_eq!(v.field, "primary_email_address", "{email:?}");
+        }
+    }
+
+    #[test]
+    fn email_with_a_local_part_over_64_characters_is_rejected() {
+        assert!(Email::parse(&format!("{}@example.com", "a".repeat(64))).is_ok());
+        assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn email_over_254_characters_is_rejected() {
+        let domain = format!(
+            "{}.{}.{}.com",
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63)
+        );
+        let ok = format!("{}@{domain}", "j".repeat(254 - 1 - domain.len()));
+        assert_eq!(ok.len(), 254);
+        assert!(Email::parse(&ok).is_ok());
+        assert!(Email::parse(&format!("j{ok}")).is_err());
+    }
+
+    // Passwords
+
+    #[test]
+    fn password_meeting_the_default_policy_is_accepted() {
+        let policy = PasswordPolicy::default();
+        assert!(policy.check("Correct-Horse-7", &user_id("jane")).is_ok());
+    }
+
+    #[test]
+    fn password_policy_defaults_apply_to_an_empty_config() {
+        let policy: PasswordPolicy = serde_json::from_str("{}").unwrap();
+        assert_eq!(policy, PasswordPolicy::default());
+        assert!(serde_json::from_str::<PasswordPolicy>(r#"{"min_len": 3}"#).is_err());
+    }
+
+    #[test]
+    fn password_shorter_than_the_minimum_is_rejected() {
+        let v = PasswordPolicy::default()
+            .check("Short7", &user_id("jane"))
+            .unwrap_err();
+        assert_eq!(v.field, "password");
+    }
+
+    #[test]
+    fn password_longer_than_the_maximum_is_rejected() {
+        let long = format!("A1{}", "x".repeat(999));
+        let longest = format!("A1{}", "x".repeat(998));
+        assert!(
+            PasswordPolicy::default()
+                .check(&long, &user_id("jane"))
+                .is_err()
+        );
+        assert!(
+            PasswordPolicy::default()
+                .check(&longest, &user_id("jane"))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn password_without_an_uppercase_letter_is_rejected() {
+        assert!(
+            PasswordPolicy::default()
+                .check("correct-horse-7", &user_id("jane"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn password_without_a_digit_is_rejected() {
+        assert!(
+            PasswordPolicy::default()
+                .check("Correct-Horse", &user_id("jane"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn password_without_enough_special_characters_is_rejected_when_required() {
+        let policy = PasswordPolicy {
+            min_special: 2,
+            ..PasswordPolicy::default()
+        };
+        assert!(policy.check("Correct-Horse7", &user_id("jane")).is_err());
+        assert!(policy.check("Correct-Horse-7!", &user_id("jane")).is_ok());
+        // Spaces are not special characters.
+        assert!(policy.check("Correct Horse 7 -", &user_id("jane")).is_err());
+    }
+
+    #[test]
+    fn password_containing_the_user_id_in_any_case_is_rejected() {
+        let v = PasswordPolicy::default()
+            .check("My-JANE-doe-Pass1", &user_id("jane-doe"))
+            .unwrap_err();
+        assert_eq!(v.reason, "must not contain the user ID");
+    }
+
+    #[test]
+    fn common_password_is_rejected_only_when_configured() {
+        let strict = PasswordPolicy {
+            reject_common: true,
+            ..PasswordPolicy::default()
+        };
+        assert!(
+            PasswordPolicy::default()
+                .check("Password1", &user_id("jane"))
+                .is_ok()
+        );
+        assert!(strict.check("Password1", &user_id("jane")).is_err());
+        assert!(strict.check("PASSWORD123", &user_id("jane")).is_err());
+        assert!(strict.check("Correct-Horse-7", &user_id("jane")).is_ok());
+    }
+
+    #[test]
+    fn common_password_list_is_lowercase_and_large_enough() {
+        assert!(COMMON_PASSWORDS.len() >= 100);
+        for p in COMMON_PASSWORDS {
+            assert_eq!(*p, p.to_lowercase());
+        }
+    }
+
+    #[test]
+    fn password_violation_never_quotes_the_password() {
+        let v = PasswordPolicy::default()
+            .check("sEcretword", &user_id("jane"))
+            .unwrap_err();
+        assert!(!v.reason.contains("sEcretword"));
+    }
+
+    // Texts
+
+    #[test]
+    fn name_of_50_characters_is_accepted_and_51_rejected() {
+        assert!(Name::parse(&"é".repeat(50)).is_ok());
+        assert_eq!(field_of(Name::parse(&"é".repeat(51))), "name");
+    }
+
+    #[test]
+    fn name_with_a_line_break_is_rejected() {
+        assert!(Name::parse("Jane\nDoe").is_err());
+        assert!(Name::parse("Jane\tDoe").is_err());
+    }
+
+    #[test]
+    fn empty_name_is_accepted() {
+        assert!(Name::parse("").is_ok());
+    }
+
+    #[test]
+    fn description_may_span_lines_but_not_contain_other_control_characters() {
+        assert!(Description::parse("line one\nline two\twith a tab").is_ok());
+        assert_eq!(field_of(Description::parse("bell\u{7}")), "description");
+    }
+
+    #[test]
+    fn description_over_2000_characters_is_rejected() {
+        assert!(Description::parse(&"d".repeat(2000)).is_ok());
+        assert!(Description::parse(&"d".repeat(2001)).is_err());
+    }
+
+    #[test]
+    fn state_description_over_128_characters_is_rejected() {
+        assert!(StateDescription::parse(&"s".repeat(128)).is_ok());
+        assert_eq!(
+            field_of(StateDescription::parse(&"s".repeat(129))),
+            "state_description"
+        );
+    }
+
+    #[test]
+    fn search_text_names_the_field_it_came_from() {
+        assert!(SearchText::parse("name_contains", "jan").is_ok());
+        assert!(SearchText::parse("name_contains", "").unwrap().is_empty());
+        assert_eq!(
+            field_of(SearchText::parse("name_contains", &"n".repeat(51))),
+            "name_contains"
+        );
+    }
+
+    // Attributes
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn ten_valid_attributes_are_accepted() {
+        let pairs: HashMap<String, String> = (0..10)
+            .map(|i| (format!("key-{i}"), "v".repeat(200)))
+            .collect();
+        let attributes = Attributes::parse(&pairs).unwrap();
+        assert_eq!(attributes.len(), 10);
+        assert_eq!(HashMap::from(attributes), pairs);
+    }
+
+    #[test]
+    fn eleven_attributes_are_rejected() {
+        let pairs: HashMap<String, String> = (0..11)
+            .map(|i| (format!("key-{i}"), String::new()))
+            .collect();
+        assert_eq!(field_of(Attributes::parse(&pairs)), "attributes");
+    }
+
+    #[test]
+    fn attribute_key_may_be_a_reserved_word() {
+        assert!(Attributes::parse(&map(&[("admin", "yes")])).is_ok());
+    }
+
+    #[test]
+    fn attribute_with_an_invalid_key_is_rejected_under_attributes() {
+        let v = Attributes::parse(&map(&[("Bad_Key", "x")])).unwrap_err();
+        assert_eq!(v.field, "attributes");
+        assert!(v.reason.contains("Bad_Key"));
+        assert!(Attributes::parse(&map(&[(&"k".repeat(37), "x")])).is_err());
+    }
+
+    #[test]
+    fn attribute_with_a_long_value_is_rejected_under_its_key() {
+        let v = Attributes::parse(&map(&[("team", &"v".repeat(201))])).unwrap_err();
+        assert_eq!(v.field, "attributes.team");
+    }
+
+    // Pictures
+
+    fn embedded(mime_type: &str, data: Vec<u8>) -> Picture {
+        Picture {
+            embedded: Some(Embedded {
+                mime_type: mime_type.to_owned(),
+                data,
+            }),
+            sizes: HashMap::new(),
+        }
+    }
+
+    fn sized(url: &str) -> Picture {
+        Picture {
+            embedded: None,
+            sizes: HashMap::from([(256, url.to_owned())]),
+        }
+    }
+
+    #[test]
+    fn empty_picture_is_accepted() {
+        assert!(validate_picture(&Picture::default()).is_ok());
+    }
+
+    #[test]
+    fn embedded_picture_of_each_allowed_type_is_accepted() {
+        for mime in PICTURE_MIME_TYPES {
+            assert!(validate_picture(&embedded(mime, vec![1, 2, 3])).is_ok());
+        }
+    }
+
+    #[test]
+    fn embedded_picture_of_another_type_is_rejected() {
+        for mime in ["image/svg+xml", "text/html", "", "IMAGE/PNG"] {
+            let v = validate_picture(&embedded(mime, vec![1])).unwrap_err();
+            assert_eq!(v.field, "profile_picture");
+        }
+    }
+
+    #[test]
+    fn embedded_picture_without_data_is_rejected() {
+        assert!(validate_picture(&embedded("image/png", Vec::new())).is_err());
+    }
+
+    #[test]
+    fn embedded_picture_over_8_mib_is_rejected() {
+        assert!(validate_picture(&embedded("image/png", vec![0; MAX_PICTURE_BYTES])).is_ok());
+        assert!(validate_picture(&embedded("image/png", vec![0; MAX_PICTURE_BYTES + 1])).is_err());
+    }
+
+    #[test]
+    fn picture_urls_must_be_http_or_https() {
+        assert!(validate_picture(&sized("https://cdn.example.com/a.png")).is_ok());
+        assert!(validate_picture(&sized("HTTP://cdn.example.com/a.png?x=1")).is_ok());
+        for url in [
+            "",
+            "ftp://example.com/a.png",
+            "javascript:alert(1)",
+            "data:image/png;base64,AAAA",
+            "https://",
+            "https:///a.png",
+            "https://example.com/a b.png",
+            "//example.com/a.png",
+        ] {
+            assert!(validate_picture(&sized(url)).is_err(), "{url}");
+        }
+    }
+
+    #[test]
+    fn picture_url_over_2048_characters_is_rejected() {
+        let base = "https://example.com/";
+        assert!(
+            validate_picture(&sized(&format!("{base}{}", "a".repeat(2048 - base.len())))).is_ok()
+        );
+        assert!(
+            validate_picture(&sized(&format!("{base}{}", "a".repeat(2049 - base.len())))).is_err()
+        );
+    }
+
+    // Properties
+
+    fn id_like() -> impl Strategy<Value = String> {
+        prop_oneof![any::<String>(), "[a-z0-9-]{0,40}", "[a-zA-Z0-9_. -]{0,40}"]
+    }
+
+    fn valid_id() -> impl Strategy<Value = String> {
+        "[a-z0-9](-?[a-z0-9]){1,17}"
+    }
+
+    fn email_like() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[ ]?[a-zA-Z0-9.+@_-]{0,70}@[a-zA-Z0-9.@-]{0,30}[ ]?",
+            "[a-z]{1,70}@[a-z-]{0,70}(\\.[a-z0-9-]{0,70}){0,4}",
+        ]
+    }
+
+    fn no_control(s: &str) -> bool {
+        !s.chars().any(char::is_control)
+    }
+
+    fn picture() -> impl Strategy<Value = Picture> {
+        let mime = prop_oneof![
+            prop::sample::select(PICTURE_MIME_TYPES.to_vec()).prop_map(str::to_owned),
+            any::<String>(),
+        ];
+        let embedded = prop::option::of(
+            (mime, prop::collection::vec(any::<u8>(), 0..4))
+                .prop_map(|(mime_type, data)| Embedded { mime_type, data }),
+        );
+        let url = prop_oneof![any::<String>(), "(https?|HTTPS|ftp|)(://)?[a-z./ ]{0,20}",];
+        let sizes = prop::collection::hash_map(any::<u32>(), url, 0..4);
+        (embedded, sizes).prop_map(|(embedded, sizes)| Picture { embedded, sizes })
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_user_ids_match_the_pattern_and_are_not_reserved(s in id_like()) {
+            if let Ok(id) = UserId::parse(&s) {
+                prop_assert!(ID_PATTERN.is_match(id.as_str()));
+                prop_assert!(id.as_str().len() <= MAX_ID_CHARS);
+                prop_assert!(!BLOCKLIST.contains(id.as_str()));
+                prop_assert_eq!(id.as_str(), s.as_str());
+            }
+        }
+
+        #[test]
+        fn user_ids_matching_the_pattern_are_accepted_unless_reserved(s in valid_id()) {
+            prop_assert_eq!(UserId::parse(&s).is_ok(), !BLOCKLIST.contains(s.as_str()));
+        }
+
+        #[test]
+        fn accepted_provider_ids_match_the_pattern(s in id_like()) {
+            if let Ok(id) = ProviderId::parse(&s) {
+                prop_assert!(ID_PATTERN.is_match(id.as_str()));
+                prop_assert!(id.as_str().len() <= MAX_ID_CHARS);
+            }
+        }
+
+        #[test]
+        fn accepted_external_ids_are_short_and_free_of_control_characters(s in any::<String>()) {
+            if let Ok(id) = ExternalId::parse(&s) {
+                let chars = id.as_str().chars().count();
+                prop_assert!((1..=ExternalId::MAX_CHARS).contains(&chars));
+                prop_assert!(no_control(id.as_str()));
+            }
+        }
+
+        #[test]
+        fn accepted_emails_follow_the_rules(s in email_like()) {
+            if let Ok(email) = Email::parse(&s) {
+                let e = email.as_str();
+                prop_assert_eq!(e, s.trim());
+                prop_assert!(e.chars().count() <= Email::MAX_CHARS);
+                prop_assert!(!e.chars().any(|c| c.is_whitespace() || c.is_control()));
+                let (local, domain) = e.split_once('@').unwrap();
+                prop_assert!(!domain.contains('@'));
+                prop_assert!(!local.is_empty() && local.chars().count() <= 64);
+                prop_assert!(domain.contains('.'));
+                prop_assert!(domain.split('.').all(|l| !l.is_empty()
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')));
+                // Parsing is idempotent, and normalizing keeps it valid.
+                prop_assert_eq!(Email::parse(e).unwrap(), email.clone());
+                prop_assert!(Email::parse(&email.normalized()).is_ok());
+            }
+        }
+
+        #[test]
+        fn accepted_passwords_meet_the_policy(
+            password in prop_oneof![any::<String>(), "[a-zA-Z0-9 !-]{0,20}"],
+            id in valid_id(),
+            min_special in 0usize..3,
+            reject_common in any::<bool>(),
+        ) {
+            prop_assume!(!BLOCKLIST.contains(id.as_str()));
+            let user_id = UserId::parse(&id).unwrap();
+            let policy = PasswordPolicy { min_special, reject_common, ..PasswordPolicy::default() };
+            if policy.check(&password, &user_id).is_ok() {
+                let chars = password.chars().count();
+                prop_assert!((8..=1000).contains(&chars));
+                prop_assert!(password.chars().any(char::is_uppercase));
+                prop_assert!(password.chars().any(char::is_numeric));
+                prop_assert!(password.chars().filter(is_special).count() >= min_special);
+                prop_assert!(!password.to_lowercase().contains(&id));
+                if reject_common {
+                    prop_assert!(!COMMON_PASSWORDS.contains(&password.to_lowercase().as_str()));
+                }
+            }
+        }
+
+        #[test]
+        fn accepted_names_are_short_single_lines(s in any::<String>()) {
+            if let Ok(name) = Name::parse(&s) {
+                prop_assert!(name.as_str().chars().count() <= Name::MAX_CHARS);
+                prop_assert!(no_control(name.as_str()));
+            }
+        }
+
+        #[test]
+        fn accepted_descriptions_are_bounded(s in any::<String>()) {
+            if let Ok(d) = Description::parse(&s) {
+                prop_assert!(d.as_str().chars().count() <= Description::MAX_CHARS);
+                prop_assert!(d.as_str().chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
+            }
+        }
+
+        #[test]
+        fn accepted_state_descriptions_are_bounded(s in any::<String>()) {
+            if let Ok(d) = StateDescription::parse(&s) {
+                prop_assert!(d.as_str().chars().count() <= StateDescription::MAX_CHARS);
+                prop_assert!(d.as_str().chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
+            }
+        }
+
+        #[test]
+        fn accepted_search_texts_are_bounded(s in any::<String>()) {
+            if let Ok(t) = SearchText::parse("query", &s) {
+                prop_assert!(t.as_str().chars().count() <= SearchText::MAX_CHARS);
+                prop_assert!(no_control(t.as_str()));
+            }
+        }
+
+        #[test]
+        fn accepted_attributes_follow_the_rules(
+            pairs in prop::collection::hash_map(id_like(), ".{0,210}", 0..12),
+        ) {
+            match Attributes::parse(&pairs) {
+                Ok(attributes) => {
+                    prop_assert!(attributes.len() <= MAX_ATTRIBUTES);
+                    for (k, v) in attributes.as_map() {
+                        prop_assert!(ID_PATTERN.is_match(k) && k.len() <= MAX_ID_CHARS);
+                        prop_assert!(v.chars().count() <= MAX_ATTRIBUTE_VALUE_CHARS);
+                    }
+                    prop_assert_eq!(HashMap::from(attributes), pairs);
+                }
+                Err(v) => prop_assert!(v.field.starts_with("attributes")),
+            }
+        }
+
+        #[test]
+        fn accepted_pictures_follow_the_rules(picture in picture()) {
+            if validate_picture(&picture).is_ok() {
+                if let Some(e) = &picture.embedded {
+                    prop_assert!(PICTURE_MIME_TYPES.contains(&e.mime_type.as_str()));
+                    prop_assert!(!e.data.is_empty() && e.data.len() <= MAX_PICTURE_BYTES);
+                }
+                for url in picture.sizes.values() {
+                    let lower = url.to_ascii_lowercase();
+                    prop_assert!(lower.starts_with("http://") || lower.starts_with("https://"));
+                    prop_assert!(url.chars().count() <= MAX_PICTURE_URL_CHARS);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The user registry: users, search, external identities and passwords.
+//!
+//! It serves `UserRegistry`, `EntityRegistrySearch`,
+//! `ExternalUserRegistry` and the internal `UserCredentials` (password
+//! checks for the sessions service). It owns the `users`,
+//! `user_attributes` and `external_users` tables, and publishes the
+//! `user.*` events through its outbox.
+//!
+//! - [`api`]: the tonic services;
+//! - [`service`]: the use cases and their rules;
+//! - [`domain`]: validated input types;
+//! - [`store`]: the store trait, PostgreSQL and SQLite;
+//! - [`convert`]: records ↔ messages, field masks;
+//! - [`events`]: event names; [`error`]: errors → status codes;
+//!   [`config`]: settings.
+
+pub mod api;
+pub mod config;
+pub mod convert;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+
+use roster_core::auth::Authenticator;
+use roster_core::db::Db;
+use roster_core::events::EventBus;
+use roster_core::events::outbox::OutboxRelay;
+use roster_core::password::PasswordHasher;
+use roster_core::server::GrpcServer;
+use roster_proto::v1::entity_registry_search_server::EntityRegistrySearchServer;
+use roster_proto::v1::external_user_registry_server::ExternalUserRegistryServer;
+use roster_proto::v1::user_credentials_server::UserCredentialsServer;
+use roster_proto::v1::user_registry_server::UserRegistryServer;
+
+pub use config::UserRegistryConfig;
+
+/// The service name used in `rosterd start <name>` and for its data.
+pub const NAME: &str = "user-registry";
+
+/// What the user registry needs from its process.
+pub struct Dependencies {
+    pub db: Db,
+    pub bus: Arc<dyn EventBus>,
+    pub auth: Arc<Authenticator>,
+    pub hasher: PasswordHasher,
+    pub events: roster_core::events::EventsConfig,
+    pub config: UserRegistryConfig,
+}
+
+/// A built user registry: its gRPC services and its outbox relay.
+pub struct UserRegistryComponent {
+    pub service: Arc<UserRegistryService>,
+    pub api: api::UserRegistryApi,
+    pub relay: OutboxRelay,
+}
+
+pub use service::UserRegistryService;
+
+impl UserRegistryComponent {
+    /// Runs the migrations (when `migrate`), and wires store, service and
+    /// relay.
+    pub async fn build(deps: Dependencies, migrate: bool) -> anyhow::Result<Self> {
+        if migrate {
+            store::migrations().run(&deps.db).await?;
+        }
+        let relay = OutboxRelay::new(deps.db.clone(), deps.bus.clone(), &deps.events);
+        let store = store::open(&deps.db, relay.waker());
+        let service = Arc::new(UserRegistryService::new(store, deps.hasher, deps.config));
+        let api = api::UserRegistryApi::new(service.clone(), deps.auth);
+        Ok(Self {
+            service,
+            api,
+            relay,
+        })
+    }
+
+    /// Adds the user registry's gRPC services to `server`.
+    pub fn register(&self, server: &mut GrpcServer) {
+        server.add_service(UserRegistryServer::new(self.api.clone()));
+        server.add_service(EntityRegistrySearchServer::new(self.api.clone()));
+        server.add_service(ExternalUserRegistryServer::new(self.api.clone()));
+        server.add_service(UserCredentialsServer::new(self.api.clone()));
+    }
+}

@@ -1,0 +1,1085 @@
+//! The use cases of the user registry. Each checks the caller's rights,
+//! validates its input into domain types, and writes the change together
+//! with its event through the store (one transaction).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::Duration;
+use roster_core::auth::CallContext;
+use roster_core::events::{new_event, pack};
+use roster_core::list::{FieldMask, Order, Page};
+use roster_core::password::PasswordHasher;
+use roster_core::ratelimit::RateLimiter;
+use roster_core::validation::FieldViolation;
+use roster_proto::v1::{
+    CheckPasswordRequest, CheckPasswordResponse, CreateExternalUserRequest,
+    CreateTemporaryPasswordRequest, CreateUserRequest, DeleteExternalUserRequest,
+    EntityIdentifiers, Event, ExternalUser, GetExternalUserByExternalIdRequest,
+    GetExternalUserByUserIdRequest, GetUserRequest, ListUsersRequest, Picture, Right,
+    SearchUsersRequest, State, UpdateUserPasswordRequest, UpdateUserRequest, User, UserEventData,
+    UserIdentifiers, Users, entity_identifiers,
+};
+
+use crate::config::UserRegistryConfig;
+use crate::convert::{self, READABLE_PATHS, WRITE_ONLY_PATHS, now};
+use crate::domain::{
+    Attributes, Description, Email, ExternalId, Name, ProviderId, SearchText, StateDescription,
+    UserId, validate_picture,
+};
+use crate::error::{Error, Result};
+use crate::events::*;
+use crate::store::{
+    ExternalUserRecord, ORDER_FIELDS, StoreError, UserQuery, UserRecord, UserStore,
+};
+
+/// Paths an Update may name; the `ADMIN_PATHS` among them need an admin.
+pub const UPDATE_PATHS: &[&str] = &[
+    "name",
+    "description",
+    "attributes",
+    "primary_email_address",
+    "primary_email_address_validated_at",
+    "require_password_update",
+    "state",
+    "state_description",
+    "admin",
+    "temporary_password",
+    "profile_picture",
+    "email_notification_preferences",
+    "universal_rights",
+];
+
+/// Paths only admins may update.
+pub const ADMIN_PATHS: &[&str] = &[
+    "primary_email_address_validated_at",
+    "require_password_update",
+    "state",
+    "state_description",
+    "admin",
+    "temporary_password",
+    "universal_rights",
+];
+
+/// How often an update is retried when a concurrent one got there first.
+const UPDATE_ATTEMPTS: usize = 5;
+
+pub struct UserRegistryService {
+    store: Arc<dyn UserStore>,
+    hasher: PasswordHasher,
+    config: UserRegistryConfig,
+    limiter: RateLimiter,
+}
+
+fn user_ids_event(user_id: &str) -> Vec<EntityIdentifiers> {
+    vec![EntityIdentifiers {
+        ids: Some(entity_identifiers::Ids::UserIds(UserIdentifiers {
+            user_id: user_id.to_string(),
+            email: String::new(),
+        })),
+    }]
+}
+
+fn user_id_of(ids: Option<&UserIdentifiers>, prefix: &str) -> Result<UserId> {
+    let raw = ids.map(|i| i.user_id.as_str()).unwrap_or_default();
+    UserId::parse(raw).map_err(|v| Error::InvalidArgument(v.under(prefix)))
+}
+
+fn state_of(value: i32, field: &str) -> Result<State> {
+    State::try_from(value).map_err(|_| FieldViolation::new(field, "unknown state").into())
+}
+
+fn rights_of(rights: Option<&roster_proto::v1::Rights>, field: &str) -> Result<Option<Vec<i32>>> {
+    let Some(rights) = rights else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for r in &rights.rights {
+        match Right::try_from(*r) {
+            Ok(Right::Invalid) | Err(_) => {
+                return Err(FieldViolation::new(field, format!("unknown right {r}")).into());
+            }
+            Ok(_) if out.contains(r) => {}
+            Ok(_) => out.push(*r),
+        }
+    }
+    out.sort_unstable();
+    Ok(Some(out))
+}
+
+fn notification_types(
+    prefs: Option<&roster_proto::v1::EmailNotificationPreferences>,
+) -> Result<Vec<i32>> {
+    let mut out = Vec::new();
+    for t in prefs.map(|p| p.types.as_slice()).unwrap_or_default() {
+        if roster_proto::v1::NotificationType::try_from(*t).is_err() {
+            return Err(FieldViolation::new(
+                "user.email_notification_preferences.types",
+                format!("unknown notification type {t}"),
+            )
+            .into());
+        }
+        if !out.contains(t) {
+            out.push(*t);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn encode_picture(picture: Option<&Picture>) -> Result<Option<Vec<u8>>> {
+    match picture {
+        None => Ok(None),
+        Some(p) => {
+            validate_picture(p).map_err(|v| v.under("user"))?;
+            Ok(Some(prost::Message::encode_to_vec(p)))
+        }
+    }
+}
+
+impl UserRegistryService {
+    pub fn new(
+        store: Arc<dyn UserStore>,
+        hasher: PasswordHasher,
+        config: UserRegistryConfig,
+    ) -> Self {
+        let limiter = RateLimiter::new(config.rate_limit);
+        Self {
+            store,
+            hasher,
+            config,
+            limiter,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn UserStore> {
+        &self.store
+    }
+
+    /// A user event stamped with the caller, carrying the user without
+    /// secrets.
+    fn event(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+        user: &UserRecord,
+        changed_paths: Vec<String>,
+        revoke_all_access: bool,
+    ) -> Event {
+        let data = UserEventData {
+            user: Some(convert::user_full(user)),
+            changed_paths,
+            revoke_all_access,
+        };
+        let mut event = new_event(name, user_ids_event(&user.user_id), Some(pack(&data)));
+        ctx.stamp(&mut event);
+        event
+    }
+
+    /// The user, for a caller that holds `right` on it. Callers without the
+    /// right get PERMISSION_DENIED whether or not the user exists; admins
+    /// get NOT_FOUND for unknown users.
+    async fn authorized_user(
+        &self,
+        ctx: &CallContext,
+        user_id: &UserId,
+        right: Right,
+        include_deleted: bool,
+    ) -> Result<UserRecord> {
+        ctx.caller.require(user_id.as_str(), right)?;
+        match self.store.get_user(user_id.as_str()).await? {
+            Some(u) if include_deleted || u.deleted_at.is_none() => Ok(u),
+            _ => Err(Error::NotFound("user")),
+        }
+    }
+
+    // ---- UserRegistry -------------------------------------------------
+
+    #[tracing::instrument(skip_all)]
+    pub async fn create(&self, ctx: &CallContext, req: CreateUserRequest) -> Result<User> {
+        let admin = ctx.caller.universal_rights().contains(Right::UserCreate);
+        let input = req
+            .user
+            .ok_or_else(|| FieldViolation::new("user", "is required"))?;
+        let user_id = user_id_of(input.ids.as_ref(), "user.ids")?;
+        let email = Email::parse(&input.primary_email_address).map_err(|v| v.under("user"))?;
+        self.config
+            .password_policy
+            .check(&input.password, &user_id)
+            .map_err(|v| v.under("user"))?;
+        let name = Name::parse(&input.name).map_err(|v| v.under("user"))?;
+        let description = Description::parse(&input.description).map_err(|v| v.under("user"))?;
+        let attributes = Attributes::parse(&input.attributes).map_err(|v| v.under("user"))?;
+        let picture = encode_picture(input.profile_picture.as_ref())?;
+        let types = notification_types(input.email_notification_preferences.as_ref())?;
+
+        if !admin {
+            if !self.config.registration_enabled {
+                return Err(Error::PermissionDenied("registration is disabled".into()));
+            }
+            if self.config.invitation_required && req.invitation_token.is_empty() {
+                return Err(FieldViolation::new(
+                    "invitation_token",
+                    "is required: registration needs an invitation",
+                )
+                .into());
+            }
+        }
+        if !req.invitation_token.is_empty() {
+            // Invitations live in the invitations service; until it runs in
+            // this deployment a token cannot be checked, and an unchecked
+            // token must not pass for a checked one.
+            return Err(Error::FailedPrecondition(
+                "invitations are not available in this deployment",
+            ));
+        }
+
+        let at = now();
+        let password_hash = self
+            .hasher
+            .hash(&input.password)
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
+        let mut record = UserRecord {
+            user_id: user_id.as_str().to_string(),
+            name: name.into_string(),
+            description: description.into_string(),
+            attributes: attributes.into_map(),
+            primary_email_address: email.as_str().to_string(),
+            email_normalized: email.normalized(),
+            primary_email_address_validated_at: None,
+            password_hash,
+            password_updated_at: at,
+            require_password_update: false,
+            state: if self.config.admin_approval_required {
+                State::Requested as i32
+            } else {
+                State::Approved as i32
+            },
+            state_description: String::new(),
+            admin: false,
+            temporary_password_hash: None,
+            temporary_password_created_at: None,
+            temporary_password_expires_at: None,
+            profile_picture: picture,
+            email_notification_types: types,
+            universal_rights: None,
+            created_at: at,
+            updated_at: at,
+            deleted_at: None,
+        };
+        if admin {
+            // Admins may set the admin-only fields at creation.
+            record.state = state_of(input.state, "user.state")? as i32;
+            record.state_description = StateDescription::parse(&input.state_description)
+                .map_err(|v| v.under("user"))?
+                .into_string();
+            record.admin = input.admin;
+            record.require_password_update = input.require_password_update;
+            record.primary_email_address_validated_at = input
+                .primary_email_address_validated_at
+                .as_ref()
+                .map(|t| {
+                    convert::from_timestamp(t).ok_or_else(|| {
+                        FieldViolation::new(
+                            "user.primary_email_address_validated_at",
+                            "out of range",
+                        )
+                    })
+                })
+                .transpose()?;
+            record.universal_rights =
+                rights_of(input.universal_rights.as_ref(), "user.universal_rights")?;
+        } else {
+            state_description_default(&mut record);
+        }
+        let event = self.event(ctx, USER_CREATE, &record, Vec::new(), false);
+        self.store.insert_user(&record, &[event]).await?;
+        tracing::info!(user_id = %record.user_id, "user created");
+        Ok(convert::user_full(&record))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn get(&self, ctx: &CallContext, req: GetUserRequest) -> Result<User> {
+        ctx.caller.require_authenticated()?;
+        let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
+        let mask = FieldMask::parse(req.field_mask.as_ref(), READABLE_PATHS, WRITE_ONLY_PATHS)?;
+        let rights = ctx.caller.rights_on(user_id.as_str());
+        let full = rights.contains(Right::UserInfo);
+        let stored = self.store.get_user(user_id.as_str()).await?;
+        let visible_to_admin = ctx.caller.is_admin();
+        let user = match stored {
+            Some(u) if u.deleted_at.is_none() || visible_to_admin => u,
+            _ if visible_to_admin => return Err(Error::NotFound("user")),
+            _ => {
+                return Err(Error::PermissionDenied(
+                    "missing right RIGHT_USER_INFO".into(),
+                ));
+            }
+        };
+        let visible: &[&str] = if full {
+            READABLE_PATHS
+        } else {
+            convert::PUBLIC_PATHS
+        };
+        Ok(convert::apply_mask(
+            convert::user_full(&user),
+            &mask,
+            visible,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn list(&self, ctx: &CallContext, req: ListUsersRequest) -> Result<(Users, u64)> {
+        ctx.caller.require_universal(Right::UserList)?;
+        let mask = FieldMask::parse(req.field_mask.as_ref(), READABLE_PATHS, WRITE_ONLY_PATHS)?;
+        let order = Order::parse(&req.order, ORDER_FIELDS, "user_id")?;
+        let page = Page::parse(req.limit, req.page)?;
+        let query = UserQuery {
+            deleted: req.deleted,
+            order: order.field,
+            descending: order.descending,
+            limit: page.limit(),
+            offset: page.offset(),
+            ..Default::default()
+        };
+        self.page_of(&query, &mask).await
+    }
+
+    async fn page_of(&self, query: &UserQuery, mask: &FieldMask) -> Result<(Users, u64)> {
+        let (records, total) = self.store.search_users(query).await?;
+        let users = records
+            .iter()
+            .map(|r| convert::apply_mask(convert::user_full(r), mask, READABLE_PATHS))
+            .collect();
+        Ok((Users { users }, total))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn search(&self, ctx: &CallContext, req: SearchUsersRequest) -> Result<(Users, u64)> {
+        ctx.caller.require_universal(Right::UserList)?;
+        let mut mask = FieldMask::parse(req.field_mask.as_ref(), READABLE_PATHS, WRITE_ONLY_PATHS)?;
+        let order = Order::parse(&req.order, ORDER_FIELDS, "user_id")?;
+        let page = Page::parse(req.limit, req.page)?;
+        let text = |field: &str, value: &str| -> Result<Option<String>> {
+            let t = SearchText::parse(field, value)?;
+            Ok((!t.is_empty()).then(|| value.to_string()))
+        };
+        let mut states = Vec::new();
+        for s in &req.state {
+            states.push(state_of(*s, "state")? as i32);
+        }
+        let mut attributes: Vec<(String, String)> = Vec::new();
+        for (k, v) in &req.attributes_contain {
+            SearchText::parse(&format!("attributes_contain.{k}"), k)?;
+            SearchText::parse(&format!("attributes_contain.{k}"), v)?;
+            attributes.push((k.clone(), v.clone()));
+        }
+        attributes.sort();
+        let query = UserQuery {
+            deleted: req.deleted,
+            id_or_name: text("query", &req.query)?,
+            id_contains: text("id_contains", &req.id_contains)?,
+            name_contains: text("name_contains", &req.name_contains)?,
+            description_contains: text("description_contains", &req.description_contains)?,
+            attributes,
+            states,
+            order: order.field,
+            descending: order.descending,
+            limit: page.limit(),
+            offset: page.offset(),
+        };
+        // Searched fields come back even when the mask leaves them out.
+        if !mask.is_empty() {
+            if query.name_contains.is_some() || query.id_or_name.is_some() {
+                mask.insert("name");
+            }
+            if query.description_contains.is_some() {
+                mask.insert("description");
+            }
+            if !query.attributes.is_empty() {
+                mask.insert("attributes");
+            }
+            if !query.states.is_empty() {
+                mask.insert("state");
+            }
+        }
+        self.page_of(&query, &mask).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn update(&self, ctx: &CallContext, req: UpdateUserRequest) -> Result<User> {
+        let input = req
+            .user
+            .ok_or_else(|| FieldViolation::new("user", "is required"))?;
+        let user_id = user_id_of(input.ids.as_ref(), "user.ids")?;
+        let mask = FieldMask::parse(
+            req.field_mask.as_ref(),
+            UPDATE_PATHS,
+            &["password", "password_updated_at"],
+        )?;
+        ctx.caller
+            .require(user_id.as_str(), Right::UserSettingsBasic)?;
+        let admin = ctx.caller.is_admin();
+        if !admin {
+            if let Some(path) = mask.paths().find(|p| ADMIN_PATHS.contains(p)) {
+                return Err(Error::PermissionDenied(format!(
+                    "update_admin_field: only admins may update `{path}`"
+                )));
+            }
+        }
+        // Validate every requested value before touching the store.
+        let name = if mask.contains("name") {
+            Some(Name::parse(&input.name).map_err(|v| v.under("user"))?)
+        } else {
+            None
+        };
+        let description = if mask.contains("description") {
+            Some(Description::parse(&input.description).map_err(|v| v.under("user"))?)
+        } else {
+            None
+        };
+        let attributes = if mask.contains("attributes") {
+            Some(Attributes::parse(&input.attributes).map_err(|v| v.under("user"))?)
+        } else {
+            None
+        };
+        let email = if mask.contains("primary_email_address") {
+            Some(Email::parse(&input.primary_email_address).map_err(|v| v.under("user"))?)
+        } else {
+            None
+        };
+        let validated_at = input
+            .primary_email_address_validated_at
+            .as_ref()
+            .map(|t| {
+                convert::from_timestamp(t).ok_or_else(|| {
+                    FieldViolation::new("user.primary_email_address_validated_at", "out of range")
+                })
+            })
+            .transpose()?;
+        let state = if mask.contains("state") {
+            Some(state_of(input.state, "user.state")?)
+        } else {
+            None
+        };
+        let state_description = if mask.contains("state_description") {
+            Some(StateDescription::parse(&input.state_description).map_err(|v| v.under("user"))?)
+        } else {
+            None
+        };
+        let picture = if mask.contains("profile_picture") {
+            Some(encode_picture(input.profile_picture.as_ref())?)
+        } else {
+            None
+        };
+        let types = if mask.contains("email_notification_preferences") {
+            Some(notification_types(
+                input.email_notification_preferences.as_ref(),
+            )?)
+        } else {
+            None
+        };
+        let universal = if mask.contains("universal_rights") {
+            Some(rights_of(
+                input.universal_rights.as_ref(),
+                "user.universal_rights",
+            )?)
+        } else {
+            None
+        };
+        let temporary = if mask.contains("temporary_password") {
+            if input.temporary_password.is_empty() {
+                None
+            } else {
+                self.config
+                    .password_policy
+                    .check(&input.temporary_password, &user_id)
+                    .map_err(|v| FieldViolation::new("user.temporary_password", v.reason))?;
+                Some(
+                    self.hasher
+                        .hash(&input.temporary_password)
+                        .await
+                        .map_err(|e| Error::Internal(e.into()))?,
+                )
+            }
+        } else {
+            None
+        };
+
+        for _ in 0..UPDATE_ATTEMPTS {
+            let before = self
+                .authorized_user(ctx, &user_id, Right::UserSettingsBasic, false)
+                .await?;
+            let mut after = before.clone();
+            let at = now();
+            if let Some(v) = &name {
+                after.name = v.as_str().to_string();
+            }
+            if let Some(v) = &description {
+                after.description = v.as_str().to_string();
+            }
+            if let Some(v) = &attributes {
+                after.attributes = v.as_map().clone();
+            }
+            if let Some(v) = &email {
+                after.primary_email_address = v.as_str().to_string();
+                after.email_normalized = v.normalized();
+                // A user who changes the address must validate it again; an
+                // admin's change keeps the validation.
+                if !admin && after.email_normalized != before.email_normalized {
+                    after.primary_email_address_validated_at = None;
+                }
+            }
+            if mask.contains("primary_email_address_validated_at") {
+                after.primary_email_address_validated_at = validated_at;
+            }
+            if mask.contains("require_password_update") {
+                after.require_password_update = input.require_password_update;
+            }
+            if let Some(s) = state {
+                after.state = s as i32;
+                if state_description.is_none() {
+                    after.state_description.clear();
+                }
+            }
+            if let Some(v) = &state_description {
+                after.state_description = v.as_str().to_string();
+            }
+            if mask.contains("admin") {
+                after.admin = input.admin;
+            }
+            if mask.contains("temporary_password") {
+                match &temporary {
+                    Some(hash) => {
+                        after.temporary_password_hash = Some(hash.clone());
+                        after.temporary_password_created_at = Some(at);
+                        after.temporary_password_expires_at = Some(
+                            at + Duration::seconds(
+                                self.config.admin_temporary_password_ttl_secs as i64,
+                            ),
+                        );
+                    }
+                    None => {
+                        after.temporary_password_hash = None;
+                        after.temporary_password_created_at = None;
+                        after.temporary_password_expires_at = None;
+                    }
+                }
+            }
+            if let Some(v) = &picture {
+                after.profile_picture = v.clone();
+            }
+            if let Some(v) = &types {
+                after.email_notification_types = v.clone();
+            }
+            if let Some(v) = &universal {
+                after.universal_rights = v.clone();
+            }
+            after.updated_at = at;
+            let changed = changed_paths(&before, &after);
+            let guard = before.is_effective_admin() && !after.is_effective_admin();
+            let event = self.event(ctx, USER_UPDATE, &after, changed, false);
+            match self
+                .store
+                .update_user(&after, before.updated_at, guard, &[event])
+                .await
+            {
+                Ok(()) => return Ok(convert::user_full(&after)),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::FailedPrecondition(
+            "the user is being changed concurrently; try again",
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn delete(&self, ctx: &CallContext, ids: UserIdentifiers) -> Result<()> {
+        let user_id = user_id_of(Some(&ids), "")?;
+        for _ in 0..UPDATE_ATTEMPTS {
+            let before = self
+                .authorized_user(ctx, &user_id, Right::UserDelete, false)
+                .await?;
+            let mut after = before.clone();
+            let at = now();
+            after.deleted_at = Some(at);
+            after.updated_at = at;
+            let event = self.event(ctx, USER_DELETE, &after, Vec::new(), false);
+            match self
+                .store
+                .update_user(
+                    &after,
+                    before.updated_at,
+                    before.is_effective_admin(),
+                    &[event],
+                )
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::FailedPrecondition(
+            "the user is being changed concurrently; try again",
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn restore(&self, ctx: &CallContext, ids: UserIdentifiers) -> Result<()> {
+        let user_id = user_id_of(Some(&ids), "")?;
+        let before = self
+            .authorized_user(ctx, &user_id, Right::UserDelete, true)
+            .await?;
+        let Some(deleted_at) = before.deleted_at else {
+            return Err(Error::FailedPrecondition("the user is not deleted"));
+        };
+        let at = now();
+        if at - deleted_at > Duration::seconds(self.config.restore_window_secs as i64) {
+            return Err(Error::FailedPrecondition(
+                "restore_window_expired: the user can no longer be restored",
+            ));
+        }
+        let mut after = before.clone();
+        after.deleted_at = None;
+        after.updated_at = at;
+        let event = self.event(ctx, USER_RESTORE, &after, Vec::new(), false);
+        match self
+            .store
+            .update_user(&after, before.updated_at, false, &[event])
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Someone else registered with the email meanwhile.
+            Err(StoreError::AlreadyExists(_)) => Err(Error::FailedPrecondition(
+                "the user's email address now belongs to another user",
+            )),
+            Err(StoreError::Conflict) => Err(Error::FailedPrecondition(
+                "the user is being changed concurrently; try again",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn purge(&self, ctx: &CallContext, ids: UserIdentifiers) -> Result<()> {
+        let user_id = user_id_of(Some(&ids), "")?;
+        ctx.caller.require_universal(Right::UserPurge)?;
+        let user = self
+            .store
+            .get_user(user_id.as_str())
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        let event = self.event(ctx, USER_PURGE, &user, Vec::new(), false);
+        match self
+            .store
+            .purge_user(user_id.as_str(), user.is_effective_admin(), &[event])
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict) => Err(Error::NotFound("user")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Changes a password proven by the current or a live temporary
+    /// password. Needs no other credential, so it is rate-limited per user
+    /// and per client address.
+    #[tracing::instrument(skip_all)]
+    pub async fn update_password(
+        &self,
+        ctx: &CallContext,
+        req: UpdateUserPasswordRequest,
+    ) -> Result<()> {
+        let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
+        if req.old.is_empty() {
+            return Err(FieldViolation::new("old", "is required").into());
+        }
+        self.config
+            .password_policy
+            .check(&req.new, &user_id)
+            .map_err(|v| FieldViolation::new("new", v.reason))?;
+        if req.new == req.old {
+            return Err(FieldViolation::new("new", "must differ from the old password").into());
+        }
+        let user_key = format!("user:{}", user_id.as_str());
+        if !self.limiter.allow(&[&user_key, &ctx.client_key()]) {
+            return Err(Error::RateLimited);
+        }
+        let stored = self
+            .store
+            .get_user(user_id.as_str())
+            .await?
+            .filter(|u| u.deleted_at.is_none());
+        let password_ok = self
+            .hasher
+            .verify(&req.old, stored.as_ref().map(|u| u.password_hash.as_str()))
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
+        let Some(before) = stored else {
+            return Err(Error::Unauthenticated("old_password: incorrect password"));
+        };
+        let at = now();
+        let mut used_temporary = false;
+        if !password_ok {
+            let temporary_ok = match &before.temporary_password_hash {
+                Some(hash) => self
+                    .hasher
+                    .verify(&req.old, Some(hash))
+                    .await
+                    .map_err(|e| Error::Internal(e.into()))?,
+                None => false,
+            };
+            if !temporary_ok {
+                let event = self.event(
+                    ctx,
+                    USER_UPDATE_INCORRECT_PASSWORD,
+                    &before,
+                    Vec::new(),
+                    false,
+                );
+                self.store.append_events(&[event]).await?;
+                return Err(Error::Unauthenticated("old_password: incorrect password"));
+            }
+            if before.temporary_password_expires_at.is_none_or(|e| e <= at) {
+                return Err(Error::Unauthenticated(
+                    "temporary_password_expired: the temporary password expired",
+                ));
+            }
+            used_temporary = true;
+        }
+        let mut after = before.clone();
+        after.password_hash = self
+            .hasher
+            .hash(&req.new)
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
+        after.password_updated_at = at;
+        after.require_password_update = false;
+        if used_temporary {
+            after.temporary_password_hash = None;
+            after.temporary_password_created_at = None;
+            after.temporary_password_expires_at = None;
+        }
+        after.updated_at = at;
+        let mut changed = vec!["password".to_string(), "password_updated_at".to_string()];
+        changed.extend(
+            changed_paths(&before, &after)
+                .into_iter()
+                .filter(|p| p != "password_updated_at"),
+        );
+        let event = self.event(ctx, USER_UPDATE, &after, changed, req.revoke_all_access);
+        match self
+            .store
+            .update_user(&after, before.updated_at, false, &[event])
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StoreError::Conflict) => Err(Error::FailedPrecondition(
+                "the user is being changed concurrently; try again",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The forgotten-password flow. The answer is the same whether or not
+    /// the user exists and whether or not a temporary password is already
+    /// live, so it tells nobody who has an account.
+    #[tracing::instrument(skip_all)]
+    pub async fn create_temporary_password(
+        &self,
+        ctx: &CallContext,
+        req: CreateTemporaryPasswordRequest,
+    ) -> Result<()> {
+        let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
+        let user_key = format!("user:{}", user_id.as_str());
+        if !self.limiter.allow(&[&user_key, &ctx.client_key()]) {
+            return Err(Error::RateLimited);
+        }
+        let secret = roster_core::token::random_secret(32);
+        // Hash before looking the user up, so both paths cost the same.
+        let hash = self
+            .hasher
+            .hash(&secret)
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
+        drop(secret);
+        let Some(before) = self
+            .store
+            .get_user(user_id.as_str())
+            .await?
+            .filter(|u| u.deleted_at.is_none())
+        else {
+            return Ok(());
+        };
+        let at = now();
+        if before.temporary_password_expires_at.is_some_and(|e| e > at) {
+            return Ok(());
+        }
+        let mut after = before.clone();
+        after.temporary_password_hash = Some(hash);
+        after.temporary_password_created_at = Some(at);
+        after.temporary_password_expires_at =
+            Some(at + Duration::seconds(self.config.temporary_password_ttl_secs as i64));
+        after.updated_at = at;
+        let changed = changed_paths(&before, &after);
+        let event = self.event(ctx, USER_UPDATE, &after, changed, false);
+        match self
+            .store
+            .update_user(&after, before.updated_at, false, &[event])
+            .await
+        {
+            // A concurrent request made one first: same answer.
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- UserCredentials (internal) ----------------------------------
+
+    /// Checks a password for another service. Unknown users and wrong
+    /// passwords take the same time and give the same answer.
+    #[tracing::instrument(skip_all)]
+    pub async fn check_password(
+        &self,
+        ctx: &CallContext,
+        req: CheckPasswordRequest,
+    ) -> Result<CheckPasswordResponse> {
+        if !ctx.caller.is_cluster() {
+            return Err(Error::PermissionDenied(
+                "internal method: the cluster key is required".into(),
+            ));
+        }
+        let ids = req.user_ids.unwrap_or_default();
+        let stored = if !ids.user_id.is_empty() {
+            let id = UserId::parse(&ids.user_id).map_err(|v| v.under("user_ids"))?;
+            self.store.get_user(id.as_str()).await?
+        } else if !ids.email.is_empty() {
+            let email = Email::parse(&ids.email)
+                .map_err(|_| FieldViolation::new("user_ids.email", "is not an email address"))?;
+            self.store.find_live_by_email(&email.normalized()).await?
+        } else {
+            return Err(
+                FieldViolation::new("user_ids", "a user ID or an email is required").into(),
+            );
+        }
+        .filter(|u| u.deleted_at.is_none());
+        let ok = self
+            .hasher
+            .verify(
+                &req.password,
+                stored.as_ref().map(|u| u.password_hash.as_str()),
+            )
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
+        match stored {
+            Some(user) if ok => {
+                let full = convert::user_full(&user);
+                let mask = FieldMask::default();
+                let user = convert::apply_mask(
+                    full,
+                    &mask,
+                    &[
+                        "state",
+                        "admin",
+                        "require_password_update",
+                        "primary_email_address",
+                        "primary_email_address_validated_at",
+                    ],
+                );
+                Ok(CheckPasswordResponse { user: Some(user) })
+            }
+            _ => Err(Error::Unauthenticated("incorrect user or password")),
+        }
+    }
+
+    // ---- ExternalUserRegistry ----------------------------------------
+
+    fn external_event(&self, ctx: &CallContext, name: &str, link: &ExternalUserRecord) -> Event {
+        let mut event = new_event(
+            name,
+            user_ids_event(&link.user_id),
+            Some(pack(&convert::external_user(link))),
+        );
+        ctx.stamp(&mut event);
+        event
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn create_external_user(
+        &self,
+        ctx: &CallContext,
+        req: CreateExternalUserRequest,
+    ) -> Result<ExternalUser> {
+        ctx.caller.require_universal(Right::UserCreate)?;
+        let input = req
+            .external_user
+            .ok_or_else(|| FieldViolation::new("external_user", "is required"))?;
+        let user_id = user_id_of(input.user_ids.as_ref(), "external_user.user_ids")?;
+        let provider = ProviderId::parse(
+            input
+                .provider_ids
+                .as_ref()
+                .map(|p| p.provider_id.as_str())
+                .unwrap_or_default(),
+        )
+        .map_err(|v| v.under("external_user.provider_ids"))?;
+        let external_id =
+            ExternalId::parse(&input.external_id).map_err(|v| v.under("external_user"))?;
+        let user = self.store.get_user(user_id.as_str()).await?;
+        if user.is_none_or(|u| u.deleted_at.is_some()) {
+            return Err(Error::NotFound("user"));
+        }
+        let at = now();
+        let link = ExternalUserRecord {
+            provider_id: provider.as_str().to_string(),
+            external_id: external_id.as_str().to_string(),
+            user_id: user_id.as_str().to_string(),
+            created_at: at,
+            updated_at: at,
+        };
+        let event = self.external_event(ctx, EXTERNAL_USER_CREATE, &link);
+        self.store.insert_external_user(&link, &[event]).await?;
+        Ok(convert::external_user(&link))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn get_external_user_by_user_id(
+        &self,
+        ctx: &CallContext,
+        req: GetExternalUserByUserIdRequest,
+    ) -> Result<ExternalUser> {
+        let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
+        let provider = ProviderId::parse(
+            req.provider_ids
+                .as_ref()
+                .map(|p| p.provider_id.as_str())
+                .unwrap_or_default(),
+        )
+        .map_err(|v| v.under("provider_ids"))?;
+        ctx.caller.require(user_id.as_str(), Right::UserInfo)?;
+        self.store
+            .get_external_user_by_user_id(provider.as_str(), user_id.as_str())
+            .await?
+            .map(|l| convert::external_user(&l))
+            .ok_or(Error::NotFound("external user"))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn get_external_user_by_external_id(
+        &self,
+        ctx: &CallContext,
+        req: GetExternalUserByExternalIdRequest,
+    ) -> Result<ExternalUser> {
+        let provider = ProviderId::parse(
+            req.provider_ids
+                .as_ref()
+                .map(|p| p.provider_id.as_str())
+                .unwrap_or_default(),
+        )
+        .map_err(|v| v.under("provider_ids"))?;
+        let external_id = ExternalId::parse(&req.external_id)?;
+        ctx.caller.require_universal(Right::UserList)?;
+        self.store
+            .get_external_user_by_external_id(provider.as_str(), external_id.as_str())
+            .await?
+            .map(|l| convert::external_user(&l))
+            .ok_or(Error::NotFound("external user"))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn delete_external_user(
+        &self,
+        ctx: &CallContext,
+        req: DeleteExternalUserRequest,
+    ) -> Result<()> {
+        let provider = ProviderId::parse(
+            req.provider_ids
+                .as_ref()
+                .map(|p| p.provider_id.as_str())
+                .unwrap_or_default(),
+        )
+        .map_err(|v| v.under("provider_ids"))?;
+        let external_id = ExternalId::parse(&req.external_id)?;
+        ctx.caller.require_universal(Right::UserCreate)?;
+        let link = self
+            .store
+            .get_external_user_by_external_id(provider.as_str(), external_id.as_str())
+            .await?
+            .ok_or(Error::NotFound("external user"))?;
+        let event = self.external_event(ctx, EXTERNAL_USER_DELETE, &link);
+        if self
+            .store
+            .delete_external_user(provider.as_str(), external_id.as_str(), &[event])
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound("external user"))
+        }
+    }
+}
+
+fn state_description_default(record: &mut UserRecord) {
+    if record.state == State::Requested as i32 {
+        record.state_description = "admin approval required".into();
+    }
+}
+
+/// The paths whose stored value differs (secrets by their hash).
+fn changed_paths(before: &UserRecord, after: &UserRecord) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |path: &str, changed: bool| {
+        if changed {
+            out.push(path.to_string());
+        }
+    };
+    check("name", before.name != after.name);
+    check("description", before.description != after.description);
+    check("attributes", before.attributes != after.attributes);
+    check(
+        "primary_email_address",
+        before.primary_email_address != after.primary_email_address,
+    );
+    check(
+        "primary_email_address_validated_at",
+        before.primary_email_address_validated_at != after.primary_email_address_validated_at,
+    );
+    check(
+        "password_updated_at",
+        before.password_updated_at != after.password_updated_at,
+    );
+    check(
+        "require_password_update",
+        before.require_password_update != after.require_password_update,
+    );
+    check("state", before.state != after.state);
+    check(
+        "state_description",
+        before.state_description != after.state_description,
+    );
+    check("admin", before.admin != after.admin);
+    check(
+        "temporary_password",
+        before.temporary_password_hash != after.temporary_password_hash,
+    );
+    check(
+        "profile_picture",
+        before.profile_picture != after.profile_picture,
+    );
+    check(
+        "email_notification_preferences",
+        before.email_notification_types != after.email_notification_types,
+    );
+    check(
+        "universal_rights",
+        before.universal_rights != after.universal_rights,
+    );
+    out
+}
+
+/// Keeps `HashMap` in the signature of attribute parsing honest.
+#[allow(dead_code)]
+type AttributeMap = HashMap<String, String>;

@@ -1,0 +1,287 @@
+//! The user registry's storage: one trait, [`UserStore`], with a PostgreSQL
+//! and a SQLite implementation generated from the same SQL (see `sql.rs`).
+//! Every method that changes state takes the events announcing the change
+//! and writes them to the outbox in the same transaction.
+
+mod sql;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use roster_core::db::{Db, Migrations};
+use roster_proto::v1::Event;
+use tokio::sync::Notify;
+
+pub use sql::{PostgresUserStore, SqliteUserStore};
+
+/// The migrations of this service, for both backends.
+pub fn migrations() -> Migrations {
+    Migrations {
+        postgres: sqlx::migrate!("./migrations/postgres"),
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+    }
+}
+
+/// Opens the store that fits `db`. `relay` is woken after every commit that
+/// wrote events, so they go out at once.
+pub fn open(db: &Db, relay: Arc<Notify>) -> Arc<dyn UserStore> {
+    match db {
+        Db::Postgres(pool) => Arc::new(PostgresUserStore::new(pool.clone(), relay)),
+        Db::Sqlite(pool) => Arc::new(SqliteUserStore::new(pool.clone(), relay)),
+    }
+}
+
+/// A user as stored. Secrets are hashes; `Debug` shows none of them.
+#[derive(Clone, PartialEq)]
+pub struct UserRecord {
+    pub user_id: String,
+    pub name: String,
+    pub description: String,
+    pub attributes: BTreeMap<String, String>,
+    pub primary_email_address: String,
+    /// The lowercased address, unique among live users.
+    pub email_normalized: String,
+    pub primary_email_address_validated_at: Option<DateTime<Utc>>,
+    pub password_hash: String,
+    pub password_updated_at: DateTime<Utc>,
+    pub require_password_update: bool,
+    pub state: i32,
+    pub state_description: String,
+    pub admin: bool,
+    pub temporary_password_hash: Option<String>,
+    pub temporary_password_created_at: Option<DateTime<Utc>>,
+    pub temporary_password_expires_at: Option<DateTime<Utc>>,
+    /// The encoded `roster.v1.Picture`.
+    pub profile_picture: Option<Vec<u8>>,
+    pub email_notification_types: Vec<i32>,
+    pub universal_rights: Option<Vec<i32>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user_id", &self.user_id)
+            .field("state", &self.state)
+            .field("admin", &self.admin)
+            .field("deleted_at", &self.deleted_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserRecord {
+    /// An approved (or flagged) live admin: one that counts for the
+    /// last-admin guard and gets universal rights.
+    pub fn is_effective_admin(&self) -> bool {
+        self.admin
+            && self.deleted_at.is_none()
+            && matches!(
+                roster_proto::v1::State::try_from(self.state),
+                Ok(roster_proto::v1::State::Approved | roster_proto::v1::State::Flagged)
+            )
+    }
+}
+
+/// A link between a user and an external identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalUserRecord {
+    pub provider_id: String,
+    pub external_id: String,
+    pub user_id: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A list or search query over users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserQuery {
+    /// Soft-deleted users instead of live ones.
+    pub deleted: bool,
+    /// Substring of the user ID or the name.
+    pub id_or_name: Option<String>,
+    pub id_contains: Option<String>,
+    pub name_contains: Option<String>,
+    pub description_contains: Option<String>,
+    /// (exact key, substring of value).
+    pub attributes: Vec<(String, String)>,
+    /// Any of these states; empty means any.
+    pub states: Vec<i32>,
+    /// One of `user_id`, `name`, `primary_email_address`, `state`, `admin`,
+    /// `created_at`.
+    pub order: &'static str,
+    pub descending: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Default for UserQuery {
+    fn default() -> Self {
+        Self {
+            deleted: false,
+            id_or_name: None,
+            id_contains: None,
+            name_contains: None,
+            description_contains: None,
+            attributes: Vec::new(),
+            states: Vec::new(),
+            order: "user_id",
+            descending: false,
+            limit: 100,
+            offset: 0,
+        }
+    }
+}
+
+/// The columns a query may order by.
+pub const ORDER_FIELDS: &[&str] = &[
+    "user_id",
+    "name",
+    "primary_email_address",
+    "state",
+    "admin",
+    "created_at",
+];
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is taken: `user_id`, `primary_email_address` or
+    /// `external_id`.
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    /// The row is gone or was changed since it was read.
+    #[error("the record changed or no longer exists")]
+    Conflict,
+    /// The change would leave no live approved admin.
+    #[error("the last admin cannot be removed")]
+    LastAdmin,
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+/// The user registry's storage.
+#[async_trait::async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Inserts a new user with its attributes.
+    async fn insert_user(&self, user: &UserRecord, events: &[Event]) -> Result<(), StoreError>;
+
+    /// A user by ID, live or soft-deleted.
+    async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// The live user with this normalized email.
+    async fn find_live_by_email(&self, normalized: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Replaces a user, if it still has `previous_updated_at` (else
+    /// [`StoreError::Conflict`]). With `guard_last_admin`, fails with
+    /// [`StoreError::LastAdmin`] when no live approved admin would remain.
+    async fn update_user(
+        &self,
+        user: &UserRecord,
+        previous_updated_at: DateTime<Utc>,
+        guard_last_admin: bool,
+        events: &[Event],
+    ) -> Result<(), StoreError>;
+
+    /// Deletes a user and everything that hangs off it, for good.
+    async fn purge_user(
+        &self,
+        user_id: &str,
+        guard_last_admin: bool,
+        events: &[Event],
+    ) -> Result<(), StoreError>;
+
+    /// A page of users matching `query`, and the total that match.
+    async fn search_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64), StoreError>;
+
+    /// Live approved admins.
+    async fn count_effective_admins(&self) -> Result<u64, StoreError>;
+
+    /// Writes events that go with no state change (a failed password check).
+    async fn append_events(&self, events: &[Event]) -> Result<(), StoreError>;
+
+    async fn insert_external_user(
+        &self,
+        link: &ExternalUserRecord,
+        events: &[Event],
+    ) -> Result<(), StoreError>;
+
+    async fn get_external_user_by_user_id(
+        &self,
+        provider_id: &str,
+        user_id: &str,
+    ) -> Result<Option<ExternalUserRecord>, StoreError>;
+
+    async fn get_external_user_by_external_id(
+        &self,
+        provider_id: &str,
+        external_id: &str,
+    ) -> Result<Option<ExternalUserRecord>, StoreError>;
+
+    /// Deletes a link; false if there was none.
+    async fn delete_external_user(
+        &self,
+        provider_id: &str,
+        external_id: &str,
+        events: &[Event],
+    ) -> Result<bool, StoreError>;
+}
+
+pub(crate) fn encode_ints(values: &[i32]) -> String {
+    values
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(crate) fn decode_ints(text: &str) -> Result<Vec<i32>, StoreError> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|v| {
+            v.parse()
+                .map_err(|_| StoreError::Corrupt(format!("integer list `{text}`")))
+        })
+        .collect()
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern and wraps
+/// the text in `%…%`.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// Which unique key a violation concerns, from the constraint name or
+/// message (they differ by backend).
+pub(crate) fn unique_violation(err: &sqlx::Error) -> Option<&'static str> {
+    let sqlx::Error::Database(db) = err else {
+        return None;
+    };
+    if !db.is_unique_violation() {
+        return None;
+    }
+    let text = format!("{} {}", db.constraint().unwrap_or_default(), db.message());
+    Some(if text.contains("email") {
+        "primary_email_address"
+    } else if text.contains("external") {
+        "external_id"
+    } else {
+        "user_id"
+    })
+}

@@ -1,0 +1,558 @@
+//! The SQL behind [`UserStore`](super::UserStore), written once and
+//! expanded for PostgreSQL and SQLite by a macro. The backends differ only
+//! in the case-insensitive match operator, in how the last-admin guard
+//! serialises concurrent writers, and in the outbox insert.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use roster_proto::v1::Event;
+use sqlx::{QueryBuilder, Row};
+use tokio::sync::Notify;
+
+use super::{
+    ExternalUserRecord, StoreError, UserQuery, UserRecord, UserStore, contains_pattern,
+    decode_ints, encode_ints, unique_violation,
+};
+
+const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, email_normalized, \
+    primary_email_address_validated_at, password_hash, password_updated_at, \
+    require_password_update, state, state_description, admin, temporary_password_hash, \
+    temporary_password_created_at, temporary_password_expires_at, profile_picture, \
+    email_notification_types, universal_rights, created_at, updated_at, deleted_at";
+
+const EFFECTIVE_ADMINS: &str =
+    "SELECT COUNT(*) FROM users WHERE admin AND deleted_at IS NULL AND state IN (1, 3)";
+
+macro_rules! user_store {
+    (
+        $store:ident,
+        $db:ty,
+        $pool:ty,
+        like = $like:literal,
+        lock_admins = $lock_admins:expr,
+        outbox = $outbox:path
+    ) => {
+        /// The user store on this backend.
+        #[derive(Clone)]
+        pub struct $store {
+            pool: $pool,
+            relay: Arc<Notify>,
+        }
+
+        impl $store {
+            pub fn new(pool: $pool, relay: Arc<Notify>) -> Self {
+                Self { pool, relay }
+            }
+
+            fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<UserRecord, StoreError> {
+                let notification_types: String = row.try_get("email_notification_types")?;
+                let universal: Option<String> = row.try_get("universal_rights")?;
+                Ok(UserRecord {
+                    user_id: row.try_get("user_id")?,
+                    name: row.try_get("name")?,
+                    description: row.try_get("description")?,
+                    attributes: BTreeMap::new(),
+                    primary_email_address: row.try_get("primary_email_address")?,
+                    email_normalized: row.try_get("email_normalized")?,
+                    primary_email_address_validated_at: row
+                        .try_get("primary_email_address_validated_at")?,
+                    password_hash: row.try_get("password_hash")?,
+                    password_updated_at: row.try_get("password_updated_at")?,
+                    require_password_update: row.try_get("require_password_update")?,
+                    state: row.try_get("state")?,
+                    state_description: row.try_get("state_description")?,
+                    admin: row.try_get("admin")?,
+                    temporary_password_hash: row.try_get("temporary_password_hash")?,
+                    temporary_password_created_at: row.try_get("temporary_password_created_at")?,
+                    temporary_password_expires_at: row.try_get("temporary_password_expires_at")?,
+                    profile_picture: row.try_get("profile_picture")?,
+                    email_notification_types: decode_ints(&notification_types)?,
+                    universal_rights: universal.as_deref().map(decode_ints).transpose()?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    deleted_at: row.try_get("deleted_at")?,
+                })
+            }
+
+            fn external_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<ExternalUserRecord, StoreError> {
+                Ok(ExternalUserRecord {
+                    provider_id: row.try_get("provider_id")?,
+                    external_id: row.try_get("external_id")?,
+                    user_id: row.try_get("user_id")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            }
+
+            /// Fills in the attributes of `users` with one query.
+            async fn load_attributes<'c, E>(
+                executor: E,
+                users: &mut [UserRecord],
+            ) -> Result<(), StoreError>
+            where
+                E: sqlx::Executor<'c, Database = $db>,
+            {
+                if users.is_empty() {
+                    return Ok(());
+                }
+                let mut qb: QueryBuilder<$db> = QueryBuilder::new(
+                    "SELECT user_id, key, value FROM user_attributes WHERE user_id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for u in users.iter() {
+                    sep.push_bind(u.user_id.clone());
+                }
+                qb.push(")");
+                let rows = qb.build().fetch_all(executor).await?;
+                let mut by_user: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+                for row in rows {
+                    by_user
+                        .entry(row.try_get("user_id")?)
+                        .or_default()
+                        .insert(row.try_get("key")?, row.try_get("value")?);
+                }
+                for u in users.iter_mut() {
+                    u.attributes = by_user.remove(&u.user_id).unwrap_or_default();
+                }
+                Ok(())
+            }
+
+            async fn write_attributes(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                user: &UserRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM user_attributes WHERE user_id = $1")
+                    .bind(&user.user_id)
+                    .execute(&mut **tx)
+                    .await?;
+                for (key, value) in &user.attributes {
+                    sqlx::query(
+                        "INSERT INTO user_attributes (user_id, key, value) VALUES ($1, $2, $3)",
+                    )
+                    .bind(&user.user_id)
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            async fn write_events(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                events: &[Event],
+            ) -> Result<(), StoreError> {
+                for event in events {
+                    $outbox(&mut **tx, event).await?;
+                }
+                Ok(())
+            }
+
+            /// Fails with LastAdmin when no live approved admin remains.
+            async fn check_admins_remain(
+                tx: &mut sqlx::Transaction<'_, $db>,
+            ) -> Result<(), StoreError> {
+                let remaining: i64 = sqlx::query_scalar(EFFECTIVE_ADMINS)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                if remaining == 0 {
+                    return Err(StoreError::LastAdmin);
+                }
+                Ok(())
+            }
+
+            async fn commit(
+                &self,
+                tx: sqlx::Transaction<'_, $db>,
+                events: &[Event],
+            ) -> Result<(), StoreError> {
+                tx.commit().await?;
+                if !events.is_empty() {
+                    self.relay.notify_one();
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl UserStore for $store {
+            async fn insert_user(
+                &self,
+                user: &UserRecord,
+                events: &[Event],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let result = sqlx::query(&format!(
+                    "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+                ))
+                .bind(&user.user_id)
+                .bind(&user.name)
+                .bind(&user.description)
+                .bind(&user.primary_email_address)
+                .bind(&user.email_normalized)
+                .bind(user.primary_email_address_validated_at)
+                .bind(&user.password_hash)
+                .bind(user.password_updated_at)
+                .bind(user.require_password_update)
+                .bind(user.state)
+                .bind(&user.state_description)
+                .bind(user.admin)
+                .bind(&user.temporary_password_hash)
+                .bind(user.temporary_password_created_at)
+                .bind(user.temporary_password_expires_at)
+                .bind(&user.profile_picture)
+                .bind(encode_ints(&user.email_notification_types))
+                .bind(user.universal_rights.as_deref().map(encode_ints))
+                .bind(user.created_at)
+                .bind(user.updated_at)
+                .bind(user.deleted_at)
+                .execute(&mut *tx)
+                .await;
+                if let Err(err) = result {
+                    return Err(match unique_violation(&err) {
+                        Some(key) => StoreError::AlreadyExists(key),
+                        None => err.into(),
+                    });
+                }
+                Self::write_attributes(&mut tx, user).await?;
+                Self::write_events(&mut tx, events).await?;
+                self.commit(tx, events).await
+            }
+
+            async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
+                let row = sqlx::query(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"
+                ))
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let mut users = [Self::user_from_row(&row)?];
+                Self::load_attributes(&self.pool, &mut users).await?;
+                let [user] = users;
+                Ok(Some(user))
+            }
+
+            async fn find_live_by_email(
+                &self,
+                normalized: &str,
+            ) -> Result<Option<UserRecord>, StoreError> {
+                let row = sqlx::query(&format!(
+                    "SELECT {USER_COLUMNS} FROM users \
+                     WHERE email_normalized = $1 AND deleted_at IS NULL"
+                ))
+                .bind(normalized)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let mut users = [Self::user_from_row(&row)?];
+                Self::load_attributes(&self.pool, &mut users).await?;
+                let [user] = users;
+                Ok(Some(user))
+            }
+
+            async fn update_user(
+                &self,
+                user: &UserRecord,
+                previous_updated_at: DateTime<Utc>,
+                guard_last_admin: bool,
+                events: &[Event],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if guard_last_admin {
+                    if let Some(lock) = $lock_admins {
+                        sqlx::query(lock).execute(&mut *tx).await?;
+                    }
+                }
+                let result = sqlx::query(
+                    "UPDATE users SET name = $2, description = $3, primary_email_address = $4, \
+                     email_normalized = $5, primary_email_address_validated_at = $6, \
+                     password_hash = $7, password_updated_at = $8, require_password_update = $9, \
+                     state = $10, state_description = $11, admin = $12, \
+                     temporary_password_hash = $13, temporary_password_created_at = $14, \
+                     temporary_password_expires_at = $15, profile_picture = $16, \
+                     email_notification_types = $17, universal_rights = $18, updated_at = $19, \
+                     deleted_at = $20 \
+                     WHERE user_id = $1 AND updated_at = $21",
+                )
+                .bind(&user.user_id)
+                .bind(&user.name)
+                .bind(&user.description)
+                .bind(&user.primary_email_address)
+                .bind(&user.email_normalized)
+                .bind(user.primary_email_address_validated_at)
+                .bind(&user.password_hash)
+                .bind(user.password_updated_at)
+                .bind(user.require_password_update)
+                .bind(user.state)
+                .bind(&user.state_description)
+                .bind(user.admin)
+                .bind(&user.temporary_password_hash)
+                .bind(user.temporary_password_created_at)
+                .bind(user.temporary_password_expires_at)
+                .bind(&user.profile_picture)
+                .bind(encode_ints(&user.email_notification_types))
+                .bind(user.universal_rights.as_deref().map(encode_ints))
+                .bind(user.updated_at)
+                .bind(user.deleted_at)
+                .bind(previous_updated_at)
+                .execute(&mut *tx)
+                .await;
+                let done = match result {
+                    Ok(done) => done,
+                    Err(err) => {
+                        return Err(match unique_violation(&err) {
+                            Some(key) => StoreError::AlreadyExists(key),
+                            None => err.into(),
+                        });
+                    }
+                };
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Conflict);
+                }
+                Self::write_attributes(&mut tx, user).await?;
+                if guard_last_admin {
+                    Self::check_admins_remain(&mut tx).await?;
+                }
+                Self::write_events(&mut tx, events).await?;
+                self.commit(tx, events).await
+            }
+
+            async fn purge_user(
+                &self,
+                user_id: &str,
+                guard_last_admin: bool,
+                events: &[Event],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if guard_last_admin {
+                    if let Some(lock) = $lock_admins {
+                        sqlx::query(lock).execute(&mut *tx).await?;
+                    }
+                }
+                for table in ["user_attributes", "external_users"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let done = sqlx::query("DELETE FROM users WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Conflict);
+                }
+                if guard_last_admin {
+                    Self::check_admins_remain(&mut tx).await?;
+                }
+                Self::write_events(&mut tx, events).await?;
+                self.commit(tx, events).await
+            }
+
+            async fn search_users(
+                &self,
+                query: &UserQuery,
+            ) -> Result<(Vec<UserRecord>, u64), StoreError> {
+                fn filters(qb: &mut QueryBuilder<'_, $db>, query: &UserQuery) {
+                    qb.push(if query.deleted {
+                        " WHERE deleted_at IS NOT NULL"
+                    } else {
+                        " WHERE deleted_at IS NULL"
+                    });
+                    if let Some(text) = &query.id_or_name {
+                        let pattern = contains_pattern(text);
+                        qb.push(concat!(" AND (user_id ", $like, " "));
+                        qb.push_bind(pattern.clone());
+                        qb.push(concat!(" ESCAPE '\\' OR lower(name) ", $like, " "));
+                        qb.push_bind(pattern.to_lowercase());
+                        qb.push(" ESCAPE '\\')");
+                    }
+                    for (column, value) in [
+                        ("user_id", &query.id_contains),
+                        ("lower(name)", &query.name_contains),
+                        ("description", &query.description_contains),
+                    ] {
+                        if let Some(value) = value {
+                            qb.push(format!(" AND {column} {} ", $like));
+                            let mut pattern = contains_pattern(value);
+                            if column.starts_with("lower") {
+                                pattern = pattern.to_lowercase();
+                            }
+                            qb.push_bind(pattern);
+                            qb.push(" ESCAPE '\\'");
+                        }
+                    }
+                    for (key, value) in &query.attributes {
+                        qb.push(
+                            " AND EXISTS (SELECT 1 FROM user_attributes a \
+                             WHERE a.user_id = users.user_id AND a.key = ",
+                        );
+                        qb.push_bind(key.clone());
+                        qb.push(concat!(" AND a.value ", $like, " "));
+                        qb.push_bind(contains_pattern(value));
+                        qb.push(" ESCAPE '\\')");
+                    }
+                    if !query.states.is_empty() {
+                        qb.push(" AND state IN (");
+                        let mut sep = qb.separated(", ");
+                        for s in &query.states {
+                            sep.push_bind(*s);
+                        }
+                        qb.push(")");
+                    }
+                }
+
+                let mut count: QueryBuilder<$db> = QueryBuilder::new("SELECT COUNT(*) FROM users");
+                filters(&mut count, query);
+                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+
+                let order = super::ORDER_FIELDS
+                    .iter()
+                    .find(|f| **f == query.order)
+                    .copied()
+                    .unwrap_or("user_id");
+                let direction = if query.descending { "DESC" } else { "ASC" };
+                let mut select: QueryBuilder<$db> =
+                    QueryBuilder::new(format!("SELECT {USER_COLUMNS} FROM users"));
+                filters(&mut select, query);
+                select.push(format!(" ORDER BY {order} {direction}"));
+                if order != "user_id" {
+                    select.push(format!(", user_id {direction}"));
+                }
+                select.push(" LIMIT ");
+                select.push_bind(query.limit);
+                select.push(" OFFSET ");
+                select.push_bind(query.offset);
+                let rows = select.build().fetch_all(&self.pool).await?;
+                let mut users = rows
+                    .iter()
+                    .map(Self::user_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Self::load_attributes(&self.pool, &mut users).await?;
+                Ok((users, total.max(0) as u64))
+            }
+
+            async fn count_effective_admins(&self) -> Result<u64, StoreError> {
+                let n: i64 = sqlx::query_scalar(EFFECTIVE_ADMINS)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(n.max(0) as u64)
+            }
+
+            async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                Self::write_events(&mut tx, events).await?;
+                self.commit(tx, events).await
+            }
+
+            async fn insert_external_user(
+                &self,
+                link: &ExternalUserRecord,
+                events: &[Event],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let result = sqlx::query(
+                    "INSERT INTO external_users (provider_id, external_id, user_id, created_at, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&link.provider_id)
+                .bind(&link.external_id)
+                .bind(&link.user_id)
+                .bind(link.created_at)
+                .bind(link.updated_at)
+                .execute(&mut *tx)
+                .await;
+                if let Err(err) = result {
+                    return Err(match unique_violation(&err) {
+                        Some(_) => StoreError::AlreadyExists("external_id"),
+                        None => err.into(),
+                    });
+                }
+                Self::write_events(&mut tx, events).await?;
+                self.commit(tx, events).await
+            }
+
+            async fn get_external_user_by_user_id(
+                &self,
+                provider_id: &str,
+                user_id: &str,
+            ) -> Result<Option<ExternalUserRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT provider_id, external_id, user_id, created_at, updated_at \
+                     FROM external_users WHERE provider_id = $1 AND user_id = $2",
+                )
+                .bind(provider_id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(Self::external_from_row).transpose()
+            }
+
+            async fn get_external_user_by_external_id(
+                &self,
+                provider_id: &str,
+                external_id: &str,
+            ) -> Result<Option<ExternalUserRecord>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT provider_id, external_id, user_id, created_at, updated_at \
+                     FROM external_users WHERE provider_id = $1 AND external_id = $2",
+                )
+                .bind(provider_id)
+                .bind(external_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(Self::external_from_row).transpose()
+            }
+
+            async fn delete_external_user(
+                &self,
+                provider_id: &str,
+                external_id: &str,
+                events: &[Event],
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "DELETE FROM external_users WHERE provider_id = $1 AND external_id = $2",
+                )
+                .bind(provider_id)
+                .bind(external_id)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                Self::write_events(&mut tx, events).await?;
+                self.commit(tx, events).await?;
+                Ok(true)
+            }
+        }
+    };
+}
+
+// PostgreSQL: ILIKE uses the trigram indexes; the admin rows are locked
+// before a guarded change so two concurrent demotions cannot both pass.
+user_store!(
+    PostgresUserStore,
+    sqlx::Postgres,
+    sqlx::PgPool,
+    like = "ILIKE",
+    lock_admins = Some("SELECT user_id FROM users WHERE admin AND deleted_at IS NULL FOR UPDATE"),
+    outbox = roster_core::events::outbox::insert_pg
+);
+
+// SQLite: one writer at a time, so the guard's write-then-count needs no
+// lock; LIKE is case-insensitive for ASCII.
+user_store!(
+    SqliteUserStore,
+    sqlx::Sqlite,
+    sqlx::SqlitePool,
+    like = "LIKE",
+    lock_admins = None::<&str>,
+    outbox = roster_core::events::outbox::insert_sqlite
+);
