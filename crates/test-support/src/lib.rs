@@ -4,7 +4,11 @@
 //! in parallel against real parts.
 
 pub mod db;
+pub mod env;
 pub mod nats;
+pub mod resolver;
 
 pub use db::{TestBackend, TestDb};
+pub use env::{Backend, TestEnv, next_event, with_cluster_key, with_token};
 pub use nats::TestNats;
+pub use resolver::StandInResolver;
