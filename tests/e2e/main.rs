@@ -1,1 +1,6 @@
-fn main() {}
+//! End-to-end tests: `rosterd` started as a process, called over gRPC the
+//! way an operator or a client would.
+
+mod embedded;
+mod process;
+mod production;

@@ -12,6 +12,9 @@ use tonic::server::NamedService;
 use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::server::HealthReporter;
 
+/// How long in-flight requests may take to finish after a shutdown signal.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// Collects services, then serves them on a bound listener.
 pub struct GrpcServer {
     routes: RoutesBuilder,

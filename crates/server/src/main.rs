@@ -1,1 +1,188 @@
-fn main() {}
+//! `rosterd`: runs Roster's services.
+//!
+//! - `rosterd start all` serves every service from one process and port;
+//! - `rosterd start <service>` serves one (others are reached over gRPC at
+//!   the addresses in the configuration);
+//! - `rosterd migrate` runs every service's migrations and exits.
+//!
+//! Configuration: built-in defaults, then `--config <file.toml>`, then
+//! `ROSTER__SECTION__KEY` environment variables.
+
+mod settings;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use rand::RngCore;
+use roster_core::auth::{Authenticator, ClusterKeys, GrpcCredentialResolver};
+use roster_core::db::Db;
+use roster_core::password::PasswordHasher;
+use roster_core::server::{GrpcServer, bind, shutdown_signal};
+use roster_user_registry::{Dependencies, UserRegistryComponent};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use settings::Settings;
+
+#[derive(Parser)]
+#[command(
+    name = "rosterd",
+    version,
+    about = "Roster: users, keys, invitations, sessions and notifications over gRPC"
+)]
+struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, global = true, env = "ROSTER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve one service, or all of them.
+    Start {
+        #[arg(value_enum)]
+        service: ServiceName,
+    },
+    /// Run the migrations of every service, then exit.
+    Migrate,
+    /// Print the effective configuration (secrets hidden), then exit.
+    Config,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ServiceName {
+    All,
+    UserRegistry,
+}
+
+impl ServiceName {
+    fn includes(self, other: ServiceName) -> bool {
+        self == ServiceName::All || self == other
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings: Settings = roster_core::config::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let _telemetry = roster_core::telemetry::init(&settings.telemetry)?;
+        match cli.command {
+            Command::Start { service } => start(settings, service).await,
+            Command::Migrate => migrate(&settings).await,
+            Command::Config => {
+                let mut shown = settings.clone();
+                shown.cluster.keys = shown
+                    .cluster
+                    .keys
+                    .iter()
+                    .map(|_| "<hidden>".into())
+                    .collect();
+                if !shown.database.url.is_empty() {
+                    shown.database.url = "<set>".into();
+                }
+                println!("{shown:#?}");
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = Db::open(&settings.database, roster_user_registry::NAME).await?;
+    roster_user_registry::store::migrations().run(&db).await?;
+    tracing::info!(
+        service = roster_user_registry::NAME,
+        backend = db.backend(),
+        "migrated"
+    );
+    Ok(())
+}
+
+async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
+    roster_core::events::set_origin(&format!("rosterd@{}", roster_core::events::origin()));
+    let (listener, addr) = bind(&settings.listen).await?;
+    let bus = roster_core::events::connect(&settings.events)
+        .await
+        .context("connecting to the event bus")?;
+
+    let mut keys = settings.cluster.keys.clone();
+    if keys.is_empty() {
+        // One process serving everything can trust itself with a key only
+        // it knows.
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        keys.push(data_encoding::BASE32_NOPAD.encode(&bytes).to_lowercase());
+        if service != ServiceName::All {
+            tracing::warn!(
+                "no cluster.keys configured: other processes cannot call this one's internal methods"
+            );
+        }
+    }
+    let access_address = if settings.cluster.access_address.is_empty() {
+        let port = addr.port();
+        format!("http://127.0.0.1:{port}")
+    } else {
+        settings.cluster.access_address.clone()
+    };
+    let channel = Channel::from_shared(access_address.clone())
+        .with_context(|| format!("invalid cluster.access_address `{access_address}`"))?
+        .connect_lazy();
+    let resolver = Arc::new(GrpcCredentialResolver::new(channel, keys[0].clone()));
+    let auth = Arc::new(Authenticator::new(
+        resolver,
+        ClusterKeys::new(keys.clone()),
+        &settings.auth,
+    ));
+    auth.spawn_invalidation(bus.clone()).await?;
+    let hasher = PasswordHasher::new(&settings.password)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut server = GrpcServer::new();
+    let mut relays = Vec::new();
+
+    if service.includes(ServiceName::UserRegistry) {
+        let db = Db::open(&settings.database, roster_user_registry::NAME).await?;
+        tracing::info!(
+            service = roster_user_registry::NAME,
+            backend = db.backend(),
+            "opened database"
+        );
+        let component = UserRegistryComponent::build(
+            Dependencies {
+                db,
+                bus: bus.clone(),
+                auth: auth.clone(),
+                hasher: hasher.clone(),
+                events: settings.events.clone(),
+                config: settings.user_registry.clone(),
+            },
+            settings.database.migrate_on_start,
+        )
+        .await?;
+        component.register(&mut server);
+        let mut stop = stop_rx.clone();
+        relays.push(tokio::spawn(component.relay.run(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })));
+    }
+
+    server
+        .serve(listener, async {
+            shutdown_signal().await;
+        })
+        .await?;
+    // Requests have drained; let the relays publish what is left.
+    let _ = stop_tx.send(true);
+    for relay in relays {
+        let _ = relay.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

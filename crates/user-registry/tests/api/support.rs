@@ -35,3 +35,342 @@ pub async fn register(env: &TestEnv, user_id: &str) -> User {
         .expect("create user")
         .into_inner()
 }
+
+// ---- Helpers for the create, get, list, update, delete and search tests ----
+
+/// `UserIdentifiers` naming `user_id`.
+pub fn user_ids(user_id: &str) -> UserIdentifiers {
+    UserIdentifiers {
+        user_id: user_id.into(),
+        email: String::new(),
+    }
+}
+
+/// A client of `EntityRegistrySearch`.
+pub fn search_client(
+    env: &TestEnv,
+) -> roster_proto::v1::entity_registry_search_client::EntityRegistrySearchClient<Channel> {
+    roster_proto::v1::entity_registry_search_client::EntityRegistrySearchClient::new(env.channel())
+}
+
+/// A field mask of `paths`.
+pub fn field_mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+/// Asserts `status` is INVALID_ARGUMENT about `field`.
+#[track_caller]
+pub fn assert_invalid_field(status: &tonic::Status, field: &str) {
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "expected INVALID_ARGUMENT about `{field}`, got {status:?}"
+    );
+    assert!(
+        status.message().contains(&format!("`{field}`")),
+        "expected the message to name `{field}`: {:?}",
+        status.message()
+    );
+}
+
+/// The `x-total-count` header of a list response.
+#[track_caller]
+pub fn total_count<T>(response: &tonic::Response<T>) -> u64 {
+    response
+        .metadata()
+        .get("x-total-count")
+        .expect("x-total-count header")
+        .to_str()
+        .expect("ascii header")
+        .parse()
+        .expect("a number")
+}
+
+/// The user IDs of a page of users, in order.
+pub fn user_ids_of(users: &roster_proto::v1::Users) -> Vec<String> {
+    users
+        .users
+        .iter()
+        .map(|u| u.ids.as_ref().expect("ids").user_id.clone())
+        .collect()
+}
+
+/// Creates `user` with a fresh admin's token.
+pub async fn create_as_admin(env: &TestEnv, user: User) -> Result<User, tonic::Status> {
+    let token = env.admin_token("ops");
+    registry(env)
+        .create(roster_test_support::with_token(
+            CreateUserRequest {
+                user: Some(user),
+                invitation_token: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Creates `user_id` as an approved admin in the store and returns an admin
+/// token for it.
+pub async fn create_admin_user(env: &TestEnv, user_id: &str) -> String {
+    create_as_admin(
+        env,
+        User {
+            admin: true,
+            state: roster_proto::v1::State::Approved as i32,
+            ..new_user(user_id)
+        },
+    )
+    .await
+    .expect("create admin user");
+    env.admin_token(user_id)
+}
+
+/// Gets `user_id` with `token` (no token: anonymous), limited to `paths`
+/// when given.
+pub async fn get_user(
+    env: &TestEnv,
+    user_id: &str,
+    token: Option<&str>,
+    paths: &[&str],
+) -> Result<User, tonic::Status> {
+    let message = roster_proto::v1::GetUserRequest {
+        user_ids: Some(user_ids(user_id)),
+        field_mask: if paths.is_empty() {
+            None
+        } else {
+            field_mask(paths)
+        },
+    };
+    let request = match token {
+        Some(token) => roster_test_support::with_token(message, token),
+        None => tonic::Request::new(message),
+    };
+    registry(env)
+        .get(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Gets `user_id` with a fresh admin's token, deleted or not.
+pub async fn get_as_admin(env: &TestEnv, user_id: &str) -> User {
+    let token = env.admin_token("ops");
+    get_user(env, user_id, Some(&token), &[])
+        .await
+        .expect("get as admin")
+}
+
+/// Updates `user` (selected by its ids) with `token`, changing `paths`.
+pub async fn update_user(
+    env: &TestEnv,
+    token: &str,
+    user: User,
+    paths: &[&str],
+) -> Result<User, tonic::Status> {
+    registry(env)
+        .update(roster_test_support::with_token(
+            roster_proto::v1::UpdateUserRequest {
+                user: Some(user),
+                field_mask: field_mask(paths),
+            },
+            token,
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Soft-deletes `user_id` with `token`.
+pub async fn delete_user(env: &TestEnv, user_id: &str, token: &str) -> Result<(), tonic::Status> {
+    registry(env)
+        .delete(roster_test_support::with_token(user_ids(user_id), token))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Lists users with a fresh admin's token; returns the IDs and the total.
+pub async fn list_as_admin(
+    env: &TestEnv,
+    request: roster_proto::v1::ListUsersRequest,
+) -> (Vec<String>, u64) {
+    let token = env.admin_token("ops");
+    let response = registry(env)
+        .list(roster_test_support::with_token(request, &token))
+        .await
+        .expect("list users");
+    let total = total_count(&response);
+    (user_ids_of(response.get_ref()), total)
+}
+
+/// The `UserEventData` packed in `event`.
+pub fn user_event_data(event: &roster_proto::v1::Event) -> roster_proto::v1::UserEventData {
+    event
+        .data
+        .as_ref()
+        .expect("event data")
+        .to_msg()
+        .expect("UserEventData")
+}
+
+// ---- Helpers for the password, credentials, external-user and outbox
+// ---- tests.
+
+/// How long a test waits for something that should happen at once.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Turns `async fn case(backend: Backend)` into the tests
+/// `case::on_postgres` (PostgreSQL and JetStream) and `case::on_sqlite`
+/// (SQLite and the in-process bus).
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test]
+            async fn on_postgres() {
+                super::$case(roster_test_support::Backend::Postgres).await;
+            }
+
+            #[tokio::test]
+            async fn on_sqlite() {
+                super::$case(roster_test_support::Backend::Sqlite).await;
+            }
+        }
+    )*};
+}
+pub(crate) use on_both_backends;
+
+pub fn ids(user_id: &str) -> UserIdentifiers {
+    UserIdentifiers {
+        user_id: user_id.into(),
+        email: String::new(),
+    }
+}
+
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+/// `user_id` as an admin sees it, every readable field set.
+pub async fn get_as_admin(env: &TestEnv, user_id: &str) -> User {
+    registry(env)
+        .get(roster_test_support::with_token(
+            roster_proto::v1::GetUserRequest {
+                user_ids: Some(ids(user_id)),
+                field_mask: None,
+            },
+            &env.admin_token("root-admin"),
+        ))
+        .await
+        .expect("get user as admin")
+        .into_inner()
+}
+
+/// Changes `paths` of `user` as an admin.
+pub async fn update_as_admin(env: &TestEnv, user: User, paths: &[&str]) -> User {
+    registry(env)
+        .update(roster_test_support::with_token(
+            roster_proto::v1::UpdateUserRequest {
+                user: Some(user),
+                field_mask: mask(paths),
+            },
+            &env.admin_token("root-admin"),
+        ))
+        .await
+        .expect("update user as admin")
+        .into_inner()
+}
+
+/// Asserts `INVALID_ARGUMENT` naming `field` (messages read
+/// "invalid `<field>`: <reason>").
+#[track_caller]
+pub fn assert_invalid_field(status: &tonic::Status, field: &str) {
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "{field}: {status:?}"
+    );
+    assert!(
+        status.message().contains(&format!("`{field}`")),
+        "expected a violation of `{field}`, got {status:?}"
+    );
+}
+
+/// The next event named `name` for which `matches` holds, skipping others;
+/// `None` after `within`.
+pub async fn next_event_where(
+    stream: &mut roster_core::events::EventStream,
+    name: &str,
+    within: std::time::Duration,
+    mut matches: impl FnMut(&roster_proto::v1::Event) -> bool,
+) -> Option<roster_proto::v1::Event> {
+    use futures::StreamExt;
+    tokio::time::timeout(within, async {
+        while let Some(event) = stream.next().await {
+            if event.name == name && matches(&event) {
+                return Some(event);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// The user data an event of this service carries.
+pub fn user_event_data(event: &roster_proto::v1::Event) -> roster_proto::v1::UserEventData {
+    event
+        .data
+        .as_ref()
+        .expect("event data")
+        .to_msg()
+        .expect("UserEventData")
+}
+
+/// The user IDs an event names.
+pub fn event_user_ids(event: &roster_proto::v1::Event) -> Vec<String> {
+    use roster_proto::v1::entity_identifiers::Ids;
+    event
+        .identifiers
+        .iter()
+        .filter_map(|i| match &i.ids {
+            Some(Ids::UserIds(u)) => Some(u.user_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Polls `condition` until it holds, failing the test after `within`.
+pub async fn eventually<F, Fut>(what: &str, within: std::time::Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let poll = async {
+        while !condition().await {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(within, poll).await.is_err() {
+        panic!("timed out waiting until {what}");
+    }
+}
+
+/// UserCredentials.CheckPassword as another service calls it (cluster key).
+pub async fn check_password(
+    env: &TestEnv,
+    user_ids: UserIdentifiers,
+    password: &str,
+) -> Result<roster_proto::v1::CheckPasswordResponse, tonic::Status> {
+    roster_proto::v1::user_credentials_client::UserCredentialsClient::new(env.channel())
+        .check_password(roster_test_support::with_cluster_key(
+            roster_proto::v1::CheckPasswordRequest {
+                user_ids: Some(user_ids),
+                password: password.into(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}

@@ -1,0 +1,178 @@
+//! UserCredentials.CheckPassword: the internal password check other
+//! services make with the cluster key.
+
+use roster_core::auth::CLUSTER_KEY_HEADER;
+use roster_proto::v1::user_credentials_client::UserCredentialsClient;
+use roster_proto::v1::{CheckPasswordRequest, CreateUserRequest, Right, State, User, UserIdentifiers};
+use roster_test_support::{Backend, TestEnv, with_token};
+use tonic::Code;
+
+use crate::support::*;
+
+fn by_email(email: &str) -> UserIdentifiers {
+    UserIdentifiers {
+        user_id: String::new(),
+        email: email.into(),
+    }
+}
+
+fn request(user_ids: UserIdentifiers, password: &str) -> CheckPasswordRequest {
+    CheckPasswordRequest {
+        user_ids: Some(user_ids),
+        password: password.into(),
+    }
+}
+
+/// Asserts that `user` carries what a login needs and nothing secret or
+/// beyond it.
+#[track_caller]
+fn assert_login_view(user: &User, user_id: &str) {
+    assert_eq!(user.ids.as_ref().unwrap().user_id, user_id);
+    assert!(user.password.is_empty());
+    assert!(user.temporary_password.is_empty());
+    assert!(user.temporary_password_created_at.is_none());
+    assert!(user.name.is_empty(), "only what a login needs comes back");
+    assert!(user.attributes.is_empty());
+}
+
+async fn the_cluster_checks_a_password_by_user_id(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    let mut carol = new_user("carol");
+    carol.admin = true;
+    carol.state = State::Flagged as i32;
+    carol.require_password_update = true;
+    carol.attributes.insert("team".into(), "ops".into());
+    registry(&env)
+        .create(with_token(
+            CreateUserRequest {
+                user: Some(carol),
+                invitation_token: String::new(),
+            },
+            &env.admin_token("root-admin"),
+        ))
+        .await
+        .expect("admin creates carol");
+
+    let user = check_password(&env, ids("carol"), PASSWORD)
+        .await
+        .expect("right password")
+        .user
+        .expect("user");
+
+    assert_login_view(&user, "carol");
+    assert!(user.admin);
+    assert_eq!(user.state, State::Flagged as i32);
+    assert!(user.require_password_update);
+    assert_eq!(user.primary_email_address, "carol@example.com");
+}
+
+async fn the_cluster_checks_a_password_by_email_in_any_case(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    register(&env, "alice").await;
+
+    for email in ["alice@example.com", "ALICE@Example.COM"] {
+        let user = check_password(&env, by_email(email), PASSWORD)
+            .await
+            .unwrap_or_else(|s| panic!("{email}: {s:?}"))
+            .user
+            .expect("user");
+        assert_login_view(&user, "alice");
+        assert!(!user.admin);
+        assert_eq!(user.state, State::Approved as i32);
+    }
+}
+
+async fn a_wrong_password_is_unauthenticated(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    register(&env, "alice").await;
+    for user_ids in [ids("alice"), by_email("alice@example.com")] {
+        let status = check_password(&env, user_ids, "Wrong-Password-1")
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+    let status = check_password(&env, ids("alice"), "").await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+async fn an_unknown_user_is_unauthenticated(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    register(&env, "alice").await;
+    for user_ids in [ids("nobody"), by_email("nobody@example.com")] {
+        let status = check_password(&env, user_ids, PASSWORD).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+}
+
+async fn a_check_without_a_user_id_or_email_is_invalid(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    let status = check_password(&env, by_email(""), PASSWORD)
+        .await
+        .unwrap_err();
+    assert_invalid_field(&status, "user_ids");
+}
+
+async fn callers_without_the_cluster_key_are_denied(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    register(&env, "alice").await;
+    let mut client = UserCredentialsClient::new(env.channel());
+
+    let anonymous = client
+        .check_password(request(ids("alice"), PASSWORD))
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::PermissionDenied);
+
+    let own_token = env.user_token("alice", &[Right::UserAll]);
+    let as_user = client
+        .check_password(with_token(request(ids("alice"), PASSWORD), &own_token))
+        .await
+        .unwrap_err();
+    assert_eq!(as_user.code(), Code::PermissionDenied);
+
+    let admin_token = env.admin_token("root-admin");
+    let as_admin = client
+        .check_password(with_token(request(ids("alice"), PASSWORD), &admin_token))
+        .await
+        .unwrap_err();
+    assert_eq!(as_admin.code(), Code::PermissionDenied);
+}
+
+async fn a_wrong_cluster_key_is_unauthenticated(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    register(&env, "alice").await;
+    let mut call = tonic::Request::new(request(ids("alice"), PASSWORD));
+    call.metadata_mut()
+        .insert(CLUSTER_KEY_HEADER, "not-the-cluster-key".parse().unwrap());
+
+    let status = UserCredentialsClient::new(env.channel())
+        .check_password(call)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+async fn deleted_users_are_unauthenticated(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    register(&env, "alice").await;
+    registry(&env)
+        .delete(with_token(ids("alice"), &env.admin_token("root-admin")))
+        .await
+        .expect("admin deletes alice");
+
+    for user_ids in [ids("alice"), by_email("alice@example.com")] {
+        let status = check_password(&env, user_ids, PASSWORD).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+}
+
+on_both_backends!(
+    the_cluster_checks_a_password_by_user_id,
+    the_cluster_checks_a_password_by_email_in_any_case,
+    a_wrong_password_is_unauthenticated,
+    an_unknown_user_is_unauthenticated,
+    a_check_without_a_user_id_or_email_is_invalid,
+    callers_without_the_cluster_key_are_denied,
+    a_wrong_cluster_key_is_unauthenticated,
+    deleted_users_are_unauthenticated,
+);

@@ -1,0 +1,339 @@
+//! UserRegistry.List: admins only, paging with `x-total-count`, ordering
+//! from the allow-list with the user ID breaking ties, and deleted users.
+
+use roster_proto::v1::{ListUsersRequest, Right, State, User};
+use roster_test_support::{Backend, TestEnv, with_token};
+use tonic::Code;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn list_is_for_admins_only() {
+    let env = TestEnv::start().await;
+    register(&env, "alice").await;
+    let alice = env.user_token("alice", &[Right::UserAll]);
+    let status = registry(&env)
+        .list(with_token(ListUsersRequest::default(), &alice))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = registry(&env)
+        .list(ListUsersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+async fn list_pages_through_users_with_limit_and_page(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    // Registered out of order: the default order is by user ID.
+    for id in ["erin", "bob", "dave", "alice", "carol"] {
+        register(&env, id).await;
+    }
+    let page = |limit, page| ListUsersRequest {
+        limit,
+        page,
+        ..Default::default()
+    };
+    assert_eq!(
+        list_as_admin(&env, page(2, 1)).await,
+        (vec!["alice".into(), "bob".into()], 5)
+    );
+    assert_eq!(
+        list_as_admin(&env, page(2, 2)).await,
+        (vec!["carol".into(), "dave".into()], 5)
+    );
+    assert_eq!(list_as_admin(&env, page(2, 3)).await, (vec!["erin".into()], 5));
+    assert_eq!(list_as_admin(&env, page(2, 4)).await, (vec![], 5));
+    // Page 0 is page 1; limit 0 is the default (100).
+    assert_eq!(
+        list_as_admin(&env, page(2, 0)).await,
+        (vec!["alice".into(), "bob".into()], 5)
+    );
+    let (all, total) = list_as_admin(&env, page(0, 0)).await;
+    assert_eq!(all, vec!["alice", "bob", "carol", "dave", "erin"]);
+    assert_eq!(total, 5);
+}
+
+#[tokio::test]
+async fn list_pages_through_users_with_limit_and_page_on_postgres() {
+    list_pages_through_users_with_limit_and_page(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn list_pages_through_users_with_limit_and_page_on_sqlite() {
+    list_pages_through_users_with_limit_and_page(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_total_count_header_equals_the_number_of_live_users() {
+    let env = TestEnv::start().await;
+    for id in ["alice", "bob", "carol"] {
+        register(&env, id).await;
+    }
+    let admin = env.admin_token("ops");
+    let response = registry(&env)
+        .list(with_token(
+            ListUsersRequest {
+                limit: 1,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("list");
+    assert_eq!(total_count(&response), 3);
+    assert_eq!(response.get_ref().users.len(), 1);
+
+    delete_user(&env, "bob", &admin).await.expect("delete");
+    let (ids, total) = list_as_admin(&env, ListUsersRequest::default()).await;
+    assert_eq!(ids, vec!["alice", "carol"]);
+    assert_eq!(total, 2);
+}
+
+/// One row of the ordering fixture.
+struct Row {
+    id: &'static str,
+    name: &'static str,
+    email: &'static str,
+    state: State,
+    admin: bool,
+}
+
+/// Users with ties in every orderable field, created in neither ID nor
+/// name order. Names and email local parts are lowercase and of one
+/// length, so every collation orders them the same.
+const ROWS: &[Row] = &[
+    Row {
+        id: "u3",
+        name: "beta",
+        email: "e2@example.com",
+        state: State::Approved,
+        admin: false,
+    },
+    Row {
+        id: "u1",
+        name: "beta",
+        email: "e3@example.com",
+        state: State::Approved,
+        admin: false,
+    },
+    Row {
+        id: "u5",
+        name: "gamm",
+        email: "e4@example.com",
+        state: State::Suspended,
+        admin: true,
+    },
+    Row {
+        id: "u2",
+        name: "alfa",
+        email: "e1@example.com",
+        state: State::Suspended,
+        admin: true,
+    },
+    Row {
+        id: "u4",
+        name: "alfa",
+        email: "e5@example.com",
+        state: State::Requested,
+        admin: false,
+    },
+];
+
+async fn list_orders_by_each_allowed_field_with_the_user_id_breaking_ties(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    for row in ROWS {
+        create_as_admin(
+            &env,
+            User {
+                name: row.name.into(),
+                primary_email_address: row.email.into(),
+                state: row.state as i32,
+                admin: row.admin,
+                ..new_user(row.id)
+            },
+        )
+        .await
+        .expect("create");
+    }
+    let fields: [(&str, fn(&Row) -> String); 6] = [
+        ("user_id", |r| r.id.to_string()),
+        ("name", |r| r.name.to_string()),
+        ("primary_email_address", |r| r.email.to_string()),
+        ("state", |r| (r.state as i32).to_string()),
+        ("admin", |r| u8::from(r.admin).to_string()),
+        // ROWS is in creation order.
+        ("created_at", |r| {
+            format!("{:03}", ROWS.iter().position(|x| x.id == r.id).unwrap())
+        }),
+    ];
+    for (field, key) in fields {
+        let mut expected: Vec<&Row> = ROWS.iter().collect();
+        expected.sort_by(|a, b| (key(a), a.id).cmp(&(key(b), b.id)));
+        let ascending: Vec<String> = expected.iter().map(|r| r.id.to_string()).collect();
+        let descending: Vec<String> = ascending.iter().rev().cloned().collect();
+
+        let (ids, total) = list_as_admin(
+            &env,
+            ListUsersRequest {
+                order: field.into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(ids, ascending, "order {field}");
+        assert_eq!(total, 5);
+        let (ids, _) = list_as_admin(
+            &env,
+            ListUsersRequest {
+                order: format!("-{field}"),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(ids, descending, "order -{field}");
+    }
+    // No order is by user ID.
+    let (ids, _) = list_as_admin(&env, ListUsersRequest::default()).await;
+    assert_eq!(ids, vec!["u1", "u2", "u3", "u4", "u5"]);
+    // Ties hold across pages: the tie-break makes paging stable.
+    let mut paged = Vec::new();
+    for page in 1..=3 {
+        let (ids, _) = list_as_admin(
+            &env,
+            ListUsersRequest {
+                order: "name".into(),
+                limit: 2,
+                page,
+                ..Default::default()
+            },
+        )
+        .await;
+        paged.extend(ids);
+    }
+    assert_eq!(paged, vec!["u2", "u4", "u1", "u3", "u5"]);
+}
+
+#[tokio::test]
+async fn list_orders_by_each_allowed_field_with_the_user_id_breaking_ties_on_postgres() {
+    list_orders_by_each_allowed_field_with_the_user_id_breaking_ties(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn list_orders_by_each_allowed_field_with_the_user_id_breaking_ties_on_sqlite() {
+    list_orders_by_each_allowed_field_with_the_user_id_breaking_ties(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_order_outside_the_allow_list_is_refused() {
+    let env = TestEnv::start().await;
+    let admin = env.admin_token("ops");
+    for order in [
+        "password",
+        "password_hash",
+        "email",
+        "--name",
+        "name desc",
+        "name;DROP TABLE users",
+        "+name",
+    ] {
+        let status = registry(&env)
+            .list(with_token(
+                ListUsersRequest {
+                    order: order.into(),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .unwrap_err();
+        assert_invalid_field(&status, "order");
+    }
+}
+
+#[tokio::test]
+async fn a_limit_over_1000_is_refused() {
+    let env = TestEnv::start().await;
+    let admin = env.admin_token("ops");
+    let status = registry(&env)
+        .list(with_token(
+            ListUsersRequest {
+                limit: 1001,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_invalid_field(&status, "limit");
+    // 1000 itself is allowed.
+    registry(&env)
+        .list(with_token(
+            ListUsersRequest {
+                limit: 1000,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("limit 1000");
+}
+
+#[tokio::test]
+async fn list_applies_the_field_mask_and_refuses_write_only_paths() {
+    let env = TestEnv::start().await;
+    register(&env, "alice").await;
+    let admin = env.admin_token("ops");
+    let users = registry(&env)
+        .list(with_token(
+            ListUsersRequest {
+                field_mask: field_mask(&["name"]),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    let user = &users.users[0];
+    assert_eq!(user.name, "User alice");
+    assert!(user.primary_email_address.is_empty());
+    assert!(user.ids.is_some() && user.created_at.is_some());
+    for path in ["password", "temporary_password"] {
+        let status = registry(&env)
+            .list(with_token(
+                ListUsersRequest {
+                    field_mask: field_mask(&[path]),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .unwrap_err();
+        assert_invalid_field(&status, "field_mask");
+    }
+}
+
+#[tokio::test]
+async fn listing_deleted_users_shows_only_soft_deleted_ones() {
+    let env = TestEnv::start().await;
+    for id in ["alice", "bob", "carol"] {
+        register(&env, id).await;
+    }
+    let admin = env.admin_token("ops");
+    delete_user(&env, "bob", &admin).await.expect("delete bob");
+    let (ids, total) = list_as_admin(
+        &env,
+        ListUsersRequest {
+            deleted: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(ids, vec!["bob"]);
+    assert_eq!(total, 1);
+    let (ids, total) = list_as_admin(&env, ListUsersRequest::default()).await;
+    assert_eq!(ids, vec!["alice", "carol"]);
+    assert_eq!(total, 2);
+}

@@ -1,0 +1,174 @@
+//! The embedded default: no configuration, nothing else running.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use futures::StreamExt;
+use roster_proto::v1::user_registry_client::UserRegistryClient;
+use roster_proto::v1::{
+    CreateUserRequest, GetUserRequest, ListUsersRequest, User, UserIdentifiers,
+};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+use crate::process::{ROSTERD, Rosterd};
+
+fn alice() -> User {
+    User {
+        ids: Some(UserIdentifiers {
+            user_id: "alice".into(),
+            email: String::new(),
+        }),
+        primary_email_address: "alice@example.com".into(),
+        password: "Correct-Horse-9".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn with_no_configuration_rosterd_serves_the_whole_contract_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let rosterd = Rosterd::start(dir.path(), &["start", "all"], &[]).await;
+    let channel = rosterd.channel().await;
+
+    // Reflection lists every service of the contract.
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection response");
+    };
+    let listed: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
+    for name in roster_proto::SERVICE_NAMES {
+        assert!(listed.contains(*name), "{name} is not listed: {listed:?}");
+    }
+
+    // Health says SERVING for the server and for the user registry.
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "roster.v1.UserRegistry"] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+
+    // Create needs no credential; the rest refuses callers without one.
+    let mut users = UserRegistryClient::new(channel);
+    let created = users
+        .create(CreateUserRequest {
+            user: Some(alice()),
+            invitation_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.ids.unwrap().user_id, "alice");
+    let get = users
+        .get(GetUserRequest {
+            user_ids: Some(UserIdentifiers {
+                user_id: "alice".into(),
+                email: String::new(),
+            }),
+            field_mask: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(get.code(), tonic::Code::Unauthenticated);
+    let list = users.list(ListUsersRequest::default()).await.unwrap_err();
+    assert_eq!(list.code(), tonic::Code::Unauthenticated);
+    // A token nobody can vouch for is refused too.
+    let mut request = tonic::Request::new(ListUsersRequest::default());
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer rak.made.up".parse().unwrap());
+    assert_eq!(
+        users.list(request).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+
+    // The data lives in SQLite files under ./data.
+    assert!(dir.path().join("data/user-registry.db").exists());
+    assert!(rosterd.terminate().await.success());
+}
+
+#[tokio::test]
+async fn users_survive_a_restart_of_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let rosterd = Rosterd::start(dir.path(), &["start", "user-registry"], &[]).await;
+    let mut users = UserRegistryClient::new(rosterd.channel().await);
+    users
+        .create(CreateUserRequest {
+            user: Some(alice()),
+            invitation_token: String::new(),
+        })
+        .await
+        .unwrap();
+    assert!(rosterd.terminate().await.success());
+
+    let rosterd = Rosterd::start(dir.path(), &["start", "all"], &[]).await;
+    let mut users = UserRegistryClient::new(rosterd.channel().await);
+    let again = users
+        .create(CreateUserRequest {
+            user: Some(alice()),
+            invitation_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::AlreadyExists);
+}
+
+#[test]
+fn an_unknown_configuration_key_stops_rosterd_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(ROSTERD)
+        .args(["start", "all"])
+        .current_dir(dir.path())
+        .env("ROSTER__DATABASE__URLL", "postgres://nowhere")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("urll"), "{stderr}");
+
+    std::fs::write(dir.path().join("roster.toml"), "lisen = \"127.0.0.1:1\"\n").unwrap();
+    let output = Command::new(ROSTERD)
+        .args(["--config", "roster.toml", "start", "all"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("lisen"));
+}
+
+#[test]
+fn migrate_creates_the_databases_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new(ROSTERD)
+        .arg("migrate")
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(dir.path().join("data/user-registry.db").exists());
+}
