@@ -565,6 +565,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_event_about_a_user_drops_its_cached_credentials() {
+        use crate::events::{EventBus, MemoryBus, new_event};
+        use roster_proto::v1::{EntityIdentifiers, entity_identifiers};
+
+        let bus: Arc<dyn EventBus> = Arc::new(MemoryBus::new());
+        let resolver = Arc::new(Counting(Default::default()));
+        let auth = Arc::new(Authenticator::new(
+            resolver.clone(),
+            ClusterKeys::default(),
+            &AuthConfig {
+                cache_ttl_ms: 60_000,
+                ..AuthConfig::default()
+            },
+        ));
+        auth.spawn_invalidation(bus.clone()).await.unwrap();
+        auth.caller(&request("Bearer good")).await.unwrap();
+        assert_eq!(auth.cached_len(), 1);
+
+        let about = |user: &str| {
+            vec![EntityIdentifiers {
+                ids: Some(entity_identifiers::Ids::UserIds(UserIdentifiers {
+                    user_id: user.into(),
+                    email: String::new(),
+                })),
+            }]
+        };
+        bus.publish(&new_event("user.api-key.delete", about("alice"), None))
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while auth.cached_len() != 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the cached answer for alice is dropped");
+        auth.caller(&request("Bearer good")).await.unwrap();
+        assert_eq!(resolver.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
     async fn malformed_headers_are_unauthenticated() {
         let auth = Authenticator::new(
             Arc::new(Counting(Default::default())),

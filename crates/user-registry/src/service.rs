@@ -2,7 +2,6 @@
 //! validates its input into domain types, and writes the change together
 //! with its event through the store (one transaction).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -421,12 +420,10 @@ impl UserRegistryService {
         ctx.caller
             .require(user_id.as_str(), Right::UserSettingsBasic)?;
         let admin = ctx.caller.is_admin();
-        if !admin {
-            if let Some(path) = mask.paths().find(|p| ADMIN_PATHS.contains(p)) {
-                return Err(Error::PermissionDenied(format!(
-                    "update_admin_field: only admins may update `{path}`"
-                )));
-            }
+        if let Some(path) = mask.paths().find(|p| !admin && ADMIN_PATHS.contains(p)) {
+            return Err(Error::PermissionDenied(format!(
+                "update_admin_field: only admins may update `{path}`"
+            )));
         }
         // Validate every requested value before touching the store.
         let name = if mask.contains("name") {
@@ -1079,7 +1076,3 @@ fn changed_paths(before: &UserRecord, after: &UserRecord) -> Vec<String> {
     );
     out
 }
-
-/// Keeps `HashMap` in the signature of attribute parsing honest.
-#[allow(dead_code)]
-type AttributeMap = HashMap<String, String>;
