@@ -24,10 +24,11 @@ test: ## Start test services, check formatting and lints, run all tests
 	scripts/ensure-services.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# Doc tests first, so the run ends with the summary of the full suite.
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		rc=0; \
-		$(CARGO) nextest run --workspace --no-fail-fast || rc=$$?; \
 		$(CARGO) test --workspace --doc || rc=$$?; \
+		$(CARGO) nextest run --workspace --no-fail-fast || rc=$$?; \
 		exit $$rc; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
