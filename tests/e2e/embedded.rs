@@ -51,7 +51,10 @@ async fn with_no_configuration_rosterd_serves_the_whole_contract_on_sqlite() {
         panic!("unexpected reflection response");
     };
     let listed: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
-    for name in roster_proto::SERVICE_NAMES {
+    for name in roster_proto::SERVICE_NAMES.iter().chain(&[
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ]) {
         assert!(listed.contains(*name), "{name} is not listed: {listed:?}");
     }
 

@@ -35,10 +35,12 @@ impl GrpcServer {
         routes.add_service(health_service);
         let v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(roster_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .expect("the embedded descriptor set is valid");
         let v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(roster_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .expect("the embedded descriptor set is valid");
         routes.add_service(v1);
@@ -93,11 +95,37 @@ impl GrpcServer {
             .await;
         tracing::info!(%addr, services = ?self.names, "serving gRPC");
         let routes: Routes = self.routes.routes();
-        tonic::transport::Server::builder()
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let health = self.health.clone();
+        let signal = async move {
+            shutdown.await;
+            // Probes see NOT_SERVING while requests drain, so load balancers
+            // stop sending new ones.
+            health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            let _ = stopping_tx.send(());
+        };
+        let serve = tonic::transport::Server::builder()
             .trace_fn(|req| tracing::info_span!("grpc", path = %req.uri().path()))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await?;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        tokio::pin!(serve);
+        // Draining waits for clients to finish and close; one that never
+        // does must not keep the process alive past the drain timeout.
+        let drain_deadline = async {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(DRAIN_TIMEOUT).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = &mut serve => result?,
+            _ = drain_deadline => {
+                tracing::warn!(%addr, "connections still open after the drain timeout; closing them");
+            }
+        }
         tracing::info!(%addr, "gRPC server stopped");
         Ok(())
     }

@@ -84,8 +84,15 @@ fn main() -> anyhow::Result<()> {
                     .iter()
                     .map(|_| "<hidden>".into())
                     .collect();
-                if !shown.database.url.is_empty() {
-                    shown.database.url = "<set>".into();
+                // URLs may carry credentials (`user:password@host`).
+                for url in [
+                    &mut shown.database.url,
+                    &mut shown.events.nats_url,
+                    &mut shown.telemetry.otlp_endpoint,
+                ] {
+                    if url.contains('@') {
+                        *url = "<set, with credentials>".into();
+                    }
                 }
                 println!("{shown:#?}");
                 Ok(())
