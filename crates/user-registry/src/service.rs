@@ -188,7 +188,12 @@ impl UserRegistryService {
         ctx.caller.require(user_id.as_str(), right)?;
         match self.store.get_user(user_id.as_str()).await? {
             Some(u) if include_deleted || u.deleted_at.is_none() => Ok(u),
-            _ => Err(Error::NotFound("user")),
+            _ if ctx.caller.is_admin() => Err(Error::NotFound("user")),
+            // A credential of a user that no longer exists.
+            _ => Err(Error::PermissionDenied(format!(
+                "missing right {}",
+                right.as_str_name()
+            ))),
         }
     }
 
@@ -268,8 +273,16 @@ impl UserRegistryService {
             deleted_at: None,
         };
         if admin {
-            // Admins may set the admin-only fields at creation.
-            record.state = state_of(input.state, "user.state")? as i32;
+            // Admins may set the admin-only fields at creation. A user an
+            // admin creates is approved unless the admin says otherwise
+            // (REQUESTED is the enum's zero value, so it cannot be told
+            // apart from "not set"; an admin who wants it updates later).
+            let state = state_of(input.state, "user.state")?;
+            record.state = if state == State::Requested {
+                State::Approved as i32
+            } else {
+                state as i32
+            };
             record.state_description = StateDescription::parse(&input.state_description)
                 .map_err(|v| v.under("user"))?
                 .into_string();
@@ -449,6 +462,7 @@ impl UserRegistryService {
         let validated_at = input
             .primary_email_address_validated_at
             .as_ref()
+            .filter(|_| mask.contains("primary_email_address_validated_at"))
             .map(|t| {
                 convert::from_timestamp(t).ok_or_else(|| {
                     FieldViolation::new("user.primary_email_address_validated_at", "out of range")

@@ -370,7 +370,10 @@ macro_rules! user_store {
                         qb.push(concat!(" AND (user_id ", $like, " "));
                         qb.push_bind(pattern.clone());
                         qb.push(concat!(" ESCAPE '\\' OR lower(name) ", $like, " "));
-                        qb.push_bind(pattern.to_lowercase());
+                        // ASCII only, like SQLite's lower(): lowering
+                        // `É` here but not in the column would make an
+                        // exact spelling miss. ILIKE folds the rest.
+                        qb.push_bind(pattern.to_ascii_lowercase());
                         qb.push(" ESCAPE '\\')");
                     }
                     for (column, value) in [
@@ -382,7 +385,7 @@ macro_rules! user_store {
                             qb.push(format!(" AND {column} {} ", $like));
                             let mut pattern = contains_pattern(value);
                             if column.starts_with("lower") {
-                                pattern = pattern.to_lowercase();
+                                pattern = pattern.to_ascii_lowercase();
                             }
                             qb.push_bind(pattern);
                             qb.push(" ESCAPE '\\'");
@@ -470,6 +473,11 @@ macro_rules! user_store {
                 .await;
                 if let Err(err) = result {
                     return Err(match unique_violation(&err) {
+                        // (provider_id, user_id) is unique too: one link per
+                        // user and provider.
+                        Some(_) if err.to_string().contains("user_id") => {
+                            StoreError::AlreadyExists("link of this user to this provider")
+                        }
                         Some(_) => StoreError::AlreadyExists("external_id"),
                         None => err.into(),
                     });

@@ -463,7 +463,11 @@ async fn a_taken_email_is_refused_whatever_its_case(backend: Backend) {
     )
     .await
     .expect("create alice");
-    for taken in ["alice@example.com", "ALICE@EXAMPLE.COM", "Alice@Example.com"] {
+    for taken in [
+        "alice@example.com",
+        "ALICE@EXAMPLE.COM",
+        "Alice@Example.com",
+    ] {
         let status = create_anonymously(
             &env,
             User {
@@ -588,9 +592,8 @@ async fn required_invitation_without_a_token_names_the_invitation_token_field() 
         .expect("admins need no invitation");
 }
 
-#[tokio::test]
-async fn concurrent_creates_of_one_id_let_exactly_one_succeed() {
-    let env = TestEnv::start().await;
+async fn concurrent_creates_of_one_id_let_exactly_one_succeed(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
     let attempts = (0..8).map(|i| {
         let env = &env;
         async move {
@@ -615,6 +618,16 @@ async fn concurrent_creates_of_one_id_let_exactly_one_succeed() {
     let (ids, total) = list_as_admin(&env, Default::default()).await;
     assert_eq!(ids, vec!["racer"]);
     assert_eq!(total, 1);
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_one_id_let_exactly_one_succeed_on_postgres() {
+    concurrent_creates_of_one_id_let_exactly_one_succeed(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_one_id_let_exactly_one_succeed_on_sqlite() {
+    concurrent_creates_of_one_id_let_exactly_one_succeed(Backend::Sqlite).await;
 }
 
 async fn creation_publishes_user_create_without_secrets(backend: Backend) {

@@ -3,7 +3,9 @@
 
 use roster_core::auth::CLUSTER_KEY_HEADER;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
-use roster_proto::v1::{CheckPasswordRequest, CreateUserRequest, Right, State, User, UserIdentifiers};
+use roster_proto::v1::{
+    CheckPasswordRequest, CreateUserRequest, Right, State, User, UserIdentifiers,
+};
 use roster_test_support::{Backend, TestEnv, with_token};
 use tonic::Code;
 
@@ -98,7 +100,7 @@ async fn a_wrong_password_is_unauthenticated(backend: Backend) {
 async fn an_unknown_user_is_unauthenticated(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
-    for user_ids in [ids("nobody"), by_email("nobody@example.com")] {
+    for user_ids in [ids("stranger"), by_email("stranger@example.com")] {
         let status = check_password(&env, user_ids, PASSWORD).await.unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated);
     }

@@ -36,7 +36,10 @@ fn assert_full(user: &User) {
     assert_eq!(user.name, "User alice");
     assert_eq!(user.description, "Alice's public description");
     assert_eq!(user.primary_email_address, "alice@example.com");
-    assert_eq!(user.attributes.get("team").map(String::as_str), Some("platform"));
+    assert_eq!(
+        user.attributes.get("team").map(String::as_str),
+        Some("platform")
+    );
     assert!(!user.contact_info.is_empty());
     assert!(user.password_updated_at.is_some());
     assert!(user.email_notification_preferences.is_some());
@@ -83,7 +86,11 @@ async fn another_user_without_rights_reads_only_public_fields() {
     assert_eq!(user.state, State::Approved as i32);
     assert!(!user.admin);
     assert_eq!(
-        user.profile_picture.unwrap().sizes.get(&64).map(String::as_str),
+        user.profile_picture
+            .unwrap()
+            .sizes
+            .get(&64)
+            .map(String::as_str),
         Some("https://img.example.com/alice.png")
     );
     // Private: nothing else.
@@ -235,9 +242,7 @@ async fn a_soft_deleted_user_is_hidden_from_non_admins_and_shown_to_admins(backe
 
     let bob = env.user_token("bob", &[Right::UserAll]);
     for token in [&owner, &bob] {
-        let status = get_user(&env, "alice", Some(token), &[])
-            .await
-            .unwrap_err();
+        let status = get_user(&env, "alice", Some(token), &[]).await.unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied);
     }
     let admin = env.admin_token("ops");
@@ -263,9 +268,7 @@ async fn an_invalid_user_id_is_refused() {
     let env = TestEnv::start().await;
     let admin = env.admin_token("ops");
     for bad in ["", "A", "no_underscores", "-x"] {
-        let status = get_user(&env, bad, Some(&admin), &[])
-            .await
-            .unwrap_err();
+        let status = get_user(&env, bad, Some(&admin), &[]).await.unwrap_err();
         assert_invalid_field(&status, "user_ids.user_id");
     }
 }

@@ -1,5 +1,16 @@
 //! The user registry over real gRPC, on PostgreSQL with JetStream and on
 //! SQLite with the in-process bus.
 
+mod create;
+mod credentials;
+mod delete;
+mod external;
+mod get;
+mod list;
+mod outbox;
+mod password;
+mod search;
 mod smoke;
+mod store;
 mod support;
+mod update;

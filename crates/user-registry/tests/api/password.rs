@@ -166,9 +166,11 @@ async fn a_wrong_old_password_is_unauthenticated_and_announced(backend: Backend)
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 
-    let event = next_event_where(&mut events, "user.update.incorrect_password", WAIT, |_| true)
-        .await
-        .expect("user.update.incorrect_password published");
+    let event = next_event_where(&mut events, "user.update.incorrect_password", WAIT, |_| {
+        true
+    })
+    .await
+    .expect("user.update.incorrect_password published");
     assert_eq!(event_user_ids(&event), ["alice"]);
     assert!(password_works(&env, "alice", PASSWORD).await);
     assert!(!password_works(&env, "alice", NEW_PASSWORD).await);
@@ -182,7 +184,7 @@ async fn updating_the_password_of_an_unknown_user_is_unauthenticated(backend: Ba
     register(&env, "alice").await;
     let mut events = env.subscribe("user.>").await;
 
-    let status = update_password(&env, "nobody", PASSWORD, NEW_PASSWORD, false)
+    let status = update_password(&env, "stranger", PASSWORD, NEW_PASSWORD, false)
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -193,9 +195,11 @@ async fn updating_the_password_of_an_unknown_user_is_unauthenticated(backend: Ba
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    let event = next_event_where(&mut events, "user.update.incorrect_password", WAIT, |_| true)
-        .await
-        .expect("user.update.incorrect_password published for alice");
+    let event = next_event_where(&mut events, "user.update.incorrect_password", WAIT, |_| {
+        true
+    })
+    .await
+    .expect("user.update.incorrect_password published for alice");
     assert_eq!(event_user_ids(&event), ["alice"]);
 }
 
@@ -213,7 +217,13 @@ async fn a_weak_new_password_is_invalid(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
     let before = get_as_admin(&env, "alice").await;
-    for weak in ["", "Sh0rt", "no-uppercase-1", "No-Digits-Here", "Alice-Is-9"] {
+    for weak in [
+        "",
+        "Sh0rt",
+        "no-uppercase-1",
+        "No-Digits-Here",
+        "Alice-Is-9",
+    ] {
         let status = update_password(&env, "alice", PASSWORD, weak, false)
             .await
             .unwrap_err();
@@ -328,7 +338,10 @@ async fn a_temporary_password_can_be_requested_without_credentials(backend: Back
         .expect("no token is needed");
 
     let user = get_as_admin(&env, "alice").await;
-    assert!(user.temporary_password.is_empty(), "the secret never comes back");
+    assert!(
+        user.temporary_password.is_empty(),
+        "the secret never comes back"
+    );
     let created = time(user.temporary_password_created_at.as_ref());
     let expires = time(user.temporary_password_expires_at.as_ref());
     assert!(
@@ -353,18 +366,16 @@ async fn a_temporary_password_can_be_requested_without_credentials(backend: Back
     assert!(user.password.is_empty());
 }
 
-async fn a_temporary_password_for_an_unknown_user_is_answered_alike_and_silently(
-    backend: Backend,
-) {
+async fn a_temporary_password_for_an_unknown_user_is_answered_alike_and_silently(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
     let mut events = env.subscribe("user.>").await;
 
-    create_temporary_password(&env, "nobody")
+    create_temporary_password(&env, "stranger")
         .await
         .expect("the same answer as for an existing user");
 
-    // Events go out in commit order: alice's comes after any about nobody.
+    // Events go out in commit order: alice's comes after any about the stranger.
     create_temporary_password(&env, "alice").await.unwrap();
     let event = next_event_where(&mut events, "user.update", WAIT, |_| true)
         .await
@@ -451,12 +462,10 @@ async fn temporary_password_requests_are_rate_limited(backend: Backend) {
             .await
             .unwrap_or_else(|s| panic!("attempt {attempt}: {s:?}"));
     }
-    let status = create_temporary_password(&env, "alice")
-        .await
-        .unwrap_err();
+    let status = create_temporary_password(&env, "alice").await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);
     // The client address is limited too, whichever user it asks about.
-    let status = create_temporary_password(&env, "nobody")
+    let status = create_temporary_password(&env, "stranger")
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted);

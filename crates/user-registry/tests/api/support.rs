@@ -38,41 +38,11 @@ pub async fn register(env: &TestEnv, user_id: &str) -> User {
 
 // ---- Helpers for the create, get, list, update, delete and search tests ----
 
-/// `UserIdentifiers` naming `user_id`.
-pub fn user_ids(user_id: &str) -> UserIdentifiers {
-    UserIdentifiers {
-        user_id: user_id.into(),
-        email: String::new(),
-    }
-}
-
 /// A client of `EntityRegistrySearch`.
 pub fn search_client(
     env: &TestEnv,
 ) -> roster_proto::v1::entity_registry_search_client::EntityRegistrySearchClient<Channel> {
     roster_proto::v1::entity_registry_search_client::EntityRegistrySearchClient::new(env.channel())
-}
-
-/// A field mask of `paths`.
-pub fn field_mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|p| p.to_string()).collect(),
-    })
-}
-
-/// Asserts `status` is INVALID_ARGUMENT about `field`.
-#[track_caller]
-pub fn assert_invalid_field(status: &tonic::Status, field: &str) {
-    assert_eq!(
-        status.code(),
-        tonic::Code::InvalidArgument,
-        "expected INVALID_ARGUMENT about `{field}`, got {status:?}"
-    );
-    assert!(
-        status.message().contains(&format!("`{field}`")),
-        "expected the message to name `{field}`: {:?}",
-        status.message()
-    );
 }
 
 /// The `x-total-count` header of a list response.
@@ -137,12 +107,8 @@ pub async fn get_user(
     paths: &[&str],
 ) -> Result<User, tonic::Status> {
     let message = roster_proto::v1::GetUserRequest {
-        user_ids: Some(user_ids(user_id)),
-        field_mask: if paths.is_empty() {
-            None
-        } else {
-            field_mask(paths)
-        },
+        user_ids: Some(ids(user_id)),
+        field_mask: if paths.is_empty() { None } else { mask(paths) },
     };
     let request = match token {
         Some(token) => roster_test_support::with_token(message, token),
@@ -152,14 +118,6 @@ pub async fn get_user(
         .get(request)
         .await
         .map(tonic::Response::into_inner)
-}
-
-/// Gets `user_id` with a fresh admin's token, deleted or not.
-pub async fn get_as_admin(env: &TestEnv, user_id: &str) -> User {
-    let token = env.admin_token("ops");
-    get_user(env, user_id, Some(&token), &[])
-        .await
-        .expect("get as admin")
 }
 
 /// Updates `user` (selected by its ids) with `token`, changing `paths`.
@@ -173,7 +131,7 @@ pub async fn update_user(
         .update(roster_test_support::with_token(
             roster_proto::v1::UpdateUserRequest {
                 user: Some(user),
-                field_mask: field_mask(paths),
+                field_mask: mask(paths),
             },
             token,
         ))
@@ -184,7 +142,7 @@ pub async fn update_user(
 /// Soft-deletes `user_id` with `token`.
 pub async fn delete_user(env: &TestEnv, user_id: &str, token: &str) -> Result<(), tonic::Status> {
     registry(env)
-        .delete(roster_test_support::with_token(user_ids(user_id), token))
+        .delete(roster_test_support::with_token(ids(user_id), token))
         .await
         .map(tonic::Response::into_inner)
 }
@@ -201,16 +159,6 @@ pub async fn list_as_admin(
         .expect("list users");
     let total = total_count(&response);
     (user_ids_of(response.get_ref()), total)
-}
-
-/// The `UserEventData` packed in `event`.
-pub fn user_event_data(event: &roster_proto::v1::Event) -> roster_proto::v1::UserEventData {
-    event
-        .data
-        .as_ref()
-        .expect("event data")
-        .to_msg()
-        .expect("UserEventData")
 }
 
 // ---- Helpers for the password, credentials, external-user and outbox
