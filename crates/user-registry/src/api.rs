@@ -102,8 +102,16 @@ impl EntityRegistrySearch for UserRegistryApi {
         &self,
         request: Request<SearchUsersRequest>,
     ) -> Result<Response<Users>, Status> {
-        let (users, total) = handle!(self, request, |ctx, msg| self.service.search(&ctx, msg))?;
-        Ok(with_total_count(users, total))
+        let (users, total, capped) =
+            handle!(self, request, |ctx, msg| self.service.search(&ctx, msg))?;
+        let mut response = with_total_count(users, total);
+        if capped {
+            response.metadata_mut().insert(
+                "x-total-count-capped",
+                tonic::metadata::MetadataValue::from_static("true"),
+            );
+        }
+        Ok(response)
     }
 }
 

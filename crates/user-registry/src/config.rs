@@ -21,6 +21,12 @@ pub struct UserRegistryConfig {
     pub temporary_password_ttl_secs: u64,
     /// How long a temporary password set by an admin lives, in seconds.
     pub admin_temporary_password_ttl_secs: u64,
+    /// How long an email validation secret lives, in seconds.
+    pub email_validation_ttl_secs: u64,
+    /// Searches with text filters count matches up to this many; the
+    /// `x-total-count` of a search that reaches it says "at least" (and
+    /// `x-total-count-capped: true` is set).
+    pub search_count_cap: u64,
     /// The password rules.
     pub password_policy: PasswordPolicy,
     /// Limits on the unauthenticated methods (UpdatePassword,
@@ -37,6 +43,8 @@ impl Default for UserRegistryConfig {
             restore_window_secs: 24 * 3600,
             temporary_password_ttl_secs: 3600,
             admin_temporary_password_ttl_secs: 36 * 3600,
+            email_validation_ttl_secs: 24 * 3600,
+            search_count_cap: 10_000,
             password_policy: PasswordPolicy::default(),
             rate_limit: RateLimitConfig::default(),
         }

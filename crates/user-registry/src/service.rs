@@ -155,6 +155,16 @@ impl UserRegistryService {
         &self.store
     }
 
+    /// Starts validating the primary email address: a fresh secret, of
+    /// which only the SHA-256 is stored. Delivering the secret is the
+    /// mailer's job; until a mailer is configured it goes nowhere.
+    fn start_email_validation(&self, record: &mut UserRecord, at: chrono::DateTime<chrono::Utc>) {
+        let secret = roster_core::token::random_secret(32);
+        record.email_validation_hash = Some(roster_core::token::hash_secret(&secret));
+        record.email_validation_expires_at =
+            Some(at + Duration::seconds(self.config.email_validation_ttl_secs as i64));
+    }
+
     /// A user event stamped with the caller, carrying the user without
     /// secrets.
     fn event(
@@ -265,6 +275,8 @@ impl UserRegistryService {
             temporary_password_hash: None,
             temporary_password_created_at: None,
             temporary_password_expires_at: None,
+            email_validation_hash: None,
+            email_validation_expires_at: None,
             profile_picture: picture,
             email_notification_types: types,
             universal_rights: None,
@@ -304,6 +316,9 @@ impl UserRegistryService {
                 rights_of(input.universal_rights.as_ref(), "user.universal_rights")?;
         } else {
             state_description_default(&mut record);
+        }
+        if record.primary_email_address_validated_at.is_none() {
+            self.start_email_validation(&mut record, at);
         }
         let event = self.event(ctx, USER_CREATE, &record, Vec::new(), false);
         self.store.insert_user(&record, &[event]).await?;
@@ -368,7 +383,12 @@ impl UserRegistryService {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn search(&self, ctx: &CallContext, req: SearchUsersRequest) -> Result<(Users, u64)> {
+    /// Searches users; the flag says the total stopped at the count cap.
+    pub async fn search(
+        &self,
+        ctx: &CallContext,
+        req: SearchUsersRequest,
+    ) -> Result<(Users, u64, bool)> {
         ctx.caller.require_universal(Right::UserList)?;
         let mut mask = FieldMask::parse(req.field_mask.as_ref(), READABLE_PATHS, WRITE_ONLY_PATHS)?;
         let order = Order::parse(&req.order, ORDER_FIELDS, "user_id")?;
@@ -400,6 +420,7 @@ impl UserRegistryService {
             descending: order.descending,
             limit: page.limit(),
             offset: page.offset(),
+            count_cap: Some(self.config.search_count_cap.max(1) as i64),
         };
         // Searched fields come back even when the mask leaves them out.
         if !mask.is_empty() {
@@ -416,7 +437,9 @@ impl UserRegistryService {
                 mask.insert("state");
             }
         }
-        self.page_of(&query, &mask).await
+        let (users, total) = self.page_of(&query, &mask).await?;
+        let capped = query.has_text_filters() && total >= self.config.search_count_cap.max(1);
+        Ok((users, total, capped))
     }
 
     #[tracing::instrument(skip_all)]
@@ -544,6 +567,14 @@ impl UserRegistryService {
             }
             if mask.contains("primary_email_address_validated_at") {
                 after.primary_email_address_validated_at = validated_at;
+            }
+            if after.primary_email_address_validated_at.is_some() {
+                after.email_validation_hash = None;
+                after.email_validation_expires_at = None;
+            } else if after.email_normalized != before.email_normalized
+                || before.primary_email_address_validated_at.is_some()
+            {
+                self.start_email_validation(&mut after, at);
             }
             if mask.contains("require_password_update") {
                 after.require_password_update = input.require_password_update;

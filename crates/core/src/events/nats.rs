@@ -62,13 +62,31 @@ impl NatsBus {
         Ok(bus)
     }
 
-    /// Gets or creates the stream with Roster's settings.
+    /// Gets or creates the stream with Roster's settings. The server can
+    /// fail a create with a storage error while another stream of the same
+    /// account is being deleted (it removes and recreates the account's
+    /// directory), so a failed attempt is retried a few times.
     pub async fn ensure_stream(&self) -> anyhow::Result<()> {
-        self.jetstream
-            .get_or_create_stream(self.stream_config())
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot get or create stream {}: {e}", self.stream))?;
-        Ok(())
+        let mut delay = std::time::Duration::from_millis(50);
+        let mut attempt = 1;
+        loop {
+            match self
+                .jetstream
+                .get_or_create_stream(self.stream_config())
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(stream = %self.stream, error = %e, attempt, "creating the stream failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    anyhow::bail!("cannot get or create stream {}: {e}", self.stream)
+                }
+            }
+        }
     }
 
     /// The configuration Roster creates its stream with.

@@ -19,6 +19,10 @@ CREATE TABLE users (
     temporary_password_hash TEXT,
     temporary_password_created_at TIMESTAMPTZ,
     temporary_password_expires_at TIMESTAMPTZ,
+    -- A pending validation of the primary email address: the SHA-256 of
+    -- the secret mailed to it, and when that secret expires.
+    email_validation_hash TEXT,
+    email_validation_expires_at TIMESTAMPTZ,
     profile_picture BYTEA,
     email_notification_types TEXT NOT NULL DEFAULT '',
     universal_rights TEXT,
@@ -32,6 +36,7 @@ CREATE UNIQUE INDEX users_live_email ON users (email_normalized) WHERE deleted_a
 CREATE INDEX users_user_id_trgm ON users USING gin (user_id gin_trgm_ops);
 CREATE INDEX users_name_trgm ON users USING gin (lower(name) gin_trgm_ops);
 CREATE INDEX users_created_at ON users (created_at);
+CREATE INDEX users_name ON users (name);
 CREATE INDEX users_admins ON users (user_id) WHERE admin AND deleted_at IS NULL;
 
 CREATE TABLE user_attributes (

@@ -16,6 +16,10 @@ CREATE TABLE users (
     temporary_password_hash TEXT,
     temporary_password_created_at TEXT,
     temporary_password_expires_at TEXT,
+    -- A pending validation of the primary email address: the SHA-256 of
+    -- the secret mailed to it, and when that secret expires.
+    email_validation_hash TEXT,
+    email_validation_expires_at TEXT,
     profile_picture BLOB,
     email_notification_types TEXT NOT NULL DEFAULT '',
     universal_rights TEXT,

@@ -53,6 +53,9 @@ pub struct UserRecord {
     pub temporary_password_hash: Option<String>,
     pub temporary_password_created_at: Option<DateTime<Utc>>,
     pub temporary_password_expires_at: Option<DateTime<Utc>>,
+    /// The SHA-256 of the pending email validation secret.
+    pub email_validation_hash: Option<String>,
+    pub email_validation_expires_at: Option<DateTime<Utc>>,
     /// The encoded `roster.v1.Picture`.
     pub profile_picture: Option<Vec<u8>>,
     pub email_notification_types: Vec<i32>,
@@ -116,6 +119,19 @@ pub struct UserQuery {
     pub descending: bool,
     pub limit: i64,
     pub offset: i64,
+    /// When text filters are given, count matches only up to this many.
+    pub count_cap: Option<i64>,
+}
+
+impl UserQuery {
+    /// Whether any substring filter is set (the expensive kind).
+    pub fn has_text_filters(&self) -> bool {
+        self.id_or_name.is_some()
+            || self.id_contains.is_some()
+            || self.name_contains.is_some()
+            || self.description_contains.is_some()
+            || !self.attributes.is_empty()
+    }
 }
 
 impl Default for UserQuery {
@@ -132,6 +148,7 @@ impl Default for UserQuery {
             descending: false,
             limit: 100,
             offset: 0,
+            count_cap: None,
         }
     }
 }

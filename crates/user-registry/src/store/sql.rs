@@ -19,7 +19,8 @@ use super::{
 const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, email_normalized, \
     primary_email_address_validated_at, password_hash, password_updated_at, \
     require_password_update, state, state_description, admin, temporary_password_hash, \
-    temporary_password_created_at, temporary_password_expires_at, profile_picture, \
+    temporary_password_created_at, temporary_password_expires_at, email_validation_hash, \
+    email_validation_expires_at, profile_picture, \
     email_notification_types, universal_rights, created_at, updated_at, deleted_at";
 
 const EFFECTIVE_ADMINS: &str =
@@ -67,6 +68,8 @@ macro_rules! user_store {
                     temporary_password_hash: row.try_get("temporary_password_hash")?,
                     temporary_password_created_at: row.try_get("temporary_password_created_at")?,
                     temporary_password_expires_at: row.try_get("temporary_password_expires_at")?,
+                    email_validation_hash: row.try_get("email_validation_hash")?,
+                    email_validation_expires_at: row.try_get("email_validation_expires_at")?,
                     profile_picture: row.try_get("profile_picture")?,
                     email_notification_types: decode_ints(&notification_types)?,
                     universal_rights: universal.as_deref().map(decode_ints).transpose()?,
@@ -188,7 +191,7 @@ macro_rules! user_store {
                 let mut tx = self.pool.begin().await?;
                 let result = sqlx::query(&format!(
                     "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)"
+                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
                 ))
                 .bind(&user.user_id)
                 .bind(&user.name)
@@ -205,6 +208,8 @@ macro_rules! user_store {
                 .bind(&user.temporary_password_hash)
                 .bind(user.temporary_password_created_at)
                 .bind(user.temporary_password_expires_at)
+                .bind(&user.email_validation_hash)
+                .bind(user.email_validation_expires_at)
                 .bind(&user.profile_picture)
                 .bind(encode_ints(&user.email_notification_types))
                 .bind(user.universal_rights.as_deref().map(encode_ints))
@@ -275,10 +280,11 @@ macro_rules! user_store {
                      password_hash = $7, password_updated_at = $8, require_password_update = $9, \
                      state = $10, state_description = $11, admin = $12, \
                      temporary_password_hash = $13, temporary_password_created_at = $14, \
-                     temporary_password_expires_at = $15, profile_picture = $16, \
-                     email_notification_types = $17, universal_rights = $18, updated_at = $19, \
-                     deleted_at = $20 \
-                     WHERE user_id = $1 AND updated_at = $21",
+                     temporary_password_expires_at = $15, email_validation_hash = $16, \
+                     email_validation_expires_at = $17, profile_picture = $18, \
+                     email_notification_types = $19, universal_rights = $20, updated_at = $21, \
+                     deleted_at = $22 \
+                     WHERE user_id = $1 AND updated_at = $23",
                 )
                 .bind(&user.user_id)
                 .bind(&user.name)
@@ -295,6 +301,8 @@ macro_rules! user_store {
                 .bind(&user.temporary_password_hash)
                 .bind(user.temporary_password_created_at)
                 .bind(user.temporary_password_expires_at)
+                .bind(&user.email_validation_hash)
+                .bind(user.email_validation_expires_at)
                 .bind(&user.profile_picture)
                 .bind(encode_ints(&user.email_notification_types))
                 .bind(user.universal_rights.as_deref().map(encode_ints))
@@ -411,9 +419,26 @@ macro_rules! user_store {
                     }
                 }
 
-                let mut count: QueryBuilder<$db> = QueryBuilder::new("SELECT COUNT(*) FROM users");
+                // Text filters can match most of a big table; counting every
+                // match would cost as much as reading them all, so such
+                // counts stop at the cap. Statements are not cached: a
+                // cached generic plan cannot see how selective a pattern is.
+                let capped = query.count_cap.filter(|_| query.has_text_filters());
+                let mut count: QueryBuilder<$db> = QueryBuilder::new(match capped {
+                    Some(_) => "SELECT COUNT(*) FROM (SELECT 1 FROM users",
+                    None => "SELECT COUNT(*) FROM users",
+                });
                 filters(&mut count, query);
-                let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+                if let Some(cap) = capped {
+                    count.push(" LIMIT ");
+                    count.push_bind(cap);
+                    count.push(") AS matches");
+                }
+                let total: i64 = count
+                    .build_query_scalar()
+                    .persistent(false)
+                    .fetch_one(&self.pool)
+                    .await?;
 
                 let order = super::ORDER_FIELDS
                     .iter()
@@ -421,9 +446,22 @@ macro_rules! user_store {
                     .copied()
                     .unwrap_or("user_id");
                 let direction = if query.descending { "DESC" } else { "ASC" };
-                let mut select: QueryBuilder<$db> =
-                    QueryBuilder::new(format!("SELECT {USER_COLUMNS} FROM users"));
+                // With few matches, find them all through the trigram indexes
+                // and sort them; walking an ordered index and filtering row
+                // by row can read most of the table before it finds a page.
+                // With many matches, the walk finds a page quickly.
+                let few = capped.is_some_and(|cap| total < cap);
+                let mut select: QueryBuilder<$db> = if few {
+                    QueryBuilder::new(format!(
+                        "WITH matches AS MATERIALIZED (SELECT {USER_COLUMNS} FROM users"
+                    ))
+                } else {
+                    QueryBuilder::new(format!("SELECT {USER_COLUMNS} FROM users"))
+                };
                 filters(&mut select, query);
+                if few {
+                    select.push(format!(") SELECT {USER_COLUMNS} FROM matches"));
+                }
                 select.push(format!(" ORDER BY {order} {direction}"));
                 if order != "user_id" {
                     select.push(format!(", user_id {direction}"));
@@ -432,7 +470,7 @@ macro_rules! user_store {
                 select.push_bind(query.limit);
                 select.push(" OFFSET ");
                 select.push_bind(query.offset);
-                let rows = select.build().fetch_all(&self.pool).await?;
+                let rows = select.build().persistent(false).fetch_all(&self.pool).await?;
                 let mut users = rows
                     .iter()
                     .map(Self::user_from_row)

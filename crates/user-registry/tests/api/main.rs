@@ -4,6 +4,7 @@
 mod create;
 mod credentials;
 mod delete;
+mod email_validation;
 mod external;
 mod get;
 mod list;

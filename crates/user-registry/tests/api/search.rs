@@ -497,3 +497,53 @@ async fn search_deleted_finds_only_soft_deleted_users() {
         (vec!["alina".into()], 1)
     );
 }
+
+async fn the_total_of_a_broad_search_stops_at_the_cap(backend: Backend) {
+    let env = TestEnv::start_with(
+        backend,
+        roster_user_registry::UserRegistryConfig {
+            search_count_cap: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    for id in ["team-a1", "team-a2", "team-a3", "team-a4", "team-a5", "solo"] {
+        register(&env, id).await;
+    }
+    let admin = env.admin_token("ops");
+    let search = |query: &str, limit: u32, page: u32| SearchUsersRequest {
+        query: query.into(),
+        limit,
+        page,
+        ..Default::default()
+    };
+
+    // Five match: the total says "at least 3" and the page is still full.
+    let response = search_client(&env)
+        .search_users(with_token(search("team", 10, 1), &admin))
+        .await
+        .unwrap();
+    assert_eq!(total_count(&response), 3);
+    assert_eq!(
+        response.metadata().get("x-total-count-capped").unwrap(),
+        "true"
+    );
+    assert_eq!(user_ids_of(response.get_ref()).len(), 5);
+    // Paging goes on past the cap.
+    let (second, _) = search_as_admin(&env, search("team", 2, 3)).await;
+    assert_eq!(second, vec!["team-a5"]);
+
+    // Below the cap the total is exact and not marked.
+    let response = search_client(&env)
+        .search_users(with_token(search("sol", 10, 1), &admin))
+        .await
+        .unwrap();
+    assert_eq!(total_count(&response), 1);
+    assert!(response.metadata().get("x-total-count-capped").is_none());
+
+    // Listing without text filters always counts exactly.
+    let (_, total) = list_as_admin(&env, Default::default()).await;
+    assert_eq!(total, 6);
+}
+
+on_both_backends!(the_total_of_a_broad_search_stops_at_the_cap);

@@ -1,0 +1,209 @@
+//! The results: an aligned plain-text table, or the same as JSON lines.
+
+use std::time::Duration;
+
+use roster_core::password::PasswordConfig;
+use serde_json::json;
+
+use crate::load::{Run, Summary};
+
+/// Where and how the numbers were taken.
+pub struct Header {
+    pub seeded_users: i64,
+    pub table_bytes: i64,
+    pub seed_insert: Duration,
+    pub seed_vacuum: Duration,
+    pub server_version: String,
+    pub cores: usize,
+    pub release: bool,
+    pub password: PasswordConfig,
+    pub pool_size: u32,
+    pub channels: usize,
+    pub warmup_percent: u32,
+}
+
+/// Credentials are not what is measured, but how they are resolved shapes
+/// every authenticated request, so the output says it.
+const CREDENTIALS_NOTE: &str = "resolved in-process by the stand-in resolver \
+     (roster-test-support) until the access service exists";
+
+/// One scenario's line.
+pub struct Row {
+    pub scenario: &'static str,
+    pub concurrency: usize,
+    /// Failed warm-up requests: not in the table, but a failure all the same.
+    pub warmup_errors: u64,
+    pub run: Run,
+}
+
+impl Row {
+    fn throughput(&self) -> f64 {
+        let secs = self.run.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.run.latencies.len() as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The mean `x-total-count`, for scenarios that report one.
+    fn average_total(&self) -> Option<f64> {
+        let totals = &self.run.totals;
+        (!totals.is_empty()).then(|| totals.iter().sum::<u64>() as f64 / totals.len() as f64)
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+pub fn print_text(header: &Header, rows: &[Row]) {
+    let p = &header.password;
+    println!("Roster user registry over gRPC, PostgreSQL and JetStream");
+    println!(
+        "  users table:   {} seeded rows, {:.1} MiB with indexes (seeded in {:.1} s: \
+         insert {:.1} s, VACUUM ANALYZE {:.1} s)",
+        header.seeded_users,
+        header.table_bytes as f64 / (1024.0 * 1024.0),
+        (header.seed_insert + header.seed_vacuum).as_secs_f64(),
+        header.seed_insert.as_secs_f64(),
+        header.seed_vacuum.as_secs_f64(),
+    );
+    println!("  PostgreSQL:    {}", header.server_version);
+    println!(
+        "  machine:       {} cores, shared by the clients and the server (one process)",
+        header.cores
+    );
+    println!(
+        "  build:         {}",
+        if header.release { "release" } else { "debug" }
+    );
+    println!(
+        "  passwords:     Argon2id, {} KiB, {} passes, {} lane(s) (production defaults)",
+        p.memory_kib, p.iterations, p.parallelism
+    );
+    println!(
+        "  connections:   {} to PostgreSQL; {} HTTP/2 channel(s) shared by the clients",
+        header.pool_size, header.channels
+    );
+    println!(
+        "  warm-up:       {}% of each scenario's requests, not measured",
+        header.warmup_percent
+    );
+    println!("  credentials:   {CREDENTIALS_NOTE}");
+    println!();
+
+    let titles = [
+        "scenario",
+        "requests",
+        "concurrency",
+        "errors",
+        "throughput (req/s)",
+        "p50 (ms)",
+        "p99 (ms)",
+        "max (ms)",
+    ];
+    let lines: Vec<[String; 8]> = rows
+        .iter()
+        .map(|row| {
+            let summary = Summary::of(&row.run.latencies);
+            let latency = |pick: fn(&Summary) -> Duration| {
+                summary.map_or("-".into(), |s| format!("{:.2}", ms(pick(&s))))
+            };
+            [
+                row.scenario.to_string(),
+                row.run.requests().to_string(),
+                row.concurrency.to_string(),
+                row.run.errors.to_string(),
+                format!("{:.1}", row.throughput()),
+                latency(|s| s.p50),
+                latency(|s| s.p99),
+                latency(|s| s.max),
+            ]
+        })
+        .collect();
+    let mut widths = titles.map(str::len);
+    for line in &lines {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    // The scenario name is text and reads best left-aligned; numbers line
+    // up on the right.
+    let format_line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(column, (cell, width))| {
+                if column == 0 {
+                    format!("{cell:<width$}")
+                } else {
+                    format!("{cell:>width$}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    println!("{}", format_line(&titles.map(String::from)));
+    println!("{}", widths.map(|w| "-".repeat(w)).join("  "));
+    for line in &lines {
+        println!("{}", format_line(line));
+    }
+    for row in rows {
+        if let Some(average) = row.average_total() {
+            println!();
+            println!(
+                "{}: average {} {:.1} over {} searches",
+                row.scenario,
+                roster_core::list::TOTAL_COUNT_HEADER,
+                average,
+                row.run.totals.len()
+            );
+        }
+    }
+}
+
+pub fn print_json(header: &Header, rows: &[Row]) {
+    let p = &header.password;
+    println!(
+        "{}",
+        json!({
+            "type": "header",
+            "seeded_users": header.seeded_users,
+            "table_bytes": header.table_bytes,
+            "seed_insert_secs": header.seed_insert.as_secs_f64(),
+            "seed_vacuum_analyze_secs": header.seed_vacuum.as_secs_f64(),
+            "postgres_version": header.server_version,
+            "cores": header.cores,
+            "release": header.release,
+            "argon2": {
+                "memory_kib": p.memory_kib,
+                "iterations": p.iterations,
+                "parallelism": p.parallelism,
+            },
+            "pool_size": header.pool_size,
+            "channels": header.channels,
+            "warmup_percent": header.warmup_percent,
+            "credentials": CREDENTIALS_NOTE,
+        })
+    );
+    for row in rows {
+        let summary = Summary::of(&row.run.latencies);
+        println!(
+            "{}",
+            json!({
+                "type": "scenario",
+                "scenario": row.scenario,
+                "requests": row.run.requests(),
+                "concurrency": row.concurrency,
+                "errors": row.run.errors,
+                "throughput_rps": row.throughput(),
+                "p50_ms": summary.map(|s| ms(s.p50)),
+                "p99_ms": summary.map(|s| ms(s.p99)),
+                "max_ms": summary.map(|s| ms(s.max)),
+                "average_total_count": row.average_total(),
+            })
+        );
+    }
+}

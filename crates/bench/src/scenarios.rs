@@ -1,0 +1,251 @@
+//! The requests each scenario sends, and the checks on each answer: a
+//! request counts as successful only when the answer is the one asked for.
+//!
+//! Inputs are derived from the request index and `--seed` alone, so two
+//! runs with the same options send the same requests.
+
+use std::future::Future;
+
+use roster_core::list::TOTAL_COUNT_HEADER;
+use roster_proto::v1::entity_registry_search_client::EntityRegistrySearchClient;
+use roster_proto::v1::user_registry_client::UserRegistryClient;
+use roster_proto::v1::{
+    CreateUserRequest, GetUserRequest, SearchUsersRequest, User, UserIdentifiers,
+};
+use roster_test_support::with_token;
+use tonic::transport::Channel;
+
+use crate::load::Outcome;
+use crate::seed::Seeded;
+
+/// The password of created users: it passes the default policy.
+const PASSWORD: &str = "Bench-Passw0rd";
+/// The page size of searches.
+pub const SEARCH_LIMIT: u32 = 20;
+/// Shortest and longest search text.
+const QUERY_CHARS: (usize, usize) = (3, 6);
+
+/// The scenarios, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Create,
+    Get,
+    Search,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Create => "Create",
+            Scenario::Get => "Get",
+            Scenario::Search => "SearchUsers",
+        }
+    }
+
+    /// Keeps the random streams of the scenarios apart.
+    fn stream(self) -> u64 {
+        match self {
+            Scenario::Create => 1,
+            Scenario::Get => 2,
+            Scenario::Search => 3,
+        }
+    }
+}
+
+/// What every request needs: channels to spread requests over, the admin
+/// token, the seeded users and the seed of the inputs.
+#[derive(Clone)]
+pub struct Target {
+    pub channels: Vec<Channel>,
+    pub admin_token: String,
+    pub seeded: Seeded,
+    pub seed: u64,
+}
+
+impl Target {
+    fn channel(&self, i: usize) -> Channel {
+        self.channels[i % self.channels.len()].clone()
+    }
+
+    /// The `draw`-th random number of request `i` of `scenario`.
+    fn random(&self, scenario: Scenario, i: usize, draw: u64) -> u64 {
+        splitmix64(
+            self.seed
+                ^ scenario.stream().wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ^ (i as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+                ^ draw.wrapping_mul(0x94d0_49bb_1331_11eb),
+        )
+    }
+
+    /// A seeded user number, uniform over `1..=count`.
+    fn seeded_user(&self, scenario: Scenario, i: usize) -> u64 {
+        1 + self.random(scenario, i, 0) % self.seeded.count
+    }
+
+    /// Request `i` of `scenario`, as a future the load generator can run.
+    pub fn request(
+        &self,
+        scenario: Scenario,
+        i: usize,
+    ) -> impl Future<Output = Outcome> + Send + use<> {
+        let target = self.clone();
+        async move {
+            match scenario {
+                Scenario::Create => target.create(i).await,
+                Scenario::Get => target.get(i).await,
+                Scenario::Search => target.search(i).await,
+            }
+        }
+    }
+
+    /// Self-registration: no credential, as a new user signs up.
+    async fn create(&self, i: usize) -> Outcome {
+        let user_id = format!("bench-{i:06}");
+        let request = CreateUserRequest {
+            user: Some(User {
+                ids: Some(user_ids(&user_id)),
+                primary_email_address: format!("{user_id}@bench.example.com"),
+                password: PASSWORD.into(),
+                name: format!("Bench User {i}"),
+                ..Default::default()
+            }),
+            invitation_token: String::new(),
+        };
+        let user = UserRegistryClient::new(self.channel(i))
+            .create(request)
+            .await
+            .map_err(status_text)?
+            .into_inner();
+        expect_user(&user, &user_id)?;
+        Ok(None)
+    }
+
+    /// An admin reading a random seeded user, every readable field.
+    async fn get(&self, i: usize) -> Outcome {
+        let user_id = self.seeded.user_id(self.seeded_user(Scenario::Get, i));
+        let request = GetUserRequest {
+            user_ids: Some(user_ids(&user_id)),
+            field_mask: None,
+        };
+        let user = UserRegistryClient::new(self.channel(i))
+            .get(with_token(request, &self.admin_token))
+            .await
+            .map_err(status_text)?
+            .into_inner();
+        expect_user(&user, &user_id)?;
+        Ok(None)
+    }
+
+    /// An admin typing part of an ID or a name into a search box.
+    async fn search(&self, i: usize) -> Outcome {
+        let query = self.search_text(i);
+        let request = SearchUsersRequest {
+            query: query.clone(),
+            limit: SEARCH_LIMIT,
+            ..Default::default()
+        };
+        let response = EntityRegistrySearchClient::new(self.channel(i))
+            .search_users(with_token(request, &self.admin_token))
+            .await
+            .map_err(status_text)?;
+        let total: u64 = response
+            .metadata()
+            .get(TOTAL_COUNT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("search {query:?}: no valid {TOTAL_COUNT_HEADER} header"))?;
+        let found = response.into_inner().users.len() as u64;
+        // The text comes from a seeded user, so at least that user matches.
+        if found == 0 || found > u64::from(SEARCH_LIMIT) || total < found {
+            return Err(format!(
+                "search {query:?}: {found} users with {TOTAL_COUNT_HEADER} {total}"
+            ));
+        }
+        Ok(Some(total))
+    }
+
+    /// A random 3 to 6 character substring of a seeded user's ID or name.
+    fn search_text(&self, i: usize) -> String {
+        let n = self.seeded_user(Scenario::Search, i);
+        let source = if self.random(Scenario::Search, i, 1) & 1 == 0 {
+            self.seeded.user_id(n)
+        } else {
+            self.seeded.name(n)
+        };
+        let (shortest, longest) = QUERY_CHARS;
+        let span = (longest - shortest + 1) as u64;
+        let len =
+            (shortest + (self.random(Scenario::Search, i, 2) % span) as usize).min(source.len());
+        let start =
+            (self.random(Scenario::Search, i, 3) % (source.len() - len + 1) as u64) as usize;
+        // IDs and names are ASCII, so byte offsets are character offsets.
+        source[start..start + len].to_string()
+    }
+}
+
+fn user_ids(user_id: &str) -> UserIdentifiers {
+    UserIdentifiers {
+        user_id: user_id.into(),
+        email: String::new(),
+    }
+}
+
+fn expect_user(user: &User, user_id: &str) -> Result<(), String> {
+    let got = user.ids.as_ref().map_or("", |ids| ids.user_id.as_str());
+    if got != user_id {
+        return Err(format!("asked for {user_id}, got {got:?}"));
+    }
+    Ok(())
+}
+
+fn status_text(status: tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// SplitMix64: a fast, well-mixed hash of a counter, plenty for picking
+/// inputs and cheaper than seeding a generator per request.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            // Never connected: only input generation is tested here.
+            channels: Vec::new(),
+            admin_token: String::new(),
+            seeded: Seeded::new(100_000),
+            seed: 1,
+        }
+    }
+
+    #[test]
+    fn search_texts_are_substrings_of_seeded_users() {
+        let target = target();
+        for i in 0..1000 {
+            let text = target.search_text(i);
+            assert!((3..=6).contains(&text.len()), "{text:?}");
+            let n = target.seeded_user(Scenario::Search, i);
+            let id = target.seeded.user_id(n);
+            let name = target.seeded.name(n);
+            assert!(id.contains(&text) || name.contains(&text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn inputs_are_reproducible_and_vary() {
+        let target = target();
+        assert_eq!(target.search_text(5), target.search_text(5));
+        let picks: std::collections::BTreeSet<u64> = (0..100)
+            .map(|i| target.seeded_user(Scenario::Get, i))
+            .collect();
+        assert!(picks.len() > 90);
+        assert!(picks.iter().all(|n| (1..=100_000).contains(n)));
+    }
+}
