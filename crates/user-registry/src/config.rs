@@ -44,7 +44,7 @@ impl Default for UserRegistryConfig {
             temporary_password_ttl_secs: 3600,
             admin_temporary_password_ttl_secs: 36 * 3600,
             email_validation_ttl_secs: 24 * 3600,
-            search_count_cap: 10_000,
+            search_count_cap: 1_000,
             password_policy: PasswordPolicy::default(),
             rate_limit: RateLimitConfig::default(),
         }
