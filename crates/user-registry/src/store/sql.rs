@@ -26,12 +26,70 @@ const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, e
 const EFFECTIVE_ADMINS: &str =
     "SELECT COUNT(*) FROM users WHERE admin AND deleted_at IS NULL AND state IN (1, 3)";
 
+/// How long PostgreSQL may spend on the planner's own plan for a capped
+/// count before the count is run again on the trigram indexes.
+const COUNT_BUDGET_MS: u64 = 25;
+/// The same, for the ordered walk that finds a page of a broad search.
+const PAGE_BUDGET_MS: u64 = 50;
+
+/// Trigram patterns defeat the planner's estimates, and each of its two
+/// plans for a substring search has a bad case: walking an ordered index (or
+/// the table) reads every non-matching row before the matches when they all
+/// sort late, while a bitmap of the trigram indexes reads every match when
+/// nearly every row matches. So the planner's own plan runs first within a
+/// short budget (it is the fast one whenever matches are dense), and when
+/// the budget runs out the statement runs again with only the bitmap plan
+/// allowed, whose cost is bounded by the matches. `$run` (an awaited
+/// result) is evaluated once per attempt, with `$tx` bound to that
+/// attempt's transaction.
+macro_rules! budgeted {
+    ($pool:expr, $budget_ms:expr, |$tx:ident| $run:expr) => {{
+        let mut $tx = $pool.begin().await?;
+        let timeout = format!("SET LOCAL statement_timeout = {}", $budget_ms);
+        sqlx::query(&timeout).execute(&mut *$tx).await?;
+        match $run {
+            Ok(value) => {
+                $tx.commit().await?;
+                value
+            }
+            Err(err) if is_query_canceled(&err) => {
+                $tx.rollback().await?;
+                bitmap_only!($pool, |$tx| $run)
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }};
+}
+
+/// Runs `$run` (an awaited result, with `$tx` bound to its transaction)
+/// with only the bitmap (trigram index) plan allowed.
+macro_rules! bitmap_only {
+    ($pool:expr, |$tx:ident| $run:expr) => {{
+        let mut $tx = $pool.begin().await?;
+        for setting in [
+            "SET LOCAL enable_seqscan = off",
+            "SET LOCAL enable_indexscan = off",
+        ] {
+            sqlx::query(setting).execute(&mut *$tx).await?;
+        }
+        let value = $run?;
+        $tx.commit().await?;
+        value
+    }};
+}
+
+/// Whether a statement was cancelled by its `statement_timeout`.
+fn is_query_canceled(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("57014"))
+}
+
 macro_rules! user_store {
     (
         $store:ident,
         $db:ty,
         $pool:ty,
         like = $like:literal,
+        trigram = $trigram:literal,
         lock_admins = $lock_admins:expr,
         outbox = $outbox:path
     ) => {
@@ -122,6 +180,124 @@ macro_rules! user_store {
                     u.attributes = by_user.remove(&u.user_id).unwrap_or_default();
                 }
                 Ok(())
+            }
+
+            /// The WHERE clause of a list or search.
+            fn filters(qb: &mut QueryBuilder<'_, $db>, query: &UserQuery) {
+                qb.push(if query.deleted {
+                    " WHERE deleted_at IS NOT NULL"
+                } else {
+                    " WHERE deleted_at IS NULL"
+                });
+                if let Some(text) = &query.id_or_name {
+                    let pattern = contains_pattern(text);
+                    qb.push(concat!(" AND (user_id ", $like, " "));
+                    qb.push_bind(pattern.clone());
+                    qb.push(concat!(" ESCAPE '\\' OR lower(name) ", $like, " "));
+                    // ASCII only, like SQLite's lower(): lowering
+                    // `É` here but not in the column would make an
+                    // exact spelling miss. ILIKE folds the rest.
+                    qb.push_bind(pattern.to_ascii_lowercase());
+                    qb.push(" ESCAPE '\\')");
+                }
+                for (column, value) in [
+                    ("user_id", &query.id_contains),
+                    ("lower(name)", &query.name_contains),
+                    ("description", &query.description_contains),
+                ] {
+                    if let Some(value) = value {
+                        qb.push(format!(" AND {column} {} ", $like));
+                        let mut pattern = contains_pattern(value);
+                        if column.starts_with("lower") {
+                            pattern = pattern.to_ascii_lowercase();
+                        }
+                        qb.push_bind(pattern);
+                        qb.push(" ESCAPE '\\'");
+                    }
+                }
+                for (key, value) in &query.attributes {
+                    qb.push(
+                        " AND EXISTS (SELECT 1 FROM user_attributes a \
+                         WHERE a.user_id = users.user_id AND a.key = ",
+                    );
+                    qb.push_bind(key.clone());
+                    qb.push(concat!(" AND a.value ", $like, " "));
+                    qb.push_bind(contains_pattern(value));
+                    qb.push(" ESCAPE '\\')");
+                }
+                if !query.states.is_empty() {
+                    qb.push(" AND state IN (");
+                    let mut sep = qb.separated(", ");
+                    for s in &query.states {
+                        sep.push_bind(*s);
+                    }
+                    qb.push(")");
+                }
+            }
+
+
+            /// Counts the matches of `query`, up to `cap` when given.
+            fn count_query(query: &UserQuery, cap: Option<i64>) -> QueryBuilder<'_, $db> {
+                let mut count: QueryBuilder<$db> = QueryBuilder::new(match cap {
+                    Some(_) => "SELECT COUNT(*) FROM (SELECT 1 FROM users",
+                    None => "SELECT COUNT(*) FROM users",
+                });
+                Self::filters(&mut count, query);
+                if let Some(cap) = cap {
+                    count.push(" LIMIT ");
+                    count.push_bind(cap);
+                    count.push(") AS matches");
+                }
+                count
+            }
+
+            /// One page of the matches of `query`.
+            fn page_query(query: &UserQuery) -> QueryBuilder<'_, $db> {
+                let order = super::ORDER_FIELDS
+                    .iter()
+                    .find(|f| **f == query.order)
+                    .copied()
+                    .unwrap_or("user_id");
+                let direction = if query.descending { "DESC" } else { "ASC" };
+                let mut select: QueryBuilder<$db> =
+                    QueryBuilder::new(format!("SELECT {USER_COLUMNS} FROM users"));
+                Self::filters(&mut select, query);
+                select.push(format!(" ORDER BY {order} {direction}"));
+                if order != "user_id" {
+                    select.push(format!(", user_id {direction}"));
+                }
+                select.push(" LIMIT ");
+                select.push_bind(query.limit);
+                select.push(" OFFSET ");
+                select.push_bind(query.offset);
+                select
+            }
+
+            /// Runs the count of [`Self::count_query`]. Not a prepared
+            /// statement: a cached generic plan cannot see how selective a
+            /// pattern is.
+            async fn fetch_count<'c, E>(
+                executor: E,
+                query: &UserQuery,
+                cap: Option<i64>,
+            ) -> Result<i64, sqlx::Error>
+            where
+                E: sqlx::Executor<'c, Database = $db>,
+            {
+                let mut qb = Self::count_query(query, cap);
+                qb.build_query_scalar().persistent(false).fetch_one(executor).await
+            }
+
+            /// Runs [`Self::page_query`], not prepared either.
+            async fn fetch_page<'c, E>(
+                executor: E,
+                query: &UserQuery,
+            ) -> Result<Vec<<$db as sqlx::Database>::Row>, sqlx::Error>
+            where
+                E: sqlx::Executor<'c, Database = $db>,
+            {
+                let mut qb = Self::page_query(query);
+                qb.build().persistent(false).fetch_all(executor).await
             }
 
             async fn write_attributes(
@@ -367,110 +543,39 @@ macro_rules! user_store {
                 &self,
                 query: &UserQuery,
             ) -> Result<(Vec<UserRecord>, u64), StoreError> {
-                fn filters(qb: &mut QueryBuilder<'_, $db>, query: &UserQuery) {
-                    qb.push(if query.deleted {
-                        " WHERE deleted_at IS NOT NULL"
-                    } else {
-                        " WHERE deleted_at IS NULL"
-                    });
-                    if let Some(text) = &query.id_or_name {
-                        let pattern = contains_pattern(text);
-                        qb.push(concat!(" AND (user_id ", $like, " "));
-                        qb.push_bind(pattern.clone());
-                        qb.push(concat!(" ESCAPE '\\' OR lower(name) ", $like, " "));
-                        // ASCII only, like SQLite's lower(): lowering
-                        // `É` here but not in the column would make an
-                        // exact spelling miss. ILIKE folds the rest.
-                        qb.push_bind(pattern.to_ascii_lowercase());
-                        qb.push(" ESCAPE '\\')");
-                    }
-                    for (column, value) in [
-                        ("user_id", &query.id_contains),
-                        ("lower(name)", &query.name_contains),
-                        ("description", &query.description_contains),
-                    ] {
-                        if let Some(value) = value {
-                            qb.push(format!(" AND {column} {} ", $like));
-                            let mut pattern = contains_pattern(value);
-                            if column.starts_with("lower") {
-                                pattern = pattern.to_ascii_lowercase();
-                            }
-                            qb.push_bind(pattern);
-                            qb.push(" ESCAPE '\\'");
-                        }
-                    }
-                    for (key, value) in &query.attributes {
-                        qb.push(
-                            " AND EXISTS (SELECT 1 FROM user_attributes a \
-                             WHERE a.user_id = users.user_id AND a.key = ",
-                        );
-                        qb.push_bind(key.clone());
-                        qb.push(concat!(" AND a.value ", $like, " "));
-                        qb.push_bind(contains_pattern(value));
-                        qb.push(" ESCAPE '\\')");
-                    }
-                    if !query.states.is_empty() {
-                        qb.push(" AND state IN (");
-                        let mut sep = qb.separated(", ");
-                        for s in &query.states {
-                            sep.push_bind(*s);
-                        }
-                        qb.push(")");
-                    }
-                }
-
                 // Text filters can match most of a big table; counting every
                 // match would cost as much as reading them all, so such
                 // counts stop at the cap. Statements are not cached: a
                 // cached generic plan cannot see how selective a pattern is.
                 let capped = query.count_cap.filter(|_| query.has_text_filters());
-                let mut count: QueryBuilder<$db> = QueryBuilder::new(match capped {
-                    Some(_) => "SELECT COUNT(*) FROM (SELECT 1 FROM users",
-                    None => "SELECT COUNT(*) FROM users",
-                });
-                filters(&mut count, query);
-                if let Some(cap) = capped {
-                    count.push(" LIMIT ");
-                    count.push_bind(cap);
-                    count.push(") AS matches");
-                }
-                let total: i64 = count
-                    .build_query_scalar()
-                    .persistent(false)
-                    .fetch_one(&self.pool)
-                    .await?;
-
-                let order = super::ORDER_FIELDS
-                    .iter()
-                    .find(|f| **f == query.order)
-                    .copied()
-                    .unwrap_or("user_id");
-                let direction = if query.descending { "DESC" } else { "ASC" };
-                // With few matches, find them all through the trigram indexes
-                // and sort them; walking an ordered index and filtering row
-                // by row can read most of the table before it finds a page.
-                // With many matches, the walk finds a page quickly.
-                let few = capped.is_some_and(|cap| total < cap);
-                let mut select: QueryBuilder<$db> = if few {
-                    QueryBuilder::new(format!(
-                        "WITH matches AS MATERIALIZED (SELECT {USER_COLUMNS} FROM users"
-                    ))
+                let total: i64 = if $trigram && capped.is_some() {
+                    budgeted!(
+                        self.pool,
+                        COUNT_BUDGET_MS,
+                        |tx| Self::fetch_count(&mut *tx, query, capped).await
+                    )
                 } else {
-                    QueryBuilder::new(format!("SELECT {USER_COLUMNS} FROM users"))
+                    Self::fetch_count(&self.pool, query, capped).await?
                 };
-                filters(&mut select, query);
-                if few {
-                    select.push(format!(") SELECT {USER_COLUMNS} FROM matches"));
-                }
-                select.push(format!(" ORDER BY {order} {direction}"));
-                if order != "user_id" {
-                    select.push(format!(", user_id {direction}"));
-                }
-                select.push(" LIMIT ");
-                select.push_bind(query.limit);
-                select.push(" OFFSET ");
-                select.push_bind(query.offset);
-                let rows = select.build().persistent(false).fetch_all(&self.pool).await?;
+
+                // With fewer matches than the cap, the trigram indexes find
+                // them all and the page is sorted from them. With more,
+                // walking the ordered index usually finds a page at once;
+                // the budget catches matches that all sort late.
+                let few = capped.is_some_and(|cap| total < cap);
+                let rows = if $trigram && few {
+                    // Known to be few: the trigram indexes find them all at
+                    // once, whatever the planner guesses.
+                    bitmap_only!(self.pool, |tx| Self::fetch_page(&mut *tx, query).await)
+                } else if $trigram && capped.is_some() {
+                    budgeted!(
+                        self.pool,
+                        PAGE_BUDGET_MS,
+                        |tx| Self::fetch_page(&mut *tx, query).await
+                    )
+                } else {
+                    Self::fetch_page(&self.pool, query).await?
+                };
                 let mut users = rows
                     .iter()
                     .map(Self::user_from_row)
@@ -588,6 +693,7 @@ user_store!(
     sqlx::Postgres,
     sqlx::PgPool,
     like = "ILIKE",
+    trigram = true,
     lock_admins = Some("SELECT user_id FROM users WHERE admin AND deleted_at IS NULL FOR UPDATE"),
     outbox = roster_core::events::outbox::insert_pg
 );
@@ -599,6 +705,7 @@ user_store!(
     sqlx::Sqlite,
     sqlx::SqlitePool,
     like = "LIKE",
+    trigram = false,
     lock_admins = None::<&str>,
     outbox = roster_core::events::outbox::insert_sqlite
 );

@@ -507,7 +507,9 @@ async fn the_total_of_a_broad_search_stops_at_the_cap(backend: Backend) {
         },
     )
     .await;
-    for id in ["team-a1", "team-a2", "team-a3", "team-a4", "team-a5", "solo"] {
+    for id in [
+        "team-a1", "team-a2", "team-a3", "team-a4", "team-a5", "solo",
+    ] {
         register(&env, id).await;
     }
     let admin = env.admin_token("ops");
