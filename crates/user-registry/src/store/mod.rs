@@ -14,7 +14,7 @@ use roster_core::db::{Db, Migrations};
 use roster_proto::v1::Event;
 use tokio::sync::Notify;
 
-pub use sql::{PostgresUserStore, SqliteUserStore};
+pub use sql::{PostgresUserStore, SearchBudgets, SqliteUserStore};
 
 /// The migrations of this service, for both backends.
 pub fn migrations() -> Migrations {

@@ -26,11 +26,24 @@ const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, e
 const EFFECTIVE_ADMINS: &str =
     "SELECT COUNT(*) FROM users WHERE admin AND deleted_at IS NULL AND state IN (1, 3)";
 
-/// How long PostgreSQL may spend on the planner's own plan for a capped
-/// count before the count is run again on the trigram indexes.
-const COUNT_BUDGET_MS: u64 = 25;
-/// The same, for the ordered walk that finds a page of a broad search.
-const PAGE_BUDGET_MS: u64 = 50;
+/// How long PostgreSQL may spend on the planner's own plan for a search
+/// before the statement runs again on the trigram indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchBudgets {
+    /// For the capped count.
+    pub count_ms: u64,
+    /// For the ordered walk that finds a page of a broad search.
+    pub page_ms: u64,
+}
+
+impl Default for SearchBudgets {
+    fn default() -> Self {
+        Self {
+            count_ms: 25,
+            page_ms: 50,
+        }
+    }
+}
 
 /// Trigram patterns defeat the planner's estimates, and each of its two
 /// plans for a substring search has a bad case: walking an ordered index (or
@@ -43,8 +56,9 @@ const PAGE_BUDGET_MS: u64 = 50;
 /// result) is evaluated once per attempt, with `$tx` bound to that
 /// attempt's transaction.
 macro_rules! budgeted {
-    ($pool:expr, $budget_ms:expr, |$tx:ident| $run:expr) => {{
-        let mut $tx = $pool.begin().await?;
+    ($store:expr, $budget_ms:expr, |$tx:ident| $run:expr) => {{
+        let pool = &$store.pool;
+        let mut $tx = pool.begin().await?;
         let timeout = format!("SET LOCAL statement_timeout = {}", $budget_ms);
         sqlx::query(&timeout).execute(&mut *$tx).await?;
         match $run {
@@ -54,7 +68,10 @@ macro_rules! budgeted {
             }
             Err(err) if is_query_canceled(&err) => {
                 $tx.rollback().await?;
-                bitmap_only!($pool, |$tx| $run)
+                $store
+                    .plan_fallbacks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                bitmap_only!(pool, |$tx| $run)
             }
             Err(err) => return Err(err.into()),
         }
@@ -98,11 +115,30 @@ macro_rules! user_store {
         pub struct $store {
             pool: $pool,
             relay: Arc<Notify>,
+            budgets: SearchBudgets,
+            plan_fallbacks: Arc<std::sync::atomic::AtomicU64>,
         }
 
         impl $store {
             pub fn new(pool: $pool, relay: Arc<Notify>) -> Self {
-                Self { pool, relay }
+                Self {
+                    pool,
+                    relay,
+                    budgets: SearchBudgets::default(),
+                    plan_fallbacks: Arc::default(),
+                }
+            }
+
+            /// The same store with other search budgets (PostgreSQL).
+            pub fn with_search_budgets(mut self, budgets: SearchBudgets) -> Self {
+                self.budgets = budgets;
+                self
+            }
+
+            /// How many search statements ran out of their budget and ran
+            /// again on the trigram indexes.
+            pub fn plan_fallbacks(&self) -> u64 {
+                self.plan_fallbacks.load(std::sync::atomic::Ordering::Relaxed)
             }
 
             fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<UserRecord, StoreError> {
@@ -550,8 +586,8 @@ macro_rules! user_store {
                 let capped = query.count_cap.filter(|_| query.has_text_filters());
                 let total: i64 = if $trigram && capped.is_some() {
                     budgeted!(
-                        self.pool,
-                        COUNT_BUDGET_MS,
+                        self,
+                        self.budgets.count_ms,
                         |tx| Self::fetch_count(&mut *tx, query, capped).await
                     )
                 } else {
@@ -569,8 +605,8 @@ macro_rules! user_store {
                     bitmap_only!(self.pool, |tx| Self::fetch_page(&mut *tx, query).await)
                 } else if $trigram && capped.is_some() {
                     budgeted!(
-                        self.pool,
-                        PAGE_BUDGET_MS,
+                        self,
+                        self.budgets.page_ms,
                         |tx| Self::fetch_page(&mut *tx, query).await
                     )
                 } else {

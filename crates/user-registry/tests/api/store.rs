@@ -1382,3 +1382,64 @@ async fn a_commit_with_events_wakes_the_relay_and_nothing_else_does() {
         assert!(woken(), "{name}: appended events");
     }
 }
+
+/// On PostgreSQL, a search whose first plan runs out of its budget runs
+/// again on the trigram indexes and still answers exactly: here the
+/// matches all sort after tens of thousands of other users, so walking the
+/// ID order cannot finish within a 1 ms budget.
+#[tokio::test]
+async fn a_search_past_its_plan_budget_falls_back_and_answers_the_same() {
+    use roster_user_registry::store::{PostgresUserStore, SearchBudgets};
+
+    let backend = TestBackend::postgres().await;
+    store::migrations().run(&backend.db).await.unwrap();
+    let Db::Postgres(pool) = &backend.db else {
+        unreachable!("a PostgreSQL backend")
+    };
+    sqlx::query(
+        "INSERT INTO users (user_id, name, primary_email_address, email_normalized, \
+             password_hash, password_updated_at, state, created_at, updated_at) \
+         SELECT id, 'Early ' || n, id || '@example.com', id || '@example.com', 'x', now(), 1, \
+             now(), now() \
+         FROM generate_series(1, 60000) AS n, \
+             LATERAL (SELECT 'early-' || lpad(n::text, 6, '0') AS id) AS ids \
+         UNION ALL \
+         SELECT id, 'Late ' || n, id || '@example.com', id || '@example.com', 'x', now(), 1, \
+             now(), now() \
+         FROM generate_series(1, 1500) AS n, \
+             LATERAL (SELECT 'zulu-' || lpad(n::text, 6, '0') AS id) AS ids",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE users").execute(pool).await.unwrap();
+
+    let store = PostgresUserStore::new(pool.clone(), Arc::new(Notify::new())).with_search_budgets(
+        SearchBudgets {
+            count_ms: 1,
+            page_ms: 1,
+        },
+    );
+    let search = |text: &str| UserQuery {
+        id_or_name: Some(text.to_string()),
+        limit: 3,
+        count_cap: Some(1000),
+        ..UserQuery::default()
+    };
+
+    // Broad and late: more matches than the cap.
+    let (users, total) = store.search_users(&search("zulu")).await.unwrap();
+    let ids: Vec<_> = users.iter().map(|u| u.user_id.as_str()).collect();
+    assert_eq!(ids, ["zulu-000001", "zulu-000002", "zulu-000003"]);
+    assert_eq!(total, 1000);
+    assert!(
+        store.plan_fallbacks() >= 1,
+        "the 1 ms budget was never exceeded"
+    );
+
+    // Selective: fewer matches than the cap, taken from the trigram indexes.
+    let (users, total) = store.search_users(&search("zulu-00149")).await.unwrap();
+    let ids: Vec<_> = users.iter().map(|u| u.user_id.as_str()).collect();
+    assert_eq!(ids, ["zulu-001490", "zulu-001491", "zulu-001492"]);
+    assert_eq!(total, 10);
+}
