@@ -1,6 +1,7 @@
 //! The user registry over real gRPC, on PostgreSQL with JetStream and on
 //! SQLite with the in-process bus.
 
+mod bad_input;
 mod create;
 mod credentials;
 mod delete;
