@@ -918,6 +918,9 @@ impl UserRegistryService {
             .map_err(|e| Error::Internal(e.into()))?;
         match stored {
             Some(user) if ok => {
+                if self.hasher.needs_rehash(&user.password_hash) {
+                    self.upgrade_password_hash(&user, &req.password).await;
+                }
                 let full = convert::user_full(&user);
                 let mask = FieldMask::default();
                 let user = convert::apply_mask(
@@ -934,6 +937,33 @@ impl UserRegistryService {
                 Ok(CheckPasswordResponse { user: Some(user) })
             }
             _ => Err(Error::Unauthenticated("incorrect user or password")),
+        }
+    }
+
+    /// Replaces a hash made with older settings, or imported from another
+    /// system (PBKDF2), by an Argon2id hash with the current settings, once
+    /// the password has just been proven. Only the stored form changes —
+    /// not the password, not `updated_at` — so no event announces it. A
+    /// failure or a concurrent change leaves the old hash, which still
+    /// verifies; the next login tries again.
+    async fn upgrade_password_hash(&self, user: &UserRecord, password: &str) {
+        let hash = match self.hasher.hash(password).await {
+            Ok(hash) => hash,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot rehash a password");
+                return;
+            }
+        };
+        let mut upgraded = user.clone();
+        upgraded.password_hash = hash;
+        match self
+            .store
+            .update_user(&upgraded, user.updated_at, false, &[])
+            .await
+        {
+            Ok(()) => tracing::info!(user_id = %user.user_id, "password hash upgraded"),
+            Err(StoreError::Conflict) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot store an upgraded password hash"),
         }
     }
 

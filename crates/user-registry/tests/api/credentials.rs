@@ -178,3 +178,37 @@ on_both_backends!(
     a_wrong_cluster_key_is_unauthenticated,
     deleted_users_are_unauthenticated,
 );
+
+/// A password hash imported from The Things Stack (PBKDF2) verifies, and
+/// the first successful check replaces it with Argon2id, silently.
+async fn an_imported_pbkdf2_hash_verifies_and_is_upgraded(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    register(&env, "alice").await;
+    let store = env.user_registry.store();
+    let mut user = store.get_user("alice").await.unwrap().unwrap();
+    let before = user.updated_at;
+    // PBKDF2-SHA256, 1000 iterations, of the test password.
+    user.password_hash =
+        "PBKDF2$sha256$1000$0123456789abcdef$Rq8B2wjG49xjAQEx7c6lK5E-A_BmghXvqkuo5qL3O3c".into();
+    store.update_user(&user, before, false, &[]).await.unwrap();
+
+    let checked = check_password(&env, ids("alice"), PASSWORD)
+        .await
+        .expect("the imported hash verifies");
+    assert_eq!(checked.user.unwrap().ids.unwrap().user_id, "alice");
+    let stored = store.get_user("alice").await.unwrap().unwrap();
+    assert!(stored.password_hash.starts_with("$argon2id$"), "upgraded");
+    assert_eq!(stored.updated_at, before, "only the stored form changed");
+    check_password(&env, ids("alice"), PASSWORD)
+        .await
+        .expect("the upgraded hash verifies");
+    assert_eq!(
+        check_password(&env, ids("alice"), "Wrong-Horse-9")
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
+}
+
+on_both_backends!(an_imported_pbkdf2_hash_verifies_and_is_upgraded);
