@@ -138,11 +138,18 @@ pub fn sqlite_file() -> (tempfile::TempDir, PathBuf) {
 /// One backend's database for a conformance test: run the same test body
 /// on every value [`TestBackend::both`] returns.
 ///
-/// ```ignore
-/// for backend in TestBackend::both_migrated(&MIGRATIONS).await {
-///     let store = SqlStore::new(backend.db.clone());
-///     assert!(store.get(id).await.is_err(), "{}", backend.name);
+/// ```no_run
+/// # async fn example() {
+/// use std::sync::Arc;
+/// use roster_test_support::TestBackend;
+///
+/// let migrations = roster_user_registry::store::migrations();
+/// for backend in TestBackend::both_migrated(&migrations).await {
+///     let store = roster_user_registry::store::open(&backend.db, Arc::default());
+///     let missing = store.get_user("nobody-here").await.unwrap();
+///     assert!(missing.is_none(), "{}", backend.name);
 /// }
+/// # }
 /// ```
 ///
 /// The database lives as long as the value: keep it until the test body is
