@@ -7,7 +7,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::server::NamedService;
 use tonic::service::{Routes, RoutesBuilder};
 use tonic_health::server::HealthReporter;
@@ -106,10 +105,15 @@ impl GrpcServer {
                 .await;
             let _ = stopping_tx.send(());
         };
+        // Small gRPC frames must not wait for delayed ACKs (Nagle), and
+        // keepalive finds peers that vanished without closing.
+        let incoming = tonic::transport::server::TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(std::time::Duration::from_secs(60)));
         let serve = tonic::transport::Server::builder()
             .trace_fn(|req| tracing::info_span!("grpc", path = %req.uri().path()))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            .serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
         // Draining waits for clients to finish and close; one that never
         // does must not keep the process alive past the drain timeout.
