@@ -39,6 +39,10 @@ pub struct PasswordConfig {
     pub iterations: u32,
     /// Lanes.
     pub parallelism: u32,
+    /// Most hashes computed at once; 0 means one per CPU. Each takes
+    /// `memory_kib` of memory, so this also bounds the memory that a flood
+    /// of unauthenticated requests can claim. Waiting requests queue.
+    pub max_concurrent: usize,
 }
 
 impl Default for PasswordConfig {
@@ -47,6 +51,7 @@ impl Default for PasswordConfig {
             memory_kib: 19_456,
             iterations: 2,
             parallelism: 1,
+            max_concurrent: 0,
         }
     }
 }
@@ -61,6 +66,9 @@ pub enum PasswordError {
     /// The hashing library refused the input.
     #[error("password hashing failed: {0}")]
     Hashing(password_hash::Error),
+    /// The hasher no longer takes work.
+    #[error("password hashing is closed")]
+    Closed,
     /// The blocking task panicked or was cancelled.
     #[error("password hashing task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -79,6 +87,8 @@ struct Inner {
     /// Verified against when the user does not exist, so that an unknown
     /// user costs the same time as a wrong password.
     dummy_hash: String,
+    /// Bounds the hashes in flight (see `PasswordConfig::max_concurrent`).
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl fmt::Debug for PasswordHasher {
@@ -125,11 +135,16 @@ impl PasswordHasher {
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("computing the dummy password hash")?;
 
+        let permits = match config.max_concurrent {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 argon2,
                 params,
                 dummy_hash,
+                permits: Arc::new(tokio::sync::Semaphore::new(permits)),
             }),
         })
     }
@@ -137,9 +152,11 @@ impl PasswordHasher {
     /// Hashes a password into an Argon2id PHC string with a fresh random
     /// salt.
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
+        let permit = self.permit().await?;
         let inner = Arc::clone(&self.inner);
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             hash_argon2(&inner.argon2, password.as_bytes()).map_err(PasswordError::Hashing)
         })
         .await
@@ -154,20 +171,35 @@ impl PasswordHasher {
         password: &str,
         stored: Option<&str>,
     ) -> Result<bool, PasswordError> {
+        let permit = self.permit().await?;
         let inner = Arc::clone(&self.inner);
         let password = password.to_owned();
         let stored = stored.map(str::to_owned);
-        tokio::task::spawn_blocking(move || match stored {
-            Some(stored) => verify_stored(&inner.argon2, password.as_bytes(), &stored),
-            None => {
-                let outcome = verify_stored(&inner.argon2, password.as_bytes(), &inner.dummy_hash);
-                // Keep the work observable so it cannot be optimised away.
-                std::hint::black_box(outcome.ok());
-                Ok(false)
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            match stored {
+                Some(stored) => verify_stored(&inner.argon2, password.as_bytes(), &stored),
+                None => {
+                    let outcome =
+                        verify_stored(&inner.argon2, password.as_bytes(), &inner.dummy_hash);
+                    // Keep the work observable so it cannot be optimised away.
+                    std::hint::black_box(outcome.ok());
+                    Ok(false)
+                }
             }
         })
         .await
         .map_err(PasswordError::Task)?
+    }
+
+    /// Waits for a free hashing slot. The permit moves into the blocking
+    /// task, so it is held until the work is done even when the caller
+    /// gives up waiting.
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, PasswordError> {
+        Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| PasswordError::Closed)
     }
 
     /// Whether a stored hash should be replaced by a fresh one after a
@@ -316,6 +348,7 @@ mod tests {
             memory_kib: 1024,
             iterations: 1,
             parallelism: 1,
+            max_concurrent: 0,
         }
     }
 
@@ -357,6 +390,29 @@ mod tests {
         assert!(PasswordHasher::new(&config).is_err());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashes_beyond_the_concurrency_bound_queue_and_all_finish() {
+        let hasher = PasswordHasher::new(&PasswordConfig {
+            max_concurrent: 2,
+            ..test_config()
+        })
+        .unwrap();
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move {
+                    let password = format!("Password-{i}");
+                    let hash = hasher.hash(&password).await.unwrap();
+                    hasher.verify(&password, Some(&hash)).await.unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert!(task.await.unwrap());
+        }
+        assert_eq!(hasher.inner.permits.available_permits(), 2);
+    }
+
     #[tokio::test]
     async fn hashed_password_verifies() {
         let hash = HASHER.hash("Sup3r-secret").await.unwrap();
@@ -390,6 +446,7 @@ mod tests {
             memory_kib: 2048,
             iterations: 2,
             parallelism: 2,
+            max_concurrent: 0,
         })
         .unwrap();
         let hash = other.hash("Sup3r-secret").await.unwrap();

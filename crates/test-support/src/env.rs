@@ -38,6 +38,7 @@ pub fn test_password_config() -> PasswordConfig {
         memory_kib: 1024,
         iterations: 1,
         parallelism: 1,
+        max_concurrent: 0,
     }
 }
 
