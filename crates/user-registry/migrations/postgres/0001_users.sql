@@ -35,6 +35,7 @@ CREATE TABLE users (
 CREATE UNIQUE INDEX users_live_email ON users (email_normalized) WHERE deleted_at IS NULL;
 CREATE INDEX users_user_id_trgm ON users USING gin (user_id gin_trgm_ops);
 CREATE INDEX users_name_trgm ON users USING gin (lower(name) gin_trgm_ops);
+CREATE INDEX users_description_trgm ON users USING gin (description gin_trgm_ops);
 CREATE INDEX users_created_at ON users (created_at);
 CREATE INDEX users_name ON users (name);
 CREATE INDEX users_admins ON users (user_id) WHERE admin AND deleted_at IS NULL;
