@@ -51,6 +51,21 @@ pub fn load_from<T: DeserializeOwned>(
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
 }
 
+/// A URL fit for logs and output: credentials (`user:password@`) and the
+/// query (which can carry `password=`) are replaced by `<hidden>`.
+pub fn redacted_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(query) = out.find('?') {
+        out.truncate(query);
+        out.push_str("?<hidden>");
+    }
+    let scheme_end = out.find("://").map_or(0, |i| i + 3);
+    if let Some(at) = out[scheme_end..].rfind('@') {
+        out.replace_range(scheme_end..scheme_end + at, "<hidden>");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +99,22 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn redacted_urls_hide_credentials_and_queries() {
+        assert_eq!(
+            redacted_url("postgres://roster:secret@db:5432/roster?sslmode=require&password=x"),
+            "postgres://<hidden>@db:5432/roster?<hidden>"
+        );
+        assert_eq!(
+            redacted_url("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+        assert_eq!(
+            redacted_url("nats://token@nats:4222"),
+            "nats://<hidden>@nats:4222"
+        );
     }
 
     #[test]

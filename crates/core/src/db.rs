@@ -58,12 +58,15 @@ impl Db {
     }
 
     pub async fn open_postgres(url: &str, max_connections: u32) -> anyhow::Result<Db> {
-        let options = PgConnectOptions::from_str(url)?;
+        let shown = crate::config::redacted_url(url);
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| anyhow::anyhow!("invalid database.url {shown}: {e}"))?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {shown}: {e}"))?;
         Ok(Db::Postgres(pool))
     }
 

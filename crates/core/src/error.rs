@@ -23,12 +23,3 @@ pub fn internal_anyhow(err: &anyhow::Error) -> Status {
     tracing::error!(error = format!("{err:#}"), "internal error");
     Status::internal("internal error")
 }
-
-/// Whether a database error is a unique-constraint violation (both
-/// backends), which services turn into `ALREADY_EXISTS`.
-pub fn is_unique_violation(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Database(db) => db.is_unique_violation(),
-        _ => false,
-    }
-}

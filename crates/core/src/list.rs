@@ -91,11 +91,6 @@ impl Order {
                 )
             })
     }
-
-    /// `ASC` or `DESC`.
-    pub fn direction(&self) -> &'static str {
-        if self.descending { "DESC" } else { "ASC" }
-    }
 }
 
 /// Wraps a list response, with the total count in its header.

@@ -27,42 +27,67 @@ impl Default for RateLimitConfig {
     }
 }
 
+/// Most keys tracked at once. Past it, expired windows are pruned; if the
+/// table is still full, attempts under new keys are refused (failing closed
+/// protects the expensive work behind the limit).
+const MAX_KEYS: usize = 100_000;
+
 pub struct RateLimiter {
     config: RateLimitConfig,
-    windows: Mutex<HashMap<String, (Instant, u32)>>,
+    state: Mutex<State>,
+}
+
+struct State {
+    windows: HashMap<String, (Instant, u32)>,
+    last_prune: Instant,
 }
 
 impl RateLimiter {
     pub fn new(config: RateLimitConfig) -> Self {
         Self {
             config,
-            windows: Mutex::new(HashMap::new()),
+            state: Mutex::new(State {
+                windows: HashMap::new(),
+                last_prune: Instant::now(),
+            }),
         }
     }
 
-    /// Counts an attempt for every key; false if any key is over its limit.
+    /// Counts an attempt under each key in turn and stops at the first key
+    /// over its limit, so a refused attempt adds nothing under the keys
+    /// after it (put the client address first: a flood from one address
+    /// then cannot fill the table with user keys). False if refused.
     pub fn allow(&self, keys: &[&str]) -> bool {
         if self.config.max_attempts == 0 {
             return true;
         }
         let window = Duration::from_secs(self.config.window_secs.max(1));
         let now = Instant::now();
-        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if windows.len() > 100_000 {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < window);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Pruning scans the table, so it runs at most once a second.
+        if state.windows.len() >= MAX_KEYS
+            && now.duration_since(state.last_prune) >= Duration::from_secs(1)
+        {
+            state
+                .windows
+                .retain(|_, (start, _)| now.duration_since(*start) < window);
+            state.last_prune = now;
         }
-        let mut allowed = true;
         for key in keys.iter().filter(|k| !k.is_empty()) {
-            let entry = windows.entry((*key).to_string()).or_insert((now, 0));
+            if !state.windows.contains_key(*key) && state.windows.len() >= MAX_KEYS {
+                tracing::warn!("rate limit table full; refusing attempts under new keys");
+                return false;
+            }
+            let entry = state.windows.entry((*key).to_string()).or_insert((now, 0));
             if now.duration_since(entry.0) >= window {
                 *entry = (now, 0);
             }
             entry.1 = entry.1.saturating_add(1);
             if entry.1 > self.config.max_attempts {
-                allowed = false;
+                return false;
             }
         }
-        allowed
+        true
     }
 }
 
@@ -76,10 +101,14 @@ mod tests {
             max_attempts: 2,
             window_secs: 60,
         });
-        assert!(limiter.allow(&["user:a", "ip:1"]));
-        assert!(limiter.allow(&["user:a", "ip:1"]));
-        assert!(!limiter.allow(&["user:a", "ip:2"]));
-        assert!(limiter.allow(&["user:b", "ip:2"]));
+        assert!(limiter.allow(&["ip:1", "user:a"]));
+        assert!(limiter.allow(&["ip:1", "user:a"]));
+        assert!(!limiter.allow(&["ip:2", "user:a"]));
+        assert!(limiter.allow(&["ip:2", "user:b"]));
+        // ip:1 is spent: its refused attempts count nothing for user:c.
+        assert!(!limiter.allow(&["ip:1", "user:c"]));
+        assert!(!limiter.allow(&["ip:1", "user:c"]));
+        assert!(limiter.allow(&["ip:3", "user:c"]));
     }
 
     #[test]

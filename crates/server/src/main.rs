@@ -84,15 +84,14 @@ fn main() -> anyhow::Result<()> {
                     .iter()
                     .map(|_| "<hidden>".into())
                     .collect();
-                // URLs may carry credentials (`user:password@host`).
+                // URLs may carry credentials (`user:password@host`, or
+                // `?password=`).
                 for url in [
                     &mut shown.database.url,
                     &mut shown.events.nats_url,
                     &mut shown.telemetry.otlp_endpoint,
                 ] {
-                    if url.contains('@') {
-                        *url = "<set, with credentials>".into();
-                    }
+                    *url = roster_core::config::redacted_url(url);
                 }
                 println!("{shown:#?}");
                 Ok(())

@@ -32,6 +32,9 @@ pub struct UserRegistryConfig {
     /// Limits on the unauthenticated methods (UpdatePassword,
     /// CreateTemporaryPassword), per user and per client address.
     pub rate_limit: RateLimitConfig,
+    /// Limits on self-registration (Create by non-admins), per client
+    /// address. Each registration costs a password hash.
+    pub registration_rate_limit: RateLimitConfig,
 }
 
 impl Default for UserRegistryConfig {
@@ -47,6 +50,47 @@ impl Default for UserRegistryConfig {
             search_count_cap: 1_000,
             password_policy: PasswordPolicy::default(),
             rate_limit: RateLimitConfig::default(),
+            registration_rate_limit: RateLimitConfig {
+                max_attempts: 60,
+                window_secs: 60,
+            },
         }
+    }
+}
+
+/// Longest lifetime or window a setting may give, so that adding it to a
+/// timestamp can never overflow.
+const MAX_SECS: u64 = 100 * 365 * 24 * 3600;
+
+impl UserRegistryConfig {
+    /// Checks the values at start, naming the key of a bad one.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (key, value) in [
+            ("restore_window_secs", self.restore_window_secs),
+            (
+                "temporary_password_ttl_secs",
+                self.temporary_password_ttl_secs,
+            ),
+            (
+                "admin_temporary_password_ttl_secs",
+                self.admin_temporary_password_ttl_secs,
+            ),
+            ("email_validation_ttl_secs", self.email_validation_ttl_secs),
+            ("rate_limit.window_secs", self.rate_limit.window_secs),
+            (
+                "registration_rate_limit.window_secs",
+                self.registration_rate_limit.window_secs,
+            ),
+        ] {
+            anyhow::ensure!(
+                value <= MAX_SECS,
+                "user_registry.{key} must be at most {MAX_SECS} (100 years)"
+            );
+        }
+        anyhow::ensure!(
+            self.password_policy.min_length <= self.password_policy.max_length,
+            "user_registry.password_policy.min_length must not exceed max_length"
+        );
+        Ok(())
     }
 }

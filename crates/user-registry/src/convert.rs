@@ -53,12 +53,24 @@ pub fn opt_timestamp(t: Option<DateTime<Utc>>) -> Option<Timestamp> {
     t.map(timestamp)
 }
 
-/// A timestamp from a request; `None` for out-of-range values.
+/// The latest timestamp accepted from a request: 9999-12-31T23:59:59Z.
+const MAX_SECONDS: i64 = 253_402_300_799;
+
+/// A timestamp from a request, at the microsecond precision both backends
+/// store; `None` before 1970 or after year 9999, or with invalid nanos.
 pub fn from_timestamp(t: &Timestamp) -> Option<DateTime<Utc>> {
-    if !(0..1_000_000_000).contains(&t.nanos) {
+    if !(0..1_000_000_000).contains(&t.nanos) || !(0..=MAX_SECONDS).contains(&t.seconds) {
         return None;
     }
-    DateTime::from_timestamp(t.seconds, t.nanos as u32)
+    DateTime::from_timestamp(t.seconds, (t.nanos / 1000 * 1000) as u32)
+}
+
+/// The user without embedded picture bytes (URLs by size stay).
+pub fn without_embedded_picture(mut user: User) -> User {
+    if let Some(picture) = user.profile_picture.as_mut() {
+        picture.embedded = None;
+    }
+    user
 }
 
 /// The current time at microsecond precision, which both backends store

@@ -64,6 +64,7 @@ impl UserRegistryComponent {
     /// Runs the migrations (when `migrate`), and wires store, service and
     /// relay.
     pub async fn build(deps: Dependencies, migrate: bool) -> anyhow::Result<Self> {
+        deps.config.validate()?;
         if migrate {
             store::migrations().run(&deps.db).await?;
         }

@@ -68,6 +68,7 @@ pub struct UserRegistryService {
     hasher: PasswordHasher,
     config: UserRegistryConfig,
     limiter: RateLimiter,
+    registrations: RateLimiter,
 }
 
 fn user_ids_event(user_id: &str) -> Vec<EntityIdentifiers> {
@@ -143,11 +144,13 @@ impl UserRegistryService {
         config: UserRegistryConfig,
     ) -> Self {
         let limiter = RateLimiter::new(config.rate_limit);
+        let registrations = RateLimiter::new(config.registration_rate_limit);
         Self {
             store,
             hasher,
             config,
             limiter,
+            registrations,
         }
     }
 
@@ -175,8 +178,10 @@ impl UserRegistryService {
         changed_paths: Vec<String>,
         revoke_all_access: bool,
     ) -> Event {
+        // Picture bytes stay out of events: they would make every event of
+        // the user as big as the picture, past what a bus message may be.
         let data = UserEventData {
-            user: Some(convert::user_full(user)),
+            user: Some(convert::without_embedded_picture(convert::user_full(user))),
             changed_paths,
             revoke_all_access,
         };
@@ -248,6 +253,9 @@ impl UserRegistryService {
             ));
         }
 
+        if !admin && !self.registrations.allow(&[&ctx.client_key()]) {
+            return Err(Error::RateLimited);
+        }
         let at = now();
         let password_hash = self
             .hasher
@@ -375,9 +383,18 @@ impl UserRegistryService {
 
     async fn page_of(&self, query: &UserQuery, mask: &FieldMask) -> Result<(Users, u64)> {
         let (records, total) = self.store.search_users(query).await?;
+        // A page holds up to 1000 users: embedded pictures come only when the
+        // mask asks for `profile_picture` (their URLs always come).
         let users = records
             .iter()
-            .map(|r| convert::apply_mask(convert::user_full(r), mask, READABLE_PATHS))
+            .map(|r| {
+                let user = convert::apply_mask(convert::user_full(r), mask, READABLE_PATHS);
+                if mask.contains("profile_picture") {
+                    user
+                } else {
+                    convert::without_embedded_picture(user)
+                }
+            })
             .collect();
         Ok((Users { users }, total))
     }
@@ -420,7 +437,8 @@ impl UserRegistryService {
             descending: order.descending,
             limit: page.limit(),
             offset: page.offset(),
-            count_cap: Some(self.config.search_count_cap.max(1) as i64),
+            // One more than the cap tells "exactly the cap" from "more".
+            count_cap: Some(self.config.search_count_cap.max(1).saturating_add(1) as i64),
         };
         // Searched fields come back even when the mask leaves them out.
         if !mask.is_empty() {
@@ -438,8 +456,12 @@ impl UserRegistryService {
             }
         }
         let (users, total) = self.page_of(&query, &mask).await?;
-        let capped = query.has_text_filters() && total >= self.config.search_count_cap.max(1);
-        Ok((users, total, capped))
+        let cap = self.config.search_count_cap.max(1);
+        if query.has_text_filters() && total > cap {
+            Ok((users, cap, true))
+        } else {
+            Ok((users, total, false))
+        }
     }
 
     #[tracing::instrument(skip_all)]
@@ -627,7 +649,28 @@ impl UserRegistryService {
                 .update_user(&after, before.updated_at, guard, &[event])
                 .await
             {
-                Ok(()) => return Ok(convert::user_full(&after)),
+                Ok(()) => {
+                    // The answer shows what the caller may read, as Get does,
+                    // plus what it has just written.
+                    let visible: Vec<&str> = if ctx
+                        .caller
+                        .rights_on(user_id.as_str())
+                        .contains(Right::UserInfo)
+                    {
+                        READABLE_PATHS.to_vec()
+                    } else {
+                        convert::PUBLIC_PATHS
+                            .iter()
+                            .copied()
+                            .chain(mask.paths())
+                            .collect()
+                    };
+                    return Ok(convert::apply_mask(
+                        convert::user_full(&after),
+                        &FieldMask::default(),
+                        &visible,
+                    ));
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -717,7 +760,7 @@ impl UserRegistryService {
         let event = self.event(ctx, USER_PURGE, &user, Vec::new(), false);
         match self
             .store
-            .purge_user(user_id.as_str(), user.is_effective_admin(), &[event])
+            .purge_user(user_id.as_str(), true, &[event])
             .await
         {
             Ok(()) => Ok(()),
@@ -747,7 +790,7 @@ impl UserRegistryService {
             return Err(FieldViolation::new("new", "must differ from the old password").into());
         }
         let user_key = format!("user:{}", user_id.as_str());
-        if !self.limiter.allow(&[&user_key, &ctx.client_key()]) {
+        if !self.limiter.allow(&[&ctx.client_key(), &user_key]) {
             return Err(Error::RateLimited);
         }
         let stored = self
@@ -755,9 +798,22 @@ impl UserRegistryService {
             .get_user(user_id.as_str())
             .await?
             .filter(|u| u.deleted_at.is_none());
+        // Both checks always run (against the dummy hash when there is
+        // nothing to check), so the time taken tells nobody whether the user
+        // exists or has a temporary password.
         let password_ok = self
             .hasher
             .verify(&req.old, stored.as_ref().map(|u| u.password_hash.as_str()))
+            .await
+            .map_err(|e| Error::Internal(e.into()))?;
+        let temporary_ok = self
+            .hasher
+            .verify(
+                &req.old,
+                stored
+                    .as_ref()
+                    .and_then(|u| u.temporary_password_hash.as_deref()),
+            )
             .await
             .map_err(|e| Error::Internal(e.into()))?;
         let Some(before) = stored else {
@@ -766,14 +822,6 @@ impl UserRegistryService {
         let at = now();
         let mut used_temporary = false;
         if !password_ok {
-            let temporary_ok = match &before.temporary_password_hash {
-                Some(hash) => self
-                    .hasher
-                    .verify(&req.old, Some(hash))
-                    .await
-                    .map_err(|e| Error::Internal(e.into()))?,
-                None => false,
-            };
             if !temporary_ok {
                 let event = self.event(
                     ctx,
@@ -837,7 +885,7 @@ impl UserRegistryService {
     ) -> Result<()> {
         let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
         let user_key = format!("user:{}", user_id.as_str());
-        if !self.limiter.allow(&[&user_key, &ctx.client_key()]) {
+        if !self.limiter.allow(&[&ctx.client_key(), &user_key]) {
             return Err(Error::RateLimited);
         }
         let secret = roster_core::token::random_secret(32);

@@ -48,7 +48,12 @@ impl NatsBus {
             .name("roster")
             .connect(config.nats_url.as_str())
             .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {}: {e}", config.nats_url))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot connect to NATS at {}: {e}",
+                    crate::config::redacted_url(&config.nats_url)
+                )
+            })?;
         let jetstream = jetstream::new(client.clone());
         let bus = NatsBus {
             client,

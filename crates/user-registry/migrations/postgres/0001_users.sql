@@ -3,12 +3,20 @@
 -- fast with millions of users.
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
+-- Text that is ordered, searched or compared uses the "C" collation: byte
+-- order, with lower() and ILIKE folding ASCII letters only. That is what
+-- SQLite does, so listings and search matches agree between the two
+-- backends instead of following the database's locale (an en_US.UTF-8
+-- database sorts 'ab' before 'a-b' and 'b' before 'B', and folds 'É' to
+-- 'é'). Indexes inherit the collation of their columns, and the columns
+-- referencing users.user_id share its collation so they compare alike.
+
 CREATE TABLE users (
-    user_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL DEFAULT '',
-    description TEXT NOT NULL DEFAULT '',
-    primary_email_address TEXT NOT NULL,
-    email_normalized TEXT NOT NULL,
+    user_id TEXT COLLATE "C" PRIMARY KEY,
+    name TEXT COLLATE "C" NOT NULL DEFAULT '',
+    description TEXT COLLATE "C" NOT NULL DEFAULT '',
+    primary_email_address TEXT COLLATE "C" NOT NULL,
+    email_normalized TEXT COLLATE "C" NOT NULL,
     primary_email_address_validated_at TIMESTAMPTZ,
     password_hash TEXT NOT NULL,
     password_updated_at TIMESTAMPTZ NOT NULL,
@@ -41,17 +49,17 @@ CREATE INDEX users_name ON users (name);
 CREATE INDEX users_admins ON users (user_id) WHERE admin AND deleted_at IS NULL;
 
 CREATE TABLE user_attributes (
-    user_id TEXT NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
+    user_id TEXT COLLATE "C" NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    key TEXT COLLATE "C" NOT NULL,
+    value TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (user_id, key)
 );
 CREATE INDEX user_attributes_key ON user_attributes (key);
 
 CREATE TABLE external_users (
-    provider_id TEXT NOT NULL,
-    external_id TEXT NOT NULL,
-    user_id TEXT NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
+    provider_id TEXT COLLATE "C" NOT NULL,
+    external_id TEXT COLLATE "C" NOT NULL,
+    user_id TEXT COLLATE "C" NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
     created_at TIMESTAMPTZ NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (provider_id, external_id),

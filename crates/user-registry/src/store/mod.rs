@@ -205,7 +205,9 @@ pub trait UserStore: Send + Sync + 'static {
         events: &[Event],
     ) -> Result<(), StoreError>;
 
-    /// Deletes a user and everything that hangs off it, for good.
+    /// Deletes a user and everything that hangs off it, for good. With
+    /// `guard_last_admin`, fails with [`StoreError::LastAdmin`] when the user
+    /// is, at that moment, the last live approved admin.
     async fn purge_user(
         &self,
         user_id: &str,

@@ -561,14 +561,25 @@ macro_rules! user_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let done = sqlx::query("DELETE FROM users WHERE user_id = $1")
+                // Read inside the transaction, after the admin rows are
+                // locked (PostgreSQL) or the write lock is held (SQLite, by
+                // the deletes above): whether the user counts as an admin
+                // now, not when the caller looked.
+                let was_admin: Option<bool> = sqlx::query_scalar(
+                    "SELECT admin AND deleted_at IS NULL AND state IN (1, 3) \
+                     FROM users WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(was_admin) = was_admin else {
+                    return Err(StoreError::Conflict);
+                };
+                sqlx::query("DELETE FROM users WHERE user_id = $1")
                     .bind(user_id)
                     .execute(&mut *tx)
                     .await?;
-                if done.rows_affected() != 1 {
-                    return Err(StoreError::Conflict);
-                }
-                if guard_last_admin {
+                if guard_last_admin && was_admin {
                     Self::check_admins_remain(&mut tx).await?;
                 }
                 Self::write_events(&mut tx, events).await?;

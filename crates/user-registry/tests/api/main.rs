@@ -8,6 +8,7 @@ mod delete;
 mod email_validation;
 mod external;
 mod get;
+mod hardening;
 mod list;
 mod outbox;
 mod password;
