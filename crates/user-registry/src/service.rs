@@ -85,6 +85,14 @@ fn user_id_of(ids: Option<&UserIdentifiers>, prefix: &str) -> Result<UserId> {
     UserId::parse(raw).map_err(|v| Error::InvalidArgument(v.under(prefix)))
 }
 
+fn provider_id_of(
+    ids: Option<&roster_proto::v1::AuthenticationProviderIdentifiers>,
+    prefix: &str,
+) -> Result<ProviderId> {
+    let raw = ids.map(|i| i.provider_id.as_str()).unwrap_or_default();
+    ProviderId::parse(raw).map_err(|v| Error::InvalidArgument(v.under(prefix)))
+}
+
 fn state_of(value: i32, field: &str) -> Result<State> {
     State::try_from(value).map_err(|_| FieldViolation::new(field, "unknown state").into())
 }
@@ -1038,14 +1046,7 @@ impl UserRegistryService {
             .external_user
             .ok_or_else(|| FieldViolation::new("external_user", "is required"))?;
         let user_id = user_id_of(input.user_ids.as_ref(), "external_user.user_ids")?;
-        let provider = ProviderId::parse(
-            input
-                .provider_ids
-                .as_ref()
-                .map(|p| p.provider_id.as_str())
-                .unwrap_or_default(),
-        )
-        .map_err(|v| v.under("external_user.provider_ids"))?;
+        let provider = provider_id_of(input.provider_ids.as_ref(), "external_user.provider_ids")?;
         let external_id =
             ExternalId::parse(&input.external_id).map_err(|v| v.under("external_user"))?;
         let user = self.store.get_user(user_id.as_str()).await?;
@@ -1072,13 +1073,7 @@ impl UserRegistryService {
         req: GetExternalUserByUserIdRequest,
     ) -> Result<ExternalUser> {
         let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
-        let provider = ProviderId::parse(
-            req.provider_ids
-                .as_ref()
-                .map(|p| p.provider_id.as_str())
-                .unwrap_or_default(),
-        )
-        .map_err(|v| v.under("provider_ids"))?;
+        let provider = provider_id_of(req.provider_ids.as_ref(), "provider_ids")?;
         ctx.caller.require(user_id.as_str(), Right::UserInfo)?;
         self.store
             .get_external_user_by_user_id(provider.as_str(), user_id.as_str())
@@ -1093,13 +1088,7 @@ impl UserRegistryService {
         ctx: &CallContext,
         req: GetExternalUserByExternalIdRequest,
     ) -> Result<ExternalUser> {
-        let provider = ProviderId::parse(
-            req.provider_ids
-                .as_ref()
-                .map(|p| p.provider_id.as_str())
-                .unwrap_or_default(),
-        )
-        .map_err(|v| v.under("provider_ids"))?;
+        let provider = provider_id_of(req.provider_ids.as_ref(), "provider_ids")?;
         let external_id = ExternalId::parse(&req.external_id)?;
         ctx.caller.require_universal(Right::UserList)?;
         self.store
@@ -1115,13 +1104,7 @@ impl UserRegistryService {
         ctx: &CallContext,
         req: DeleteExternalUserRequest,
     ) -> Result<()> {
-        let provider = ProviderId::parse(
-            req.provider_ids
-                .as_ref()
-                .map(|p| p.provider_id.as_str())
-                .unwrap_or_default(),
-        )
-        .map_err(|v| v.under("provider_ids"))?;
+        let provider = provider_id_of(req.provider_ids.as_ref(), "provider_ids")?;
         let external_id = ExternalId::parse(&req.external_id)?;
         ctx.caller.require_universal(Right::UserCreate)?;
         let link = self
