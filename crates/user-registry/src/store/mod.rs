@@ -77,11 +77,13 @@ impl fmt::Debug for UserRecord {
 }
 
 impl UserRecord {
-    /// An approved (or flagged) live admin: one that counts for the
-    /// last-admin guard and gets universal rights.
+    /// An approved (or flagged) live admin whose rights no
+    /// `universal_rights` restrict: one that counts for the last-admin
+    /// guard.
     pub fn is_effective_admin(&self) -> bool {
         self.admin
             && self.deleted_at.is_none()
+            && self.universal_rights.is_none()
             && matches!(
                 roster_proto::v1::State::try_from(self.state),
                 Ok(roster_proto::v1::State::Approved | roster_proto::v1::State::Flagged)

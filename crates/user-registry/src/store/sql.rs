@@ -23,8 +23,10 @@ const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, e
     email_validation_expires_at, profile_picture, \
     email_notification_types, universal_rights, created_at, updated_at, deleted_at";
 
-const EFFECTIVE_ADMINS: &str =
-    "SELECT COUNT(*) FROM users WHERE admin AND deleted_at IS NULL AND state IN (1, 3)";
+/// What makes an admin count for the last-admin guard: live, approved (or
+/// flagged) and without `universal_rights` restricting what it may do.
+const EFFECTIVE_ADMIN: &str =
+    "admin AND deleted_at IS NULL AND state IN (1, 3) AND universal_rights IS NULL";
 
 /// How long PostgreSQL may spend on the planner's own plan for a search
 /// before the statement runs again on the trigram indexes.
@@ -371,7 +373,8 @@ macro_rules! user_store {
             async fn check_admins_remain(
                 tx: &mut sqlx::Transaction<'_, $db>,
             ) -> Result<(), StoreError> {
-                let remaining: i64 = sqlx::query_scalar(EFFECTIVE_ADMINS)
+                let remaining: i64 =
+                    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users WHERE {EFFECTIVE_ADMIN}"))
                     .fetch_one(&mut **tx)
                     .await?;
                 if remaining == 0 {
@@ -566,8 +569,7 @@ macro_rules! user_store {
                 // the deletes above): whether the user counts as an admin
                 // now, not when the caller looked.
                 let was_admin: Option<bool> = sqlx::query_scalar(
-                    "SELECT admin AND deleted_at IS NULL AND state IN (1, 3) \
-                     FROM users WHERE user_id = $1",
+                    &format!("SELECT {EFFECTIVE_ADMIN} FROM users WHERE user_id = $1"),
                 )
                 .bind(user_id)
                 .fetch_optional(&mut *tx)
@@ -632,7 +634,8 @@ macro_rules! user_store {
             }
 
             async fn count_effective_admins(&self) -> Result<u64, StoreError> {
-                let n: i64 = sqlx::query_scalar(EFFECTIVE_ADMINS)
+                let n: i64 =
+                    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM users WHERE {EFFECTIVE_ADMIN}"))
                     .fetch_one(&self.pool)
                     .await?;
                 Ok(n.max(0) as u64)

@@ -423,6 +423,33 @@ async fn removing_admin_from_the_last_admin_is_refused() {
 }
 
 #[tokio::test]
+async fn restricting_the_universal_rights_of_the_last_admin_is_refused() {
+    let env = TestEnv::start().await;
+    let boss = create_admin_user(&env, "boss").await;
+    let restrict = |user_id: &str| User {
+        universal_rights: Some(roster_proto::v1::Rights {
+            rights: vec![Right::UserInfo as i32],
+        }),
+        ..change(user_id)
+    };
+    let status = update_user(&env, &boss, restrict("boss"), &["universal_rights"])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(get_as_admin(&env, "boss").await.universal_rights.is_none());
+
+    // With another unrestricted admin, the restriction is allowed.
+    create_admin_user(&env, "deputy").await;
+    let updated = update_user(&env, &boss, restrict("boss"), &["universal_rights"])
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.universal_rights.unwrap().rights,
+        vec![Right::UserInfo as i32]
+    );
+}
+
+#[tokio::test]
 async fn suspending_the_last_admin_is_refused() {
     let env = TestEnv::start().await;
     let boss = create_admin_user(&env, "boss").await;
