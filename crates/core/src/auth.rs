@@ -11,6 +11,7 @@
 //! instead; it is compared in constant time against the configured keys.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,11 @@ pub struct AuthConfig {
     pub cache_ttl_ms: u64,
     /// Most cached credentials per process.
     pub cache_capacity: usize,
+    /// Proxies (addresses or CIDR ranges such as `10.0.0.0/8`) whose
+    /// `x-forwarded-for` is believed: behind them, the client address used
+    /// for rate limits and events is the last address in that header that
+    /// is not itself a trusted proxy. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -42,6 +48,7 @@ impl Default for AuthConfig {
         Self {
             cache_ttl_ms: 1000,
             cache_capacity: 100_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -251,6 +258,7 @@ struct CacheEntry {
 pub struct Authenticator {
     resolver: Arc<dyn CredentialResolver>,
     cluster_keys: ClusterKeys,
+    trusted_proxies: TrustedProxies,
     ttl: Duration,
     capacity: usize,
     // Keyed by the SHA-256 of the token, so raw tokens are not kept around.
@@ -266,10 +274,17 @@ impl Authenticator {
         Self {
             resolver,
             cluster_keys,
+            trusted_proxies: TrustedProxies::default(),
             ttl: Duration::from_millis(config.cache_ttl_ms),
             capacity: config.cache_capacity.max(1),
             cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Believes `x-forwarded-for` from these proxies.
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
     }
 
     /// Who is calling. No credential gives [`Caller::Anonymous`]; a
@@ -447,11 +462,15 @@ impl Authenticator {
                 .map(|v| v.chars().take(256).collect::<String>())
                 .unwrap_or_default()
         };
+        let forwarded = request
+            .metadata()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
         Ok(CallContext {
             caller,
             remote_ip: request
                 .remote_addr()
-                .map(|a| a.ip().to_string())
+                .map(|a| self.trusted_proxies.client(a.ip(), forwarded).to_string())
                 .unwrap_or_default(),
             user_agent: text("user-agent"),
             correlation_id: text("x-request-id"),
@@ -459,10 +478,119 @@ impl Authenticator {
     }
 }
 
+/// Proxies whose `x-forwarded-for` header is believed.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses addresses and CIDR ranges (`10.0.0.0/8`, `fd00::/8`,
+    /// `192.0.2.7`), naming the first bad one.
+    pub fn parse(entries: &[String]) -> anyhow::Result<Self> {
+        let mut ranges = Vec::new();
+        for entry in entries {
+            let bad = || {
+                anyhow::anyhow!("auth.trusted_proxies: `{entry}` is not an address or CIDR range")
+            };
+            let (addr, len) = match entry.split_once('/') {
+                Some((addr, len)) => (addr, Some(len.parse::<u8>().map_err(|_| bad())?)),
+                None => (entry.as_str(), None),
+            };
+            let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len = len.unwrap_or(max);
+            anyhow::ensure!(len <= max, bad());
+            ranges.push((addr, len));
+        }
+        Ok(Self(ranges))
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|(net, len)| match (net, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), *len),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), *len),
+            _ => false,
+        })
+    }
+
+    /// The client behind `peer`: the peer itself unless it is a trusted
+    /// proxy, else the right-most address of `forwarded` that is not a
+    /// trusted proxy (addresses further left could be forged by the
+    /// client). Unparsable entries end the walk at the peer's answer.
+    pub fn client(&self, peer: IpAddr, forwarded: Option<&str>) -> IpAddr {
+        if !self.contains(peer) {
+            return peer;
+        }
+        let mut client = peer;
+        for hop in forwarded.unwrap_or_default().rsplit(',') {
+            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+                break;
+            };
+            client = ip;
+            if !self.contains(ip) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+/// Whether the first `len` bits of `a` and `b` agree.
+fn prefix_eq(a: &[u8], b: &[u8], len: u8) -> bool {
+    let full = usize::from(len / 8);
+    let rest = len % 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    if rest == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rest);
+    a[full] & mask == b[full] & mask
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use roster_proto::v1::{Rights, UserIdentifiers};
+
+    #[test]
+    fn the_client_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
+        let proxies =
+            TrustedProxies::parse(&["10.0.0.0/8".to_string(), "192.0.2.7".to_string()]).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // An untrusted peer cannot claim another address.
+        assert_eq!(
+            proxies.client(ip("203.0.113.9"), Some("1.2.3.4")),
+            ip("203.0.113.9")
+        );
+        // Behind the proxies: the right-most address that is not a proxy.
+        assert_eq!(
+            proxies.client(ip("10.1.2.3"), Some("6.6.6.6, 198.51.100.4, 192.0.2.7")),
+            ip("198.51.100.4")
+        );
+        // No header: the proxy itself.
+        assert_eq!(proxies.client(ip("10.1.2.3"), None), ip("10.1.2.3"));
+        // Garbage stops the walk.
+        assert_eq!(
+            proxies.client(ip("10.1.2.3"), Some("nonsense")),
+            ip("10.1.2.3")
+        );
+        assert!(TrustedProxies::parse(&["10.0.0.0/33".to_string()]).is_err());
+        assert!(TrustedProxies::parse(&["proxy.internal".to_string()]).is_err());
+        let v6 = TrustedProxies::parse(&["fd00::/8".to_string()]).unwrap();
+        assert_eq!(
+            v6.client(ip("fd12::1"), Some("2001:db8::5")),
+            ip("2001:db8::5")
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn client_resolution_never_panics(header in ".*", len in 0u8..=32) {
+            let proxies = TrustedProxies::parse(&[format!("10.0.0.0/{len}")]).unwrap();
+            let _ = proxies.client("10.0.0.1".parse().unwrap(), Some(&header));
+        }
+    }
 
     fn info(user: &str, rights: &[Right], admin: bool) -> AuthInfoResponse {
         AuthInfoResponse {

@@ -42,6 +42,7 @@ pub fn load_from<T: DeserializeOwned>(
             .separator("__")
             .list_separator(",")
             .with_list_parse_key("cluster.keys")
+            .with_list_parse_key("auth.trusted_proxies")
             .try_parsing(true)
             .source(Some(env)),
     );

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::RngCore;
-use roster_core::auth::{Authenticator, ClusterKeys, GrpcCredentialResolver};
+use roster_core::auth::{Authenticator, ClusterKeys, GrpcCredentialResolver, TrustedProxies};
 use roster_core::db::Db;
 use roster_core::password::PasswordHasher;
 use roster_core::server::{GrpcServer, bind, shutdown_signal};
@@ -141,11 +141,10 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         .with_context(|| format!("invalid cluster.access_address `{access_address}`"))?
         .connect_lazy();
     let resolver = Arc::new(GrpcCredentialResolver::new(channel, keys[0].clone()));
-    let auth = Arc::new(Authenticator::new(
-        resolver,
-        ClusterKeys::new(keys.clone()),
-        &settings.auth,
-    ));
+    let auth = Arc::new(
+        Authenticator::new(resolver, ClusterKeys::new(keys.clone()), &settings.auth)
+            .with_trusted_proxies(TrustedProxies::parse(&settings.auth.trusted_proxies)?),
+    );
     auth.spawn_invalidation(bus.clone()).await?;
     let hasher = PasswordHasher::new(&settings.password)?;
 
