@@ -43,6 +43,9 @@ pub struct PasswordConfig {
     /// `memory_kib` of memory, so this also bounds the memory that a flood
     /// of unauthenticated requests can claim. Waiting requests queue.
     pub max_concurrent: usize,
+    /// How long a request may wait for a hashing slot before it is turned
+    /// away as busy, in milliseconds; 0 waits as long as it takes.
+    pub queue_timeout_ms: u64,
 }
 
 impl Default for PasswordConfig {
@@ -52,6 +55,7 @@ impl Default for PasswordConfig {
             iterations: 2,
             parallelism: 1,
             max_concurrent: 0,
+            queue_timeout_ms: 10_000,
         }
     }
 }
@@ -69,6 +73,9 @@ pub enum PasswordError {
     /// The hasher no longer takes work.
     #[error("password hashing is closed")]
     Closed,
+    /// Every hashing slot stayed taken for the whole queue timeout.
+    #[error("password hashing is busy")]
+    Busy,
     /// The blocking task panicked or was cancelled.
     #[error("password hashing task failed")]
     Task(#[source] tokio::task::JoinError),
@@ -89,6 +96,8 @@ struct Inner {
     dummy_hash: String,
     /// Bounds the hashes in flight (see `PasswordConfig::max_concurrent`).
     permits: Arc<tokio::sync::Semaphore>,
+    /// How long to wait for a permit; `None` waits for ever.
+    queue_timeout: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for PasswordHasher {
@@ -145,6 +154,8 @@ impl PasswordHasher {
                 params,
                 dummy_hash,
                 permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+                queue_timeout: (config.queue_timeout_ms > 0)
+                    .then(|| std::time::Duration::from_millis(config.queue_timeout_ms)),
             }),
         })
     }
@@ -196,10 +207,14 @@ impl PasswordHasher {
     /// task, so it is held until the work is done even when the caller
     /// gives up waiting.
     async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, PasswordError> {
-        Arc::clone(&self.inner.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| PasswordError::Closed)
+        let acquire = Arc::clone(&self.inner.permits).acquire_owned();
+        let acquired = match self.inner.queue_timeout {
+            Some(limit) => tokio::time::timeout(limit, acquire)
+                .await
+                .map_err(|_| PasswordError::Busy)?,
+            None => acquire.await,
+        };
+        acquired.map_err(|_| PasswordError::Closed)
     }
 
     /// Whether a stored hash should be replaced by a fresh one after a
@@ -349,6 +364,7 @@ mod tests {
             iterations: 1,
             parallelism: 1,
             max_concurrent: 0,
+            queue_timeout_ms: 0,
         }
     }
 
@@ -390,10 +406,28 @@ mod tests {
         assert!(PasswordHasher::new(&config).is_err());
     }
 
+    #[tokio::test]
+    async fn a_request_that_waits_past_the_queue_timeout_is_turned_away() {
+        let hasher = PasswordHasher::new(&PasswordConfig {
+            max_concurrent: 1,
+            queue_timeout_ms: 20,
+            ..test_config()
+        })
+        .unwrap();
+        let slot = hasher.permit().await.unwrap();
+        assert!(matches!(
+            hasher.hash("Password-1").await,
+            Err(PasswordError::Busy)
+        ));
+        drop(slot);
+        assert!(hasher.hash("Password-1").await.is_ok());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hashes_beyond_the_concurrency_bound_queue_and_all_finish() {
         let hasher = PasswordHasher::new(&PasswordConfig {
             max_concurrent: 2,
+            queue_timeout_ms: 0,
             ..test_config()
         })
         .unwrap();
@@ -447,6 +481,7 @@ mod tests {
             iterations: 2,
             parallelism: 2,
             max_concurrent: 0,
+            queue_timeout_ms: 0,
         })
         .unwrap();
         let hash = other.hash("Sup3r-secret").await.unwrap();

@@ -39,6 +39,7 @@ pub fn test_password_config() -> PasswordConfig {
         iterations: 1,
         parallelism: 1,
         max_concurrent: 0,
+        queue_timeout_ms: 0,
     }
 }
 

@@ -25,6 +25,8 @@ pub enum Error {
     FailedPrecondition(&'static str),
     #[error("too many attempts; try again later")]
     RateLimited,
+    #[error("the server is busy; try again later")]
+    Busy,
     #[error("caller: {0}")]
     Caller(#[source] Status),
     #[error("store failure")]
@@ -39,6 +41,17 @@ impl From<StoreError> for Error {
             StoreError::AlreadyExists(key) => Error::AlreadyExists(key),
             StoreError::LastAdmin => Error::LastAdmin,
             other => Error::Store(other),
+        }
+    }
+}
+
+impl From<roster_core::password::PasswordError> for Error {
+    fn from(err: roster_core::password::PasswordError) -> Self {
+        match err {
+            // Every hashing slot is taken: shed the request rather than
+            // queue it for ever.
+            roster_core::password::PasswordError::Busy => Error::Busy,
+            other => Error::Internal(other.into()),
         }
     }
 }
@@ -62,6 +75,7 @@ impl From<Error> for Status {
             }
             Error::FailedPrecondition(m) => Status::failed_precondition(m),
             Error::RateLimited => Status::resource_exhausted("too many attempts; try again later"),
+            Error::Busy => Status::unavailable("the server is busy; try again later"),
             Error::Caller(status) => status,
             Error::Store(e) => roster_core::error::internal(&e),
             Error::Internal(e) => roster_core::error::internal_anyhow(&e),

@@ -269,7 +269,7 @@ impl UserRegistryService {
             .hasher
             .hash(&input.password)
             .await
-            .map_err(|e| Error::Internal(e.into()))?;
+            .map_err(Error::from)?;
         let mut record = UserRecord {
             user_id: user_id.as_str().to_string(),
             name: name.into_string(),
@@ -564,7 +564,7 @@ impl UserRegistryService {
                     self.hasher
                         .hash(&input.temporary_password)
                         .await
-                        .map_err(|e| Error::Internal(e.into()))?,
+                        .map_err(Error::from)?,
                 )
             }
         } else {
@@ -813,7 +813,7 @@ impl UserRegistryService {
             .hasher
             .verify(&req.old, stored.as_ref().map(|u| u.password_hash.as_str()))
             .await
-            .map_err(|e| Error::Internal(e.into()))?;
+            .map_err(Error::from)?;
         let temporary_ok = self
             .hasher
             .verify(
@@ -823,7 +823,7 @@ impl UserRegistryService {
                     .and_then(|u| u.temporary_password_hash.as_deref()),
             )
             .await
-            .map_err(|e| Error::Internal(e.into()))?;
+            .map_err(Error::from)?;
         let Some(before) = stored else {
             return Err(Error::Unauthenticated("old_password: incorrect password"));
         };
@@ -849,11 +849,7 @@ impl UserRegistryService {
             used_temporary = true;
         }
         let mut after = before.clone();
-        after.password_hash = self
-            .hasher
-            .hash(&req.new)
-            .await
-            .map_err(|e| Error::Internal(e.into()))?;
+        after.password_hash = self.hasher.hash(&req.new).await.map_err(Error::from)?;
         after.password_updated_at = at;
         after.require_password_update = false;
         if used_temporary {
@@ -898,11 +894,7 @@ impl UserRegistryService {
         }
         let secret = roster_core::token::random_secret(32);
         // Hash before looking the user up, so both paths cost the same.
-        let hash = self
-            .hasher
-            .hash(&secret)
-            .await
-            .map_err(|e| Error::Internal(e.into()))?;
+        let hash = self.hasher.hash(&secret).await.map_err(Error::from)?;
         drop(secret);
         let Some(before) = self
             .store
@@ -971,7 +963,7 @@ impl UserRegistryService {
                 stored.as_ref().map(|u| u.password_hash.as_str()),
             )
             .await
-            .map_err(|e| Error::Internal(e.into()))?;
+            .map_err(Error::from)?;
         match stored {
             Some(user) if ok => {
                 if self.hasher.needs_rehash(&user.password_hash) {
