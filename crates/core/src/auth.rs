@@ -83,6 +83,7 @@ impl CredentialResolver for GrpcCredentialResolver {
         let mut request = tonic::Request::new(AuthInfoRequest {
             token: token.to_string(),
         });
+        crate::telemetry::inject_trace_context(request.metadata_mut());
         request.metadata_mut().insert(
             CLUSTER_KEY_HEADER,
             self.cluster_key
@@ -437,6 +438,7 @@ impl CallContext {
     /// Fills in who caused `event` and from where (never a secret).
     pub fn stamp(&self, event: &mut roster_proto::v1::Event) {
         event.authentication = self.caller.event_authentication();
+        event.trace_context = crate::telemetry::current_trace_context();
         event.remote_ip = self.remote_ip.clone();
         event.user_agent = self.user_agent.clone();
         if !self.correlation_id.is_empty() {

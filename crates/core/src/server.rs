@@ -111,7 +111,11 @@ impl GrpcServer {
             .with_nodelay(Some(true))
             .with_keepalive(Some(std::time::Duration::from_secs(60)));
         let serve = tonic::transport::Server::builder()
-            .trace_fn(|req| tracing::info_span!("grpc", path = %req.uri().path()))
+            .trace_fn(|req| {
+                let span = tracing::info_span!("grpc", path = %req.uri().path());
+                crate::telemetry::continue_trace(&span, req.headers());
+                span
+            })
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
