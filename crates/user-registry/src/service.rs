@@ -330,8 +330,8 @@ impl UserRegistryService {
                 .transpose()?;
             record.universal_rights =
                 rights_of(input.universal_rights.as_ref(), "user.universal_rights")?;
-        } else {
-            state_description_default(&mut record);
+        } else if record.state == State::Requested as i32 {
+            record.state_description = "admin approval required".into();
         }
         if record.primary_email_address_validated_at.is_none() {
             self.start_email_validation(&mut record, at);
@@ -1114,12 +1114,6 @@ impl UserRegistryService {
         } else {
             Err(Error::NotFound("external user"))
         }
-    }
-}
-
-fn state_description_default(record: &mut UserRecord) {
-    if record.state == State::Requested as i32 {
-        record.state_description = "admin approval required".into();
     }
 }
 
