@@ -22,6 +22,9 @@ pub const MAX_ATTRIBUTES: usize = 10;
 pub const MAX_ATTRIBUTE_VALUE_CHARS: usize = 200;
 /// Largest embedded profile picture.
 pub const MAX_PICTURE_BYTES: usize = 256 * 1024;
+/// Most picture sizes (URLs) on one user; with the URL length this bounds
+/// the picture's share of every event about the user.
+pub const MAX_PICTURE_SIZES: usize = 16;
 /// Longest profile picture URL.
 pub const MAX_PICTURE_URL_CHARS: usize = 2048;
 /// MIME types accepted for embedded profile pictures.
@@ -609,6 +612,12 @@ pub fn validate_picture(picture: &Picture) -> Result<(), FieldViolation> {
             ));
         }
     }
+    if picture.sizes.len() > MAX_PICTURE_SIZES {
+        return Err(FieldViolation::new(
+            FIELD,
+            format!("at most {MAX_PICTURE_SIZES} sizes"),
+        ));
+    }
     let sorted: BTreeMap<&u32, &String> = picture.sizes.iter().collect();
     for (width, url) in sorted {
         if url.chars().count() > MAX_PICTURE_URL_CHARS {
@@ -1186,6 +1195,19 @@ mod tests {
     fn embedded_picture_over_8_mib_is_rejected() {
         assert!(validate_picture(&embedded("image/png", vec![0; MAX_PICTURE_BYTES])).is_ok());
         assert!(validate_picture(&embedded("image/png", vec![0; MAX_PICTURE_BYTES + 1])).is_err());
+    }
+
+    #[test]
+    fn a_picture_with_too_many_sizes_is_rejected() {
+        let sizes = |n: u32| Picture {
+            embedded: None,
+            sizes: (1..=n)
+                .map(|w| (w, format!("https://pictures.example.com/{w}.png")))
+                .collect(),
+        };
+        assert!(validate_picture(&sizes(MAX_PICTURE_SIZES as u32)).is_ok());
+        let err = validate_picture(&sizes(MAX_PICTURE_SIZES as u32 + 1)).unwrap_err();
+        assert_eq!(err.field, "profile_picture");
     }
 
     #[test]
