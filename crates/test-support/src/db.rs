@@ -222,6 +222,25 @@ impl TestBackend {
     }
 }
 
+/// The most publish attempts any outbox row of `db` has seen (0 when the
+/// outbox is empty): how tests see that the relay tried and failed.
+pub async fn outbox_max_attempts(db: &Db) -> i64 {
+    match db {
+        Db::Postgres(pool) => {
+            sqlx::query_scalar("SELECT COALESCE(MAX(attempts), 0)::BIGINT FROM roster_outbox")
+                .fetch_one(pool)
+                .await
+                .expect("read the outbox")
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT COALESCE(MAX(attempts), 0) FROM roster_outbox")
+                .fetch_one(pool)
+                .await
+                .expect("read the outbox")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -8,7 +8,7 @@ pub mod env;
 pub mod nats;
 pub mod resolver;
 
-pub use db::{TestBackend, TestDb};
+pub use db::{TestBackend, TestDb, outbox_max_attempts};
 pub use env::{Backend, TestEnv, next_event, with_cluster_key, with_token};
 pub use nats::TestNats;
 pub use resolver::StandInResolver;

@@ -11,7 +11,7 @@ use roster_core::db::Db;
 use roster_core::events::{
     self, BusError, Event, EventBus, EventStream, EventsConfig, MemoryBus, OutboxRelay, outbox,
 };
-use roster_test_support::{TestBackend, TestNats};
+use roster_test_support::{TestBackend, TestNats, outbox_max_attempts};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
@@ -50,24 +50,6 @@ async fn insert(db: &Db, event: &Event, commit: bool) {
             } else {
                 tx.rollback().await.unwrap();
             }
-        }
-    }
-}
-
-/// The most publish attempts any outbox row has seen.
-async fn max_attempts(db: &Db) -> i64 {
-    match db {
-        Db::Postgres(pool) => {
-            sqlx::query_scalar("SELECT COALESCE(MAX(attempts), 0)::BIGINT FROM roster_outbox")
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-        Db::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT COALESCE(MAX(attempts), 0) FROM roster_outbox")
-                .fetch_one(pool)
-                .await
-                .unwrap()
         }
     }
 }
@@ -246,7 +228,7 @@ mod outage {
         relay.wake();
 
         eventually("the relay has tried and failed", || async {
-            max_attempts(&backend.db).await >= 1
+            outbox_max_attempts(&backend.db).await >= 1
         })
         .await;
         assert_eq!(

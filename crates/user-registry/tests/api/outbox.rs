@@ -11,7 +11,9 @@ use roster_core::events::outbox;
 use roster_core::password::PasswordHasher;
 use roster_proto::v1::{CreateUserRequest, Event};
 use roster_test_support::env::test_password_config;
-use roster_test_support::{Backend, StandInResolver, TestBackend, TestEnv, TestNats};
+use roster_test_support::{
+    Backend, StandInResolver, TestBackend, TestEnv, TestNats, outbox_max_attempts,
+};
 use roster_user_registry::{Dependencies, UserRegistryComponent};
 use tokio::sync::oneshot;
 use tonic::Code;
@@ -94,24 +96,6 @@ on_both_backends!(
     a_failed_change_publishes_no_event_and_leaves_the_outbox_empty,
 );
 
-/// The most publish attempts any outbox row has seen.
-async fn max_attempts(db: &Db) -> i64 {
-    match db {
-        Db::Postgres(pool) => {
-            sqlx::query_scalar("SELECT COALESCE(MAX(attempts), 0)::BIGINT FROM roster_outbox")
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-        Db::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT COALESCE(MAX(attempts), 0) FROM roster_outbox")
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-    }
-}
-
 /// A failing publish (the stream does not exist yet) delays the event of a
 /// committed change, and it goes out once the stream is there.
 ///
@@ -166,7 +150,7 @@ async fn a_failing_publish_delays_but_never_loses_the_event_of_a_change(backend:
         .expect("the change commits whatever the bus does");
 
     eventually("the relay has tried and failed", WAIT, || async {
-        max_attempts(&backend.db).await >= 1
+        outbox_max_attempts(&backend.db).await >= 1
     })
     .await;
     assert_eq!(
