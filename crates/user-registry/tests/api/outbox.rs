@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_core::auth::{AuthConfig, Authenticator, CallContext, Caller, ClusterKeys};
-use roster_core::db::Db;
 use roster_core::events::outbox;
 use roster_core::password::PasswordHasher;
 use roster_proto::v1::{CreateUserRequest, Event};
