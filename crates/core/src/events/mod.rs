@@ -8,7 +8,14 @@
 //! a crash or a NATS outage delays events but never loses them, and an event
 //! of a rolled-back change never leaves the process.
 //!
-//! - [`bus`]: the [`EventBus`] trait and its error;
+//! Services listen in two ways. [`EventBus::subscribe`] is fan-out: every
+//! subscription in every process sees every matching event, which suits
+//! cache invalidation. [`EventBus::consume`] joins a work consumer: durable
+//! on JetStream, shared by all replicas of a service, so each event is
+//! handled once per service (at least once: handlers must be idempotent)
+//! and acknowledged after handling.
+//!
+//! - [`bus`]: the [`EventBus`] trait, its error and work [`Delivery`]s;
 //! - [`memory`]: the in-process bus and NATS-style name matching;
 //! - [`nats`]: the JetStream bus;
 //! - [`outbox`]: the outbox table, inserts and the relay.
@@ -23,7 +30,7 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
-pub use bus::{BusError, EventBus, EventStream};
+pub use bus::{Acknowledge, BusError, Delivery, DeliveryStream, EventBus, EventStream};
 pub use memory::{MemoryBus, name_matches};
 pub use nats::NatsBus;
 pub use outbox::OutboxRelay;

@@ -500,6 +500,13 @@ mod tests {
         ) -> Result<crate::events::EventStream, crate::events::BusError> {
             Err(crate::events::BusError::Subscribe("down".into()))
         }
+        async fn consume(
+            &self,
+            _: &str,
+            _: &[&str],
+        ) -> Result<crate::events::DeliveryStream, crate::events::BusError> {
+            Err(crate::events::BusError::Subscribe("down".into()))
+        }
     }
 
     #[tokio::test]

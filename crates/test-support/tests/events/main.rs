@@ -320,6 +320,14 @@ mod replicas {
         async fn subscribe(&self, pattern: &str) -> Result<EventStream, BusError> {
             self.inner.subscribe(pattern).await
         }
+
+        async fn consume(
+            &self,
+            durable: &str,
+            patterns: &[&str],
+        ) -> Result<roster_core::events::DeliveryStream, BusError> {
+            self.inner.consume(durable, patterns).await
+        }
     }
 
     #[tokio::test]
