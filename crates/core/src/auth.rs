@@ -29,6 +29,9 @@ use crate::rights::RightSet;
 /// The metadata key carrying the cluster key on internal calls.
 pub const CLUSTER_KEY_HEADER: &str = "x-roster-cluster-key";
 
+/// The message of the `UNAUTHENTICATED` answer to a wrong cluster key.
+const INVALID_CLUSTER_KEY: &str = "invalid cluster key";
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
@@ -41,6 +44,10 @@ pub struct AuthConfig {
     /// for rate limits and events is the last address in that header that
     /// is not itself a trusted proxy. Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// The server key under which bearer-token secrets (API keys, session
+    /// and login tokens) are hashed for storage. Empty: a built-in key.
+    /// Changing it invalidates every stored token. A secret.
+    pub token_hash_key: String,
 }
 
 impl Default for AuthConfig {
@@ -49,6 +56,7 @@ impl Default for AuthConfig {
             cache_ttl_ms: 1000,
             cache_capacity: 100_000,
             trusted_proxies: Vec::new(),
+            token_hash_key: String::new(),
         }
     }
 }
@@ -93,6 +101,14 @@ impl CredentialResolver for GrpcCredentialResolver {
         match self.client.clone().auth_info(request).await {
             Ok(response) => Ok(response.into_inner()),
             Err(status) => match status.code() {
+                // The access service refused this process, not the caller:
+                // the deployment's cluster keys disagree.
+                tonic::Code::Unauthenticated if status.message() == INVALID_CLUSTER_KEY => {
+                    tracing::error!(
+                        "the access service refuses this process's cluster key; check cluster.keys"
+                    );
+                    Err(Status::unavailable("credential resolution is unavailable"))
+                }
                 tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => Err(status),
                 // No access service to ask (yet): the credential cannot be
                 // checked, so it is not accepted.
@@ -213,6 +229,19 @@ impl Caller {
         }
     }
 
+    /// Requires another Roster service (the cluster key), for internal
+    /// methods: `UNAUTHENTICATED` without a credential, `PERMISSION_DENIED`
+    /// for every user credential, admins' included.
+    pub fn require_cluster(&self) -> Result<(), Status> {
+        match self {
+            Caller::Cluster => Ok(()),
+            Caller::Anonymous => Err(Status::unauthenticated("no credentials")),
+            Caller::User(_) => Err(Status::permission_denied(
+                "internal method: only Roster services may call it (cluster key)",
+            )),
+        }
+    }
+
     /// Requires a universal right (admins): `UNAUTHENTICATED` without a
     /// credential, `PERMISSION_DENIED` otherwise.
     pub fn require_universal(&self, right: Right) -> Result<(), Status> {
@@ -242,6 +271,18 @@ impl Caller {
             }),
         }
     }
+}
+
+/// Whether the credential's own expiry has passed: a cached answer never
+/// outlives the credential.
+fn expired(info: &AuthInfoResponse) -> bool {
+    info.expires_at.as_ref().is_some_and(|at| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        (at.seconds, at.nanos) <= (now_secs, now.subsec_nanos() as i32)
+    })
 }
 
 fn rights_of(rights: Option<&roster_proto::v1::Rights>) -> RightSet {
@@ -303,7 +344,7 @@ impl Authenticator {
             return if self.cluster_keys.accepts(key.as_bytes()) {
                 Ok(Caller::Cluster)
             } else {
-                Err(Status::unauthenticated("invalid cluster key"))
+                Err(Status::unauthenticated(INVALID_CLUSTER_KEY))
             };
         }
         let Some(header) = metadata.get("authorization") else {
@@ -349,7 +390,7 @@ impl Authenticator {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .get(key)
-            .filter(|e| e.at.elapsed() < self.ttl)
+            .filter(|e| e.at.elapsed() < self.ttl && !expired(&e.info))
             .map(|e| e.info.clone())
     }
 
@@ -731,6 +772,41 @@ mod tests {
         })
         .await
         .expect("the cached answer for alice is dropped");
+        auth.caller(&request("Bearer good")).await.unwrap();
+        assert_eq!(resolver.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    struct Expiring(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl CredentialResolver for Expiring {
+        async fn resolve(&self, _: &str) -> Result<AuthInfoResponse, Status> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut answer = info("alice", &[Right::UserAll], false);
+            // Expired a second ago: valid when resolved, stale at once.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            answer.expires_at = Some(prost_types::Timestamp {
+                seconds: now.as_secs() as i64 - 1,
+                nanos: 0,
+            });
+            Ok(answer)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cached_answer_never_outlives_its_credential() {
+        let resolver = Arc::new(Expiring(Default::default()));
+        let auth = Authenticator::new(
+            resolver.clone(),
+            ClusterKeys::default(),
+            &AuthConfig {
+                cache_ttl_ms: 60_000,
+                ..AuthConfig::default()
+            },
+        );
+        auth.caller(&request("Bearer good")).await.unwrap();
         auth.caller(&request("Bearer good")).await.unwrap();
         assert_eq!(resolver.0.load(std::sync::atomic::Ordering::SeqCst), 2);
     }

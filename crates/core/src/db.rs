@@ -45,29 +45,52 @@ pub enum Db {
 }
 
 impl Db {
-    /// Opens the database of `service` as configured: the PostgreSQL URL as
-    /// given (every service may share one database; their tables do not
-    /// overlap), or `<data_dir>/<service>.db`.
+    /// Opens the database of `service` as configured: on PostgreSQL, the
+    /// service's own schema in the configured database (see
+    /// [`Db::open_postgres_schema`]); otherwise `<data_dir>/<service>.db`.
     pub async fn open(config: &DatabaseConfig, service: &str) -> anyhow::Result<Db> {
         if config.url.is_empty() {
             let path = Path::new(&config.data_dir).join(format!("{service}.db"));
             Self::open_sqlite(&path, config.max_connections).await
         } else {
-            Self::open_postgres(&config.url, config.max_connections).await
+            Self::open_postgres_schema(&config.url, config.max_connections, service).await
         }
     }
 
+    /// A pool whose connections work in the schema named after `service`
+    /// (`user-registry` → `user_registry`), created if missing. Services
+    /// may then share one PostgreSQL database and still own their data:
+    /// their tables, their outbox and their migration history never meet.
+    /// `public` stays on the search path for extensions installed there.
+    pub async fn open_postgres_schema(
+        url: &str,
+        max_connections: u32,
+        service: &str,
+    ) -> anyhow::Result<Db> {
+        let schema = schema_name(service)?;
+        let setup = pg_pool(url, 1, None).await?;
+        let created = sqlx::query(&format!(r#"CREATE SCHEMA IF NOT EXISTS "{schema}""#))
+            .execute(&setup)
+            .await;
+        if let Err(err) = created {
+            // Two processes creating the schema at the same moment: one of
+            // them sees a unique violation, and the schema exists.
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                    .bind(&schema)
+                    .fetch_one(&setup)
+                    .await?;
+            anyhow::ensure!(exists, "cannot create schema {schema}: {err}");
+        }
+        setup.close().await;
+        let search_path = format!("{schema},public");
+        Ok(Db::Postgres(
+            pg_pool(url, max_connections, Some(&search_path)).await?,
+        ))
+    }
+
     pub async fn open_postgres(url: &str, max_connections: u32) -> anyhow::Result<Db> {
-        let shown = crate::config::redacted_url(url);
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| anyhow::anyhow!("invalid database.url {shown}: {e}"))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {shown}: {e}"))?;
-        Ok(Db::Postgres(pool))
+        Ok(Db::Postgres(pg_pool(url, max_connections, None).await?))
     }
 
     pub async fn open_sqlite(path: &Path, max_connections: u32) -> anyhow::Result<Db> {
@@ -99,6 +122,39 @@ impl Db {
     }
 }
 
+/// A PostgreSQL pool on `url`, optionally with its own search path.
+async fn pg_pool(
+    url: &str,
+    max_connections: u32,
+    search_path: Option<&str>,
+) -> anyhow::Result<PgPool> {
+    let shown = crate::config::redacted_url(url);
+    let mut options = PgConnectOptions::from_str(url)
+        .map_err(|e| anyhow::anyhow!("invalid database.url {shown}: {e}"))?;
+    if let Some(path) = search_path {
+        options = options.options([("search_path", path)]);
+    }
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL at {shown}: {e}"))
+}
+
+/// The PostgreSQL schema of `service`: its name with `-` as `_`.
+fn schema_name(service: &str) -> anyhow::Result<String> {
+    let schema = service.replace('-', "_");
+    anyhow::ensure!(
+        !schema.is_empty()
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+        "`{service}` cannot name a schema"
+    );
+    Ok(schema)
+}
+
 /// A service's migrations, one set per backend (`sqlx::migrate!` of
 /// `migrations/postgres` and `migrations/sqlite`).
 pub struct Migrations {
@@ -117,4 +173,24 @@ impl Migrations {
         crate::events::outbox::install_schema(db).await?;
         Ok(())
     }
+}
+
+/// A list of integers (enum numbers) as stored in one text column:
+/// comma-separated, empty for none. The same on both backends.
+pub fn encode_ints(values: &[i32]) -> String {
+    values
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads what [`encode_ints`] wrote; `Err` quotes the corrupt text.
+pub fn decode_ints(text: &str) -> Result<Vec<i32>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|v| v.parse().map_err(|_| format!("integer list `{text}`")))
+        .collect()
 }

@@ -27,5 +27,6 @@ pub mod ratelimit;
 pub mod rights;
 pub mod server;
 pub mod telemetry;
+pub mod time;
 pub mod token;
 pub mod validation;

@@ -170,3 +170,16 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+/// The body of a gRPC method: resolves the caller through `$auth` (an
+/// [`Authenticator`](crate::auth::Authenticator)), runs `$call` with the
+/// call context and the request's message, and turns the service's error
+/// into a status (its type implements `Into<tonic::Status>`).
+#[macro_export]
+macro_rules! handle {
+    ($auth:expr, $request:ident, |$ctx:ident, $msg:ident| $call:expr) => {{
+        let $ctx = $auth.context(&$request).await?;
+        let $msg = $request.into_inner();
+        $call.await.map_err(::tonic::Status::from)
+    }};
+}

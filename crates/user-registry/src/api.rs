@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use roster_core::auth::Authenticator;
+use roster_core::handle;
 use roster_core::list::with_total_count;
 use roster_proto::v1::entity_registry_search_server::EntityRegistrySearch;
 use roster_proto::v1::external_user_registry_server::ExternalUserRegistry;
@@ -20,7 +21,10 @@ use tonic::{Request, Response, Status};
 
 use crate::service::UserRegistryService;
 
-/// Implements every gRPC service of the user registry.
+/// Implements every gRPC service of the user registry. After a change
+/// that can take rights away (update, delete, purge) it drops this
+/// process's cached credentials of the user at once; other processes do
+/// when the change's event reaches them.
 #[derive(Clone)]
 pub struct UserRegistryApi {
     service: Arc<UserRegistryService>,
@@ -33,53 +37,62 @@ impl UserRegistryApi {
     }
 }
 
-/// Resolves the caller, runs `$call` with it and the request's message, and
-/// turns the service error into a status.
-macro_rules! handle {
-    ($self:ident, $request:ident, |$ctx:ident, $msg:ident| $call:expr) => {{
-        let $ctx = $self.auth.context(&$request).await?;
-        let $msg = $request.into_inner();
-        let result: Result<_, crate::error::Error> = $call.await;
-        result.map_err(Status::from)
-    }};
-}
-
 #[tonic::async_trait]
 impl UserRegistry for UserRegistryApi {
     async fn create(&self, request: Request<CreateUserRequest>) -> Result<Response<User>, Status> {
-        handle!(self, request, |ctx, msg| self.service.create(&ctx, msg)).map(Response::new)
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .create(&ctx, msg))
+        .map(Response::new)
     }
 
     async fn get(&self, request: Request<GetUserRequest>) -> Result<Response<User>, Status> {
-        handle!(self, request, |ctx, msg| self.service.get(&ctx, msg)).map(Response::new)
+        handle!(self.auth, request, |ctx, msg| self.service.get(&ctx, msg)).map(Response::new)
     }
 
     async fn list(&self, request: Request<ListUsersRequest>) -> Result<Response<Users>, Status> {
-        let (users, total) = handle!(self, request, |ctx, msg| self.service.list(&ctx, msg))?;
+        let (users, total) = handle!(self.auth, request, |ctx, msg| self.service.list(&ctx, msg))?;
         Ok(with_total_count(users, total))
     }
 
     async fn update(&self, request: Request<UpdateUserRequest>) -> Result<Response<User>, Status> {
-        handle!(self, request, |ctx, msg| self.service.update(&ctx, msg)).map(Response::new)
+        let user = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .update(&ctx, msg))?;
+        if let Some(ids) = &user.ids {
+            self.auth.forget_user(&ids.user_id);
+        }
+        Ok(Response::new(user))
     }
 
     async fn delete(&self, request: Request<UserIdentifiers>) -> Result<Response<()>, Status> {
-        handle!(self, request, |ctx, msg| self.service.delete(&ctx, msg)).map(Response::new)
+        let user_id = request.get_ref().user_id.clone();
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .delete(&ctx, msg))?;
+        self.auth.forget_user(&user_id);
+        Ok(Response::new(()))
     }
 
     async fn restore(&self, request: Request<UserIdentifiers>) -> Result<Response<()>, Status> {
-        handle!(self, request, |ctx, msg| self.service.restore(&ctx, msg)).map(Response::new)
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .restore(&ctx, msg))
+        .map(Response::new)
     }
 
     async fn purge(&self, request: Request<UserIdentifiers>) -> Result<Response<()>, Status> {
-        handle!(self, request, |ctx, msg| self.service.purge(&ctx, msg)).map(Response::new)
+        let user_id = request.get_ref().user_id.clone();
+        handle!(self.auth, request, |ctx, msg| self.service.purge(&ctx, msg))?;
+        self.auth.forget_user(&user_id);
+        Ok(Response::new(()))
     }
 
     async fn update_password(
         &self,
         request: Request<UpdateUserPasswordRequest>,
     ) -> Result<Response<()>, Status> {
-        handle!(self, request, |ctx, msg| self
+        handle!(self.auth, request, |ctx, msg| self
             .service
             .update_password(&ctx, msg))
         .map(Response::new)
@@ -89,7 +102,7 @@ impl UserRegistry for UserRegistryApi {
         &self,
         request: Request<CreateTemporaryPasswordRequest>,
     ) -> Result<Response<()>, Status> {
-        handle!(self, request, |ctx, msg| self
+        handle!(self.auth, request, |ctx, msg| self
             .service
             .create_temporary_password(&ctx, msg))
         .map(Response::new)
@@ -102,8 +115,9 @@ impl EntityRegistrySearch for UserRegistryApi {
         &self,
         request: Request<SearchUsersRequest>,
     ) -> Result<Response<Users>, Status> {
-        let (users, total, capped) =
-            handle!(self, request, |ctx, msg| self.service.search(&ctx, msg))?;
+        let (users, total, capped) = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .search(&ctx, msg))?;
         let mut response = with_total_count(users, total);
         if capped {
             response.metadata_mut().insert(
@@ -121,7 +135,7 @@ impl ExternalUserRegistry for UserRegistryApi {
         &self,
         request: Request<CreateExternalUserRequest>,
     ) -> Result<Response<ExternalUser>, Status> {
-        handle!(self, request, |ctx, msg| self
+        handle!(self.auth, request, |ctx, msg| self
             .service
             .create_external_user(&ctx, msg))
         .map(Response::new)
@@ -131,7 +145,7 @@ impl ExternalUserRegistry for UserRegistryApi {
         &self,
         request: Request<GetExternalUserByUserIdRequest>,
     ) -> Result<Response<ExternalUser>, Status> {
-        handle!(self, request, |ctx, msg| self
+        handle!(self.auth, request, |ctx, msg| self
             .service
             .get_external_user_by_user_id(&ctx, msg))
         .map(Response::new)
@@ -141,7 +155,7 @@ impl ExternalUserRegistry for UserRegistryApi {
         &self,
         request: Request<GetExternalUserByExternalIdRequest>,
     ) -> Result<Response<ExternalUser>, Status> {
-        handle!(self, request, |ctx, msg| self
+        handle!(self.auth, request, |ctx, msg| self
             .service
             .get_external_user_by_external_id(&ctx, msg))
         .map(Response::new)
@@ -151,7 +165,7 @@ impl ExternalUserRegistry for UserRegistryApi {
         &self,
         request: Request<DeleteExternalUserRequest>,
     ) -> Result<Response<()>, Status> {
-        handle!(self, request, |ctx, msg| self
+        handle!(self.auth, request, |ctx, msg| self
             .service
             .delete_external_user(&ctx, msg))
         .map(Response::new)
@@ -164,7 +178,7 @@ impl UserCredentials for UserRegistryApi {
         &self,
         request: Request<CheckPasswordRequest>,
     ) -> Result<Response<CheckPasswordResponse>, Status> {
-        handle!(self, request, |ctx, msg| self
+        handle!(self.auth, request, |ctx, msg| self
             .service
             .check_password(&ctx, msg))
         .map(Response::new)

@@ -1,9 +1,7 @@
 //! Between stored records and `roster.v1` messages: timestamps, the
 //! public and full views of a user, and field masks on output.
 
-use chrono::{DateTime, Utc};
 use prost::Message;
-use prost_types::Timestamp;
 use roster_core::list::FieldMask;
 use roster_proto::v1::{
     ContactInfo, ContactMethod, ContactType, EmailNotificationPreferences, ExternalUser, Picture,
@@ -42,28 +40,7 @@ pub const WRITE_ONLY_PATHS: &[&str] = &["password", "temporary_password"];
 /// What callers without RIGHT_USER_INFO may see of another user.
 pub const PUBLIC_PATHS: &[&str] = &["name", "description", "state", "admin", "profile_picture"];
 
-pub fn timestamp(t: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
-    }
-}
-
-pub fn opt_timestamp(t: Option<DateTime<Utc>>) -> Option<Timestamp> {
-    t.map(timestamp)
-}
-
-/// The latest timestamp accepted from a request: 9999-12-31T23:59:59Z.
-const MAX_SECONDS: i64 = 253_402_300_799;
-
-/// A timestamp from a request, at the microsecond precision both backends
-/// store; `None` before 1970 or after year 9999, or with invalid nanos.
-pub fn from_timestamp(t: &Timestamp) -> Option<DateTime<Utc>> {
-    if !(0..1_000_000_000).contains(&t.nanos) || !(0..=MAX_SECONDS).contains(&t.seconds) {
-        return None;
-    }
-    DateTime::from_timestamp(t.seconds, (t.nanos / 1000 * 1000) as u32)
-}
+pub use roster_core::time::{from_timestamp, now, opt_timestamp, timestamp};
 
 /// The user without embedded picture bytes (URLs by size stay).
 pub fn without_embedded_picture(mut user: User) -> User {
@@ -71,13 +48,6 @@ pub fn without_embedded_picture(mut user: User) -> User {
         picture.embedded = None;
     }
     user
-}
-
-/// The current time at microsecond precision, which both backends store
-/// exactly.
-pub fn now() -> DateTime<Utc> {
-    let t = Utc::now();
-    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
 /// The full user (no secrets), every readable field set.

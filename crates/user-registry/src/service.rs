@@ -937,11 +937,7 @@ impl UserRegistryService {
         ctx: &CallContext,
         req: CheckPasswordRequest,
     ) -> Result<CheckPasswordResponse> {
-        if !ctx.caller.is_cluster() {
-            return Err(Error::PermissionDenied(
-                "internal method: the cluster key is required".into(),
-            ));
-        }
+        ctx.caller.require_cluster()?;
         let ids = req.user_ids.unwrap_or_default();
         let stored = if !ids.user_id.is_empty() {
             let id = UserId::parse(&ids.user_id).map_err(|v| v.under("user_ids"))?;

@@ -253,24 +253,11 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 }
 
-pub(crate) fn encode_ints(values: &[i32]) -> String {
-    values
-        .iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
+pub(crate) use roster_core::db::encode_ints;
 
+/// The integers of a stored list; corrupt text is a [`StoreError::Corrupt`].
 pub(crate) fn decode_ints(text: &str) -> Result<Vec<i32>, StoreError> {
-    if text.is_empty() {
-        return Ok(Vec::new());
-    }
-    text.split(',')
-        .map(|v| {
-            v.parse()
-                .map_err(|_| StoreError::Corrupt(format!("integer list `{text}`")))
-        })
-        .collect()
+    roster_core::db::decode_ints(text).map_err(StoreError::Corrupt)
 }
 
 /// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern and wraps
