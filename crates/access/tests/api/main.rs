@@ -1,0 +1,13 @@
+//! The access service over real gRPC, with the user registry beside it as
+//! `rosterd start all` runs them, and its store on PostgreSQL and SQLite.
+
+mod api_keys;
+mod auth_info;
+mod escalation;
+mod login_tokens;
+mod smoke;
+mod store;
+mod support;
+
+mod matrix;
+mod revocation;

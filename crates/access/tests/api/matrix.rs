@@ -1,0 +1,858 @@
+//! The authorisation matrix: every RPC × every kind of caller.
+//!
+//! Rows are the RPCs served by the user registry and the access service,
+//! each with a closure that builds and sends a fresh, valid request for a
+//! target user; columns are kinds of caller; cells are the expected gRPC
+//! code. Every cell gets its own freshly created target user, so
+//! destructive rows (Delete, Purge, DeleteAPIKey…) spoil nothing else and
+//! the only reason a call can fail is who makes it.
+//!
+//! The expectations follow the reference rules ("Rights model" and "State
+//! limits" in tts-user-api.md, and the proto comments):
+//! - no credential: UNAUTHENTICATED for authenticated methods;
+//! - a malformed or expired credential: UNAUTHENTICATED, on every method
+//!   (a bad credential is refused even where none is needed);
+//! - a missing right: PERMISSION_DENIED; non-admins have no rights on other
+//!   users, so acting on another user is PERMISSION_DENIED;
+//! - a suspended user keeps only RIGHT_USER_INFO on itself;
+//! - admins (and the cluster key) may do everything on every user, except
+//!   call the internal methods;
+//! - internal methods (UserCredentials, EntityAccess) take the cluster key
+//!   only: PERMISSION_DENIED for every user credential, UNAUTHENTICATED for
+//!   no or a bad credential.
+//!
+//! On mismatch the test fails once, listing every wrong cell.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use roster_access::store::{ApiKeyRecord, open};
+use roster_core::token::{Token, TokenHasher, TokenType};
+use roster_proto::v1::entity_access_client::EntityAccessClient;
+use roster_proto::v1::entity_registry_search_client::EntityRegistrySearchClient;
+use roster_proto::v1::external_user_registry_client::ExternalUserRegistryClient;
+use roster_proto::v1::user_access_client::UserAccessClient;
+use roster_proto::v1::user_credentials_client::UserCredentialsClient;
+use roster_proto::v1::user_registry_client::UserRegistryClient;
+use roster_proto::v1::{
+    ApiKey, AuthInfoRequest, AuthenticationProviderIdentifiers, CheckPasswordRequest,
+    ConsumeLoginTokenRequest, CreateExternalUserRequest, CreateLoginTokenRequest,
+    CreateTemporaryPasswordRequest, CreateUserApiKeyRequest, CreateUserRequest,
+    DeleteExternalUserRequest, DeleteUserApiKeyRequest, ExternalUser,
+    GetExternalUserByExternalIdRequest, GetExternalUserByUserIdRequest, GetUserApiKeyRequest,
+    GetUserRequest, ListUserApiKeysRequest, ListUsersRequest, Right, SearchUsersRequest, State,
+    UpdateUserApiKeyRequest, UpdateUserPasswordRequest, UpdateUserRequest, User, UserIdentifiers,
+};
+use roster_test_support::{
+    Backend, TEST_PASSWORD, TestConfig, TestEnv, with_cluster_key, with_token,
+};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+/// The approved admin whose RIGHT_ALL key is the "admin" caller.
+const ADMIN: &str = "mx-admin";
+/// The approved user whose RIGHT_USER_ALL key is the "other" caller.
+const OTHER: &str = "mx-other";
+/// The external identity provider of the ExternalUserRegistry rows.
+const PROVIDER: &str = "mx-idp";
+/// A new password that meets the policy and differs from TEST_PASSWORD.
+const NEW_PASSWORD: &str = "Changed-Passw0rd-for-roster";
+
+/// The kinds of caller: the columns of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// No credential at all.
+    None,
+    /// `authorization: Bearer not-a-token`.
+    Malformed,
+    /// The target's own RIGHT_USER_ALL key, expired an hour ago.
+    Expired,
+    /// The target's own key with only RIGHT_USER_INFO.
+    TooFew,
+    /// Another approved user's RIGHT_USER_ALL key, acting on the target.
+    Other,
+    /// The target's own RIGHT_USER_ALL key.
+    Own,
+    /// The target's own RIGHT_USER_ALL key, the target being suspended.
+    Suspended,
+    /// A RIGHT_ALL key of an approved admin.
+    Admin,
+    /// The cluster key (other Roster services).
+    Cluster,
+}
+
+const KINDS: [Kind; 9] = [
+    Kind::None,
+    Kind::Malformed,
+    Kind::Expired,
+    Kind::TooFew,
+    Kind::Other,
+    Kind::Own,
+    Kind::Suspended,
+    Kind::Admin,
+    Kind::Cluster,
+];
+
+impl Kind {
+    fn slug(self) -> &'static str {
+        match self {
+            Kind::None => "none",
+            Kind::Malformed => "malformed",
+            Kind::Expired => "expired",
+            Kind::TooFew => "too-few",
+            Kind::Other => "other",
+            Kind::Own => "own",
+            Kind::Suspended => "suspended",
+            Kind::Admin => "admin",
+            Kind::Cluster => "cluster",
+        }
+    }
+}
+
+/// How a request is authenticated.
+#[derive(Debug, Clone)]
+enum Cred {
+    None,
+    Bearer(String),
+    Cluster,
+}
+
+/// What a row needs of its target before the call, made with the cluster
+/// key after the caller's credential exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    Nothing,
+    /// The target is soft-deleted (Restore).
+    Deleted,
+    /// The target has a RIGHT_USER_ALL API key (`Fixture::key_id`/`key`).
+    ApiKey,
+    /// The target is linked to `Fixture::external_id` at [`PROVIDER`].
+    ExternalLink,
+    /// The target has a live login token (`Fixture::login_token`).
+    LoginToken,
+}
+
+/// What [`Setup`] made.
+#[derive(Debug, Clone, Default)]
+struct Fixture {
+    key_id: String,
+    key: String,
+    external_id: String,
+    login_token: String,
+}
+
+/// One cell's call: the target, the caller's credential, the fixture.
+struct Ctx {
+    channel: Channel,
+    target: String,
+    cred: Cred,
+    fx: Fixture,
+}
+
+impl Ctx {
+    /// `message` with the caller's credential.
+    fn req<T>(&self, message: T) -> Request<T> {
+        match &self.cred {
+            Cred::None => Request::new(message),
+            Cred::Bearer(token) => with_token(message, token),
+            Cred::Cluster => with_cluster_key(message),
+        }
+    }
+
+    fn ids(&self) -> Option<UserIdentifiers> {
+        Some(ids(&self.target))
+    }
+
+    fn users(&self) -> UserRegistryClient<Channel> {
+        UserRegistryClient::new(self.channel.clone())
+    }
+
+    fn external(&self) -> ExternalUserRegistryClient<Channel> {
+        ExternalUserRegistryClient::new(self.channel.clone())
+    }
+
+    fn access(&self) -> UserAccessClient<Channel> {
+        UserAccessClient::new(self.channel.clone())
+    }
+
+    fn entity_access(&self) -> EntityAccessClient<Channel> {
+        EntityAccessClient::new(self.channel.clone())
+    }
+}
+
+type Outcome = Result<(), Status>;
+type Call<'a> = Pin<Box<dyn Future<Output = Outcome> + 'a>>;
+type SendFn = for<'a> fn(&'a Ctx) -> Call<'a>;
+
+/// One RPC: its name, what its target needs, how to call it, and the
+/// expected code per caller kind (in [`KINDS`] order).
+struct Row {
+    rpc: &'static str,
+    setup: Setup,
+    send: SendFn,
+    expect: [Code; 9],
+}
+
+fn row(rpc: &'static str, setup: Setup, send: SendFn, expect: [Code; 9]) -> Row {
+    Row {
+        rpc,
+        setup,
+        send,
+        expect,
+    }
+}
+
+fn ids(user_id: &str) -> UserIdentifiers {
+    UserIdentifiers {
+        user_id: user_id.into(),
+        email: String::new(),
+    }
+}
+
+fn provider() -> Option<AuthenticationProviderIdentifiers> {
+    Some(AuthenticationProviderIdentifiers {
+        provider_id: PROVIDER.into(),
+    })
+}
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+/// The table. Columns: none, malformed, expired, too-few, other, own,
+/// suspended, admin, cluster.
+fn rows() -> Vec<Row> {
+    use Code::{Ok as O, PermissionDenied as P, Unauthenticated as U};
+    vec![
+        // ---- UserRegistry --------------------------------------------
+        // Registration needs no credential; a new user each time.
+        row(
+            "UserRegistry.Create",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    let user_id = format!("{}-new", c.target);
+                    c.users()
+                        .create(c.req(CreateUserRequest {
+                            user: Some(User {
+                                ids: Some(ids(&user_id)),
+                                primary_email_address: format!("{user_id}@example.com"),
+                                password: TEST_PASSWORD.into(),
+                                ..Default::default()
+                            }),
+                            invitation_token: String::new(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [O, U, U, O, O, O, O, O, O],
+        ),
+        // Any authenticated caller; without RIGHT_USER_INFO only public
+        // fields come back (so "other" gets OK, not PERMISSION_DENIED).
+        row(
+            "UserRegistry.Get",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.users()
+                        .get(c.req(GetUserRequest {
+                            user_ids: c.ids(),
+                            field_mask: None,
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, O, O, O, O, O, O],
+        ),
+        row(
+            "UserRegistry.List",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.users()
+                        .list(c.req(ListUsersRequest::default()))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, O, O],
+        ),
+        row(
+            "UserRegistry.Update",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.users()
+                        .update(c.req(UpdateUserRequest {
+                            user: Some(User {
+                                ids: c.ids(),
+                                name: "Renamed".into(),
+                                ..Default::default()
+                            }),
+                            field_mask: mask(&["name"]),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, O, P, O, O],
+        ),
+        row(
+            "UserRegistry.Delete",
+            Setup::Nothing,
+            |c| Box::pin(async move { c.users().delete(c.req(ids(&c.target))).await.map(drop) }),
+            [U, U, U, P, P, O, P, O, O],
+        ),
+        // The target is soft-deleted, so its own keys no longer resolve
+        // (AuthInfo: UNAUTHENTICATED for a token of a deleted user): in
+        // practice only admins restore.
+        row(
+            "UserRegistry.Restore",
+            Setup::Deleted,
+            |c| Box::pin(async move { c.users().restore(c.req(ids(&c.target))).await.map(drop) }),
+            [U, U, U, U, P, U, U, O, O],
+        ),
+        // Admins only; the service purges live users too, so the target
+        // stays live and its own keys keep resolving.
+        row(
+            "UserRegistry.Purge",
+            Setup::Nothing,
+            |c| Box::pin(async move { c.users().purge(c.req(ids(&c.target))).await.map(drop) }),
+            [U, U, U, P, P, P, P, O, O],
+        ),
+        // No rights check: the old password is the credential.
+        row(
+            "UserRegistry.UpdatePassword",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.users()
+                        .update_password(c.req(UpdateUserPasswordRequest {
+                            user_ids: c.ids(),
+                            new: NEW_PASSWORD.into(),
+                            old: TEST_PASSWORD.into(),
+                            revoke_all_access: false,
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [O, U, U, O, O, O, O, O, O],
+        ),
+        // The forgotten-password flow needs no credential.
+        row(
+            "UserRegistry.CreateTemporaryPassword",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.users()
+                        .create_temporary_password(
+                            c.req(CreateTemporaryPasswordRequest { user_ids: c.ids() }),
+                        )
+                        .await
+                        .map(drop)
+                })
+            },
+            [O, U, U, O, O, O, O, O, O],
+        ),
+        // ---- EntityRegistrySearch ------------------------------------
+        row(
+            "EntityRegistrySearch.SearchUsers",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    EntityRegistrySearchClient::new(c.channel.clone())
+                        .search_users(c.req(SearchUsersRequest {
+                            query: c.target.clone(),
+                            ..Default::default()
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, O, O],
+        ),
+        // ---- ExternalUserRegistry ------------------------------------
+        row(
+            "ExternalUserRegistry.Create",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.external()
+                        .create(c.req(CreateExternalUserRequest {
+                            external_user: Some(ExternalUser {
+                                user_ids: c.ids(),
+                                provider_ids: provider(),
+                                external_id: format!("sub|{}", c.target),
+                                ..Default::default()
+                            }),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, O, O],
+        ),
+        // Admins, and the user itself with RIGHT_USER_INFO.
+        row(
+            "ExternalUserRegistry.GetByUserID",
+            Setup::ExternalLink,
+            |c| {
+                Box::pin(async move {
+                    c.external()
+                        .get_by_user_id(c.req(GetExternalUserByUserIdRequest {
+                            provider_ids: provider(),
+                            user_ids: c.ids(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, O, P, O, O, O, O],
+        ),
+        row(
+            "ExternalUserRegistry.GetByExternalID",
+            Setup::ExternalLink,
+            |c| {
+                Box::pin(async move {
+                    c.external()
+                        .get_by_external_id(c.req(GetExternalUserByExternalIdRequest {
+                            provider_ids: provider(),
+                            external_id: c.fx.external_id.clone(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, O, O],
+        ),
+        row(
+            "ExternalUserRegistry.Delete",
+            Setup::ExternalLink,
+            |c| {
+                Box::pin(async move {
+                    c.external()
+                        .delete(c.req(DeleteExternalUserRequest {
+                            provider_ids: provider(),
+                            external_id: c.fx.external_id.clone(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, O, O],
+        ),
+        // ---- UserCredentials (internal) ------------------------------
+        // Anonymous callers: UNAUTHENTICATED, as for the EntityAccess
+        // methods (a missing credential, not a missing right).
+        row(
+            "UserCredentials.CheckPassword",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    UserCredentialsClient::new(c.channel.clone())
+                        .check_password(c.req(CheckPasswordRequest {
+                            user_ids: c.ids(),
+                            password: TEST_PASSWORD.into(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, P, O],
+        ),
+        // ---- UserAccess ----------------------------------------------
+        // Any authenticated caller; empty rights when it has none.
+        row(
+            "UserAccess.ListRights",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.access()
+                        .list_rights(c.req(ids(&c.target)))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, O, O, O, O, O, O],
+        ),
+        row(
+            "UserAccess.CreateAPIKey",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.access()
+                        .create_api_key(c.req(CreateUserApiKeyRequest {
+                            user_ids: c.ids(),
+                            name: "matrix".into(),
+                            rights: vec![Right::UserInfo as i32],
+                            expires_at: None,
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, O, P, O, O],
+        ),
+        row(
+            "UserAccess.DeleteAPIKey",
+            Setup::ApiKey,
+            |c| {
+                Box::pin(async move {
+                    c.access()
+                        .delete_api_key(c.req(DeleteUserApiKeyRequest {
+                            user_ids: c.ids(),
+                            key_id: c.fx.key_id.clone(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, O, P, O, O],
+        ),
+        row(
+            "UserAccess.ListAPIKeys",
+            Setup::ApiKey,
+            |c| {
+                Box::pin(async move {
+                    c.access()
+                        .list_api_keys(c.req(ListUserApiKeysRequest {
+                            user_ids: c.ids(),
+                            ..Default::default()
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, O, P, O, O],
+        ),
+        row(
+            "UserAccess.GetAPIKey",
+            Setup::ApiKey,
+            |c| {
+                Box::pin(async move {
+                    c.access()
+                        .get_api_key(c.req(GetUserApiKeyRequest {
+                            user_ids: c.ids(),
+                            key_id: c.fx.key_id.clone(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, O, P, O, O],
+        ),
+        // A new name only: no rights change, so no escalation check.
+        row(
+            "UserAccess.UpdateAPIKey",
+            Setup::ApiKey,
+            |c| {
+                Box::pin(async move {
+                    c.access()
+                        .update_api_key(c.req(UpdateUserApiKeyRequest {
+                            user_ids: c.ids(),
+                            api_key: Some(ApiKey {
+                                id: c.fx.key_id.clone(),
+                                name: "renamed".into(),
+                                ..Default::default()
+                            }),
+                            field_mask: mask(&["name"]),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, O, P, O, O],
+        ),
+        // Unauthenticated by design (the token goes out by email), so any
+        // caller with a good or no credential gets OK.
+        row(
+            "UserAccess.CreateLoginToken",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.access()
+                        .create_login_token(c.req(CreateLoginTokenRequest {
+                            user_ids: c.ids(),
+                            skip_email: false,
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [O, U, U, O, O, O, O, O, O],
+        ),
+        // ---- EntityAccess (internal) ---------------------------------
+        // Resolves the target's own valid key.
+        row(
+            "EntityAccess.AuthInfo",
+            Setup::ApiKey,
+            |c| {
+                Box::pin(async move {
+                    c.entity_access()
+                        .auth_info(c.req(AuthInfoRequest {
+                            token: c.fx.key.clone(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, P, O],
+        ),
+        // Uses up a live login token of the target.
+        row(
+            "EntityAccess.ConsumeLoginToken",
+            Setup::LoginToken,
+            |c| {
+                Box::pin(async move {
+                    c.entity_access()
+                        .consume_login_token(c.req(ConsumeLoginTokenRequest {
+                            token: c.fx.login_token.clone(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, P, O],
+        ),
+    ]
+}
+
+/// A RIGHT_USER_ALL key of `user_id` that expired an hour ago, written
+/// straight into the access service's store (the API refuses past expiry).
+async fn expired_key(env: &TestEnv, user_id: &str) -> String {
+    let store = open(&env.access_db, Arc::new(tokio::sync::Notify::new()));
+    let token = Token::generate(TokenType::ApiKey);
+    let at = roster_access::store::now();
+    store
+        .insert_api_key(
+            &ApiKeyRecord {
+                id: token.id().to_string(),
+                user_id: user_id.to_string(),
+                secret_hash: TokenHasher::new("").hash(&token),
+                name: "expired".into(),
+                rights: vec![Right::UserAll as i32],
+                created_at: at,
+                updated_at: at,
+                expires_at: Some(at - chrono::Duration::hours(1)),
+            },
+            &[],
+        )
+        .await
+        .expect("insert an expired API key");
+    token.to_string()
+}
+
+/// Suspends `user_id` as the admin, through UserRegistry.Update.
+async fn suspend(env: &TestEnv, admin: &str, user_id: &str) {
+    UserRegistryClient::new(env.channel())
+        .update(with_token(
+            UpdateUserRequest {
+                user: Some(User {
+                    ids: Some(ids(user_id)),
+                    state: State::Suspended as i32,
+                    ..Default::default()
+                }),
+                field_mask: mask(&["state"]),
+            },
+            admin,
+        ))
+        .await
+        .unwrap_or_else(|s| panic!("cannot suspend {user_id}: {s}"));
+}
+
+/// Prepares the target of one cell with the cluster key.
+async fn prepare(env: &TestEnv, setup: Setup, target: &str) -> Fixture {
+    let mut fx = Fixture::default();
+    match setup {
+        Setup::Nothing => {}
+        Setup::Deleted => {
+            UserRegistryClient::new(env.channel())
+                .delete(with_cluster_key(ids(target)))
+                .await
+                .unwrap_or_else(|s| panic!("cannot delete {target}: {s}"));
+        }
+        Setup::ApiKey => {
+            (fx.key_id, fx.key) = env.api_key(target, &[Right::UserAll]).await;
+        }
+        Setup::ExternalLink => {
+            fx.external_id = format!("sub|{target}");
+            ExternalUserRegistryClient::new(env.channel())
+                .create(with_cluster_key(CreateExternalUserRequest {
+                    external_user: Some(ExternalUser {
+                        user_ids: Some(ids(target)),
+                        provider_ids: provider(),
+                        external_id: fx.external_id.clone(),
+                        ..Default::default()
+                    }),
+                }))
+                .await
+                .unwrap_or_else(|s| panic!("cannot link {target}: {s}"));
+        }
+        Setup::LoginToken => {
+            // A cluster caller counts as an admin, so the token comes back.
+            fx.login_token = UserAccessClient::new(env.channel())
+                .create_login_token(with_cluster_key(CreateLoginTokenRequest {
+                    user_ids: Some(ids(target)),
+                    skip_email: true,
+                }))
+                .await
+                .unwrap_or_else(|s| panic!("cannot create a login token for {target}: {s}"))
+                .into_inner()
+                .token;
+            assert!(!fx.login_token.is_empty(), "no login token for {target}");
+        }
+    }
+    fx
+}
+
+fn short(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Unauthenticated => "UNAUTH",
+        Code::PermissionDenied => "DENIED",
+        Code::NotFound => "NOT_FOUND",
+        Code::InvalidArgument => "INVALID",
+        Code::FailedPrecondition => "PRECOND",
+        Code::ResourceExhausted => "EXHAUSTED",
+        Code::Unavailable => "UNAVAIL",
+        Code::AlreadyExists => "EXISTS",
+        Code::Internal => "INTERNAL",
+        _ => "OTHER",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_rpc_answers_every_kind_of_caller_as_the_rights_model_says() {
+    let mut config = TestConfig::default();
+    // CreateLoginToken is off unless enabled.
+    config.access.login_tokens_enabled = true;
+    // Every cell comes from 127.0.0.1: without this, the per-address
+    // limits on the unauthenticated methods would answer RESOURCE_EXHAUSTED
+    // long before the table is done.
+    config.access.login_token_rate_limit.max_attempts = 0;
+    config.user_registry.rate_limit.max_attempts = 0;
+    config.user_registry.registration_rate_limit.max_attempts = 0;
+    let env = TestEnv::start_configured(Backend::Postgres, config).await;
+
+    let admin = env.admin_token(ADMIN).await;
+    let other = env.user_token(OTHER, &[Right::UserAll]).await;
+
+    let rows = rows();
+    // Cells are independent (each has its own target), so they run a few
+    // at a time.
+    let mut results: Vec<(usize, usize, Code, String)> =
+        futures::stream::iter(rows.iter().enumerate().flat_map(|(r, row)| {
+            KINDS
+                .iter()
+                .enumerate()
+                .map(move |(k, &kind)| (r, k, row, kind))
+        }))
+        .map(|(r, k, row, kind)| {
+            let (env, admin, other) = (&env, &admin, &other);
+            async move {
+                let (code, message) = cell(env, admin, other, r, row, kind).await;
+                (r, k, code, message)
+            }
+        })
+        .buffer_unordered(12)
+        .collect()
+        .await;
+    results.sort_by_key(|(r, k, _, _)| (*r, *k));
+
+    let mut mismatches = Vec::new();
+    let mut observed = vec![Vec::new(); rows.len()];
+    for (r, k, got, message) in results {
+        let (row, kind, expected) = (&rows[r], KINDS[k], rows[r].expect[k]);
+        // An expired key must be refused for its expiry, not as unknown
+        // (which a wrong hash key or a broken insert would also give).
+        let wrong_reason = kind == Kind::Expired && !message.contains("expired");
+        if got == expected && !wrong_reason {
+            observed[r].push(short(got).to_string());
+        } else {
+            observed[r].push(format!("{}!", short(got)));
+            mismatches.push(format!(
+                "{} × {}: expected {}{}, got {} ({message})",
+                row.rpc,
+                kind.slug(),
+                short(expected),
+                if wrong_reason { " (for expiry)" } else { "" },
+                short(got),
+            ));
+        }
+    }
+
+    let table = render(&rows, &observed);
+    println!("{table}");
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} cells differ from the rights model (`!` marks them):\n{table}\n{}",
+        mismatches.len(),
+        rows.len() * KINDS.len(),
+        mismatches.join("\n"),
+    );
+}
+
+/// Runs one cell: a fresh target for row `r`, the caller of `kind`, the
+/// row's setup, then the call. The code and message it answered.
+async fn cell(
+    env: &TestEnv,
+    admin: &str,
+    other: &str,
+    r: usize,
+    row: &Row,
+    kind: Kind,
+) -> (Code, String) {
+    let target = format!("mx{r:02}-{}", kind.slug());
+    env.ensure_user(&target, false).await;
+    let cred = match kind {
+        Kind::None => Cred::None,
+        Kind::Malformed => Cred::Bearer("not-a-token".into()),
+        Kind::Expired => Cred::Bearer(expired_key(env, &target).await),
+        Kind::TooFew => Cred::Bearer(env.api_key(&target, &[Right::UserInfo]).await.1),
+        Kind::Other => Cred::Bearer(other.to_string()),
+        Kind::Own => Cred::Bearer(env.api_key(&target, &[Right::UserAll]).await.1),
+        Kind::Suspended => {
+            let key = env.api_key(&target, &[Right::UserAll]).await.1;
+            suspend(env, admin, &target).await;
+            Cred::Bearer(key)
+        }
+        Kind::Admin => Cred::Bearer(admin.to_string()),
+        Kind::Cluster => Cred::Cluster,
+    };
+    let fx = prepare(env, row.setup, &target).await;
+    let ctx = Ctx {
+        channel: env.channel(),
+        target,
+        cred,
+        fx,
+    };
+    match (row.send)(&ctx).await {
+        Ok(()) => (Code::Ok, String::new()),
+        Err(status) => (status.code(), status.message().to_string()),
+    }
+}
+
+/// The observed matrix as a text table.
+fn render(rows: &[Row], observed: &[Vec<String>]) -> String {
+    let width = rows.iter().map(|r| r.rpc.len()).max().unwrap_or(0);
+    let mut out = format!("{:width$}", "rpc \\ caller");
+    for kind in KINDS {
+        out.push_str(&format!(" {:>10}", kind.slug()));
+    }
+    out.push('\n');
+    for (row, cells) in rows.iter().zip(observed) {
+        out.push_str(&format!("{:width$}", row.rpc));
+        for cell in cells {
+            out.push_str(&format!(" {cell:>10}"));
+        }
+        out.push('\n');
+    }
+    out
+}
