@@ -64,6 +64,14 @@ impl TestDb {
         }
     }
 
+    /// A new pool on this database's schema for `service`, as `rosterd`
+    /// opens it. Migrations are not run.
+    pub async fn pool_for(&self, service: &str) -> Db {
+        Db::open_postgres_schema(&self.url, POOL_SIZE, service)
+            .await
+            .unwrap_or_else(|e| panic!("cannot open database {}: {e:#}", self.name))
+    }
+
     /// A new pool on this database. Migrations are not run.
     pub async fn pool(&self) -> Db {
         Db::open_postgres(&self.url, POOL_SIZE)

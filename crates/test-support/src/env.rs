@@ -1,34 +1,47 @@
-//! [`TestEnv`]: services under test on an ephemeral port, with their own
-//! database, their own event namespace and a stand-in credential resolver.
+//! [`TestEnv`]: the user registry and the access service under test on one
+//! ephemeral port, as `rosterd start all` runs them, with their own
+//! database, their own event namespace, and every credential resolved for
+//! real by `EntityAccess.AuthInfo`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use roster_core::auth::{AuthConfig, Authenticator, CLUSTER_KEY_HEADER, ClusterKeys};
+use roster_access::{AccessComponent, AccessConfig, GrpcUserDirectory};
+use roster_core::auth::{
+    AuthConfig, Authenticator, CLUSTER_KEY_HEADER, ClusterKeys, GrpcCredentialResolver,
+};
 use roster_core::db::Db;
 use roster_core::events::{EventBus, EventStream, EventsConfig, MemoryBus, NatsBus};
 use roster_core::password::{PasswordConfig, PasswordHasher};
 use roster_core::server::{GrpcServer, bind};
-use roster_proto::v1::Event;
-use roster_user_registry::{Dependencies, UserRegistryComponent, UserRegistryConfig};
+use roster_core::token::TokenHasher;
+use roster_proto::v1::user_access_client::UserAccessClient;
+use roster_proto::v1::user_registry_client::UserRegistryClient;
+use roster_proto::v1::{
+    CreateUserApiKeyRequest, CreateUserRequest, Event, Right, State, User, UserIdentifiers,
+};
+use roster_user_registry::{UserRegistryComponent, UserRegistryConfig};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 use crate::db::{TestDb, sqlite_file};
 use crate::nats::TestNats;
-use crate::resolver::StandInResolver;
 
 /// The cluster key services under test accept.
 pub const TEST_CLUSTER_KEY: &str = "test-cluster-key";
 
+/// The password of users made by [`TestEnv::ensure_user`].
+pub const TEST_PASSWORD: &str = "Test-Passw0rd-for-roster";
+
 /// Which storage and bus a [`TestEnv`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// A fresh PostgreSQL database and a JetStream namespace.
+    /// A fresh PostgreSQL database (one schema per service) and a
+    /// JetStream namespace.
     Postgres,
-    /// A SQLite file and the in-process bus (the embedded default).
+    /// SQLite files and the in-process bus (the embedded default).
     Sqlite,
 }
 
@@ -43,15 +56,26 @@ pub fn test_password_config() -> PasswordConfig {
     }
 }
 
-/// A running user registry for one test.
+/// Settings of the services in a [`TestEnv`].
+#[derive(Debug, Clone, Default)]
+pub struct TestConfig {
+    pub user_registry: UserRegistryConfig,
+    pub access: AccessConfig,
+    pub auth: AuthConfig,
+}
+
+/// Running services for one test.
 pub struct TestEnv {
     pub backend: Backend,
+    /// The user registry's database.
     pub db: Db,
+    /// The access service's database.
+    pub access_db: Db,
     pub bus: Arc<dyn EventBus>,
     pub events: EventsConfig,
-    pub resolver: Arc<StandInResolver>,
     pub auth: Arc<Authenticator>,
     pub user_registry: Arc<roster_user_registry::UserRegistryService>,
+    pub access: Arc<roster_access::AccessService>,
     pub addr: SocketAddr,
     channel: Channel,
     stop: Option<oneshot::Sender<()>>,
@@ -61,79 +85,146 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// The user registry on PostgreSQL and JetStream.
+    /// The services on PostgreSQL and JetStream.
     pub async fn start() -> TestEnv {
         Self::start_with(Backend::Postgres, UserRegistryConfig::default()).await
     }
 
-    /// The user registry on `backend` with `config`.
+    /// The services on `backend`, the user registry with `config`.
     pub async fn start_with(backend: Backend, config: UserRegistryConfig) -> TestEnv {
-        let (db, bus, events, pg, nats, sqlite): (Db, Arc<dyn EventBus>, EventsConfig, _, _, _) =
-            match backend {
-                Backend::Postgres => {
-                    let pg = TestDb::new().await;
-                    let db = pg.pool().await;
-                    let nats = TestNats::new();
-                    let bus = NatsBus::connect(&nats.config)
-                        .await
-                        .expect("connect to NATS");
-                    let mut events = nats.config.clone();
-                    events.relay_interval_ms = 50;
-                    (db, Arc::new(bus), events, Some(pg), Some(nats), None)
-                }
-                Backend::Sqlite => {
-                    let (dir, path) = sqlite_file();
-                    let db = Db::open_sqlite(&path, 4).await.expect("open SQLite");
-                    let events = EventsConfig {
-                        relay_interval_ms: 50,
-                        ..EventsConfig::default()
-                    };
-                    (
-                        db,
-                        Arc::new(MemoryBus::new()),
-                        events,
-                        None,
-                        None,
-                        Some(dir),
-                    )
-                }
-            };
-        let resolver = Arc::new(StandInResolver::default());
+        Self::start_configured(
+            backend,
+            TestConfig {
+                user_registry: config,
+                ..TestConfig::default()
+            },
+        )
+        .await
+    }
+
+    /// The services on `backend` with `config`.
+    pub async fn start_configured(backend: Backend, config: TestConfig) -> TestEnv {
+        let (db, access_db, bus, events, pg, nats, sqlite): (
+            Db,
+            Db,
+            Arc<dyn EventBus>,
+            EventsConfig,
+            _,
+            _,
+            _,
+        ) = match backend {
+            Backend::Postgres => {
+                let pg = TestDb::new().await;
+                let db = pg.pool_for(roster_user_registry::NAME).await;
+                let access_db = pg.pool_for(roster_access::NAME).await;
+                let nats = TestNats::new();
+                let bus = NatsBus::connect(&nats.config)
+                    .await
+                    .expect("connect to NATS");
+                let mut events = nats.config.clone();
+                events.relay_interval_ms = 50;
+                (
+                    db,
+                    access_db,
+                    Arc::new(bus),
+                    events,
+                    Some(pg),
+                    Some(nats),
+                    None,
+                )
+            }
+            Backend::Sqlite => {
+                let (dir, path) = sqlite_file();
+                let db = Db::open_sqlite(&path, 4).await.expect("open SQLite");
+                let access_db = Db::open_sqlite(&dir.path().join("access.db"), 4)
+                    .await
+                    .expect("open SQLite");
+                let events = EventsConfig {
+                    relay_interval_ms: 50,
+                    ..EventsConfig::default()
+                };
+                (
+                    db,
+                    access_db,
+                    Arc::new(MemoryBus::new()),
+                    events,
+                    None,
+                    None,
+                    Some(dir),
+                )
+            }
+        };
+        let (listener, addr) = bind("127.0.0.1:0").await.expect("bind");
+        // As in `rosterd start all`: the services reach each other at the
+        // process's own address.
+        let internal = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect_lazy();
+        let resolver = Arc::new(GrpcCredentialResolver::new(
+            internal.clone(),
+            TEST_CLUSTER_KEY.to_string(),
+        ));
         let auth = Arc::new(Authenticator::new(
-            resolver.clone(),
+            resolver,
             ClusterKeys::new([TEST_CLUSTER_KEY.to_string()]),
-            &AuthConfig::default(),
+            &config.auth,
         ));
         auth.spawn_invalidation(bus.clone())
             .await
             .expect("subscribe to invalidating events");
-        let component = UserRegistryComponent::build(
-            Dependencies {
+        let user_registry = UserRegistryComponent::build(
+            roster_user_registry::Dependencies {
                 db: db.clone(),
                 bus: bus.clone(),
                 auth: auth.clone(),
                 hasher: PasswordHasher::new(&test_password_config()).expect("hasher"),
                 events: events.clone(),
-                config,
+                config: config.user_registry,
             },
             true,
         )
         .await
         .expect("build the user registry");
+        let access = AccessComponent::build(
+            roster_access::Dependencies {
+                db: access_db.clone(),
+                bus: bus.clone(),
+                auth: auth.clone(),
+                users: Arc::new(
+                    GrpcUserDirectory::new(internal, TEST_CLUSTER_KEY).expect("directory"),
+                ),
+                hasher: TokenHasher::new(&config.auth.token_hash_key),
+                events: events.clone(),
+                config: config.access,
+            },
+            true,
+        )
+        .await
+        .expect("build the access service");
         let mut server = GrpcServer::new();
-        component.register(&mut server);
-        let user_registry = component.service.clone();
-        let (listener, addr) = bind("127.0.0.1:0").await.expect("bind");
+        user_registry.register(&mut server);
+        access.register(&mut server);
+        let user_registry_service = user_registry.service.clone();
+        let access_service = access.service.clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let (relay_stop, relay_stopped) = oneshot::channel::<()>();
-        tokio::spawn(component.relay.run(async {
-            let _ = relay_stopped.await;
-        }));
+        let (relay_stop, relay_stopped) = tokio::sync::watch::channel(false);
+        for relay in [user_registry.relay, access.relay] {
+            let mut stopped = relay_stopped.clone();
+            tokio::spawn(relay.run(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+        }
+        let mut worker_stopped = relay_stopped.clone();
+        roster_access::worker::spawn(access_service.clone(), bus.clone(), async move {
+            let _ = worker_stopped.wait_for(|s| *s).await;
+        })
+        .await
+        .expect("join the access service's work consumer");
         tokio::spawn(async move {
             let _ = server
                 .serve(listener, async {
                     let _ = stopped.await;
-                    let _ = relay_stop.send(());
+                    let _ = relay_stop.send(true);
                 })
                 .await;
         });
@@ -145,11 +236,12 @@ impl TestEnv {
         TestEnv {
             backend,
             db,
+            access_db,
             bus,
             events,
-            resolver,
             auth,
-            user_registry,
+            user_registry: user_registry_service,
+            access: access_service,
             addr,
             channel,
             stop: Some(stop),
@@ -164,23 +256,71 @@ impl TestEnv {
         self.channel.clone()
     }
 
-    /// Registers an admin token and returns it.
-    pub fn admin_token(&self, user_id: &str) -> String {
-        let token = format!("admin-{user_id}-{}", uuid::Uuid::new_v4().simple());
-        self.resolver.grant_admin(&token, user_id);
-        token
+    /// Creates `user_id` (approved; an admin when `admin`) through
+    /// `UserRegistry.Create` as a cluster caller, with the email
+    /// `<user_id>@example.com` and [`TEST_PASSWORD`]. A user that exists
+    /// already is left as it is.
+    pub async fn ensure_user(&self, user_id: &str, admin: bool) {
+        let created = UserRegistryClient::new(self.channel())
+            .create(with_cluster_key(CreateUserRequest {
+                user: Some(User {
+                    ids: Some(ids(user_id)),
+                    primary_email_address: format!("{user_id}@example.com"),
+                    password: TEST_PASSWORD.into(),
+                    state: State::Approved as i32,
+                    admin,
+                    ..Default::default()
+                }),
+                invitation_token: String::new(),
+            }))
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {}
+            Err(status) => panic!("cannot create test user {user_id}: {status}"),
+        }
     }
 
-    /// Registers a token with `rights` on `user_id` and returns it.
-    pub fn user_token(&self, user_id: &str, rights: &[roster_proto::v1::Right]) -> String {
-        let token = format!("user-{user_id}-{}", uuid::Uuid::new_v4().simple());
-        self.resolver.grant_user(&token, user_id, rights);
-        token
+    /// A new API key of `user_id` with `rights`, made by a cluster caller:
+    /// its ID and the full key.
+    pub async fn api_key(&self, user_id: &str, rights: &[Right]) -> (String, String) {
+        let key = UserAccessClient::new(self.channel())
+            .create_api_key(with_cluster_key(CreateUserApiKeyRequest {
+                user_ids: Some(ids(user_id)),
+                name: "test".into(),
+                rights: rights.iter().map(|r| *r as i32).collect(),
+                expires_at: None,
+            }))
+            .await
+            .unwrap_or_else(|status| panic!("cannot create an API key for {user_id}: {status}"))
+            .into_inner();
+        (key.id, key.key)
+    }
+
+    /// A key with every right of `user_id`, an approved admin (created if
+    /// missing).
+    pub async fn admin_token(&self, user_id: &str) -> String {
+        self.ensure_user(user_id, true).await;
+        self.api_key(user_id, &[Right::All]).await.1
+    }
+
+    /// A key with `rights` of `user_id`, an approved user (created if
+    /// missing, not an admin).
+    pub async fn user_token(&self, user_id: &str, rights: &[Right]) -> String {
+        self.ensure_user(user_id, false).await;
+        self.api_key(user_id, rights).await.1
     }
 
     /// Subscribes to events (fan-out) whose name matches `pattern`.
     pub async fn subscribe(&self, pattern: &str) -> EventStream {
         self.bus.subscribe(pattern).await.expect("subscribe")
+    }
+}
+
+fn ids(user_id: &str) -> UserIdentifiers {
+    UserIdentifiers {
+        user_id: user_id.to_string(),
+        email: String::new(),
     }
 }
 

@@ -6,9 +6,10 @@
 pub mod db;
 pub mod env;
 pub mod nats;
-pub mod resolver;
 
 pub use db::{TestBackend, TestDb, outbox_max_attempts};
-pub use env::{Backend, TestEnv, next_event, with_cluster_key, with_token};
+pub use env::{
+    Backend, TEST_PASSWORD, TestConfig, TestEnv, next_event, test_password_config,
+    with_cluster_key, with_token,
+};
 pub use nats::TestNats;
-pub use resolver::StandInResolver;

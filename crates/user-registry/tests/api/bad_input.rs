@@ -72,7 +72,7 @@ fn arbitrary_reads_and_lists_get_a_clear_answer() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let env = runtime.block_on(TestEnv::start_with(Backend::Sqlite, Default::default()));
     runtime.block_on(register(&env, "alice"));
-    let admin = env.admin_token("ops");
+    let admin = runtime.block_on(env.admin_token(ADMIN));
     proptest!(config(), |(
         user_id in text(),
         paths in proptest::collection::vec(text(), 0..4),

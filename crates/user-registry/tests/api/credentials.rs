@@ -50,7 +50,7 @@ async fn the_cluster_checks_a_password_by_user_id(backend: Backend) {
                 user: Some(carol),
                 invitation_token: String::new(),
             },
-            &env.admin_token("root-admin"),
+            &env.admin_token("root-admin").await,
         ))
         .await
         .expect("admin creates carol");
@@ -114,7 +114,9 @@ async fn a_check_without_a_user_id_or_email_is_invalid(backend: Backend) {
     assert_invalid_field(&status, "user_ids");
 }
 
-async fn callers_without_the_cluster_key_are_denied(backend: Backend) {
+/// Anonymous callers are unauthenticated; every user credential, an
+/// admin's included, is denied.
+async fn callers_without_the_cluster_key_are_refused(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
     let mut client = UserCredentialsClient::new(env.channel());
@@ -123,16 +125,16 @@ async fn callers_without_the_cluster_key_are_denied(backend: Backend) {
         .check_password(request(ids("alice"), PASSWORD))
         .await
         .unwrap_err();
-    assert_eq!(anonymous.code(), Code::PermissionDenied);
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
 
-    let own_token = env.user_token("alice", &[Right::UserAll]);
+    let own_token = key_of(&env, "alice", &[Right::UserAll]).await;
     let as_user = client
         .check_password(with_token(request(ids("alice"), PASSWORD), &own_token))
         .await
         .unwrap_err();
     assert_eq!(as_user.code(), Code::PermissionDenied);
 
-    let admin_token = env.admin_token("root-admin");
+    let admin_token = env.admin_token("root-admin").await;
     let as_admin = client
         .check_password(with_token(request(ids("alice"), PASSWORD), &admin_token))
         .await
@@ -158,7 +160,10 @@ async fn deleted_users_are_unauthenticated(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
     registry(&env)
-        .delete(with_token(ids("alice"), &env.admin_token("root-admin")))
+        .delete(with_token(
+            ids("alice"),
+            &env.admin_token("root-admin").await,
+        ))
         .await
         .expect("admin deletes alice");
 
@@ -174,7 +179,7 @@ on_both_backends!(
     a_wrong_password_is_unauthenticated,
     an_unknown_user_is_unauthenticated,
     a_check_without_a_user_id_or_email_is_invalid,
-    callers_without_the_cluster_key_are_denied,
+    callers_without_the_cluster_key_are_refused,
     a_wrong_cluster_key_is_unauthenticated,
     deleted_users_are_unauthenticated,
 );

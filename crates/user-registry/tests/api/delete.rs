@@ -36,7 +36,7 @@ async fn deleting_soft_deletes_the_user(backend: Backend) {
     register(&env, "alice").await;
     register(&env, "bob").await;
     let mut events = env.subscribe("user.>").await;
-    let owner = env.user_token("alice", &[Right::UserDelete]);
+    let owner = key_of(&env, "alice", &[Right::UserDelete]).await;
     delete_user(&env, "alice", &owner).await.expect("delete");
 
     let event = next_event(&mut events, "user.delete", Duration::from_secs(10))
@@ -50,16 +50,17 @@ async fn deleting_soft_deletes_the_user(backend: Backend) {
 
     let stored = get_as_admin(&env, "alice").await;
     assert!(stored.deleted_at.is_some());
+    // Bob and the admin who lists.
     assert_eq!(
         list_as_admin(&env, ListUsersRequest::default()).await,
-        (vec!["bob".to_string()], 1)
+        (vec!["bob".to_string(), ADMIN.to_string()], 2)
     );
     assert_eq!(
         list_as_admin(&env, deleted_only()).await,
         (vec!["alice".to_string()], 1)
     );
     // A deleted user cannot be deleted again.
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let status = delete_user(&env, "alice", &admin).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 }
@@ -79,17 +80,19 @@ async fn deleting_without_user_delete_is_refused() {
     let env = TestEnv::start().await;
     register(&env, "alice").await;
     register(&env, "bob").await;
-    let owner = env.user_token(
+    let owner = key_of(
+        &env,
         "alice",
         &[
             Right::UserInfo,
             Right::UserSettingsBasic,
             Right::UserSettingsApiKeys,
         ],
-    );
+    )
+    .await;
     let status = delete_user(&env, "alice", &owner).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    let bob = env.user_token("bob", &[Right::UserAll]);
+    let bob = key_of(&env, "bob", &[Right::UserAll]).await;
     let status = delete_user(&env, "alice", &bob).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     let status = registry(&env).delete(ids("alice")).await.unwrap_err();
@@ -103,14 +106,16 @@ async fn the_last_admin_cannot_be_deleted() {
     let boss = create_admin_user(&env, "boss").await;
     let status = delete_user(&env, "boss", &boss).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(get_as_admin(&env, "boss").await.deleted_at.is_none());
+    // Read with boss's own key: another admin would no longer leave boss
+    // the last one.
+    let stored = get_user(&env, "boss", Some(&boss), &[]).await.unwrap();
+    assert!(stored.deleted_at.is_none());
 
     // With a second admin, either may go.
-    create_admin_user(&env, "deputy").await;
+    let deputy = create_admin_user(&env, "deputy").await;
     delete_user(&env, "boss", &boss)
         .await
         .expect("delete one of two admins");
-    let deputy = env.admin_token("deputy");
     let status = delete_user(&env, "deputy", &deputy).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
 }
@@ -121,16 +126,17 @@ async fn the_last_admin_cannot_be_purged() {
     let boss = create_admin_user(&env, "boss").await;
     let status = purge(&env, "boss", &boss).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(get_as_admin(&env, "boss").await.deleted_at.is_none());
+    let stored = get_user(&env, "boss", Some(&boss), &[]).await.unwrap();
+    assert!(stored.deleted_at.is_none());
 }
 
 async fn an_admin_restores_a_user_within_the_window(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
-    let owner = env.user_token("alice", &[Right::UserAll]);
+    let owner = key_of(&env, "alice", &[Right::UserAll]).await;
     delete_user(&env, "alice", &owner).await.expect("delete");
     let mut events = env.subscribe("user.>").await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     restore(&env, "alice", &admin).await.expect("restore");
 
     let event = next_event(&mut events, "user.restore", Duration::from_secs(10))
@@ -145,9 +151,10 @@ async fn an_admin_restores_a_user_within_the_window(backend: Backend) {
         .expect("the owner sees the restored user");
     assert!(again.deleted_at.is_none());
     assert_eq!(again.primary_email_address, "alice@example.com");
+    // Alice and the admin who lists.
     assert_eq!(
         list_as_admin(&env, ListUsersRequest::default()).await,
-        (vec!["alice".to_string()], 1)
+        (vec!["alice".to_string(), ADMIN.to_string()], 2)
     );
     assert_eq!(list_as_admin(&env, deleted_only()).await, (vec![], 0));
 }
@@ -172,7 +179,7 @@ async fn restoring_after_the_window_is_refused(backend: Backend) {
     )
     .await;
     register(&env, "alice").await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     delete_user(&env, "alice", &admin).await.expect("delete");
     // Only to get past the zero-second window.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -195,7 +202,7 @@ async fn restoring_after_the_window_is_refused_on_sqlite() {
 async fn restoring_a_live_user_is_refused() {
     let env = TestEnv::start().await;
     register(&env, "alice").await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let status = restore(&env, "alice", &admin).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     let status = restore(&env, "ghost", &admin).await.unwrap_err();
@@ -206,7 +213,7 @@ async fn restoring_a_live_user_is_refused() {
 async fn restoring_when_the_email_was_taken_meanwhile_is_refused() {
     let env = TestEnv::start().await;
     register(&env, "alice").await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     delete_user(&env, "alice", &admin).await.expect("delete");
     registry(&env)
         .create(roster_proto::v1::CreateUserRequest {
@@ -228,14 +235,29 @@ async fn restoring_when_the_email_was_taken_meanwhile_is_refused() {
 async fn restoring_without_user_delete_is_refused() {
     let env = TestEnv::start().await;
     register(&env, "alice").await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     delete_user(&env, "alice", &admin).await.expect("delete");
-    let bob = env.user_token("bob", &[Right::UserAll]);
+    let bob = env.user_token("bob", &[Right::UserAll]).await;
     let status = restore(&env, "alice", &bob).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    let owner = env.user_token("alice", &[Right::UserInfo, Right::UserSettingsBasic]);
-    let status = restore(&env, "alice", &owner).await.unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(get_as_admin(&env, "alice").await.deleted_at.is_some());
+}
+
+/// A deleted user's keys are no credential at all, whatever rights they
+/// carry: the owner cannot restore itself.
+#[tokio::test]
+async fn restoring_with_the_deleted_owners_own_key_is_unauthenticated() {
+    let env = TestEnv::start().await;
+    register(&env, "alice").await;
+    // Made while alice is live, first used once she is deleted.
+    let without_delete = key_of(&env, "alice", &[Right::UserInfo, Right::UserSettingsBasic]).await;
+    let with_delete = key_of(&env, "alice", &[Right::UserAll]).await;
+    let admin = env.admin_token(ADMIN).await;
+    delete_user(&env, "alice", &admin).await.expect("delete");
+    for key in [&without_delete, &with_delete] {
+        let status = restore(&env, "alice", key).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
     assert!(get_as_admin(&env, "alice").await.deleted_at.is_some());
 }
 
@@ -243,7 +265,7 @@ async fn restoring_without_user_delete_is_refused() {
 async fn purge_is_for_admins_only() {
     let env = TestEnv::start().await;
     register(&env, "alice").await;
-    let owner = env.user_token("alice", &[Right::UserAll]);
+    let owner = key_of(&env, "alice", &[Right::UserAll]).await;
     let status = purge(&env, "alice", &owner).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     let status = registry(&env).purge(ids("alice")).await.unwrap_err();
@@ -254,7 +276,7 @@ async fn purge_is_for_admins_only() {
 async fn purging_frees_the_user_id(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     delete_user(&env, "alice", &admin).await.expect("delete");
     let mut events = env.subscribe("user.>").await;
     purge(&env, "alice", &admin).await.expect("purge");
@@ -291,7 +313,7 @@ async fn purging_frees_the_user_id_on_sqlite() {
 async fn a_live_user_can_be_purged_too() {
     let env = TestEnv::start().await;
     register(&env, "alice").await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     purge(&env, "alice", &admin).await.expect("purge");
     let status = get_user(&env, "alice", Some(&admin), &[])
         .await
@@ -302,7 +324,7 @@ async fn a_live_user_can_be_purged_too() {
 #[tokio::test]
 async fn purging_an_unknown_user_is_not_found() {
     let env = TestEnv::start().await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let status = purge(&env, "ghost", &admin).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     let status = purge(&env, "Not_An_Id", &admin).await.unwrap_err();

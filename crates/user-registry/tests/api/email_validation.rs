@@ -26,7 +26,7 @@ async fn registering_starts_a_validation_stored_only_as_a_hash(backend: Backend)
     let ttl = expires - record.created_at;
     assert_eq!(ttl.num_hours(), 24);
     // Nothing about it comes back through the API.
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let user = get_user(&env, "alice", Some(&admin), &[]).await.unwrap();
     assert!(user.primary_email_address_validated_at.is_none());
 }
@@ -35,7 +35,7 @@ async fn changing_the_email_starts_a_new_validation(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
     let first = stored(&env, "alice").await.email_validation_hash;
-    let token = env.user_token("alice", &[Right::UserSettingsBasic]);
+    let token = key_of(&env, "alice", &[Right::UserSettingsBasic]).await;
     update_user(
         &env,
         &token,

@@ -124,7 +124,7 @@ fn assert_alice_link(got: &ExternalUser, user_id: &str) {
 async fn an_admin_links_a_user_to_an_external_identity(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
-    let admin = env.admin_token("root-admin");
+    let admin = env.admin_token("root-admin").await;
     let mut events = env.subscribe("user.>").await;
 
     let created = create(&env, Some(&admin), link("alice", PROVIDER, SUBJECT))
@@ -147,14 +147,14 @@ async fn an_admin_links_a_user_to_an_external_identity(backend: Backend) {
 async fn only_admins_create_links(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
-    let own = env.user_token("alice", &[Right::UserAll]);
+    let own = key_of(&env, "alice", &[Right::UserAll]).await;
 
     let status = create(&env, Some(&own), link("alice", PROVIDER, SUBJECT))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 
-    let admin = env.admin_token("root-admin");
+    let admin = env.admin_token("root-admin").await;
     let status = get_by_user_id(&env, Some(&admin), PROVIDER, "alice")
         .await
         .unwrap_err();
@@ -165,7 +165,7 @@ async fn a_link_is_read_by_user_id_by_admins_and_its_owner_only(backend: Backend
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
     register(&env, "bob").await;
-    let admin = env.admin_token("root-admin");
+    let admin = env.admin_token("root-admin").await;
     let created = create(&env, Some(&admin), link("alice", PROVIDER, SUBJECT))
         .await
         .unwrap();
@@ -175,19 +175,19 @@ async fn a_link_is_read_by_user_id_by_admins_and_its_owner_only(backend: Backend
         .expect("admin reads the link");
     assert_eq!(by_admin, created);
 
-    let owner = env.user_token("alice", &[Right::UserInfo]);
+    let owner = key_of(&env, "alice", &[Right::UserInfo]).await;
     let by_owner = get_by_user_id(&env, Some(&owner), PROVIDER, "alice")
         .await
         .expect("the owner reads its link with USER_INFO");
     assert_eq!(by_owner, created);
 
-    let owner_without_info = env.user_token("alice", &[Right::UserSettingsBasic]);
+    let owner_without_info = key_of(&env, "alice", &[Right::UserSettingsBasic]).await;
     let status = get_by_user_id(&env, Some(&owner_without_info), PROVIDER, "alice")
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 
-    let bob = env.user_token("bob", &[Right::UserAll]);
+    let bob = key_of(&env, "bob", &[Right::UserAll]).await;
     let status = get_by_user_id(&env, Some(&bob), PROVIDER, "alice")
         .await
         .unwrap_err();
@@ -203,7 +203,7 @@ async fn a_link_is_read_by_user_id_by_admins_and_its_owner_only(backend: Backend
 async fn a_link_is_read_by_external_id_by_admins_only(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
-    let admin = env.admin_token("root-admin");
+    let admin = env.admin_token("root-admin").await;
     let created = create(&env, Some(&admin), link("alice", PROVIDER, SUBJECT))
         .await
         .unwrap();
@@ -213,7 +213,7 @@ async fn a_link_is_read_by_external_id_by_admins_only(backend: Backend) {
         .expect("admin reads by external id");
     assert_eq!(by_admin, created);
 
-    let owner = env.user_token("alice", &[Right::UserAll]);
+    let owner = key_of(&env, "alice", &[Right::UserAll]).await;
     let status = get_by_external_id(&env, Some(&owner), PROVIDER, SUBJECT)
         .await
         .unwrap_err();
@@ -232,13 +232,13 @@ async fn a_link_is_read_by_external_id_by_admins_only(backend: Backend) {
 async fn only_admins_delete_a_link_and_it_is_gone_afterwards(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
-    let admin = env.admin_token("root-admin");
+    let admin = env.admin_token("root-admin").await;
     create(&env, Some(&admin), link("alice", PROVIDER, SUBJECT))
         .await
         .unwrap();
     let mut events = env.subscribe("user.>").await;
 
-    let owner = env.user_token("alice", &[Right::UserAll]);
+    let owner = key_of(&env, "alice", &[Right::UserAll]).await;
     let status = delete(&env, Some(&owner), PROVIDER, SUBJECT)
         .await
         .unwrap_err();
@@ -279,7 +279,7 @@ async fn a_taken_external_id_or_a_second_link_to_one_provider_already_exists(bac
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
     register(&env, "bob").await;
-    let admin = env.admin_token("root-admin");
+    let admin = env.admin_token("root-admin").await;
     create(&env, Some(&admin), link("alice", PROVIDER, SUBJECT))
         .await
         .unwrap();
@@ -316,7 +316,7 @@ async fn a_taken_external_id_or_a_second_link_to_one_provider_already_exists(bac
 
 async fn linking_an_unknown_or_deleted_user_is_not_found(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
-    let admin = env.admin_token("root-admin");
+    let admin = env.admin_token("root-admin").await;
     let status = create(&env, Some(&admin), link("stranger", PROVIDER, SUBJECT))
         .await
         .unwrap_err();
@@ -336,7 +336,7 @@ async fn linking_an_unknown_or_deleted_user_is_not_found(backend: Backend) {
 async fn bad_provider_ids_and_external_ids_name_their_field(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
-    let admin = env.admin_token("root-admin");
+    let admin = env.admin_token("root-admin").await;
     let too_long = "x".repeat(251);
 
     for bad in ["", "Corp_SSO", "-corp"] {
@@ -395,7 +395,7 @@ async fn bad_provider_ids_and_external_ids_name_their_field(backend: Backend) {
 async fn anonymous_callers_are_unauthenticated(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
-    let admin = env.admin_token("root-admin");
+    let admin = env.admin_token("root-admin").await;
     create(&env, Some(&admin), link("alice", PROVIDER, SUBJECT))
         .await
         .unwrap();
@@ -423,7 +423,7 @@ async fn anonymous_callers_are_unauthenticated(backend: Backend) {
 async fn purging_a_user_removes_its_links(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
-    let admin = env.admin_token("root-admin");
+    let admin = env.admin_token("root-admin").await;
     create(&env, Some(&admin), link("alice", PROVIDER, SUBJECT))
         .await
         .unwrap();

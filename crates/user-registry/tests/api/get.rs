@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use roster_proto::v1::{Picture, Right, State, User};
-use roster_test_support::{Backend, TestEnv};
+use roster_test_support::{Backend, TestEnv, with_token};
 use tonic::Code;
 
 use crate::support::*;
@@ -53,7 +53,7 @@ fn assert_full(user: &User) {
 async fn the_owner_with_user_info_reads_every_field(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register_alice(&env).await;
-    let token = env.user_token("alice", &[Right::UserInfo]);
+    let token = key_of(&env, "alice", &[Right::UserInfo]).await;
     let user = get_user(&env, "alice", Some(&token), &[])
         .await
         .expect("get own user");
@@ -74,7 +74,7 @@ async fn the_owner_with_user_info_reads_every_field_on_sqlite() {
 async fn another_user_without_rights_reads_only_public_fields() {
     let env = TestEnv::start().await;
     register_alice(&env).await;
-    let bob = env.user_token("bob", &[Right::UserAll]);
+    let bob = env.user_token("bob", &[Right::UserAll]).await;
     let user = get_user(&env, "alice", Some(&bob), &[])
         .await
         .expect("public view");
@@ -107,7 +107,7 @@ async fn another_user_without_rights_reads_only_public_fields() {
 async fn a_field_mask_cannot_reveal_private_fields_to_other_users() {
     let env = TestEnv::start().await;
     register_alice(&env).await;
-    let bob = env.user_token("bob", &[Right::UserAll]);
+    let bob = env.user_token("bob", &[Right::UserAll]).await;
     let user = get_user(
         &env,
         "alice",
@@ -125,7 +125,7 @@ async fn a_field_mask_cannot_reveal_private_fields_to_other_users() {
 async fn the_owner_without_user_info_reads_only_public_fields() {
     let env = TestEnv::start().await;
     register_alice(&env).await;
-    let token = env.user_token("alice", &[Right::UserSettingsBasic]);
+    let token = key_of(&env, "alice", &[Right::UserSettingsBasic]).await;
     let user = get_user(&env, "alice", Some(&token), &[])
         .await
         .expect("public view");
@@ -138,7 +138,7 @@ async fn the_owner_without_user_info_reads_only_public_fields() {
 async fn an_admin_reads_every_field() {
     let env = TestEnv::start().await;
     register_alice(&env).await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let user = get_user(&env, "alice", Some(&admin), &[])
         .await
         .expect("admin view");
@@ -149,7 +149,7 @@ async fn an_admin_reads_every_field() {
 async fn a_field_mask_selects_the_returned_fields() {
     let env = TestEnv::start().await;
     register_alice(&env).await;
-    let token = env.user_token("alice", &[Right::UserInfo]);
+    let token = key_of(&env, "alice", &[Right::UserInfo]).await;
     let user = get_user(&env, "alice", Some(&token), &["name", "attributes"])
         .await
         .expect("masked get");
@@ -176,8 +176,8 @@ async fn a_field_mask_selects_the_returned_fields() {
 async fn write_only_paths_in_the_mask_are_refused() {
     let env = TestEnv::start().await;
     register_alice(&env).await;
-    let token = env.user_token("alice", &[Right::UserInfo]);
-    let admin = env.admin_token("ops");
+    let token = key_of(&env, "alice", &[Right::UserInfo]).await;
+    let admin = env.admin_token(ADMIN).await;
     for path in ["password", "temporary_password"] {
         for caller in [&token, &admin] {
             let status = get_user(&env, "alice", Some(caller), &["name", path])
@@ -192,7 +192,7 @@ async fn write_only_paths_in_the_mask_are_refused() {
 async fn an_unknown_mask_path_is_refused() {
     let env = TestEnv::start().await;
     register_alice(&env).await;
-    let token = env.user_token("alice", &[Right::UserInfo]);
+    let token = key_of(&env, "alice", &[Right::UserInfo]).await;
     for path in ["nonsense", "password_hash", ""] {
         let status = get_user(&env, "alice", Some(&token), &[path])
             .await
@@ -218,34 +218,43 @@ async fn get_without_credentials_is_unauthenticated() {
 async fn an_unknown_user_is_permission_denied_for_non_admins_and_not_found_for_admins() {
     let env = TestEnv::start().await;
     register_alice(&env).await;
-    let bob = env.user_token("bob", &[Right::UserAll]);
+    let bob = env.user_token("bob", &[Right::UserAll]).await;
     let status = get_user(&env, "ghost", Some(&bob), &[]).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
-    // Even a token "for" the unknown user learns nothing.
-    let ghost = env.user_token("ghost", &[Right::UserAll]);
-    let status = get_user(&env, "ghost", Some(&ghost), &[])
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied);
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let status = get_user(&env, "ghost", Some(&admin), &[])
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 }
 
+/// A key "for" a user that does not exist (any more) is no credential at
+/// all: the user gets the key while it exists and is then purged.
+#[tokio::test]
+async fn the_key_of_a_purged_user_is_unauthenticated() {
+    let env = TestEnv::start().await;
+    let ghost = env.user_token("ghost", &[Right::UserAll]).await;
+    let admin = env.admin_token(ADMIN).await;
+    registry(&env)
+        .purge(with_token(ids("ghost"), &admin))
+        .await
+        .expect("purge ghost");
+    let status = get_user(&env, "ghost", Some(&ghost), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
 async fn a_soft_deleted_user_is_hidden_from_non_admins_and_shown_to_admins(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register_alice(&env).await;
-    let owner = env.user_token("alice", &[Right::UserAll]);
+    let owner = key_of(&env, "alice", &[Right::UserAll]).await;
     delete_user(&env, "alice", &owner).await.expect("delete");
 
-    let bob = env.user_token("bob", &[Right::UserAll]);
-    for token in [&owner, &bob] {
-        let status = get_user(&env, "alice", Some(token), &[]).await.unwrap_err();
-        assert_eq!(status.code(), Code::PermissionDenied);
-    }
-    let admin = env.admin_token("ops");
+    let bob = env.user_token("bob", &[Right::UserAll]).await;
+    let status = get_user(&env, "alice", Some(&bob), &[]).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let admin = env.admin_token(ADMIN).await;
     let user = get_user(&env, "alice", Some(&admin), &[])
         .await
         .expect("admins see deleted users");
@@ -263,10 +272,29 @@ async fn a_soft_deleted_user_is_hidden_from_non_admins_and_shown_to_admins_on_sq
     a_soft_deleted_user_is_hidden_from_non_admins_and_shown_to_admins(Backend::Sqlite).await;
 }
 
+/// The owner's own keys stop working with the delete, at once in the
+/// process that deleted: `UNAUTHENTICATED`, not a `PERMISSION_DENIED` on
+/// its own account.
+async fn a_soft_deleted_users_own_keys_are_unauthenticated(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    register_alice(&env).await;
+    // The deleting key was resolved (and cached) by the delete itself.
+    let owner = key_of(&env, "alice", &[Right::UserAll]).await;
+    let other = key_of(&env, "alice", &[Right::UserAll]).await;
+    delete_user(&env, "alice", &owner).await.expect("delete");
+
+    for key in [&other, &owner] {
+        let status = get_user(&env, "alice", Some(key), &[]).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+    }
+}
+
+on_both_backends!(a_soft_deleted_users_own_keys_are_unauthenticated);
+
 #[tokio::test]
 async fn an_invalid_user_id_is_refused() {
     let env = TestEnv::start().await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     for bad in ["", "A", "no_underscores", "-x"] {
         let status = get_user(&env, bad, Some(&admin), &[]).await.unwrap_err();
         assert_invalid_field(&status, "user_ids.user_id");

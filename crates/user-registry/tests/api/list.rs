@@ -11,7 +11,7 @@ use crate::support::*;
 async fn list_is_for_admins_only() {
     let env = TestEnv::start().await;
     register(&env, "alice").await;
-    let alice = env.user_token("alice", &[Right::UserAll]);
+    let alice = key_of(&env, "alice", &[Right::UserAll]).await;
     let status = registry(&env)
         .list(with_token(ListUsersRequest::default(), &alice))
         .await
@@ -35,27 +35,28 @@ async fn list_pages_through_users_with_limit_and_page(backend: Backend) {
         page,
         ..Default::default()
     };
+    // Six users: the five and the admin who lists, last by ID.
     assert_eq!(
         list_as_admin(&env, page(2, 1)).await,
-        (vec!["alice".into(), "bob".into()], 5)
+        (vec!["alice".into(), "bob".into()], 6)
     );
     assert_eq!(
         list_as_admin(&env, page(2, 2)).await,
-        (vec!["carol".into(), "dave".into()], 5)
+        (vec!["carol".into(), "dave".into()], 6)
     );
     assert_eq!(
         list_as_admin(&env, page(2, 3)).await,
-        (vec!["erin".into()], 5)
+        (vec!["erin".into(), ADMIN.into()], 6)
     );
-    assert_eq!(list_as_admin(&env, page(2, 4)).await, (vec![], 5));
+    assert_eq!(list_as_admin(&env, page(2, 4)).await, (vec![], 6));
     // Page 0 is page 1; limit 0 is the default (100).
     assert_eq!(
         list_as_admin(&env, page(2, 0)).await,
-        (vec!["alice".into(), "bob".into()], 5)
+        (vec!["alice".into(), "bob".into()], 6)
     );
     let (all, total) = list_as_admin(&env, page(0, 0)).await;
-    assert_eq!(all, vec!["alice", "bob", "carol", "dave", "erin"]);
-    assert_eq!(total, 5);
+    assert_eq!(all, vec!["alice", "bob", "carol", "dave", "erin", ADMIN]);
+    assert_eq!(total, 6);
 }
 
 #[tokio::test]
@@ -74,7 +75,7 @@ async fn the_total_count_header_equals_the_number_of_live_users() {
     for id in ["alice", "bob", "carol"] {
         register(&env, id).await;
     }
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let response = registry(&env)
         .list(with_token(
             ListUsersRequest {
@@ -85,13 +86,14 @@ async fn the_total_count_header_equals_the_number_of_live_users() {
         ))
         .await
         .expect("list");
-    assert_eq!(total_count(&response), 3);
+    // The three and the admin who lists.
+    assert_eq!(total_count(&response), 4);
     assert_eq!(response.get_ref().users.len(), 1);
 
     delete_user(&env, "bob", &admin).await.expect("delete");
     let (ids, total) = list_as_admin(&env, ListUsersRequest::default()).await;
-    assert_eq!(ids, vec!["alice", "carol"]);
-    assert_eq!(total, 2);
+    assert_eq!(ids, vec!["alice", "carol", ADMIN]);
+    assert_eq!(total, 3);
 }
 
 /// One row of the ordering fixture.
@@ -147,6 +149,13 @@ const ROWS: &[Row] = &[
 /// The value a row sorts by, as a string that sorts the same way.
 type SortKey = fn(&Row) -> String;
 
+/// Lists as admin and keeps the users of [`ROWS`]: the admin who lists is
+/// a user too, but not part of the fixture.
+async fn list_rows(env: &TestEnv, request: ListUsersRequest) -> (Vec<String>, u64) {
+    let (ids, total) = list_as_admin(env, request).await;
+    (ids.into_iter().filter(|id| id != ADMIN).collect(), total)
+}
+
 async fn list_orders_by_each_allowed_field_with_the_user_id_breaking_ties(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     for row in ROWS {
@@ -165,7 +174,7 @@ async fn list_orders_by_each_allowed_field_with_the_user_id_breaking_ties(backen
     }
     // REQUESTED is the enum's zero value, which Create cannot tell from
     // "not set": an admin sets it afterwards.
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     for row in ROWS.iter().filter(|r| r.state == State::Requested) {
         update_user(
             &env,
@@ -197,7 +206,7 @@ async fn list_orders_by_each_allowed_field_with_the_user_id_breaking_ties(backen
         let ascending: Vec<String> = expected.iter().map(|r| r.id.to_string()).collect();
         let descending: Vec<String> = ascending.iter().rev().cloned().collect();
 
-        let (ids, total) = list_as_admin(
+        let (ids, total) = list_rows(
             &env,
             ListUsersRequest {
                 order: field.into(),
@@ -206,8 +215,8 @@ async fn list_orders_by_each_allowed_field_with_the_user_id_breaking_ties(backen
         )
         .await;
         assert_eq!(ids, ascending, "order {field}");
-        assert_eq!(total, 5);
-        let (ids, _) = list_as_admin(
+        assert_eq!(total, 6, "the five and the admin");
+        let (ids, _) = list_rows(
             &env,
             ListUsersRequest {
                 order: format!("-{field}"),
@@ -218,12 +227,12 @@ async fn list_orders_by_each_allowed_field_with_the_user_id_breaking_ties(backen
         assert_eq!(ids, descending, "order -{field}");
     }
     // No order is by user ID.
-    let (ids, _) = list_as_admin(&env, ListUsersRequest::default()).await;
+    let (ids, _) = list_rows(&env, ListUsersRequest::default()).await;
     assert_eq!(ids, vec!["u1", "u2", "u3", "u4", "u5"]);
     // Ties hold across pages: the tie-break makes paging stable.
     let mut paged = Vec::new();
     for page in 1..=3 {
-        let (ids, _) = list_as_admin(
+        let (ids, _) = list_rows(
             &env,
             ListUsersRequest {
                 order: "name".into(),
@@ -251,7 +260,7 @@ async fn list_orders_by_each_allowed_field_with_the_user_id_breaking_ties_on_sql
 #[tokio::test]
 async fn an_order_outside_the_allow_list_is_refused() {
     let env = TestEnv::start().await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     for order in [
         "password",
         "password_hash",
@@ -278,7 +287,7 @@ async fn an_order_outside_the_allow_list_is_refused() {
 #[tokio::test]
 async fn a_limit_over_1000_is_refused() {
     let env = TestEnv::start().await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let status = registry(&env)
         .list(with_token(
             ListUsersRequest {
@@ -307,7 +316,7 @@ async fn a_limit_over_1000_is_refused() {
 async fn list_applies_the_field_mask_and_refuses_write_only_paths() {
     let env = TestEnv::start().await;
     register(&env, "alice").await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let users = registry(&env)
         .list(with_token(
             ListUsersRequest {
@@ -319,7 +328,9 @@ async fn list_applies_the_field_mask_and_refuses_write_only_paths() {
         .await
         .expect("list")
         .into_inner();
+    // alice, then the admin who lists.
     let user = &users.users[0];
+    assert_eq!(user.ids.as_ref().unwrap().user_id, "alice");
     assert_eq!(user.name, "User alice");
     assert!(user.primary_email_address.is_empty());
     assert!(user.ids.is_some() && user.created_at.is_some());
@@ -344,7 +355,7 @@ async fn listing_deleted_users_shows_only_soft_deleted_ones() {
     for id in ["alice", "bob", "carol"] {
         register(&env, id).await;
     }
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     delete_user(&env, "bob", &admin).await.expect("delete bob");
     let (ids, total) = list_as_admin(
         &env,
@@ -357,6 +368,6 @@ async fn listing_deleted_users_shows_only_soft_deleted_ones() {
     assert_eq!(ids, vec!["bob"]);
     assert_eq!(total, 1);
     let (ids, total) = list_as_admin(&env, ListUsersRequest::default()).await;
-    assert_eq!(ids, vec!["alice", "carol"]);
-    assert_eq!(total, 2);
+    assert_eq!(ids, vec!["alice", "carol", ADMIN]);
+    assert_eq!(total, 3);
 }

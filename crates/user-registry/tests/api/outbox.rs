@@ -5,17 +5,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use roster_core::auth::{AuthConfig, Authenticator, CallContext, Caller, ClusterKeys};
+use roster_core::auth::{
+    AuthConfig, Authenticator, CallContext, Caller, ClusterKeys, GrpcCredentialResolver,
+};
 use roster_core::events::outbox;
 use roster_core::password::PasswordHasher;
 use roster_proto::v1::{CreateUserRequest, Event};
 use roster_test_support::env::test_password_config;
-use roster_test_support::{
-    Backend, StandInResolver, TestBackend, TestEnv, TestNats, outbox_max_attempts,
-};
+use roster_test_support::{Backend, TestBackend, TestEnv, TestNats, outbox_max_attempts};
 use roster_user_registry::{Dependencies, UserRegistryComponent};
 use tokio::sync::oneshot;
 use tonic::Code;
+use tonic::transport::Channel;
 
 use crate::support::*;
 
@@ -107,8 +108,11 @@ async fn a_failing_publish_delays_but_never_loses_the_event_of_a_change(backend:
     let bus = nats.bus().await;
     assert_eq!(nats.stream_messages().await, None);
 
+    // The service is called directly as an anonymous caller, so no
+    // credential is ever resolved: the resolver points nowhere.
+    let nowhere = Channel::from_static("http://127.0.0.1:9").connect_lazy();
     let auth = Arc::new(Authenticator::new(
-        Arc::new(StandInResolver::default()),
+        Arc::new(GrpcCredentialResolver::new(nowhere, String::new())),
         ClusterKeys::new([]),
         &AuthConfig::default(),
     ));

@@ -10,7 +10,8 @@ use tonic::Code;
 
 use crate::support::*;
 
-/// Searches with a fresh admin's token; returns the IDs and the total.
+/// Searches with a key of the [`ADMIN`] (who is found too when matching);
+/// returns the IDs and the total.
 async fn search_as_admin(env: &TestEnv, request: SearchUsersRequest) -> (Vec<String>, u64) {
     try_search(env, request).await.expect("search")
 }
@@ -19,7 +20,7 @@ async fn try_search(
     env: &TestEnv,
     request: SearchUsersRequest,
 ) -> Result<(Vec<String>, u64), tonic::Status> {
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let response = search_client(env)
         .search_users(with_token(request, &admin))
         .await?;
@@ -56,7 +57,7 @@ async fn create_named(
 async fn search_is_for_admins_only() {
     let env = TestEnv::start().await;
     register(&env, "alice").await;
-    let alice = env.user_token("alice", &[Right::UserAll]);
+    let alice = key_of(&env, "alice", &[Right::UserAll]).await;
     let status = search_client(&env)
         .search_users(with_token(
             SearchUsersRequest {
@@ -104,8 +105,20 @@ async fn query_matches_the_id_or_the_name_case_insensitively(backend: Backend) {
         search_as_admin(&env, query("nobody-has-this")).await,
         (vec![], 0)
     );
-    // An empty query matches everyone.
-    assert_eq!(search_as_admin(&env, query("")).await.1, 4);
+    // An empty query matches everyone, the admin who searches too.
+    assert_eq!(
+        search_as_admin(&env, query("")).await,
+        (
+            vec![
+                "alice".into(),
+                "bob".into(),
+                "carol".into(),
+                "dave".into(),
+                ADMIN.into()
+            ],
+            5
+        )
+    );
 }
 
 #[tokio::test]
@@ -183,7 +196,7 @@ async fn id_name_and_description_filters_match_substrings() {
 async fn searched_fields_come_back_even_when_the_mask_leaves_them_out() {
     let env = TestEnv::start().await;
     create_named(&env, "alice", "Alice Liddell", "Plays croquet", &[]).await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let users = search_client(&env)
         .search_users(with_token(
             SearchUsersRequest {
@@ -269,7 +282,7 @@ async fn the_state_filter_keeps_users_in_the_given_states() {
         create_as_admin(&env, new_user(id)).await.expect("create");
         // Set by an update: Create cannot tell REQUESTED (the enum's zero
         // value) from "not set".
-        let admin = env.admin_token("ops");
+        let admin = env.admin_token(ADMIN).await;
         update_user(
             &env,
             &admin,
@@ -295,7 +308,8 @@ async fn the_state_filter_keeps_users_in_the_given_states() {
         search_as_admin(&env, states(&[State::Suspended, State::Rejected])).await,
         (vec!["carol".into(), "dave".into()], 2)
     );
-    assert_eq!(search_as_admin(&env, states(&[])).await.1, 4);
+    // Every state: the four and the admin who searches.
+    assert_eq!(search_as_admin(&env, states(&[])).await.1, 5);
     assert_eq!(
         search_as_admin(&env, states(&[State::Flagged])).await,
         (vec![], 0)
@@ -481,7 +495,7 @@ async fn search_deleted_finds_only_soft_deleted_users() {
     let env = TestEnv::start().await;
     create_named(&env, "alice", "Alice", "", &[]).await;
     create_named(&env, "alina", "Alina", "", &[]).await;
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     delete_user(&env, "alina", &admin).await.expect("delete");
     let query = |deleted| SearchUsersRequest {
         query: "ali".into(),
@@ -512,7 +526,7 @@ async fn the_total_of_a_broad_search_stops_at_the_cap(backend: Backend) {
     ] {
         register(&env, id).await;
     }
-    let admin = env.admin_token("ops");
+    let admin = env.admin_token(ADMIN).await;
     let search = |query: &str, limit: u32, page: u32| SearchUsersRequest {
         query: query.into(),
         limit,
@@ -543,9 +557,10 @@ async fn the_total_of_a_broad_search_stops_at_the_cap(backend: Backend) {
     assert_eq!(total_count(&response), 1);
     assert!(response.metadata().get("x-total-count-capped").is_none());
 
-    // Listing without text filters always counts exactly.
+    // Listing without text filters always counts exactly: the six and the
+    // admin who lists.
     let (_, total) = list_as_admin(&env, Default::default()).await;
-    assert_eq!(total, 6);
+    assert_eq!(total, 7);
 }
 
 on_both_backends!(the_total_of_a_broad_search_stops_at_the_cap);

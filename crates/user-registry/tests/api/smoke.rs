@@ -18,7 +18,7 @@ async fn created_user_can_be_read_back_by_its_owner(backend: Backend) {
     let data: UserEventData = event.data.unwrap().to_msg().unwrap();
     assert_eq!(data.user.unwrap().ids.unwrap().user_id, "alice");
 
-    let token = env.user_token("alice", &[roster_proto::v1::Right::UserAll]);
+    let token = key_of(&env, "alice", &[roster_proto::v1::Right::UserAll]).await;
     let user = registry(&env)
         .get(with_token(
             GetUserRequest {

@@ -7,6 +7,12 @@ use tonic::transport::Channel;
 
 pub const PASSWORD: &str = "Correct-Horse-9";
 
+/// The admin whose key the `*_as_admin` helpers use. A real user (made by
+/// `TestEnv::admin_token` on first use, email `ops@example.com`, no name),
+/// so it shows up in lists and searches, sorting by user ID after
+/// alice..erin and before racer, solo, team-*, u1..u5 and user-*.
+pub const ADMIN: &str = "ops";
+
 pub fn registry(env: &TestEnv) -> UserRegistryClient<Channel> {
     UserRegistryClient::new(env.channel())
 }
@@ -67,9 +73,15 @@ pub fn user_ids_of(users: &roster_proto::v1::Users) -> Vec<String> {
         .collect()
 }
 
-/// Creates `user` with a fresh admin's token.
+/// A new key with `rights` of `user_id`, a user the test has created itself
+/// (unlike `TestEnv::user_token`, which would create it first).
+pub async fn key_of(env: &TestEnv, user_id: &str, rights: &[roster_proto::v1::Right]) -> String {
+    env.api_key(user_id, rights).await.1
+}
+
+/// Creates `user` with a key of the [`ADMIN`].
 pub async fn create_as_admin(env: &TestEnv, user: User) -> Result<User, tonic::Status> {
-    let token = env.admin_token("ops");
+    let token = env.admin_token(ADMIN).await;
     registry(env)
         .create(roster_test_support::with_token(
             CreateUserRequest {
@@ -82,20 +94,11 @@ pub async fn create_as_admin(env: &TestEnv, user: User) -> Result<User, tonic::S
         .map(tonic::Response::into_inner)
 }
 
-/// Creates `user_id` as an approved admin in the store and returns an admin
-/// token for it.
+/// Creates `user_id` as an approved admin (through `UserRegistry.Create`,
+/// as the cluster) and returns a key of it with every right. No other admin
+/// is made, so the last-admin guard sees only the admins a test creates.
 pub async fn create_admin_user(env: &TestEnv, user_id: &str) -> String {
-    create_as_admin(
-        env,
-        User {
-            admin: true,
-            state: roster_proto::v1::State::Approved as i32,
-            ..new_user(user_id)
-        },
-    )
-    .await
-    .expect("create admin user");
-    env.admin_token(user_id)
+    env.admin_token(user_id).await
 }
 
 /// Gets `user_id` with `token` (no token: anonymous), limited to `paths`
@@ -147,12 +150,13 @@ pub async fn delete_user(env: &TestEnv, user_id: &str, token: &str) -> Result<()
         .map(tonic::Response::into_inner)
 }
 
-/// Lists users with a fresh admin's token; returns the IDs and the total.
+/// Lists users with a key of the [`ADMIN`] (who is listed too when live);
+/// returns the IDs and the total.
 pub async fn list_as_admin(
     env: &TestEnv,
     request: roster_proto::v1::ListUsersRequest,
 ) -> (Vec<String>, u64) {
-    let token = env.admin_token("ops");
+    let token = env.admin_token(ADMIN).await;
     let response = registry(env)
         .list(roster_test_support::with_token(request, &token))
         .await
@@ -208,7 +212,7 @@ pub async fn get_as_admin(env: &TestEnv, user_id: &str) -> User {
                 user_ids: Some(ids(user_id)),
                 field_mask: None,
             },
-            &env.admin_token("root-admin"),
+            &env.admin_token(ADMIN).await,
         ))
         .await
         .expect("get user as admin")
@@ -223,7 +227,7 @@ pub async fn update_as_admin(env: &TestEnv, user: User, paths: &[&str]) -> User 
                 user: Some(user),
                 field_mask: mask(paths),
             },
-            &env.admin_token("root-admin"),
+            &env.admin_token(ADMIN).await,
         ))
         .await
         .expect("update user as admin")
