@@ -1,6 +1,7 @@
 //! End-to-end tests: `rosterd` started as a process, called over gRPC the
 //! way an operator or a client would.
 
+mod access;
 mod embedded;
 mod process;
 mod production;

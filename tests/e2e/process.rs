@@ -28,7 +28,12 @@ impl Rosterd {
     /// Starts `rosterd <args>` in `dir` with `env`, listening on a free
     /// port, and waits until it serves.
     pub async fn start(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Rosterd {
-        let port = free_port();
+        Self::start_on(free_port(), dir, args, env).await
+    }
+
+    /// Like [`Rosterd::start`], on `port` (for processes that must know
+    /// each other's addresses before they start).
+    pub async fn start_on(port: u16, dir: &Path, args: &[&str], env: &[(&str, String)]) -> Rosterd {
         let addr = format!("127.0.0.1:{port}");
         let mut command = Command::new(ROSTERD);
         command

@@ -54,7 +54,7 @@ async fn with_database_and_nats_configured_rosterd_uses_postgres_and_jetstream()
     assert_eq!(nats.stream_messages().await, Some(1));
 
     // The user is in PostgreSQL, not in a SQLite file.
-    let roster_core::db::Db::Postgres(pool) = db.pool().await else {
+    let roster_core::db::Db::Postgres(pool) = db.pool_for("user-registry").await else {
         panic!("expected PostgreSQL");
     };
     let count: i64 = sqlx_count(&pool).await;

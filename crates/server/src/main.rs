@@ -8,6 +8,7 @@
 //! Configuration: built-in defaults, then `--config <file.toml>`, then
 //! `ROSTER__SECTION__KEY` environment variables.
 
+mod bootstrap;
 mod settings;
 
 use std::path::PathBuf;
@@ -16,11 +17,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::RngCore;
+use roster_access::{AccessComponent, GrpcUserDirectory};
 use roster_core::auth::{Authenticator, ClusterKeys, GrpcCredentialResolver, TrustedProxies};
 use roster_core::db::Db;
 use roster_core::password::PasswordHasher;
 use roster_core::server::{GrpcServer, bind, shutdown_signal};
-use roster_user_registry::{Dependencies, UserRegistryComponent};
+use roster_core::token::TokenHasher;
+use roster_user_registry::UserRegistryComponent;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
@@ -57,6 +60,7 @@ enum Command {
 enum ServiceName {
     All,
     UserRegistry,
+    Access,
 }
 
 impl ServiceName {
@@ -84,6 +88,14 @@ fn main() -> anyhow::Result<()> {
                     .iter()
                     .map(|_| "<hidden>".into())
                     .collect();
+                for secret in [
+                    &mut shown.auth.token_hash_key,
+                    &mut shown.bootstrap.admin_password,
+                ] {
+                    if !secret.is_empty() {
+                        *secret = "<hidden>".into();
+                    }
+                }
                 // URLs may carry credentials (`user:password@host`, or
                 // `?password=`).
                 for url in [
@@ -101,14 +113,31 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let db = Db::open(&settings.database, roster_user_registry::NAME).await?;
-    roster_user_registry::store::migrations().run(&db).await?;
-    tracing::info!(
-        service = roster_user_registry::NAME,
-        backend = db.backend(),
-        "migrated"
-    );
+    for (service, migrations) in [
+        (
+            roster_user_registry::NAME,
+            roster_user_registry::store::migrations(),
+        ),
+        (roster_access::NAME, roster_access::store::migrations()),
+    ] {
+        let db = Db::open(&settings.database, service).await?;
+        migrations.run(&db).await?;
+        tracing::info!(service, backend = db.backend(), "migrated");
+    }
     Ok(())
+}
+
+/// A lazily connected channel to `configured`, or to this process when
+/// that is empty.
+fn peer(configured: &str, key: &str, own_port: u16) -> anyhow::Result<Channel> {
+    let address = if configured.is_empty() {
+        format!("http://127.0.0.1:{own_port}")
+    } else {
+        configured.to_string()
+    };
+    Ok(Channel::from_shared(address.clone())
+        .with_context(|| format!("invalid cluster.{key} `{address}`"))?
+        .connect_lazy())
 }
 
 async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
@@ -131,16 +160,17 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
             );
         }
     }
-    let access_address = if settings.cluster.access_address.is_empty() {
-        let port = addr.port();
-        format!("http://127.0.0.1:{port}")
-    } else {
-        settings.cluster.access_address.clone()
-    };
-    let channel = Channel::from_shared(access_address.clone())
-        .with_context(|| format!("invalid cluster.access_address `{access_address}`"))?
-        .connect_lazy();
-    let resolver = Arc::new(GrpcCredentialResolver::new(channel, keys[0].clone()));
+    let access_channel = peer(
+        &settings.cluster.access_address,
+        "access_address",
+        addr.port(),
+    )?;
+    let user_registry_channel = peer(
+        &settings.cluster.user_registry_address,
+        "user_registry_address",
+        addr.port(),
+    )?;
+    let resolver = Arc::new(GrpcCredentialResolver::new(access_channel, keys[0].clone()));
     let auth = Arc::new(
         Authenticator::new(resolver, ClusterKeys::new(keys.clone()), &settings.auth)
             .with_trusted_proxies(TrustedProxies::parse(&settings.auth.trusted_proxies)?),
@@ -149,8 +179,11 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
     let hasher = PasswordHasher::new(&settings.password)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stopping = |mut stop: watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
     let mut server = GrpcServer::new();
-    let mut relays = Vec::new();
+    let mut tasks = Vec::new();
 
     if service.includes(ServiceName::UserRegistry) {
         let db = Db::open(&settings.database, roster_user_registry::NAME).await?;
@@ -160,7 +193,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
             "opened database"
         );
         let component = UserRegistryComponent::build(
-            Dependencies {
+            roster_user_registry::Dependencies {
                 db,
                 bus: bus.clone(),
                 auth: auth.clone(),
@@ -172,10 +205,59 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         )
         .await?;
         component.register(&mut server);
-        let mut stop = stop_rx.clone();
-        relays.push(tokio::spawn(component.relay.run(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })));
+        tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
+    }
+
+    if service.includes(ServiceName::Access) {
+        let db = Db::open(&settings.database, roster_access::NAME).await?;
+        tracing::info!(
+            service = roster_access::NAME,
+            backend = db.backend(),
+            "opened database"
+        );
+        let component = AccessComponent::build(
+            roster_access::Dependencies {
+                db,
+                bus: bus.clone(),
+                auth: auth.clone(),
+                users: Arc::new(GrpcUserDirectory::new(
+                    user_registry_channel.clone(),
+                    &keys[0],
+                )?),
+                hasher: TokenHasher::new(&settings.auth.token_hash_key),
+                events: settings.events.clone(),
+                config: settings.access.clone(),
+            },
+            settings.database.migrate_on_start,
+        )
+        .await?;
+        component.register(&mut server);
+        tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
+        tasks.push(
+            roster_access::worker::spawn(
+                component.service.clone(),
+                bus.clone(),
+                stopping(stop_rx.clone()),
+            )
+            .await
+            .context("joining the access service's event consumer")?,
+        );
+        if !settings.bootstrap.admin_user_id.is_empty() {
+            roster_user_registry::domain::UserId::parse(&settings.bootstrap.admin_user_id)
+                .map_err(|v| anyhow::anyhow!("bootstrap.admin_user_id: {}", v.reason))?;
+            let bootstrap = bootstrap::Bootstrap::new(
+                settings.bootstrap.clone(),
+                user_registry_channel.clone(),
+                // The access service is this process.
+                peer("", "access_address", addr.port())?,
+                keys[0].clone(),
+            )?;
+            tokio::spawn(async move {
+                if let Err(error) = bootstrap.run().await {
+                    tracing::error!(error = format!("{error:#}"), "bootstrap failed");
+                }
+            });
+        }
     }
 
     server
@@ -185,8 +267,8 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         .await?;
     // Requests have drained; let the relays publish what is left.
     let _ = stop_tx.send(true);
-    for relay in relays {
-        let _ = relay.await;
+    for task in tasks {
+        let _ = task.await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -2,6 +2,7 @@
 //! so no configuration at all runs the embedded default: SQLite files under
 //! `./data`, the in-process event bus, gRPC on 127.0.0.1:8884.
 
+use roster_access::AccessConfig;
 use roster_core::auth::AuthConfig;
 use roster_core::db::DatabaseConfig;
 use roster_core::events::EventsConfig;
@@ -22,6 +23,8 @@ pub struct Settings {
     pub password: PasswordConfig,
     pub cluster: ClusterConfig,
     pub user_registry: UserRegistryConfig,
+    pub access: AccessConfig,
+    pub bootstrap: BootstrapConfig,
 }
 
 impl Default for Settings {
@@ -35,6 +38,8 @@ impl Default for Settings {
             password: PasswordConfig::default(),
             cluster: ClusterConfig::default(),
             user_registry: UserRegistryConfig::default(),
+            access: AccessConfig::default(),
+            bootstrap: BootstrapConfig::default(),
         }
     }
 }
@@ -51,4 +56,29 @@ pub struct ClusterConfig {
     /// The address of the access service (`http://host:port`), which
     /// resolves credentials. Empty: this process itself.
     pub access_address: String,
+    /// The address of the user registry (`http://host:port`), which the
+    /// access service asks about users. Empty: this process itself.
+    pub user_registry_address: String,
+}
+
+/// The first admin, made once so that a fresh install can be driven by
+/// scripts. Applied by the process that serves the access service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootstrapConfig {
+    /// The admin's user ID. Empty: no bootstrap.
+    pub admin_user_id: String,
+    /// The admin's primary email address. Empty: `<admin_user_id>@roster.invalid`.
+    pub admin_email: String,
+    /// The admin's password (a secret; prefer `admin_password_file` or the
+    /// `ROSTER__BOOTSTRAP__ADMIN_PASSWORD` variable). Empty, and no file: a
+    /// random password nobody knows; use the API key.
+    pub admin_password: String,
+    /// A file holding the admin's password (a mounted secret); wins over
+    /// `admin_password`. Trailing newlines are ignored.
+    pub admin_password_file: String,
+    /// When set and the file does not exist yet: an API key with every
+    /// right for the admin is created and written there (mode 0600). An
+    /// existing file is left alone, so the key is made once.
+    pub admin_api_key_file: String,
 }
