@@ -1,16 +1,24 @@
-//! `roster-bench`: measures the user registry over real gRPC, on
-//! PostgreSQL with its events on JetStream, as deployed in production.
+//! `roster-bench`: measures the user registry and the access service over
+//! real gRPC, on PostgreSQL with their events on JetStream, as deployed in
+//! production.
 //!
-//! It creates a fresh database (dropped at the end) and a JetStream
-//! namespace, serves the user registry in-process on a loopback port with
-//! the production Argon2id costs, seeds the `users` table with SQL, then
-//! runs each scenario from concurrent clients and prints throughput and
-//! latency percentiles:
+//! It creates a fresh database (one schema per service, dropped at the
+//! end) and a JetStream namespace, serves both services in-process on a
+//! loopback port with the production Argon2id costs and real credential
+//! resolution (`EntityAccess.AuthInfo`), seeds the `users` table with SQL,
+//! creates an approved admin and an API key with `RIGHT_ALL` for it through
+//! the API, then runs each scenario from concurrent clients and prints
+//! throughput and latency percentiles:
 //!
 //! - `Create`: self-registration, unauthenticated; the Argon2id hash on
 //!   the blocking pool dominates it;
-//! - `Get`: an admin reading a random seeded user;
-//! - `SearchUsers`: an admin searching a random 3-6 character substring of
+//! - `AuthInfo`: a service resolving the admin's API key, as every
+//!   service's Authenticator does on a cache miss;
+//! - `Get (API key, cached)`: the admin reading a random seeded user, the
+//!   credential cached for the default TTL;
+//! - `Get (API key, uncached)`: the same on a second server whose
+//!   Authenticator caches nothing, so every request calls `AuthInfo`;
+//! - `SearchUsers`: the admin searching a random 3-6 character substring of
 //!   a seeded ID or name, 20 per page.
 //!
 //! PostgreSQL and NATS are found as the tests find them
@@ -18,12 +26,13 @@
 //! non-zero when any request failed.
 
 mod load;
-mod registry;
 mod report;
 mod scenarios;
 mod seed;
+mod services;
 
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -31,15 +40,15 @@ use roster_core::db::DatabaseConfig;
 use roster_core::password::{PasswordConfig, PasswordHasher};
 use tokio::time::Instant;
 
-use crate::registry::Registry;
 use crate::report::{Header, Row};
 use crate::scenarios::{Scenario, Target};
 use crate::seed::Seeded;
+use crate::services::Services;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "roster-bench",
-    about = "Benchmark the user registry over gRPC on PostgreSQL and JetStream"
+    about = "Benchmark the user registry and the access service over gRPC on PostgreSQL and JetStream"
 )]
 struct Args {
     /// Users seeded with SQL before the scenarios run.
@@ -51,9 +60,15 @@ struct Args {
     /// Create requests (0 skips the scenario).
     #[arg(long, default_value_t = 1000)]
     create: usize,
-    /// Get requests (0 skips the scenario).
+    /// EntityAccess.AuthInfo requests (0 skips the scenario).
+    #[arg(long, default_value_t = 10_000)]
+    auth_info: usize,
+    /// Get requests with the credential cache (0 skips the scenario).
     #[arg(long, default_value_t = 20_000)]
     get: usize,
+    /// Get requests without the credential cache (0 skips the scenario).
+    #[arg(long, default_value_t = 10_000)]
+    get_uncached: usize,
     /// SearchUsers requests (0 skips the scenario).
     #[arg(long, default_value_t = 2000)]
     search: usize,
@@ -64,7 +79,7 @@ struct Args {
     /// HTTP/2 connections the clients share, round-robin.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     channels: u64,
-    /// PostgreSQL connections of the registry's pool; defaults to the
+    /// PostgreSQL connections of each service's pool; defaults to the
     /// production default.
     #[arg(long, default_value_t = DatabaseConfig::default().max_connections)]
     pool_size: u32,
@@ -97,10 +112,10 @@ async fn main() -> ExitCode {
 async fn bench(args: Args) -> anyhow::Result<u64> {
     let password = PasswordConfig::default();
     let hasher = PasswordHasher::new(&password).context("building the password hasher")?;
-    let registry = Registry::start(hasher.clone(), args.pool_size).await?;
-    // Whatever happens, stop the server before the database is dropped.
-    let outcome = measure(&args, &registry, hasher, password).await;
-    registry.shutdown().await;
+    let services = Services::start(hasher.clone(), args.pool_size).await?;
+    // Whatever happens, stop the servers before the database is dropped.
+    let outcome = measure(&args, &services, hasher, password).await;
+    services.shutdown().await;
     let (header, rows) = outcome?;
 
     if args.json {
@@ -121,7 +136,7 @@ async fn bench(args: Args) -> anyhow::Result<u64> {
 
 async fn measure(
     args: &Args,
-    registry: &Registry,
+    services: &Services,
     hasher: PasswordHasher,
     password: PasswordConfig,
 ) -> anyhow::Result<(Header, Vec<Row>)> {
@@ -130,7 +145,7 @@ async fn measure(
     let password_hash = hasher.hash("Seed-Passw0rd").await?;
     let seeded = Seeded::new(args.users);
     eprintln!("seeding {} users…", seeded.count);
-    let times = seed::seed(&registry.pool, seeded, &password_hash)
+    let times = seed::seed(&services.pool, seeded, &password_hash)
         .await
         .context("seeding users")?;
     eprintln!(
@@ -140,15 +155,23 @@ async fn measure(
         times.insert.as_secs_f64(),
         times.vacuum.as_secs_f64(),
     );
-    let table = seed::table_info(&registry.pool).await?;
+    let table = seed::table_info(&services.pool).await?;
+    // After the statistics, so the header counts seeded users only.
+    let api_key = services
+        .admin_api_key()
+        .await
+        .context("creating the admin and its API key")?;
 
     let mut channels = Vec::new();
+    let mut uncached_channels = Vec::new();
     for _ in 0..args.channels {
-        channels.push(registry.connect().await?);
+        channels.push(services.connect().await?);
+        uncached_channels.push(services.connect_uncached().await?);
     }
     let target = Target {
         channels,
-        admin_token: registry.admin_token(),
+        uncached_channels,
+        api_key,
         seeded,
         seed: args.seed,
     };
@@ -157,7 +180,9 @@ async fn measure(
     let mut rows = Vec::new();
     for (scenario, requests) in [
         (Scenario::Create, args.create),
+        (Scenario::AuthInfo, args.auth_info),
         (Scenario::Get, args.get),
+        (Scenario::GetUncached, args.get_uncached),
         (Scenario::Search, args.search),
     ] {
         if requests == 0 {
@@ -185,8 +210,15 @@ async fn measure(
             }
         }
         eprintln!("{}: {requests} requests…", scenario.name());
+        let resolutions = if scenario.uncached() {
+            &services.resolutions.uncached
+        } else {
+            &services.resolutions.cached
+        };
+        let resolved_before = resolutions.load(Ordering::Relaxed);
         let started = Instant::now();
         let run = load::run(0..requests, concurrency, send(target.clone())).await?;
+        let resolved = resolutions.load(Ordering::Relaxed) - resolved_before;
         eprintln!(
             "{}: done in {:.1} s",
             scenario.name(),
@@ -196,6 +228,7 @@ async fn measure(
             scenario: scenario.name(),
             concurrency: concurrency.min(requests),
             warmup_errors,
+            resolutions: scenario.authenticated().then_some(resolved),
             run,
         });
     }
@@ -209,7 +242,8 @@ async fn measure(
         cores: std::thread::available_parallelism().map_or(1, usize::from),
         release: !cfg!(debug_assertions),
         password,
-        pool_size: registry.pool_size,
+        pool_size: services.pool_size,
+        cache_ttl_ms: services.cache_ttl_ms,
         channels: args.channels as usize,
         warmup_percent: args.warmup_percent,
     };

@@ -20,12 +20,22 @@ pub struct Header {
     pub pool_size: u32,
     pub channels: usize,
     pub warmup_percent: u32,
+    /// The credential cache TTL of the server with both services.
+    pub cache_ttl_ms: u64,
 }
 
-/// Credentials are not what is measured, but how they are resolved shapes
-/// every authenticated request, so the output says it.
-const CREDENTIALS_NOTE: &str = "resolved in-process by the stand-in resolver \
-     (roster-test-support) until the access service exists";
+/// How credentials are resolved shapes every authenticated request, so the
+/// output says it.
+fn credentials_note(cache_ttl_ms: u64) -> String {
+    format!(
+        "an approved admin's API key with RIGHT_ALL, made through \
+         UserAccess.CreateAPIKey; each server's Authenticator resolves it with \
+         EntityAccess.AuthInfo over gRPC (cluster key: API-key lookup, \
+         UserRegistry.Get of its user, rights) and caches the answer for \
+         {cache_ttl_ms} ms (auth.cache_ttl_ms default), or not at all on the \
+         uncached server"
+    )
+}
 
 /// One scenario's line.
 pub struct Row {
@@ -33,6 +43,10 @@ pub struct Row {
     pub concurrency: usize,
     /// Failed warm-up requests: not in the table, but a failure all the same.
     pub warmup_errors: u64,
+    /// For scenarios that send the API key: how many times the serving
+    /// Authenticator called `EntityAccess.AuthInfo` during the measured run
+    /// (its cache misses).
+    pub resolutions: Option<u64>,
     pub run: Run,
 }
 
@@ -44,6 +58,14 @@ impl Row {
         } else {
             0.0
         }
+    }
+
+    /// The share of authenticated requests answered from the credential
+    /// cache, for scenarios that send the API key.
+    fn cache_hit_ratio(&self) -> Option<f64> {
+        let requests = self.run.requests();
+        let resolutions = self.resolutions?;
+        (requests > 0).then(|| 1.0 - resolutions.min(requests) as f64 / requests as f64)
     }
 
     /// The mean `x-total-count`, for scenarios that report one.
@@ -59,7 +81,7 @@ fn ms(duration: Duration) -> f64 {
 
 pub fn print_text(header: &Header, rows: &[Row]) {
     let p = &header.password;
-    println!("Roster user registry over gRPC, PostgreSQL and JetStream");
+    println!("Roster user registry and access service over gRPC, PostgreSQL and JetStream");
     println!(
         "  users table:   {} seeded rows, {:.1} MiB with indexes (seeded in {:.1} s: \
          insert {:.1} s, VACUUM ANALYZE {:.1} s)",
@@ -71,7 +93,7 @@ pub fn print_text(header: &Header, rows: &[Row]) {
     );
     println!("  PostgreSQL:    {}", header.server_version);
     println!(
-        "  machine:       {} cores, shared by the clients and the server (one process)",
+        "  machine:       {} cores, shared by the clients and the servers (one process)",
         header.cores
     );
     println!(
@@ -83,14 +105,15 @@ pub fn print_text(header: &Header, rows: &[Row]) {
         p.memory_kib, p.iterations, p.parallelism
     );
     println!(
-        "  connections:   {} to PostgreSQL; {} HTTP/2 channel(s) shared by the clients",
+        "  connections:   {} to PostgreSQL per service and server; {} HTTP/2 channel(s) \
+         per server shared by the clients",
         header.pool_size, header.channels
     );
     println!(
         "  warm-up:       {}% of each scenario's requests, not measured",
         header.warmup_percent
     );
-    println!("  credentials:   {CREDENTIALS_NOTE}");
+    println!("  credentials:   {}", credentials_note(header.cache_ttl_ms));
     println!();
 
     let titles = [
@@ -150,9 +173,20 @@ pub fn print_text(header: &Header, rows: &[Row]) {
     for line in &lines {
         println!("{}", format_line(line));
     }
+    println!();
+    for row in rows {
+        if let (Some(resolutions), Some(ratio)) = (row.resolutions, row.cache_hit_ratio()) {
+            println!(
+                "{}: {resolutions} EntityAccess.AuthInfo call(s) for {} requests, \
+                 {:.2} % answered from the credential cache",
+                row.scenario,
+                row.run.requests(),
+                ratio * 100.0
+            );
+        }
+    }
     for row in rows {
         if let Some(average) = row.average_total() {
-            println!();
             println!(
                 "{}: average {} {:.1} over {} searches",
                 row.scenario,
@@ -185,7 +219,8 @@ pub fn print_json(header: &Header, rows: &[Row]) {
             "pool_size": header.pool_size,
             "channels": header.channels,
             "warmup_percent": header.warmup_percent,
-            "credentials": CREDENTIALS_NOTE,
+            "auth_cache_ttl_ms": header.cache_ttl_ms,
+            "credentials": credentials_note(header.cache_ttl_ms),
         })
     );
     for row in rows {
@@ -203,6 +238,8 @@ pub fn print_json(header: &Header, rows: &[Row]) {
                 "p99_ms": summary.map(|s| ms(s.p99)),
                 "max_ms": summary.map(|s| ms(s.max)),
                 "average_total_count": row.average_total(),
+                "credential_resolutions": row.resolutions,
+                "cache_hit_ratio": row.cache_hit_ratio(),
             })
         );
     }

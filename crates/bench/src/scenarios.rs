@@ -7,16 +7,20 @@
 use std::future::Future;
 
 use roster_core::list::TOTAL_COUNT_HEADER;
+use roster_core::rights::RightSet;
+use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::entity_registry_search_client::EntityRegistrySearchClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
-    CreateUserRequest, GetUserRequest, SearchUsersRequest, User, UserIdentifiers,
+    AuthInfoRequest, CreateUserRequest, GetUserRequest, SearchUsersRequest, State, User,
+    UserIdentifiers,
 };
-use roster_test_support::with_token;
+use roster_test_support::{with_cluster_key, with_token};
 use tonic::transport::Channel;
 
 use crate::load::Outcome;
 use crate::seed::Seeded;
+use crate::services::ADMIN_ID;
 
 /// The password of created users: it passes the default policy.
 const PASSWORD: &str = "Bench-Passw0rd";
@@ -29,7 +33,9 @@ const QUERY_CHARS: (usize, usize) = (3, 6);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     Create,
+    AuthInfo,
     Get,
+    GetUncached,
     Search,
 }
 
@@ -37,27 +43,50 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Create => "Create",
-            Scenario::Get => "Get",
+            Scenario::AuthInfo => "AuthInfo",
+            Scenario::Get => "Get (API key, cached)",
+            Scenario::GetUncached => "Get (API key, uncached)",
             Scenario::Search => "SearchUsers",
         }
     }
 
-    /// Keeps the random streams of the scenarios apart.
+    /// Keeps the random streams of the scenarios apart. Both Get scenarios
+    /// share one, so they read the same users and differ only in how the
+    /// credential is resolved.
     fn stream(self) -> u64 {
         match self {
             Scenario::Create => 1,
-            Scenario::Get => 2,
+            Scenario::Get | Scenario::GetUncached => 2,
             Scenario::Search => 3,
+            Scenario::AuthInfo => 4,
         }
+    }
+
+    /// Whether requests carry the admin's API key, which the serving
+    /// Authenticator resolves (or finds in its cache).
+    pub fn authenticated(self) -> bool {
+        matches!(
+            self,
+            Scenario::Get | Scenario::GetUncached | Scenario::Search
+        )
+    }
+
+    /// Whether requests go to the server whose Authenticator caches
+    /// nothing.
+    pub fn uncached(self) -> bool {
+        self == Scenario::GetUncached
     }
 }
 
-/// What every request needs: channels to spread requests over, the admin
-/// token, the seeded users and the seed of the inputs.
+/// What every request needs: channels to spread requests over (to the
+/// server that serves both services with the default credential cache, and
+/// to the one that serves the user registry without it), the admin's API
+/// key, the seeded users and the seed of the inputs.
 #[derive(Clone)]
 pub struct Target {
     pub channels: Vec<Channel>,
-    pub admin_token: String,
+    pub uncached_channels: Vec<Channel>,
+    pub api_key: String,
     pub seeded: Seeded,
     pub seed: u64,
 }
@@ -65,6 +94,10 @@ pub struct Target {
 impl Target {
     fn channel(&self, i: usize) -> Channel {
         self.channels[i % self.channels.len()].clone()
+    }
+
+    fn uncached_channel(&self, i: usize) -> Channel {
+        self.uncached_channels[i % self.uncached_channels.len()].clone()
     }
 
     /// The `draw`-th random number of request `i` of `scenario`.
@@ -92,7 +125,12 @@ impl Target {
         async move {
             match scenario {
                 Scenario::Create => target.create(i).await,
-                Scenario::Get => target.get(i).await,
+                Scenario::AuthInfo => target.auth_info(i).await,
+                Scenario::Get => target.get(Scenario::Get, target.channel(i), i).await,
+                Scenario::GetUncached => {
+                    let channel = target.uncached_channel(i);
+                    target.get(Scenario::GetUncached, channel, i).await
+                }
                 Scenario::Search => target.search(i).await,
             }
         }
@@ -120,15 +158,50 @@ impl Target {
         Ok(None)
     }
 
-    /// An admin reading a random seeded user, every readable field.
-    async fn get(&self, i: usize) -> Outcome {
-        let user_id = self.seeded.user_id(self.seeded_user(Scenario::Get, i));
+    /// A service resolving the admin's API key, as every service's
+    /// Authenticator does on a cache miss: the key lookup, the user
+    /// registry's answer about its user, the rights.
+    async fn auth_info(&self, i: usize) -> Outcome {
+        let request = AuthInfoRequest {
+            token: self.api_key.clone(),
+        };
+        let info = EntityAccessClient::new(self.channel(i))
+            .auth_info(with_cluster_key(request))
+            .await
+            .map_err(status_text)?
+            .into_inner();
+        let user_id = info
+            .user_ids
+            .as_ref()
+            .map_or("", |ids| ids.user_id.as_str());
+        let universal = info
+            .universal_rights
+            .as_ref()
+            .map(|r| RightSet::from_i32s(&r.rights))
+            .unwrap_or_default();
+        if user_id != ADMIN_ID
+            || !info.is_admin
+            || info.state != State::Approved as i32
+            || !universal.contains_all(RightSet::all())
+        {
+            return Err(format!(
+                "AuthInfo: {user_id:?}, admin {}, state {}, universal rights {:?}",
+                info.is_admin, info.state, universal
+            ));
+        }
+        Ok(None)
+    }
+
+    /// An admin reading a random seeded user with an API key, every
+    /// readable field, on `channel`.
+    async fn get(&self, scenario: Scenario, channel: Channel, i: usize) -> Outcome {
+        let user_id = self.seeded.user_id(self.seeded_user(scenario, i));
         let request = GetUserRequest {
             user_ids: Some(user_ids(&user_id)),
             field_mask: None,
         };
-        let user = UserRegistryClient::new(self.channel(i))
-            .get(with_token(request, &self.admin_token))
+        let user = UserRegistryClient::new(channel)
+            .get(with_token(request, &self.api_key))
             .await
             .map_err(status_text)?
             .into_inner();
@@ -145,7 +218,7 @@ impl Target {
             ..Default::default()
         };
         let response = EntityRegistrySearchClient::new(self.channel(i))
-            .search_users(with_token(request, &self.admin_token))
+            .search_users(with_token(request, &self.api_key))
             .await
             .map_err(status_text)?;
         let total: u64 = response
@@ -219,7 +292,8 @@ mod tests {
         Target {
             // Never connected: only input generation is tested here.
             channels: Vec::new(),
-            admin_token: String::new(),
+            uncached_channels: Vec::new(),
+            api_key: String::new(),
             seeded: Seeded::new(100_000),
             seed: 1,
         }

@@ -1,0 +1,385 @@
+//! The services under test, wired as `TestEnv` wires them and as
+//! `rosterd start all` runs them: a fresh PostgreSQL database with one
+//! schema per service, a JetStream namespace, the user registry and the
+//! access service on one port, every credential resolved for real through
+//! `EntityAccess.AuthInfo`, both outbox relays and the access service's
+//! event consumer. Unlike `TestEnv`, it keeps the production password
+//! costs, pool size and relay interval, since those are what the numbers
+//! are about.
+//!
+//! A second server serves the user registry alone, on a port of its own and
+//! over the same database, with an [`Authenticator`] that caches nothing:
+//! what `rosterd start user-registry` with `auth.cache_ttl_ms = 0` and
+//! `cluster.access_address` pointing at the first server would run. Every
+//! request it authorises costs one `EntityAccess.AuthInfo` call.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context as _;
+use roster_access::{AccessComponent, AccessConfig, AccessService, GrpcUserDirectory};
+use roster_core::auth::{
+    AuthConfig, Authenticator, ClusterKeys, CredentialResolver, GrpcCredentialResolver,
+};
+use roster_core::db::Db;
+use roster_core::events::outbox::OutboxRelay;
+use roster_core::events::{EventBus, EventsConfig, NatsBus};
+use roster_core::password::PasswordHasher;
+use roster_core::server::{GrpcServer, bind};
+use roster_core::token::TokenHasher;
+use roster_proto::v1::user_access_client::UserAccessClient;
+use roster_proto::v1::user_registry_client::UserRegistryClient;
+use roster_proto::v1::{
+    AuthInfoResponse, CreateUserApiKeyRequest, CreateUserRequest, Right, State, User,
+    UserIdentifiers,
+};
+use roster_test_support::env::TEST_CLUSTER_KEY;
+use roster_test_support::{TestDb, TestNats, with_cluster_key};
+use roster_user_registry::{UserRegistryComponent, UserRegistryConfig};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::Status;
+use tonic::transport::Channel;
+
+/// The approved admin whose API key every authenticated scenario uses.
+pub const ADMIN_ID: &str = "bench-admin";
+
+/// The admin's password: it passes the default policy.
+const ADMIN_PASSWORD: &str = "Roster-Admin-Passw0rd";
+
+/// The running services and what they run on. Dropping it drops the
+/// database and deletes the JetStream stream.
+pub struct Services {
+    /// Both services, credentials cached for the default TTL.
+    pub addr: SocketAddr,
+    /// The user registry alone, credentials never cached.
+    pub uncached_addr: SocketAddr,
+    /// The user registry's pool on the first server; the seeding and the
+    /// statistics use it too.
+    pub pool: PgPool,
+    pub pool_size: u32,
+    /// The credential cache TTL of the first server.
+    pub cache_ttl_ms: u64,
+    /// Credentials each server's [`Authenticator`] resolved (cache misses).
+    pub resolutions: Resolutions,
+    pools: Vec<PgPool>,
+    /// Each server's stop signal and task, the uncached server first: it
+    /// calls the other, so it stops first.
+    servers: Vec<(watch::Sender<bool>, JoinHandle<()>)>,
+    // Declared last so they are dropped after the servers have stopped.
+    _nats: TestNats,
+    _db: TestDb,
+}
+
+/// Counters of credential resolutions, one per server.
+#[derive(Clone, Default)]
+pub struct Resolutions {
+    pub cached: Arc<AtomicU64>,
+    pub uncached: Arc<AtomicU64>,
+}
+
+/// The production resolver, counting its calls: one atomic increment per
+/// `EntityAccess.AuthInfo` call, so the report can say how often the cache
+/// missed.
+struct Counting {
+    inner: GrpcCredentialResolver,
+    calls: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl CredentialResolver for Counting {
+    async fn resolve(&self, token: &str) -> Result<AuthInfoResponse, Status> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.inner.resolve(token).await
+    }
+}
+
+impl Services {
+    /// Creates the database and the stream, runs the migrations and serves
+    /// both servers on ephemeral loopback ports.
+    pub async fn start(hasher: PasswordHasher, pool_size: u32) -> anyhow::Result<Services> {
+        let test_db = TestDb::new().await;
+        // As `rosterd` opens them (`Db::open`): one schema per service,
+        // with the production pool size (`TestDb::pool_for` keeps test
+        // pools small).
+        let open = |service: &'static str| {
+            let url = test_db.url.clone();
+            async move {
+                Db::open_postgres_schema(&url, pool_size, service)
+                    .await
+                    .with_context(|| format!("opening the {service} schema"))
+            }
+        };
+        let registry_db = open(roster_user_registry::NAME).await?;
+        let access_db = open(roster_access::NAME).await?;
+        // The second server is another process as far as the database is
+        // concerned: a pool of its own.
+        let uncached_db = open(roster_user_registry::NAME).await?;
+        let pools = [&registry_db, &access_db, &uncached_db]
+            .map(|db| match db {
+                Db::Postgres(pool) => pool.clone(),
+                _ => unreachable!("open_postgres_schema opens PostgreSQL"),
+            })
+            .to_vec();
+
+        let nats = TestNats::new();
+        // TestNats shortens the relay's polling interval so tests need not
+        // wait on retries; the benchmark keeps the production interval.
+        let events = EventsConfig {
+            relay_interval_ms: EventsConfig::default().relay_interval_ms,
+            ..nats.config.clone()
+        };
+        let bus: Arc<dyn EventBus> = Arc::new(
+            NatsBus::connect(&events)
+                .await
+                .context("connecting to NATS")?,
+        );
+        let resolutions = Resolutions::default();
+        let auth_config = AuthConfig::default();
+        // Every Create comes from this one client address: the per-address
+        // registration limit would measure itself.
+        let registry_config = UserRegistryConfig {
+            registration_rate_limit: roster_core::ratelimit::RateLimitConfig {
+                max_attempts: 0,
+                window_secs: 60,
+            },
+            ..UserRegistryConfig::default()
+        };
+
+        // The first server: both services, as `rosterd start all`. They
+        // reach each other at the process's own address.
+        let (listener, addr) = bind("127.0.0.1:0").await?;
+        let internal = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
+        let auth = authenticator(
+            internal.clone(),
+            &auth_config,
+            resolutions.cached.clone(),
+            bus.clone(),
+        )
+        .await?;
+        let user_registry = UserRegistryComponent::build(
+            roster_user_registry::Dependencies {
+                db: registry_db,
+                bus: bus.clone(),
+                auth: auth.clone(),
+                hasher: hasher.clone(),
+                events: events.clone(),
+                config: registry_config.clone(),
+            },
+            true,
+        )
+        .await
+        .context("building the user registry")?;
+        let access = AccessComponent::build(
+            roster_access::Dependencies {
+                db: access_db,
+                bus: bus.clone(),
+                auth,
+                users: Arc::new(GrpcUserDirectory::new(internal, TEST_CLUSTER_KEY)?),
+                hasher: TokenHasher::new(&auth_config.token_hash_key),
+                events: events.clone(),
+                config: AccessConfig::default(),
+            },
+            true,
+        )
+        .await
+        .context("building the access service")?;
+        let mut server = GrpcServer::new();
+        user_registry.register(&mut server);
+        access.register(&mut server);
+
+        // The second server: the user registry alone, resolving credentials
+        // through the first server's access service, caching nothing.
+        let (uncached_listener, uncached_addr) = bind("127.0.0.1:0").await?;
+        let to_access = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
+        let uncached_auth = authenticator(
+            to_access,
+            &AuthConfig {
+                cache_ttl_ms: 0,
+                ..auth_config.clone()
+            },
+            resolutions.uncached.clone(),
+            bus.clone(),
+        )
+        .await?;
+        let uncached_registry = UserRegistryComponent::build(
+            roster_user_registry::Dependencies {
+                db: uncached_db,
+                bus: bus.clone(),
+                auth: uncached_auth,
+                hasher,
+                events,
+                config: registry_config,
+            },
+            false,
+        )
+        .await
+        .context("building the second user registry")?;
+        let mut uncached_server = GrpcServer::new();
+        uncached_registry.register(&mut uncached_server);
+
+        let servers = vec![
+            spawn(
+                uncached_server,
+                uncached_listener,
+                vec![uncached_registry.relay],
+                None,
+            )
+            .await?,
+            spawn(
+                server,
+                listener,
+                vec![user_registry.relay, access.relay],
+                Some((access.service.clone(), bus)),
+            )
+            .await?,
+        ];
+
+        Ok(Services {
+            addr,
+            uncached_addr,
+            pool: pools[0].clone(),
+            pool_size,
+            cache_ttl_ms: auth_config.cache_ttl_ms,
+            resolutions,
+            pools,
+            servers,
+            _nats: nats,
+            _db: test_db,
+        })
+    }
+
+    /// A new channel (one HTTP/2 connection) to the first server.
+    pub async fn connect(&self) -> anyhow::Result<Channel> {
+        connect(self.addr).await
+    }
+
+    /// A new channel to the uncached server.
+    pub async fn connect_uncached(&self) -> anyhow::Result<Channel> {
+        connect(self.uncached_addr).await
+    }
+
+    /// Creates the approved admin [`ADMIN_ID`] through `UserRegistry.Create`
+    /// and an API key with `RIGHT_ALL` for it through
+    /// `UserAccess.CreateAPIKey`, both as a cluster caller, and returns the
+    /// key.
+    pub async fn admin_api_key(&self) -> anyhow::Result<String> {
+        let channel = self.connect().await?;
+        let ids = UserIdentifiers {
+            user_id: ADMIN_ID.into(),
+            email: String::new(),
+        };
+        UserRegistryClient::new(channel.clone())
+            .create(with_cluster_key(CreateUserRequest {
+                user: Some(User {
+                    ids: Some(ids.clone()),
+                    primary_email_address: format!("{ADMIN_ID}@bench.example.com"),
+                    password: ADMIN_PASSWORD.into(),
+                    state: State::Approved as i32,
+                    admin: true,
+                    ..Default::default()
+                }),
+                invitation_token: String::new(),
+            }))
+            .await
+            .context("creating the admin")?;
+        let key = UserAccessClient::new(channel)
+            .create_api_key(with_cluster_key(CreateUserApiKeyRequest {
+                user_ids: Some(ids),
+                name: "bench".into(),
+                rights: vec![Right::All as i32],
+                expires_at: None,
+            }))
+            .await
+            .context("creating the admin's API key")?
+            .into_inner();
+        anyhow::ensure!(!key.key.is_empty(), "CreateAPIKey returned no key");
+        Ok(key.key)
+    }
+
+    /// Stops the servers (the uncached one first, since it calls the
+    /// other) and the relays, then closes the pools, so the database is
+    /// dropped with no connection of ours left on it.
+    pub async fn shutdown(self) {
+        for (stop, server) in self.servers {
+            let _ = stop.send(true);
+            let _ = server.await;
+        }
+        for pool in &self.pools {
+            pool.close().await;
+        }
+    }
+}
+
+/// An Authenticator as `rosterd` builds one: credentials resolved by
+/// `EntityAccess.AuthInfo` at `access`, the cluster key accepted, cached
+/// answers dropped on invalidating events.
+async fn authenticator(
+    access: Channel,
+    config: &AuthConfig,
+    calls: Arc<AtomicU64>,
+    bus: Arc<dyn EventBus>,
+) -> anyhow::Result<Arc<Authenticator>> {
+    let resolver = Arc::new(Counting {
+        inner: GrpcCredentialResolver::new(access, TEST_CLUSTER_KEY.to_string()),
+        calls,
+    });
+    let auth = Arc::new(Authenticator::new(
+        resolver,
+        ClusterKeys::new([TEST_CLUSTER_KEY.to_string()]),
+        config,
+    ));
+    auth.spawn_invalidation(bus)
+        .await
+        .context("subscribing to invalidating events")?;
+    Ok(auth)
+}
+
+/// Serves `server` with its background tasks (outbox relays, and the
+/// access service's event consumer when `worker` is given) until the
+/// returned sender sends `true`; then, as rosterd does once requests have
+/// drained, stops the tasks and lets the relays publish what is left.
+async fn spawn(
+    server: GrpcServer,
+    listener: TcpListener,
+    relays: Vec<OutboxRelay>,
+    worker: Option<(Arc<AccessService>, Arc<dyn EventBus>)>,
+) -> anyhow::Result<(watch::Sender<bool>, JoinHandle<()>)> {
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let (tasks_stop, tasks_stopped) = watch::channel(false);
+    let mut tasks: Vec<JoinHandle<()>> = relays
+        .into_iter()
+        .map(|relay| tokio::spawn(relay.run(until_stopped(tasks_stopped.clone()))))
+        .collect();
+    if let Some((service, bus)) = worker {
+        tasks.push(
+            roster_access::worker::spawn(service, bus, until_stopped(tasks_stopped.clone()))
+                .await
+                .context("joining the access service's event consumer")?,
+        );
+    }
+    let task = tokio::spawn(async move {
+        let served = server.serve(listener, until_stopped(stopped)).await;
+        if let Err(err) = served {
+            eprintln!("a gRPC server failed: {err:#}");
+        }
+        let _ = tasks_stop.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    Ok((stop, task))
+}
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<Channel> {
+    Channel::from_shared(format!("http://{addr}"))?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {addr}"))
+}
