@@ -127,23 +127,24 @@ async fn a_reserved_bootstrap_admin_id_stops_rosterd_and_names_the_key() {
 
 const CLUSTER_KEYS: &str = "e2e-cluster-key";
 
-/// A user registry and an access service as two processes on PostgreSQL
+/// A user registry, an access service and a sessions service as three processes on PostgreSQL
 /// and JetStream, each knowing the other's address.
-struct Split {
-    registry: Rosterd,
-    access: Rosterd,
-    admin_key: String,
+pub struct Split {
+    pub registry: Rosterd,
+    pub access: Rosterd,
+    pub sessions: Rosterd,
+    pub admin_key: String,
     _dir: tempfile::TempDir,
     _db: TestDb,
     _nats: TestNats,
 }
 
-async fn split() -> Split {
+pub async fn split() -> Split {
     let db = TestDb::new().await;
     let nats = TestNats::new();
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("admin.key");
-    let (registry_port, access_port) = (free_port(), free_port());
+    let (registry_port, access_port, sessions_port) = (free_port(), free_port(), free_port());
     let common = vec![
         ("ROSTER__DATABASE__URL", db.url.clone()),
         ("ROSTER__EVENTS__NATS_URL", nats.config.nats_url.clone()),
@@ -160,12 +161,16 @@ async fn split() -> Split {
             "ROSTER__CLUSTER__USER_REGISTRY_ADDRESS",
             format!("http://127.0.0.1:{registry_port}"),
         ),
+        (
+            "ROSTER__CLUSTER__SESSIONS_ADDRESS",
+            format!("http://127.0.0.1:{sessions_port}"),
+        ),
+        ("ROSTER__CLUSTER__KEYS", CLUSTER_KEYS.into()),
     ];
     // The registry process keeps resolved credentials for a minute: only
     // the events that announce a change can make it forget one in time.
     let mut registry_env = common.clone();
     registry_env.push(("ROSTER__AUTH__CACHE_TTL_MS", "60000".into()));
-    registry_env.push(("ROSTER__CLUSTER__KEYS", CLUSTER_KEYS.into()));
     let registry = Rosterd::start_on(
         registry_port,
         dir.path(),
@@ -174,7 +179,6 @@ async fn split() -> Split {
     )
     .await;
     let mut access_env = common.clone();
-    access_env.push(("ROSTER__CLUSTER__KEYS", CLUSTER_KEYS.into()));
     access_env.push(("ROSTER__BOOTSTRAP__ADMIN_USER_ID", "ops-admin".into()));
     access_env.push((
         "ROSTER__BOOTSTRAP__ADMIN_API_KEY_FILE",
@@ -182,10 +186,13 @@ async fn split() -> Split {
     ));
     let access =
         Rosterd::start_on(access_port, dir.path(), &["start", "access"], &access_env).await;
+    let sessions =
+        Rosterd::start_on(sessions_port, dir.path(), &["start", "sessions"], &common).await;
     let admin_key = read_key_file(&key_file).await;
     Split {
         registry,
         access,
+        sessions,
         admin_key,
         _dir: dir,
         _db: db,
@@ -287,8 +294,6 @@ async fn a_deleted_key_is_refused_at_once_where_it_was_deleted_and_within_a_seco
             }
         }
     }
-    drop(split.access);
-    drop(split.registry);
 }
 
 #[tokio::test]

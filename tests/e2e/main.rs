@@ -5,3 +5,4 @@ mod access;
 mod embedded;
 mod process;
 mod production;
+mod sessions;

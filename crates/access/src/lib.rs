@@ -13,6 +13,7 @@
 //! - [`grant`]: what a credential may do, as one pure function;
 //! - [`store`]: the store trait, PostgreSQL and SQLite;
 //! - [`users`]: the user registry as this service sees it;
+//! - [`sessions`]: the sessions service as this service sees it;
 //! - [`worker`]: what it does on other services' events (purges);
 //! - [`events`]: event names; [`error`]: errors → status codes;
 //!   [`config`]: settings.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod events;
 pub mod grant;
 pub mod service;
+pub mod sessions;
 pub mod store;
 pub mod users;
 pub mod worker;
@@ -40,6 +42,7 @@ use roster_proto::v1::user_access_server::UserAccessServer;
 
 pub use config::AccessConfig;
 pub use service::AccessService;
+pub use sessions::{GrpcSessionDirectory, SessionDirectory};
 pub use users::{GrpcUserDirectory, Subject, UserDirectory};
 
 /// The service name used in `rosterd start <name>` and for its data.
@@ -51,6 +54,7 @@ pub struct Dependencies {
     pub bus: Arc<dyn EventBus>,
     pub auth: Arc<Authenticator>,
     pub users: Arc<dyn UserDirectory>,
+    pub sessions: Arc<dyn SessionDirectory>,
     pub hasher: TokenHasher,
     pub events: roster_core::events::EventsConfig,
     pub config: AccessConfig,
@@ -76,6 +80,7 @@ impl AccessComponent {
         let service = Arc::new(AccessService::new(
             store,
             deps.users,
+            deps.sessions,
             deps.hasher,
             deps.auth.clone(),
             deps.config,

@@ -25,8 +25,9 @@ use crate::config::AccessConfig;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::grant::grant;
+use crate::sessions::SessionDirectory;
 use crate::store::{AccessStore, ApiKeyRecord, KeyOrder, KeyQuery, LoginTokenRecord, StoreError};
-use crate::users::UserDirectory;
+use crate::users::{Subject, UserDirectory};
 
 /// The longest API key name.
 pub const MAX_NAME_CHARS: usize = 50;
@@ -50,6 +51,7 @@ const INVALID_TOKEN: &str = "invalid token";
 pub struct AccessService {
     store: Arc<dyn AccessStore>,
     users: Arc<dyn UserDirectory>,
+    sessions: Arc<dyn SessionDirectory>,
     hasher: TokenHasher,
     auth: Arc<Authenticator>,
     config: AccessConfig,
@@ -60,6 +62,7 @@ impl AccessService {
     pub fn new(
         store: Arc<dyn AccessStore>,
         users: Arc<dyn UserDirectory>,
+        sessions: Arc<dyn SessionDirectory>,
         hasher: TokenHasher,
         auth: Arc<Authenticator>,
         config: AccessConfig,
@@ -68,6 +71,7 @@ impl AccessService {
         Self {
             store,
             users,
+            sessions,
             hasher,
             auth,
             config,
@@ -470,9 +474,51 @@ impl AccessService {
             TokenType::LoginToken => Err(Error::Unauthenticated(
                 "a login token is not a credential: exchange it for a session with Authentication.LoginWithToken",
             )),
-            // No sessions service answers for session tokens yet.
-            TokenType::Session => Err(Error::Unauthenticated(INVALID_TOKEN)),
+            TokenType::Session => self.session_info(&token).await,
         }
+    }
+
+    /// The live, undeleted user `user_id`, or UNAUTHENTICATED.
+    async fn live_subject(&self, user_id: &str) -> Result<Subject> {
+        match self.users.subject(user_id).await? {
+            Some(subject) if !subject.deleted => Ok(subject),
+            _ => Err(Error::Unauthenticated(INVALID_TOKEN)),
+        }
+    }
+
+    /// A session carries every right of its user (within the state's
+    /// limits), or none while the password must be changed.
+    async fn session_info(&self, token: &Token) -> Result<AuthInfoResponse> {
+        let Some(session) = self.sessions.session(&token.to_string()).await? else {
+            return Err(Error::Unauthenticated(INVALID_TOKEN));
+        };
+        let subject = self.live_subject(&session.user_id).await?;
+        let carried = if session.password_update_only {
+            RightSet::EMPTY
+        } else {
+            RightSet::all()
+        };
+        let mut granted = grant(carried, &subject, self.config.require_validated_email);
+        if session.password_update_only {
+            granted
+                .warnings
+                .push("the password must be changed first (UserRegistry.UpdatePassword)".into());
+        }
+        Ok(AuthInfoResponse {
+            user_ids: Some(UserIdentifiers {
+                user_id: session.user_id,
+                email: String::new(),
+            }),
+            rights: Some(granted.own.to_proto()),
+            universal_rights: Some(granted.universal.to_proto()),
+            is_admin: granted.is_admin,
+            state: subject.state as i32,
+            token_type: "session".into(),
+            token_id: session.session_id,
+            expires_at: opt_timestamp(session.expires_at),
+            warnings: granted.warnings,
+            password_update_only: session.password_update_only,
+        })
     }
 
     async fn api_key_info(&self, token: &Token) -> Result<AuthInfoResponse> {

@@ -178,7 +178,11 @@ impl Services {
                 db: access_db,
                 bus: bus.clone(),
                 auth,
-                users: Arc::new(GrpcUserDirectory::new(internal, TEST_CLUSTER_KEY)?),
+                users: Arc::new(GrpcUserDirectory::new(internal.clone(), TEST_CLUSTER_KEY)?),
+                sessions: Arc::new(roster_access::GrpcSessionDirectory::new(
+                    internal,
+                    TEST_CLUSTER_KEY,
+                )?),
                 hasher: TokenHasher::new(&auth_config.token_hash_key),
                 events: events.clone(),
                 config: AccessConfig::default(),

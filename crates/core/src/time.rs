@@ -34,6 +34,52 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
+/// Where a service reads the time, so that tests can move it (lockouts,
+/// expiries) instead of sleeping.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, at microsecond precision.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        now()
+    }
+}
+
+/// A clock that stands still until moved (tests).
+#[derive(Debug, Clone)]
+pub struct ManualClock(std::sync::Arc<std::sync::Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    /// A clock showing the current time, standing still.
+    pub fn new() -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(now())))
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut at = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *at += by;
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +114,14 @@ mod tests {
         .unwrap();
         assert_eq!(t.timestamp_subsec_nanos(), 1_234_000);
         assert_eq!(timestamp(now()).nanos % 1000, 0);
+    }
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told() {
+        let clock = ManualClock::new();
+        let start = clock.now();
+        assert_eq!(clock.now(), start);
+        clock.advance(chrono::Duration::minutes(15));
+        assert_eq!(clock.now() - start, chrono::Duration::minutes(15));
     }
 }

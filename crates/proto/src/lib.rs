@@ -22,6 +22,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "roster.v1.UserAccess",
     "roster.v1.UserInvitationRegistry",
     "roster.v1.UserSessionRegistry",
+    "roster.v1.SessionCredentials",
     "roster.v1.Authentication",
     "roster.v1.NotificationService",
     "roster.v1.Mailer",

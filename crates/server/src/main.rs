@@ -17,12 +17,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::RngCore;
-use roster_access::{AccessComponent, GrpcUserDirectory};
+use roster_access::{AccessComponent, GrpcSessionDirectory, GrpcUserDirectory};
 use roster_core::auth::{Authenticator, ClusterKeys, GrpcCredentialResolver, TrustedProxies};
 use roster_core::db::Db;
 use roster_core::password::PasswordHasher;
 use roster_core::server::{GrpcServer, bind, shutdown_signal};
 use roster_core::token::TokenHasher;
+use roster_sessions::{GrpcPeers, SessionsComponent};
 use roster_user_registry::UserRegistryComponent;
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -61,6 +62,7 @@ enum ServiceName {
     All,
     UserRegistry,
     Access,
+    Sessions,
 }
 
 impl ServiceName {
@@ -119,6 +121,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
             roster_user_registry::store::migrations(),
         ),
         (roster_access::NAME, roster_access::store::migrations()),
+        (roster_sessions::NAME, roster_sessions::store::migrations()),
     ] {
         let db = Db::open(&settings.database, service).await?;
         migrations.run(&db).await?;
@@ -165,12 +168,20 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         "access_address",
         addr.port(),
     )?;
+    let sessions_channel = peer(
+        &settings.cluster.sessions_address,
+        "sessions_address",
+        addr.port(),
+    )?;
     let user_registry_channel = peer(
         &settings.cluster.user_registry_address,
         "user_registry_address",
         addr.port(),
     )?;
-    let resolver = Arc::new(GrpcCredentialResolver::new(access_channel, keys[0].clone()));
+    let resolver = Arc::new(GrpcCredentialResolver::new(
+        access_channel.clone(),
+        keys[0].clone(),
+    ));
     let auth = Arc::new(
         Authenticator::new(resolver, ClusterKeys::new(keys.clone()), &settings.auth)
             .with_trusted_proxies(TrustedProxies::parse(&settings.auth.trusted_proxies)?),
@@ -224,6 +235,10 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
                     user_registry_channel.clone(),
                     &keys[0],
                 )?),
+                sessions: Arc::new(GrpcSessionDirectory::new(
+                    sessions_channel.clone(),
+                    &keys[0],
+                )?),
                 hasher: TokenHasher::new(&settings.auth.token_hash_key),
                 events: settings.events.clone(),
                 config: settings.access.clone(),
@@ -258,6 +273,44 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
                 }
             });
         }
+    }
+
+    if service.includes(ServiceName::Sessions) {
+        let db = Db::open(&settings.database, roster_sessions::NAME).await?;
+        tracing::info!(
+            service = roster_sessions::NAME,
+            backend = db.backend(),
+            "opened database"
+        );
+        let component = SessionsComponent::build(
+            roster_sessions::Dependencies {
+                db,
+                bus: bus.clone(),
+                auth: auth.clone(),
+                peers: Arc::new(GrpcPeers::new(
+                    user_registry_channel.clone(),
+                    access_channel.clone(),
+                    &keys[0],
+                )?),
+                hasher: TokenHasher::new(&settings.auth.token_hash_key),
+                clock: Arc::new(roster_core::time::SystemClock),
+                events: settings.events.clone(),
+                config: settings.sessions.clone(),
+            },
+            settings.database.migrate_on_start,
+        )
+        .await?;
+        component.register(&mut server);
+        tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
+        tasks.push(
+            roster_sessions::worker::spawn(
+                component.service.clone(),
+                bus.clone(),
+                stopping(stop_rx.clone()),
+            )
+            .await
+            .context("joining the sessions service's event consumer")?,
+        );
     }
 
     server

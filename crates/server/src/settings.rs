@@ -8,6 +8,7 @@ use roster_core::db::DatabaseConfig;
 use roster_core::events::EventsConfig;
 use roster_core::password::PasswordConfig;
 use roster_core::telemetry::TelemetryConfig;
+use roster_sessions::SessionsConfig;
 use roster_user_registry::UserRegistryConfig;
 use serde::Deserialize;
 
@@ -24,6 +25,7 @@ pub struct Settings {
     pub cluster: ClusterConfig,
     pub user_registry: UserRegistryConfig,
     pub access: AccessConfig,
+    pub sessions: SessionsConfig,
     pub bootstrap: BootstrapConfig,
 }
 
@@ -39,6 +41,7 @@ impl Default for Settings {
             cluster: ClusterConfig::default(),
             user_registry: UserRegistryConfig::default(),
             access: AccessConfig::default(),
+            sessions: SessionsConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }
@@ -57,8 +60,12 @@ pub struct ClusterConfig {
     /// resolves credentials. Empty: this process itself.
     pub access_address: String,
     /// The address of the user registry (`http://host:port`), which the
-    /// access service asks about users. Empty: this process itself.
+    /// access and sessions services ask about users and passwords. Empty:
+    /// this process itself.
     pub user_registry_address: String,
+    /// The address of the sessions service (`http://host:port`), which the
+    /// access service asks about session tokens. Empty: this process.
+    pub sessions_address: String,
 }
 
 /// The first admin, made once so that a fresh install can be driven by

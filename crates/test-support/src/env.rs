@@ -1,4 +1,4 @@
-//! [`TestEnv`]: the user registry and the access service under test on one
+//! [`TestEnv`]: the user registry, the access and the sessions service under test on one
 //! ephemeral port, as `rosterd start all` runs them, with their own
 //! database, their own event namespace, and every credential resolved for
 //! real by `EntityAccess.AuthInfo`.
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use roster_access::{AccessComponent, AccessConfig, GrpcUserDirectory};
+use roster_access::{AccessComponent, AccessConfig, GrpcSessionDirectory, GrpcUserDirectory};
 use roster_core::auth::{
     AuthConfig, Authenticator, CLUSTER_KEY_HEADER, ClusterKeys, GrpcCredentialResolver,
 };
@@ -16,12 +16,14 @@ use roster_core::db::Db;
 use roster_core::events::{EventBus, EventStream, EventsConfig, MemoryBus, NatsBus};
 use roster_core::password::{PasswordConfig, PasswordHasher};
 use roster_core::server::{GrpcServer, bind};
+use roster_core::time::{Clock, ManualClock, SystemClock};
 use roster_core::token::TokenHasher;
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
     CreateUserApiKeyRequest, CreateUserRequest, Event, Right, State, User, UserIdentifiers,
 };
+use roster_sessions::{GrpcPeers, SessionsComponent, SessionsConfig};
 use roster_user_registry::{UserRegistryComponent, UserRegistryConfig};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -61,7 +63,11 @@ pub fn test_password_config() -> PasswordConfig {
 pub struct TestConfig {
     pub user_registry: UserRegistryConfig,
     pub access: AccessConfig,
+    pub sessions: SessionsConfig,
     pub auth: AuthConfig,
+    /// The sessions service's clock: the system's unless given (a
+    /// [`ManualClock`] lets a test move time for lockouts and expiry).
+    pub clock: Option<ManualClock>,
 }
 
 /// Running services for one test.
@@ -71,11 +77,14 @@ pub struct TestEnv {
     pub db: Db,
     /// The access service's database.
     pub access_db: Db,
+    /// The sessions service's database.
+    pub sessions_db: Db,
     pub bus: Arc<dyn EventBus>,
     pub events: EventsConfig,
     pub auth: Arc<Authenticator>,
     pub user_registry: Arc<roster_user_registry::UserRegistryService>,
     pub access: Arc<roster_access::AccessService>,
+    pub sessions: Arc<roster_sessions::SessionsService>,
     pub addr: SocketAddr,
     channel: Channel,
     stop: Option<oneshot::Sender<()>>,
@@ -104,7 +113,8 @@ impl TestEnv {
 
     /// The services on `backend` with `config`.
     pub async fn start_configured(backend: Backend, config: TestConfig) -> TestEnv {
-        let (db, access_db, bus, events, pg, nats, sqlite): (
+        let (db, access_db, sessions_db, bus, events, pg, nats, sqlite): (
+            Db,
             Db,
             Db,
             Arc<dyn EventBus>,
@@ -117,6 +127,7 @@ impl TestEnv {
                 let pg = TestDb::new().await;
                 let db = pg.pool_for(roster_user_registry::NAME).await;
                 let access_db = pg.pool_for(roster_access::NAME).await;
+                let sessions_db = pg.pool_for(roster_sessions::NAME).await;
                 let nats = TestNats::new();
                 let bus = NatsBus::connect(&nats.config)
                     .await
@@ -126,6 +137,7 @@ impl TestEnv {
                 (
                     db,
                     access_db,
+                    sessions_db,
                     Arc::new(bus),
                     events,
                     Some(pg),
@@ -139,6 +151,9 @@ impl TestEnv {
                 let access_db = Db::open_sqlite(&dir.path().join("access.db"), 4)
                     .await
                     .expect("open SQLite");
+                let sessions_db = Db::open_sqlite(&dir.path().join("sessions.db"), 4)
+                    .await
+                    .expect("open SQLite");
                 let events = EventsConfig {
                     relay_interval_ms: 50,
                     ..EventsConfig::default()
@@ -146,6 +161,7 @@ impl TestEnv {
                 (
                     db,
                     access_db,
+                    sessions_db,
                     Arc::new(MemoryBus::new()),
                     events,
                     None,
@@ -191,7 +207,11 @@ impl TestEnv {
                 bus: bus.clone(),
                 auth: auth.clone(),
                 users: Arc::new(
-                    GrpcUserDirectory::new(internal, TEST_CLUSTER_KEY).expect("directory"),
+                    GrpcUserDirectory::new(internal.clone(), TEST_CLUSTER_KEY).expect("directory"),
+                ),
+                sessions: Arc::new(
+                    GrpcSessionDirectory::new(internal.clone(), TEST_CLUSTER_KEY)
+                        .expect("sessions directory"),
                 ),
                 hasher: TokenHasher::new(&config.auth.token_hash_key),
                 events: events.clone(),
@@ -201,14 +221,37 @@ impl TestEnv {
         )
         .await
         .expect("build the access service");
+        let clock: Arc<dyn Clock> = match config.clock {
+            Some(clock) => Arc::new(clock),
+            None => Arc::new(SystemClock),
+        };
+        let sessions = SessionsComponent::build(
+            roster_sessions::Dependencies {
+                db: sessions_db.clone(),
+                bus: bus.clone(),
+                auth: auth.clone(),
+                peers: Arc::new(
+                    GrpcPeers::new(internal.clone(), internal, TEST_CLUSTER_KEY).expect("peers"),
+                ),
+                hasher: TokenHasher::new(&config.auth.token_hash_key),
+                clock,
+                events: events.clone(),
+                config: config.sessions,
+            },
+            true,
+        )
+        .await
+        .expect("build the sessions service");
         let mut server = GrpcServer::new();
         user_registry.register(&mut server);
         access.register(&mut server);
+        sessions.register(&mut server);
         let user_registry_service = user_registry.service.clone();
         let access_service = access.service.clone();
+        let sessions_service = sessions.service.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let (relay_stop, relay_stopped) = tokio::sync::watch::channel(false);
-        for relay in [user_registry.relay, access.relay] {
+        for relay in [user_registry.relay, access.relay, sessions.relay] {
             let mut stopped = relay_stopped.clone();
             tokio::spawn(relay.run(async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -220,6 +263,12 @@ impl TestEnv {
         })
         .await
         .expect("join the access service's work consumer");
+        let mut worker_stopped = relay_stopped.clone();
+        roster_sessions::worker::spawn(sessions_service.clone(), bus.clone(), async move {
+            let _ = worker_stopped.wait_for(|s| *s).await;
+        })
+        .await
+        .expect("join the sessions service's work consumer");
         tokio::spawn(async move {
             let _ = server
                 .serve(listener, async {
@@ -237,11 +286,13 @@ impl TestEnv {
             backend,
             db,
             access_db,
+            sessions_db,
             bus,
             events,
             auth,
             user_registry: user_registry_service,
             access: access_service,
+            sessions: sessions_service,
             addr,
             channel,
             stop: Some(stop),
@@ -309,6 +360,21 @@ impl TestEnv {
     pub async fn user_token(&self, user_id: &str, rights: &[Right]) -> String {
         self.ensure_user(user_id, false).await;
         self.api_key(user_id, rights).await.1
+    }
+
+    /// A session token of `user_id` (created approved, not an admin, if
+    /// missing), from `Authentication.Login` with [`TEST_PASSWORD`].
+    pub async fn session_token(&self, user_id: &str) -> String {
+        self.ensure_user(user_id, false).await;
+        roster_proto::v1::authentication_client::AuthenticationClient::new(self.channel())
+            .login(roster_proto::v1::LoginRequest {
+                user_ids: Some(ids(user_id)),
+                password: TEST_PASSWORD.into(),
+            })
+            .await
+            .unwrap_or_else(|status| panic!("cannot log {user_id} in: {status}"))
+            .into_inner()
+            .token
     }
 
     /// Subscribes to events (fan-out) whose name matches `pattern`.

@@ -930,7 +930,8 @@ impl UserRegistryService {
     // ---- UserCredentials (internal) ----------------------------------
 
     /// Checks a password for another service. Unknown users and wrong
-    /// passwords take the same time and give the same answer.
+    /// passwords take the same time; the calling service (never an end
+    /// user) learns which it was, to count failures per user.
     #[tracing::instrument(skip_all)]
     pub async fn check_password(
         &self,
@@ -961,8 +962,8 @@ impl UserRegistryService {
             .await
             .map_err(Error::from)?;
         match stored {
-            Some(user) if ok => {
-                if self.hasher.needs_rehash(&user.password_hash) {
+            Some(user) => {
+                if ok && self.hasher.needs_rehash(&user.password_hash) {
                     self.upgrade_password_hash(&user, &req.password).await;
                 }
                 let full = convert::user_full(&user);
@@ -978,9 +979,12 @@ impl UserRegistryService {
                         "primary_email_address_validated_at",
                     ],
                 );
-                Ok(CheckPasswordResponse { user: Some(user) })
+                Ok(CheckPasswordResponse {
+                    user: Some(user),
+                    valid: ok,
+                })
             }
-            _ => Err(Error::Unauthenticated("incorrect user or password")),
+            None => Err(Error::NotFound("user")),
         }
     }
 

@@ -1,5 +1,7 @@
 //! UserCredentials.CheckPassword: the internal password check other
-//! services make with the cluster key.
+//! services make with the cluster key. An unknown or deleted user is
+//! NOT_FOUND; a known one is answered with its user (without secrets) and
+//! whether the password is right.
 
 use roster_core::auth::CLUSTER_KEY_HEADER;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
@@ -55,11 +57,11 @@ async fn the_cluster_checks_a_password_by_user_id(backend: Backend) {
         .await
         .expect("admin creates carol");
 
-    let user = check_password(&env, ids("carol"), PASSWORD)
+    let checked = check_password(&env, ids("carol"), PASSWORD)
         .await
-        .expect("right password")
-        .user
-        .expect("user");
+        .expect("right password");
+    assert!(checked.valid, "the password is right");
+    let user = checked.user.expect("user");
 
     assert_login_view(&user, "carol");
     assert!(user.admin);
@@ -73,36 +75,90 @@ async fn the_cluster_checks_a_password_by_email_in_any_case(backend: Backend) {
     register(&env, "alice").await;
 
     for email in ["alice@example.com", "ALICE@Example.COM"] {
-        let user = check_password(&env, by_email(email), PASSWORD)
+        let checked = check_password(&env, by_email(email), PASSWORD)
             .await
-            .unwrap_or_else(|s| panic!("{email}: {s:?}"))
-            .user
-            .expect("user");
+            .unwrap_or_else(|s| panic!("{email}: {s:?}"));
+        assert!(checked.valid, "{email}: the password is right");
+        let user = checked.user.expect("user");
         assert_login_view(&user, "alice");
         assert!(!user.admin);
         assert_eq!(user.state, State::Approved as i32);
     }
 }
 
-async fn a_wrong_password_is_unauthenticated(backend: Backend) {
+async fn a_wrong_password_is_answered_with_the_user_and_valid_false(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
-    for user_ids in [ids("alice"), by_email("alice@example.com")] {
-        let status = check_password(&env, user_ids, "Wrong-Password-1")
+    for (user_ids, password) in [
+        (ids("alice"), "Wrong-Password-1"),
+        (by_email("alice@example.com"), "Wrong-Password-1"),
+        (ids("alice"), ""),
+    ] {
+        let what = format!("{user_ids:?} with {password:?}");
+        let checked = check_password(&env, user_ids, password)
             .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::Unauthenticated);
+            .unwrap_or_else(|s| panic!("{what}: {s:?}"));
+        assert!(!checked.valid, "{what}: the password is wrong");
+        let user = checked.user.unwrap_or_else(|| panic!("{what}: user"));
+        assert_eq!(user.ids.unwrap().user_id, "alice", "{what}");
     }
-    let status = check_password(&env, ids("alice"), "").await.unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated);
 }
 
-async fn an_unknown_user_is_unauthenticated(backend: Backend) {
+/// The answer to a wrong password names the user, so the calling service
+/// can count failures per user, but carries no secret.
+async fn a_wrong_password_answer_carries_the_user_but_no_secret(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    let mut carol = new_user("carol");
+    carol.admin = true;
+    carol.state = State::Flagged as i32;
+    carol.require_password_update = true;
+    carol.attributes.insert("team".into(), "ops".into());
+    registry(&env)
+        .create(with_token(
+            CreateUserRequest {
+                user: Some(carol),
+                invitation_token: String::new(),
+            },
+            &env.admin_token("root-admin").await,
+        ))
+        .await
+        .expect("admin creates carol");
+    update_as_admin(
+        &env,
+        User {
+            ids: Some(ids("carol")),
+            temporary_password: "Temporary-Pass-77".into(),
+            ..Default::default()
+        },
+        &["temporary_password"],
+    )
+    .await;
+
+    for user_ids in [ids("carol"), by_email("carol@example.com")] {
+        let checked = check_password(&env, user_ids, "Wrong-Password-1")
+            .await
+            .expect("a known user is answered");
+        assert!(!checked.valid);
+        let user = checked.user.expect("user");
+        assert_login_view(&user, "carol");
+        assert!(user.password.is_empty(), "no password hash");
+        assert!(user.admin);
+        assert_eq!(user.state, State::Flagged as i32);
+        assert!(user.require_password_update);
+        assert_eq!(user.primary_email_address, "carol@example.com");
+    }
+}
+
+async fn an_unknown_user_is_not_found(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
     for user_ids in [ids("stranger"), by_email("stranger@example.com")] {
-        let status = check_password(&env, user_ids, PASSWORD).await.unwrap_err();
-        assert_eq!(status.code(), Code::Unauthenticated);
+        for password in [PASSWORD, "Wrong-Password-1"] {
+            let status = check_password(&env, user_ids.clone(), password)
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::NotFound, "{user_ids:?}");
+        }
     }
 }
 
@@ -156,7 +212,7 @@ async fn a_wrong_cluster_key_is_unauthenticated(backend: Backend) {
     assert_eq!(status.code(), Code::Unauthenticated);
 }
 
-async fn deleted_users_are_unauthenticated(backend: Backend) {
+async fn deleted_users_are_not_found(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
     registry(&env)
@@ -168,24 +224,28 @@ async fn deleted_users_are_unauthenticated(backend: Backend) {
         .expect("admin deletes alice");
 
     for user_ids in [ids("alice"), by_email("alice@example.com")] {
-        let status = check_password(&env, user_ids, PASSWORD).await.unwrap_err();
-        assert_eq!(status.code(), Code::Unauthenticated);
+        let status = check_password(&env, user_ids.clone(), PASSWORD)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{user_ids:?}");
     }
 }
 
 on_both_backends!(
     the_cluster_checks_a_password_by_user_id,
     the_cluster_checks_a_password_by_email_in_any_case,
-    a_wrong_password_is_unauthenticated,
-    an_unknown_user_is_unauthenticated,
+    a_wrong_password_is_answered_with_the_user_and_valid_false,
+    a_wrong_password_answer_carries_the_user_but_no_secret,
+    an_unknown_user_is_not_found,
     a_check_without_a_user_id_or_email_is_invalid,
     callers_without_the_cluster_key_are_refused,
     a_wrong_cluster_key_is_unauthenticated,
-    deleted_users_are_unauthenticated,
+    deleted_users_are_not_found,
 );
 
 /// A password hash imported from The Things Stack (PBKDF2) verifies, and
-/// the first successful check replaces it with Argon2id, silently.
+/// the first successful check replaces it with Argon2id, silently. A wrong
+/// password upgrades nothing.
 async fn an_imported_pbkdf2_hash_verifies_and_is_upgraded(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     register(&env, "alice").await;
@@ -193,26 +253,41 @@ async fn an_imported_pbkdf2_hash_verifies_and_is_upgraded(backend: Backend) {
     let mut user = store.get_user("alice").await.unwrap().unwrap();
     let before = user.updated_at;
     // PBKDF2-SHA256, 1000 iterations, of the test password.
-    user.password_hash =
-        "PBKDF2$sha256$1000$0123456789abcdef$Rq8B2wjG49xjAQEx7c6lK5E-A_BmghXvqkuo5qL3O3c".into();
+    const PBKDF2_HASH: &str =
+        "PBKDF2$sha256$1000$0123456789abcdef$Rq8B2wjG49xjAQEx7c6lK5E-A_BmghXvqkuo5qL3O3c";
+    user.password_hash = PBKDF2_HASH.into();
     store.update_user(&user, before, false, &[]).await.unwrap();
+
+    let wrong = check_password(&env, ids("alice"), "Wrong-Horse-9")
+        .await
+        .expect("a known user is answered");
+    assert!(!wrong.valid, "a wrong password does not verify");
+    let stored = store.get_user("alice").await.unwrap().unwrap();
+    assert_eq!(
+        stored.password_hash, PBKDF2_HASH,
+        "a wrong password upgrades nothing"
+    );
 
     let checked = check_password(&env, ids("alice"), PASSWORD)
         .await
-        .expect("the imported hash verifies");
+        .expect("a known user is answered");
+    assert!(checked.valid, "the imported hash verifies");
     assert_eq!(checked.user.unwrap().ids.unwrap().user_id, "alice");
     let stored = store.get_user("alice").await.unwrap().unwrap();
     assert!(stored.password_hash.starts_with("$argon2id$"), "upgraded");
     assert_eq!(stored.updated_at, before, "only the stored form changed");
-    check_password(&env, ids("alice"), PASSWORD)
-        .await
-        .expect("the upgraded hash verifies");
-    assert_eq!(
-        check_password(&env, ids("alice"), "Wrong-Horse-9")
+    assert!(
+        check_password(&env, ids("alice"), PASSWORD)
             .await
-            .unwrap_err()
-            .code(),
-        Code::Unauthenticated
+            .expect("a known user is answered")
+            .valid,
+        "the upgraded hash verifies"
+    );
+    assert!(
+        !check_password(&env, ids("alice"), "Wrong-Horse-9")
+            .await
+            .expect("a known user is answered")
+            .valid
     );
 }
 

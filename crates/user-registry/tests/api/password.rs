@@ -47,11 +47,14 @@ async fn create_temporary_password(env: &TestEnv, user_id: &str) -> Result<(), S
         .map(|_| ())
 }
 
-/// Whether `password` is `user_id`'s password now.
+/// Whether `password` is `user_id`'s password now. `user_id` must exist.
 async fn password_works(env: &TestEnv, user_id: &str, password: &str) -> bool {
     match check_password(env, ids(user_id), password).await {
-        Ok(_) => true,
-        Err(status) if status.code() == Code::Unauthenticated => false,
+        Ok(checked) => {
+            let user = checked.user.expect("a known user is answered with it");
+            assert_eq!(user.ids.expect("user ids").user_id, user_id);
+            checked.valid
+        }
         Err(status) => panic!("unexpected check result: {status:?}"),
     }
 }

@@ -311,6 +311,8 @@ where
 }
 
 /// UserCredentials.CheckPassword as another service calls it (cluster key).
+/// A known user is `Ok` with `valid` saying whether `password` is right; an
+/// unknown or deleted one is NOT_FOUND.
 pub async fn check_password(
     env: &TestEnv,
     user_ids: UserIdentifiers,

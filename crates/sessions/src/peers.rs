@@ -1,0 +1,179 @@
+//! The other services the sessions service asks, over gRPC with the
+//! cluster key: the user registry (passwords, users) and the access service
+//! (login tokens).
+
+use roster_core::auth::CLUSTER_KEY_HEADER;
+use roster_proto::v1::entity_access_client::EntityAccessClient;
+use roster_proto::v1::user_credentials_client::UserCredentialsClient;
+use roster_proto::v1::user_registry_client::UserRegistryClient;
+use roster_proto::v1::{
+    CheckPasswordRequest, ConsumeLoginTokenRequest, GetUserRequest, State, User, UserIdentifiers,
+};
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// What the sessions service needs to know about a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user_id: String,
+    pub state: State,
+    pub require_password_update: bool,
+}
+
+impl Account {
+    fn of(user: &User) -> Option<Self> {
+        Some(Self {
+            user_id: user.ids.as_ref()?.user_id.clone(),
+            state: State::try_from(user.state).unwrap_or(State::Requested),
+            require_password_update: user.require_password_update,
+        })
+    }
+}
+
+/// The outcome of a password check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// No such (live) user.
+    UnknownUser,
+    /// The user exists; the password is right or not.
+    Known { account: Account, valid: bool },
+}
+
+/// The services the sessions service depends on.
+#[async_trait::async_trait]
+pub trait Peers: Send + Sync + 'static {
+    /// Checks a password (the user registry hashes on its blocking pool; an
+    /// unknown user costs the same).
+    async fn check_password(
+        &self,
+        user_ids: UserIdentifiers,
+        password: String,
+    ) -> Result<PasswordCheck, Status>;
+
+    /// A live user, or `None`.
+    async fn account(&self, user_id: &str) -> Result<Option<Account>, Status>;
+
+    /// Uses up a login token: the user it logs in, or UNAUTHENTICATED.
+    async fn consume_login_token(&self, token: String) -> Result<String, Status>;
+}
+
+/// The peers over gRPC.
+#[derive(Clone)]
+pub struct GrpcPeers {
+    users: Channel,
+    access: Channel,
+    cluster_key: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl GrpcPeers {
+    pub fn new(users: Channel, access: Channel, cluster_key: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            users,
+            access,
+            cluster_key: cluster_key
+                .parse()
+                .map_err(|_| anyhow::anyhow!("the cluster key is not valid header text"))?,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        roster_core::telemetry::inject_trace_context(request.metadata_mut());
+        request
+            .metadata_mut()
+            .insert(CLUSTER_KEY_HEADER, self.cluster_key.clone());
+        request
+    }
+}
+
+/// A peer's failure as this service reports it: a bad request stays one,
+/// anything else means the peer is unavailable.
+fn unavailable(status: Status) -> Status {
+    match status.code() {
+        Code::InvalidArgument => status,
+        code => {
+            tracing::warn!(?code, message = status.message(), "a peer service failed");
+            Status::unavailable("a service Roster depends on is unavailable")
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Peers for GrpcPeers {
+    async fn check_password(
+        &self,
+        user_ids: UserIdentifiers,
+        password: String,
+    ) -> Result<PasswordCheck, Status> {
+        let checked = UserCredentialsClient::new(self.users.clone())
+            .check_password(self.request(CheckPasswordRequest {
+                user_ids: Some(user_ids),
+                password,
+            }))
+            .await;
+        match checked {
+            Ok(response) => {
+                let response = response.into_inner();
+                let account = response
+                    .user
+                    .as_ref()
+                    .and_then(Account::of)
+                    .ok_or_else(|| Status::internal("a password check without its user"))?;
+                Ok(PasswordCheck::Known {
+                    account,
+                    valid: response.valid,
+                })
+            }
+            Err(status) if status.code() == Code::NotFound => Ok(PasswordCheck::UnknownUser),
+            Err(status) => Err(unavailable(status)),
+        }
+    }
+
+    async fn account(&self, user_id: &str) -> Result<Option<Account>, Status> {
+        let got = UserRegistryClient::new(self.users.clone())
+            .get(
+                self.request(GetUserRequest {
+                    user_ids: Some(UserIdentifiers {
+                        user_id: user_id.to_string(),
+                        email: String::new(),
+                    }),
+                    field_mask: Some(prost_types::FieldMask {
+                        paths: ["ids", "state", "require_password_update", "deleted_at"]
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect(),
+                    }),
+                }),
+            )
+            .await;
+        match got {
+            Ok(response) => {
+                let user = response.into_inner();
+                Ok(if user.deleted_at.is_some() {
+                    None
+                } else {
+                    Account::of(&user)
+                })
+            }
+            Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
+                Ok(None)
+            }
+            Err(status) => Err(unavailable(status)),
+        }
+    }
+
+    async fn consume_login_token(&self, token: String) -> Result<String, Status> {
+        let consumed = EntityAccessClient::new(self.access.clone())
+            .consume_login_token(self.request(ConsumeLoginTokenRequest { token }))
+            .await;
+        match consumed {
+            Ok(response) => response
+                .into_inner()
+                .user_ids
+                .map(|ids| ids.user_id)
+                .ok_or_else(|| Status::internal("a login token without its user")),
+            Err(status) if status.code() == Code::Unauthenticated => Err(status),
+            Err(status) => Err(unavailable(status)),
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The sessions service's use cases: logging in and out, listing and ending
+//! sessions, lockout after failed logins, and checking session tokens for
+//! the access service.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use roster_core::auth::{Authenticator, CallContext};
+use roster_core::events::{new_event, pack};
+use roster_core::list::{Order, Page};
+use roster_core::ratelimit::RateLimiter;
+use roster_core::time::{Clock, opt_timestamp, timestamp};
+use roster_core::token::{Token, TokenHasher, TokenType};
+use roster_core::validation::FieldViolation;
+use roster_proto::v1::{
+    CheckSessionResponse, EntityIdentifiers, Event, LoginFailureEventData, LoginRequest,
+    LoginResponse, Right, State, UserIdentifiers, UserSession, UserSessionIdentifiers,
+    UserSessions, entity_identifiers,
+};
+
+use crate::config::SessionsConfig;
+use crate::error::{Error, Result};
+use crate::events;
+use crate::peers::{Account, PasswordCheck, Peers};
+use crate::store::{
+    FailurePolicy, Failures, SessionOrder, SessionQuery, SessionRecord, SessionStore,
+};
+
+/// The orders List accepts.
+const SESSION_ORDERS: &[&str] = &["created_at", "updated_at", "expires_at"];
+
+/// The one answer to a wrong password or an unknown user.
+const WRONG: &str = "incorrect user or password";
+
+/// The longest user agent kept with a session.
+const MAX_USER_AGENT_CHARS: usize = 512;
+
+/// Logins, sessions and lockout.
+pub struct SessionsService {
+    store: Arc<dyn SessionStore>,
+    peers: Arc<dyn Peers>,
+    hasher: TokenHasher,
+    auth: Arc<Authenticator>,
+    clock: Arc<dyn Clock>,
+    config: SessionsConfig,
+    limiter: RateLimiter,
+}
+
+impl SessionsService {
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        peers: Arc<dyn Peers>,
+        hasher: TokenHasher,
+        auth: Arc<Authenticator>,
+        clock: Arc<dyn Clock>,
+        config: SessionsConfig,
+    ) -> Self {
+        let limiter = RateLimiter::new(config.login_rate_limit);
+        Self {
+            store,
+            peers,
+            hasher,
+            auth,
+            clock,
+            config,
+            limiter,
+        }
+    }
+
+    fn event(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+        user_id: Option<&str>,
+        data: Option<prost_types::Any>,
+    ) -> Event {
+        let identifiers = user_id.map(user_ids_event).unwrap_or_default();
+        let mut event = new_event(name, identifiers, data);
+        ctx.stamp(&mut event);
+        event
+    }
+
+    fn failure_event(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+        user_id: Option<&str>,
+        reason: &str,
+        failures: Option<&Failures>,
+    ) -> Event {
+        self.event(
+            ctx,
+            name,
+            user_id,
+            Some(pack(&LoginFailureEventData {
+                reason: reason.to_string(),
+                failures: failures.map_or(0, |f| f.failures),
+                locked_until: opt_timestamp(failures.and_then(|f| f.locked_until)),
+            })),
+        )
+    }
+
+    fn seconds(secs: u64) -> Duration {
+        Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+
+    fn allow_attempt(&self, ctx: &CallContext) -> Result<()> {
+        if self.limiter.allow(&[&ctx.client_key()]) {
+            Ok(())
+        } else {
+            Err(Error::RateLimited)
+        }
+    }
+
+    // ---- Authentication ------------------------------------------------
+
+    /// Logs in with a password.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(&self, ctx: &CallContext, req: LoginRequest) -> Result<LoginResponse> {
+        let ids = req
+            .user_ids
+            .ok_or_else(|| FieldViolation::new("user_ids", "is required"))?;
+        if ids.user_id.is_empty() == ids.email.is_empty() {
+            return Err(
+                FieldViolation::new("user_ids", "give exactly one of user_id and email").into(),
+            );
+        }
+        if req.password.is_empty() {
+            return Err(FieldViolation::new("password", "is required").into());
+        }
+        self.allow_attempt(ctx)?;
+        let (account, valid) = match self.peers.check_password(ids, req.password).await? {
+            PasswordCheck::UnknownUser => {
+                let event =
+                    self.failure_event(ctx, events::LOGIN_FAILED, None, "unknown_user", None);
+                self.store.record_events(&[event]).await?;
+                return Err(Error::Unauthenticated(WRONG));
+            }
+            PasswordCheck::Known { account, valid } => (account, valid),
+        };
+        let user_id = account.user_id.clone();
+        let now = self.clock.now();
+        if !valid {
+            let lockout = self.config.lockout;
+            let policy = FailurePolicy {
+                window_start: now - Self::seconds(lockout.window_secs),
+                max_failures: if lockout.max_failures == 0 {
+                    u32::MAX
+                } else {
+                    lockout.max_failures
+                },
+                lock_until: now + Self::seconds(lockout.lock_secs),
+            };
+            let build = |outcome: &Failures| {
+                let mut out = vec![self.failure_event(
+                    ctx,
+                    events::LOGIN_FAILED,
+                    Some(&user_id),
+                    "wrong_password",
+                    Some(outcome),
+                )];
+                if outcome.newly_locked {
+                    out.push(self.failure_event(
+                        ctx,
+                        events::LOCK,
+                        Some(&user_id),
+                        "too_many_failures",
+                        Some(outcome),
+                    ));
+                }
+                out
+            };
+            let outcome = self
+                .store
+                .record_failure(&user_id, now, policy, &build)
+                .await?;
+            if outcome.newly_locked {
+                tracing::info!(%user_id, "account locked after failed logins");
+            }
+            return Err(Error::Unauthenticated(WRONG));
+        }
+        // The right password: now, and only now, the caller may learn why
+        // it cannot log in.
+        if let Some(until) = self
+            .store
+            .locked_until(&user_id)
+            .await?
+            .filter(|until| *until > now)
+        {
+            let event =
+                self.failure_event(ctx, events::LOGIN_FAILED, Some(&user_id), "locked", None);
+            self.store.record_events(&[event]).await?;
+            return Err(Error::FailedPrecondition(format!(
+                "the account is locked after failed logins until {}",
+                until.to_rfc3339()
+            )));
+        }
+        self.refuse_inactive(ctx, &account).await?;
+        self.start_session(ctx, &account, "password").await
+    }
+
+    /// Logs in with a login token.
+    #[tracing::instrument(skip_all)]
+    pub async fn login_with_token(
+        &self,
+        ctx: &CallContext,
+        token: String,
+    ) -> Result<LoginResponse> {
+        if token.is_empty() {
+            return Err(FieldViolation::new("token", "is required").into());
+        }
+        self.allow_attempt(ctx)?;
+        let user_id = self
+            .peers
+            .consume_login_token(token)
+            .await
+            .map_err(|status| {
+                if status.code() == tonic::Code::Unauthenticated {
+                    Error::Unauthenticated("invalid login token")
+                } else {
+                    Error::Caller(status)
+                }
+            })?;
+        // A token proves the mailbox: it also ends a lockout, which is
+        // about guessed passwords.
+        let account = self
+            .peers
+            .account(&user_id)
+            .await?
+            .ok_or(Error::Unauthenticated("invalid login token"))?;
+        self.refuse_inactive(ctx, &account).await?;
+        self.start_session(ctx, &account, "login_token").await
+    }
+
+    /// Only approved (or flagged) users log in.
+    async fn refuse_inactive(&self, ctx: &CallContext, account: &Account) -> Result<()> {
+        let why = match account.state {
+            State::Approved | State::Flagged => return Ok(()),
+            State::Requested => "the account awaits approval",
+            State::Rejected => "the account was rejected",
+            State::Suspended => "the account is suspended",
+        };
+        let event = self.failure_event(
+            ctx,
+            events::LOGIN_FAILED,
+            Some(&account.user_id),
+            "state",
+            None,
+        );
+        self.store.record_events(&[event]).await?;
+        Err(Error::FailedPrecondition(why.to_string()))
+    }
+
+    async fn start_session(
+        &self,
+        ctx: &CallContext,
+        account: &Account,
+        method: &str,
+    ) -> Result<LoginResponse> {
+        let token = Token::generate(TokenType::Session);
+        let now = self.clock.now();
+        let record = SessionRecord {
+            id: token.id().to_string(),
+            user_id: account.user_id.clone(),
+            secret_hash: self.hasher.hash(&token),
+            created_at: now,
+            updated_at: now,
+            expires_at: now + Self::seconds(self.config.session_ttl_secs),
+            remote_ip: ctx.remote_ip.clone(),
+            user_agent: ctx.user_agent.chars().take(MAX_USER_AGENT_CHARS).collect(),
+            password_update_only: account.require_password_update,
+        };
+        let mut session = session_message(&record, now);
+        session.user_agent.clone_from(&record.user_agent);
+        let mut event = self.event(
+            ctx,
+            events::LOGIN,
+            Some(&account.user_id),
+            Some(pack(&session)),
+        );
+        event.correlation_ids.push(format!("login:{method}"));
+        let prune_before = now - Self::seconds(self.config.keep_expired_secs);
+        self.store
+            .insert_session(&record, prune_before, &[event])
+            .await?;
+        tracing::info!(user_id = %account.user_id, session_id = %record.id, method, "logged in");
+        Ok(LoginResponse {
+            session_ids: Some(UserSessionIdentifiers {
+                user_ids: Some(user_ids(&account.user_id)),
+                session_id: record.id.clone(),
+            }),
+            token: token.to_string(),
+            expires_at: Some(timestamp(record.expires_at)),
+            password_update_required: record.password_update_only,
+        })
+    }
+
+    /// Ends the session the caller authenticates with.
+    #[tracing::instrument(skip_all)]
+    pub async fn logout(&self, ctx: &CallContext) -> Result<()> {
+        ctx.caller.require_authenticated()?;
+        let roster_core::auth::Caller::User(info) = &ctx.caller else {
+            return Err(FieldViolation::new(
+                "authorization",
+                "only a session can log out; this credential is not one",
+            )
+            .into());
+        };
+        if info.token_type != "session" {
+            return Err(FieldViolation::new(
+                "authorization",
+                "only a session can log out; API keys are deleted with UserAccess.DeleteAPIKey",
+            )
+            .into());
+        }
+        let user_id = ctx.caller.user_id().unwrap_or_default().to_string();
+        let session_id = info.token_id.clone();
+        self.end_sessions(ctx, &user_id, &[session_id], events::LOGOUT)
+            .await?;
+        Ok(())
+    }
+
+    // ---- UserSessionRegistry ------------------------------------------
+
+    /// Checks RIGHT_USER_ALL on the user; callers acting on another user
+    /// (admins) learn NOT_FOUND for users that do not exist.
+    async fn authorize(&self, ctx: &CallContext, user_id: &str) -> Result<()> {
+        ctx.caller.require(user_id, Right::UserAll)?;
+        if ctx.caller.user_id() != Some(user_id) && self.peers.account(user_id).await?.is_none() {
+            return Err(Error::NotFound("user"));
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn list(
+        &self,
+        ctx: &CallContext,
+        req: roster_proto::v1::ListUserSessionsRequest,
+    ) -> Result<(UserSessions, u64)> {
+        let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
+        ctx.caller.require(&user_id, Right::UserAll)?;
+        let order = if req.order.is_empty() {
+            Order {
+                field: "created_at",
+                descending: true,
+            }
+        } else {
+            Order::parse(&req.order, SESSION_ORDERS, "created_at")?
+        };
+        let page = Page::parse(req.limit, req.page)?;
+        self.authorize(ctx, &user_id).await?;
+        let (sessions, total) = self
+            .store
+            .list_sessions(SessionQuery {
+                user_id: &user_id,
+                order: match order.field {
+                    "updated_at" => SessionOrder::UpdatedAt,
+                    "expires_at" => SessionOrder::ExpiresAt,
+                    _ => SessionOrder::CreatedAt,
+                },
+                descending: order.descending,
+                limit: page.limit(),
+                offset: page.offset(),
+            })
+            .await?;
+        let now = self.clock.now();
+        Ok((
+            UserSessions {
+                sessions: sessions.iter().map(|s| session_message(s, now)).collect(),
+            },
+            total,
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn delete(&self, ctx: &CallContext, ids: UserSessionIdentifiers) -> Result<()> {
+        let user_id = user_id_of(ids.user_ids.as_ref(), "user_ids")?;
+        ctx.caller.require(&user_id, Right::UserAll)?;
+        if ids.session_id.is_empty() {
+            return Err(FieldViolation::new("session_id", "is required").into());
+        }
+        self.authorize(ctx, &user_id).await?;
+        let ended = self
+            .end_sessions(ctx, &user_id, &[ids.session_id], events::SESSION_DELETE)
+            .await?;
+        if ended == 0 {
+            return Err(Error::NotFound("session"));
+        }
+        Ok(())
+    }
+
+    /// Ends the given sessions of the user, one `event_name` event each, and
+    /// drops this process's cached answers for the user at once.
+    async fn end_sessions(
+        &self,
+        ctx: &CallContext,
+        user_id: &str,
+        session_ids: &[String],
+        event_name: &str,
+    ) -> Result<u64> {
+        let mut events = Vec::with_capacity(session_ids.len());
+        for id in session_ids {
+            let mut event = self.event(
+                ctx,
+                event_name,
+                Some(user_id),
+                Some(pack(&UserSessionIdentifiers {
+                    user_ids: Some(user_ids(user_id)),
+                    session_id: id.clone(),
+                })),
+            );
+            event.correlation_ids.push(format!("session:{id}"));
+            events.push(event);
+        }
+        let ended = self
+            .store
+            .delete_sessions(user_id, session_ids, &events)
+            .await?;
+        if ended > 0 {
+            self.auth.forget_user(user_id);
+        }
+        Ok(ended)
+    }
+
+    /// Ends every session of the user (revocation on other services'
+    /// events). Idempotent.
+    pub async fn end_all_sessions(&self, ctx: &CallContext, user_id: &str) -> Result<u64> {
+        let ids = self.store.session_ids_of(user_id).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ended = self
+            .end_sessions(ctx, user_id, &ids, events::SESSION_DELETE)
+            .await?;
+        tracing::info!(%user_id, ended, "sessions ended");
+        Ok(ended)
+    }
+
+    // ---- SessionCredentials (internal) --------------------------------
+
+    /// Checks a session token for the access service.
+    pub async fn check_session(
+        &self,
+        ctx: &CallContext,
+        token: &str,
+    ) -> Result<CheckSessionResponse> {
+        ctx.caller.require_cluster()?;
+        const INVALID: &str = "invalid token";
+        let token = Token::parse(token).map_err(|_| Error::Unauthenticated(INVALID))?;
+        if token.kind() != TokenType::Session {
+            return Err(Error::Unauthenticated(INVALID));
+        }
+        let Some(session) = self.store.get_session(token.id()).await? else {
+            return Err(Error::Unauthenticated(INVALID));
+        };
+        if !self.hasher.verify(&token, &session.secret_hash) {
+            return Err(Error::Unauthenticated(INVALID));
+        }
+        if session.expires_at <= self.clock.now() {
+            return Err(Error::Unauthenticated("the session expired"));
+        }
+        Ok(CheckSessionResponse {
+            session_ids: Some(UserSessionIdentifiers {
+                user_ids: Some(user_ids(&session.user_id)),
+                session_id: session.id,
+            }),
+            expires_at: Some(timestamp(session.expires_at)),
+            password_update_only: session.password_update_only,
+        })
+    }
+}
+
+fn user_ids(user_id: &str) -> UserIdentifiers {
+    UserIdentifiers {
+        user_id: user_id.to_string(),
+        email: String::new(),
+    }
+}
+
+fn user_ids_event(user_id: &str) -> Vec<EntityIdentifiers> {
+    vec![EntityIdentifiers {
+        ids: Some(entity_identifiers::Ids::UserIds(user_ids(user_id))),
+    }]
+}
+
+/// The user ID of `ids` (`<field>.user_id`), required.
+fn user_id_of(ids: Option<&UserIdentifiers>, field: &str) -> Result<String, FieldViolation> {
+    let id = ids.map(|i| i.user_id.as_str()).unwrap_or_default();
+    if id.is_empty() {
+        return Err(FieldViolation::new(
+            format!("{field}.user_id"),
+            "is required",
+        ));
+    }
+    Ok(id.to_string())
+}
+
+fn session_message(record: &SessionRecord, now: chrono::DateTime<chrono::Utc>) -> UserSession {
+    UserSession {
+        user_ids: Some(user_ids(&record.user_id)),
+        session_id: record.id.clone(),
+        created_at: Some(timestamp(record.created_at)),
+        updated_at: Some(timestamp(record.updated_at)),
+        expires_at: Some(timestamp(record.expires_at)),
+        session_secret: String::new(),
+        remote_ip: record.remote_ip.clone(),
+        user_agent: record.user_agent.clone(),
+        expired: record.expires_at <= now,
+    }
+}

@@ -1,0 +1,162 @@
+//! The sessions service's storage: one trait, [`SessionStore`], with a
+//! PostgreSQL and a SQLite implementation generated from the same SQL (see
+//! `sql.rs`). Every method that changes state takes the events announcing
+//! the change and writes them to the outbox in the same transaction.
+
+mod sql;
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use roster_core::db::{Db, Migrations};
+use roster_proto::v1::Event;
+use tokio::sync::Notify;
+
+pub use sql::{PostgresSessionStore, SqliteSessionStore};
+
+/// The migrations of this service, for both backends.
+pub fn migrations() -> Migrations {
+    Migrations {
+        postgres: sqlx::migrate!("./migrations/postgres"),
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+    }
+}
+
+/// Opens the store that fits `db`. `relay` is woken after every commit that
+/// wrote events.
+pub fn open(db: &Db, relay: Arc<Notify>) -> Arc<dyn SessionStore> {
+    match db {
+        Db::Postgres(pool) => Arc::new(PostgresSessionStore::new(pool.clone(), relay)),
+        Db::Sqlite(pool) => Arc::new(SqliteSessionStore::new(pool.clone(), relay)),
+    }
+}
+
+/// A session as stored. `Debug` leaves the digest out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub user_id: String,
+    pub secret_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub remote_ip: String,
+    pub user_agent: String,
+    pub password_update_only: bool,
+}
+
+impl fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("remote_ip", &self.remote_ip)
+            .field("password_update_only", &self.password_update_only)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to order a list of sessions. The session ID breaks ties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionOrder {
+    CreatedAt,
+    UpdatedAt,
+    ExpiresAt,
+}
+
+/// One page of a user's sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionQuery<'a> {
+    pub user_id: &'a str,
+    pub order: SessionOrder,
+    pub descending: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// The rules for counting failed logins.
+#[derive(Debug, Clone, Copy)]
+pub struct FailurePolicy {
+    /// Failures earlier than this start a new count.
+    pub window_start: DateTime<Utc>,
+    /// This many failures in a window lock the account...
+    pub max_failures: u32,
+    /// ...until then.
+    pub lock_until: DateTime<Utc>,
+}
+
+/// A user's failed logins after one more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failures {
+    /// Failures in the current window (0 right after a lock).
+    pub failures: u32,
+    /// Until when the account is locked, if it is.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// This failure locked it.
+    pub newly_locked: bool,
+}
+
+/// Builds the events of a failed login once its outcome is known.
+pub type FailureEvents<'a> = &'a (dyn Fn(&Failures) -> Vec<Event> + Send + Sync);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("an ID collided")]
+    AlreadyExists,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The sessions service's data.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new session and forgets the user's failed logins. Sessions
+    /// of the user that expired before `prune_before` are deleted.
+    async fn insert_session(
+        &self,
+        session: &SessionRecord,
+        prune_before: DateTime<Utc>,
+        events: &[Event],
+    ) -> Result<(), StoreError>;
+
+    async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// A page of the user's sessions and the user's total number of them.
+    async fn list_sessions(
+        &self,
+        query: SessionQuery<'_>,
+    ) -> Result<(Vec<SessionRecord>, u64), StoreError>;
+
+    /// Every session ID of the user.
+    async fn session_ids_of(&self, user_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes those of `ids` that are the user's; returns how many went.
+    /// The events are written only when at least one did.
+    async fn delete_sessions(
+        &self,
+        user_id: &str,
+        ids: &[String],
+        events: &[Event],
+    ) -> Result<u64, StoreError>;
+
+    /// Writes events that go with no change of this store's data (a login
+    /// refused for a reason that changes nothing) to the outbox.
+    async fn record_events(&self, events: &[Event]) -> Result<(), StoreError>;
+
+    /// Until when the user is locked out, if a lock was ever set.
+    async fn locked_until(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Counts a failed password login at `now` under `policy`, locking the
+    /// account when it reaches the limit, and writes the events `events`
+    /// builds from the outcome, all in one transaction.
+    async fn record_failure(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+        policy: FailurePolicy,
+        events: FailureEvents<'_>,
+    ) -> Result<Failures, StoreError>;
+}

@@ -1,0 +1,304 @@
+//! The SQL behind [`SessionStore`](super::SessionStore), written once and
+//! expanded for PostgreSQL and SQLite by a macro. The backends differ only
+//! in how the failure counter serialises concurrent writers and in the
+//! outbox insert.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use roster_proto::v1::Event;
+use sqlx::Row;
+use tokio::sync::Notify;
+
+use super::{
+    FailureEvents, FailurePolicy, Failures, SessionOrder, SessionQuery, SessionRecord,
+    SessionStore, StoreError,
+};
+
+const SESSION_COLUMNS: &str = "id, user_id, secret_hash, created_at, updated_at, expires_at, \
+    remote_ip, user_agent, password_update_only";
+
+fn order_by(order: SessionOrder, descending: bool) -> String {
+    let dir = if descending { "DESC" } else { "ASC" };
+    let column = match order {
+        SessionOrder::CreatedAt => "created_at",
+        SessionOrder::UpdatedAt => "updated_at",
+        SessionOrder::ExpiresAt => "expires_at",
+    };
+    format!("{column} {dir}, id ASC")
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+macro_rules! session_store {
+    (
+        $store:ident,
+        $db:ty,
+        $pool:ty,
+        lock_failures = $lock_failures:literal,
+        outbox = $outbox:path
+    ) => {
+        /// The session store on this backend.
+        #[derive(Clone)]
+        pub struct $store {
+            pool: $pool,
+            relay: Arc<Notify>,
+        }
+
+        impl $store {
+            pub fn new(pool: $pool, relay: Arc<Notify>) -> Self {
+                Self { pool, relay }
+            }
+
+            fn session_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<SessionRecord, StoreError> {
+                Ok(SessionRecord {
+                    id: row.try_get("id")?,
+                    user_id: row.try_get("user_id")?,
+                    secret_hash: row.try_get("secret_hash")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    remote_ip: row.try_get("remote_ip")?,
+                    user_agent: row.try_get("user_agent")?,
+                    password_update_only: row.try_get("password_update_only")?,
+                })
+            }
+
+            async fn write_events(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                events: &[Event],
+            ) -> Result<(), StoreError> {
+                for event in events {
+                    $outbox(&mut **tx, event).await?;
+                }
+                Ok(())
+            }
+
+            async fn commit(
+                &self,
+                tx: sqlx::Transaction<'_, $db>,
+                events: &[Event],
+            ) -> Result<(), StoreError> {
+                tx.commit().await?;
+                if !events.is_empty() {
+                    self.relay.notify_one();
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl SessionStore for $store {
+            async fn insert_session(
+                &self,
+                session: &SessionRecord,
+                prune_before: DateTime<Utc>,
+                events: &[Event],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let inserted = sqlx::query(&format!(
+                    "INSERT INTO sessions ({SESSION_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ))
+                .bind(&session.id)
+                .bind(&session.user_id)
+                .bind(&session.secret_hash)
+                .bind(session.created_at)
+                .bind(session.updated_at)
+                .bind(session.expires_at)
+                .bind(&session.remote_ip)
+                .bind(&session.user_agent)
+                .bind(session.password_update_only)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Err(err) if is_unique_violation(&err) => return Err(StoreError::AlreadyExists),
+                    other => other?,
+                };
+                sqlx::query("DELETE FROM login_failures WHERE user_id = $1")
+                    .bind(&session.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND expires_at < $2")
+                    .bind(&session.user_id)
+                    .bind(prune_before)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::write_events(&mut tx, events).await?;
+                self.commit(tx, events).await
+            }
+
+            async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+                let row = sqlx::query(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(Self::session_from_row).transpose()
+            }
+
+            async fn list_sessions(
+                &self,
+                query: SessionQuery<'_>,
+            ) -> Result<(Vec<SessionRecord>, u64), StoreError> {
+                let rows = sqlx::query(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 ORDER BY {} \
+                     LIMIT $2 OFFSET $3",
+                    order_by(query.order, query.descending)
+                ))
+                .bind(query.user_id)
+                .bind(query.limit)
+                .bind(query.offset)
+                .fetch_all(&self.pool)
+                .await?;
+                let total: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE user_id = $1")
+                        .bind(query.user_id)
+                        .fetch_one(&self.pool)
+                        .await?;
+                let sessions = rows
+                    .iter()
+                    .map(Self::session_from_row)
+                    .collect::<Result<_, _>>()?;
+                Ok((sessions, u64::try_from(total).unwrap_or(0)))
+            }
+
+            async fn session_ids_of(&self, user_id: &str) -> Result<Vec<String>, StoreError> {
+                Ok(
+                    sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1 ORDER BY id")
+                        .bind(user_id)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
+            async fn delete_sessions(
+                &self,
+                user_id: &str,
+                ids: &[String],
+                events: &[Event],
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut deleted = 0;
+                for id in ids {
+                    deleted += sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
+                        .bind(id)
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                if deleted == 0 {
+                    return Ok(0);
+                }
+                Self::write_events(&mut tx, events).await?;
+                self.commit(tx, events).await?;
+                Ok(deleted)
+            }
+
+            async fn record_events(&self, events: &[Event]) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                Self::write_events(&mut tx, events).await?;
+                self.commit(tx, events).await
+            }
+
+            async fn locked_until(
+                &self,
+                user_id: &str,
+            ) -> Result<Option<DateTime<Utc>>, StoreError> {
+                let until: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
+                    "SELECT locked_until FROM login_failures WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(until.flatten())
+            }
+
+            async fn record_failure(
+                &self,
+                user_id: &str,
+                now: DateTime<Utc>,
+                policy: FailurePolicy,
+                events: FailureEvents<'_>,
+            ) -> Result<Failures, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // Make sure the row exists, then hold it: concurrent
+                // failures of one user count one after the other (SQLite's
+                // write lock already serialises them).
+                sqlx::query(
+                    "INSERT INTO login_failures (user_id, failures, window_started_at) \
+                     VALUES ($1, 0, $2) ON CONFLICT (user_id) DO NOTHING",
+                )
+                .bind(user_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let row = sqlx::query(concat!(
+                    "SELECT failures, window_started_at, locked_until FROM login_failures \
+                     WHERE user_id = $1",
+                    $lock_failures
+                ))
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let mut failures: i32 = row.try_get("failures")?;
+                let mut window: DateTime<Utc> = row.try_get("window_started_at")?;
+                let mut locked_until: Option<DateTime<Utc>> = row.try_get("locked_until")?;
+                if window < policy.window_start {
+                    failures = 0;
+                    window = now;
+                }
+                failures = failures.saturating_add(1);
+                let locked = locked_until.is_some_and(|until| until > now);
+                let newly_locked =
+                    !locked && u32::try_from(failures).unwrap_or(0) >= policy.max_failures;
+                if newly_locked {
+                    locked_until = Some(policy.lock_until);
+                    failures = 0;
+                    window = now;
+                }
+                sqlx::query(
+                    "UPDATE login_failures SET failures = $1, window_started_at = $2, \
+                     locked_until = $3 WHERE user_id = $4",
+                )
+                .bind(failures)
+                .bind(window)
+                .bind(locked_until)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                let outcome = Failures {
+                    failures: u32::try_from(failures).unwrap_or(0),
+                    locked_until: locked_until.filter(|until| *until > now),
+                    newly_locked,
+                };
+                let events = events(&outcome);
+                Self::write_events(&mut tx, &events).await?;
+                self.commit(tx, &events).await?;
+                Ok(outcome)
+            }
+        }
+    };
+}
+
+session_store!(
+    PostgresSessionStore,
+    sqlx::Postgres,
+    sqlx::PgPool,
+    lock_failures = " FOR UPDATE",
+    outbox = roster_core::events::outbox::insert_pg
+);
+
+session_store!(
+    SqliteSessionStore,
+    sqlx::Sqlite,
+    sqlx::SqlitePool,
+    lock_failures = "",
+    outbox = roster_core::events::outbox::insert_sqlite
+);
