@@ -305,6 +305,10 @@ pub struct Authenticator {
     capacity: usize,
     // Keyed by the SHA-256 of the token, so raw tokens are not kept around.
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
+    // One gate per token being resolved: when an answer expires under
+    // load, the requests that need it wait for one resolution instead of
+    // each asking the access service.
+    inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Authenticator {
@@ -320,6 +324,7 @@ impl Authenticator {
             ttl: Duration::from_millis(config.cache_ttl_ms),
             capacity: config.cache_capacity.max(1),
             cache: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -367,6 +372,39 @@ impl Authenticator {
         if let Some(info) = self.cached(&key) {
             return Ok(info);
         }
+        let gate = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let resolved = {
+            let _turn = gate.lock().await;
+            // Whoever held the gate before may have resolved it already.
+            match self.cached(&key) {
+                Some(info) => Ok(info),
+                None => self.resolve_uncached(key, token).await,
+            }
+        };
+        // Every handle is taken and given back under this lock, so the last
+        // one out sees only the map's own and removes the gate.
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        drop(gate);
+        if inflight
+            .get(&key)
+            .is_some_and(|gate| Arc::strong_count(gate) == 1)
+        {
+            inflight.remove(&key);
+        }
+        resolved
+    }
+
+    async fn resolve_uncached(
+        &self,
+        key: [u8; 32],
+        token: &str,
+    ) -> Result<Arc<AuthInfoResponse>, Status> {
         let info = Arc::new(self.resolver.resolve(token).await?);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= self.capacity {
@@ -375,6 +413,11 @@ impl Authenticator {
             if cache.len() >= self.capacity {
                 cache.clear();
             }
+            // Gates left by requests cancelled while they waited.
+            self.inflight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|_, gate| Arc::strong_count(gate) > 1);
         }
         cache.insert(
             key,
@@ -809,6 +852,41 @@ mod tests {
         auth.caller(&request("Bearer good")).await.unwrap();
         auth.caller(&request("Bearer good")).await.unwrap();
         assert_eq!(resolver.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    struct Slow(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl CredentialResolver for Slow {
+        async fn resolve(&self, _: &str) -> Result<AuthInfoResponse, Status> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            Ok(info("alice", &[Right::UserAll], false))
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_with_one_token_resolve_it_once() {
+        let resolver = Arc::new(Slow(Default::default()));
+        let auth = Arc::new(Authenticator::new(
+            resolver.clone(),
+            ClusterKeys::default(),
+            &AuthConfig::default(),
+        ));
+        let callers: Vec<_> = (0..20)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.caller(&request("Bearer good")).await })
+            })
+            .collect();
+        for caller in callers {
+            assert_eq!(caller.await.unwrap().unwrap().user_id(), Some("alice"));
+        }
+        assert_eq!(resolver.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            auth.inflight.lock().unwrap().is_empty(),
+            "no gate is left behind"
+        );
     }
 
     #[tokio::test]
