@@ -309,6 +309,9 @@ pub struct Authenticator {
     // load, the requests that need it wait for one resolution instead of
     // each asking the access service.
     inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    // Counts invalidations. An answer fetched while one happened may
+    // predate it, so it is used for its request but not cached.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Authenticator {
@@ -325,6 +328,7 @@ impl Authenticator {
             capacity: config.cache_capacity.max(1),
             cache: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -405,8 +409,15 @@ impl Authenticator {
         key: [u8; 32],
         token: &str,
     ) -> Result<Arc<AuthInfoResponse>, Status> {
+        use std::sync::atomic::Ordering;
+        let epoch = self.epoch.load(Ordering::SeqCst);
         let info = Arc::new(self.resolver.resolve(token).await?);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the cache lock, which every invalidation takes after
+        // counting itself: an answer that may have missed one is not kept.
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return Ok(info);
+        }
         if cache.len() >= self.capacity {
             let ttl = self.ttl;
             cache.retain(|_, e| e.at.elapsed() < ttl);
@@ -439,6 +450,7 @@ impl Authenticator {
 
     /// Drops every cached answer about `user_id`.
     pub fn forget_user(&self, user_id: &str) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|_, e| {
             e.info
@@ -450,6 +462,7 @@ impl Authenticator {
 
     /// Drops every cached answer.
     pub fn forget_all(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
@@ -887,6 +900,51 @@ mod tests {
             auth.inflight.lock().unwrap().is_empty(),
             "no gate is left behind"
         );
+    }
+
+    /// Resolves after being told to, so a test can invalidate meanwhile.
+    struct Gated(tokio::sync::Notify, std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl CredentialResolver for Gated {
+        async fn resolve(&self, _: &str) -> Result<AuthInfoResponse, Status> {
+            if self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                self.0.notified().await;
+            }
+            Ok(info("alice", &[Right::UserAll], false))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_fetched_across_an_invalidation_is_not_cached() {
+        let resolver = Arc::new(Gated(Default::default(), Default::default()));
+        let auth = Arc::new(Authenticator::new(
+            resolver.clone(),
+            ClusterKeys::default(),
+            &AuthConfig {
+                cache_ttl_ms: 60_000,
+                ..AuthConfig::default()
+            },
+        ));
+        let pending = {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.caller(&request("Bearer good")).await })
+        };
+        while resolver.1.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The change lands while the answer is on its way.
+        auth.forget_user("alice");
+        resolver.0.notify_one();
+        pending.await.unwrap().unwrap();
+        assert_eq!(
+            auth.cached_len(),
+            0,
+            "the possibly stale answer is not kept"
+        );
+        auth.caller(&request("Bearer good")).await.unwrap();
+        assert_eq!(resolver.1.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(auth.cached_len(), 1);
     }
 
     #[tokio::test]
