@@ -493,6 +493,9 @@ impl AccessService {
             return Err(Error::Unauthenticated(INVALID_TOKEN));
         };
         let subject = self.live_subject(&session.user_id).await?;
+        if !made_for(session.created_at, &subject) {
+            return Err(Error::Unauthenticated(INVALID_TOKEN));
+        }
         let carried = if session.password_update_only {
             RightSet::EMPTY
         } else {
@@ -534,11 +537,7 @@ impl AccessService {
             ));
         }
         let subject = match self.users.subject(&key.user_id).await? {
-            Some(subject)
-                if !subject.deleted
-                    && key.created_at + Duration::seconds(CLOCK_SLACK_SECS)
-                        >= subject.created_at =>
-            {
+            Some(subject) if !subject.deleted && made_for(Some(key.created_at), &subject) => {
                 subject
             }
             _ => return Err(Error::Unauthenticated(INVALID_TOKEN)),
@@ -574,6 +573,13 @@ impl AccessService {
         }
         Ok(removed)
     }
+}
+
+/// Whether a credential made at `created_at` can be `subject`'s: one made
+/// before the user existed (beyond the clock slack) belonged to a purged
+/// account whose ID was taken again.
+fn made_for(created_at: Option<DateTime<Utc>>, subject: &Subject) -> bool {
+    created_at.is_some_and(|at| at + Duration::seconds(CLOCK_SLACK_SECS) >= subject.created_at)
 }
 
 fn require_cluster(ctx: &CallContext) -> Result<()> {

@@ -15,6 +15,7 @@ pub struct Session {
     pub user_id: String,
     pub session_id: String,
     pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
     pub password_update_only: bool,
 }
 
@@ -64,6 +65,10 @@ impl SessionDirectory for GrpcSessionDirectory {
                     session_id: ids.session_id,
                     expires_at: response
                         .expires_at
+                        .as_ref()
+                        .and_then(roster_core::time::from_timestamp),
+                    created_at: response
+                        .created_at
                         .as_ref()
                         .and_then(roster_core::time::from_timestamp),
                     password_update_only: response.password_update_only,

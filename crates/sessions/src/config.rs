@@ -22,8 +22,9 @@ pub struct SessionsConfig {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LockoutConfig {
-    /// This many wrong passwords within `window_secs` lock the account;
-    /// 0 never locks.
+    /// This many wrong passwords within any `window_secs` (a sliding
+    /// window) lock the account; 0 never locks. Wrong passwords while
+    /// locked do not count.
     pub max_failures: u32,
     /// The window in which failures count, in seconds.
     pub window_secs: u64,
@@ -90,8 +91,10 @@ mod tests {
     #[test]
     fn durations_that_cannot_be_timestamps_are_refused_at_start() {
         assert!(SessionsConfig::default().validate().is_ok());
-        let mut config = SessionsConfig::default();
-        config.session_ttl_secs = u64::MAX;
+        let config = SessionsConfig {
+            session_ttl_secs: u64::MAX,
+            ..SessionsConfig::default()
+        };
         assert!(
             config
                 .validate()
@@ -99,8 +102,13 @@ mod tests {
                 .to_string()
                 .contains("session_ttl_secs")
         );
-        let mut config = SessionsConfig::default();
-        config.lockout.lock_secs = u64::MAX;
+        let config = SessionsConfig {
+            lockout: LockoutConfig {
+                lock_secs: u64::MAX,
+                ..LockoutConfig::default()
+            },
+            ..SessionsConfig::default()
+        };
         assert!(
             config
                 .validate()

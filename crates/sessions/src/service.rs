@@ -140,15 +140,22 @@ impl SessionsService {
         };
         let user_id = account.user_id.clone();
         let now = self.clock.now();
+        if !valid && self.config.lockout.max_failures == 0 {
+            let event = self.failure_event(
+                ctx,
+                events::LOGIN_FAILED,
+                Some(&user_id),
+                "wrong_password",
+                None,
+            );
+            self.store.record_events(&[event]).await?;
+            return Err(Error::Unauthenticated(WRONG));
+        }
         if !valid {
             let lockout = self.config.lockout;
             let policy = FailurePolicy {
                 window_start: now - Self::seconds(lockout.window_secs),
-                max_failures: if lockout.max_failures == 0 {
-                    u32::MAX
-                } else {
-                    lockout.max_failures
-                },
+                max_failures: lockout.max_failures,
                 lock_until: now + Self::seconds(lockout.lock_secs),
             };
             let build = |outcome: &Failures| {
@@ -467,6 +474,7 @@ impl SessionsService {
             }),
             expires_at: Some(timestamp(session.expires_at)),
             password_update_only: session.password_update_only,
+            created_at: Some(timestamp(session.created_at)),
         })
     }
 }

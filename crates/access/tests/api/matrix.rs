@@ -1,9 +1,9 @@
 //! The authorisation matrix: every RPC × every kind of caller.
 //!
-//! Rows are the RPCs served by the user registry and the access service,
-//! each with a closure that builds and sends a fresh, valid request for a
-//! target user; columns are kinds of caller; cells are the expected gRPC
-//! code. Every cell gets its own freshly created target user, so
+//! Rows are the RPCs served by the user registry, the access service and
+//! the sessions service, each with a closure that builds and sends a
+//! fresh, valid request for a target user; columns are kinds of caller;
+//! cells are the expected gRPC code. Every cell gets its own freshly created target user, so
 //! destructive rows (Delete, Purge, DeleteAPIKey…) spoil nothing else and
 //! the only reason a call can fail is who makes it.
 //!
@@ -17,9 +17,15 @@
 //! - a suspended user keeps only RIGHT_USER_INFO on itself;
 //! - admins (and the cluster key) may do everything on every user, except
 //!   call the internal methods;
-//! - internal methods (UserCredentials, EntityAccess) take the cluster key
-//!   only: PERMISSION_DENIED for every user credential, UNAUTHENTICATED for
-//!   no or a bad credential.
+//! - internal methods (UserCredentials, EntityAccess, SessionCredentials)
+//!   take the cluster key only: PERMISSION_DENIED for every user
+//!   credential, UNAUTHENTICATED for no or a bad credential;
+//! - a session (the target's own, from Authentication.Login) carries every
+//!   user right on its own account, so it answers as the target's own
+//!   RIGHT_USER_ALL key everywhere, and it is the only credential that can
+//!   log out (API keys and the cluster key: INVALID_ARGUMENT);
+//! - Login and LoginWithToken need no credential; a suspended target cannot
+//!   log in (FAILED_PRECONDITION, its password or token being right).
 //!
 //! On mismatch the test fails once, listing every wrong cell.
 
@@ -30,20 +36,24 @@ use std::sync::Arc;
 use futures::StreamExt;
 use roster_access::store::{ApiKeyRecord, open};
 use roster_core::token::{Token, TokenHasher, TokenType};
+use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::entity_registry_search_client::EntityRegistrySearchClient;
 use roster_proto::v1::external_user_registry_client::ExternalUserRegistryClient;
+use roster_proto::v1::session_credentials_client::SessionCredentialsClient;
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
+use roster_proto::v1::user_session_registry_client::UserSessionRegistryClient;
 use roster_proto::v1::{
     ApiKey, AuthInfoRequest, AuthenticationProviderIdentifiers, CheckPasswordRequest,
-    ConsumeLoginTokenRequest, CreateExternalUserRequest, CreateLoginTokenRequest,
-    CreateTemporaryPasswordRequest, CreateUserApiKeyRequest, CreateUserRequest,
-    DeleteExternalUserRequest, DeleteUserApiKeyRequest, ExternalUser,
+    CheckSessionRequest, ConsumeLoginTokenRequest, CreateExternalUserRequest,
+    CreateLoginTokenRequest, CreateTemporaryPasswordRequest, CreateUserApiKeyRequest,
+    CreateUserRequest, DeleteExternalUserRequest, DeleteUserApiKeyRequest, ExternalUser,
     GetExternalUserByExternalIdRequest, GetExternalUserByUserIdRequest, GetUserApiKeyRequest,
-    GetUserRequest, ListUserApiKeysRequest, ListUsersRequest, Right, SearchUsersRequest, State,
-    UpdateUserApiKeyRequest, UpdateUserPasswordRequest, UpdateUserRequest, User, UserIdentifiers,
+    GetUserRequest, ListUserApiKeysRequest, ListUserSessionsRequest, ListUsersRequest,
+    LoginRequest, LoginWithTokenRequest, Right, SearchUsersRequest, State, UpdateUserApiKeyRequest,
+    UpdateUserPasswordRequest, UpdateUserRequest, User, UserIdentifiers, UserSessionIdentifiers,
 };
 use roster_test_support::{
     Backend, TEST_PASSWORD, TestConfig, TestEnv, with_cluster_key, with_token,
@@ -75,6 +85,8 @@ enum Kind {
     Other,
     /// The target's own RIGHT_USER_ALL key.
     Own,
+    /// The target's own session token, from Authentication.Login.
+    Session,
     /// The target's own RIGHT_USER_ALL key, the target being suspended.
     Suspended,
     /// A RIGHT_ALL key of an approved admin.
@@ -83,13 +95,14 @@ enum Kind {
     Cluster,
 }
 
-const KINDS: [Kind; 9] = [
+const KINDS: [Kind; 10] = [
     Kind::None,
     Kind::Malformed,
     Kind::Expired,
     Kind::TooFew,
     Kind::Other,
     Kind::Own,
+    Kind::Session,
     Kind::Suspended,
     Kind::Admin,
     Kind::Cluster,
@@ -104,6 +117,7 @@ impl Kind {
             Kind::TooFew => "too-few",
             Kind::Other => "other",
             Kind::Own => "own",
+            Kind::Session => "session",
             Kind::Suspended => "suspended",
             Kind::Admin => "admin",
             Kind::Cluster => "cluster",
@@ -132,6 +146,11 @@ enum Setup {
     ExternalLink,
     /// The target has a live login token (`Fixture::login_token`).
     LoginToken,
+    /// The target has a session of its own besides any caller's
+    /// (`Fixture::session_id`/`session_token`). Made before the caller's
+    /// credential, while the target can still log in (the "suspended"
+    /// column suspends it).
+    Session,
 }
 
 /// What [`Setup`] made.
@@ -141,6 +160,8 @@ struct Fixture {
     key: String,
     external_id: String,
     login_token: String,
+    session_id: String,
+    session_token: String,
 }
 
 /// One cell's call: the target, the caller's credential, the fixture.
@@ -180,6 +201,14 @@ impl Ctx {
     fn entity_access(&self) -> EntityAccessClient<Channel> {
         EntityAccessClient::new(self.channel.clone())
     }
+
+    fn authentication(&self) -> AuthenticationClient<Channel> {
+        AuthenticationClient::new(self.channel.clone())
+    }
+
+    fn sessions(&self) -> UserSessionRegistryClient<Channel> {
+        UserSessionRegistryClient::new(self.channel.clone())
+    }
 }
 
 type Outcome = Result<(), Status>;
@@ -192,10 +221,10 @@ struct Row {
     rpc: &'static str,
     setup: Setup,
     send: SendFn,
-    expect: [Code; 9],
+    expect: [Code; 10],
 }
 
-fn row(rpc: &'static str, setup: Setup, send: SendFn, expect: [Code; 9]) -> Row {
+fn row(rpc: &'static str, setup: Setup, send: SendFn, expect: [Code; 10]) -> Row {
     Row {
         rpc,
         setup,
@@ -224,9 +253,12 @@ fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
 }
 
 /// The table. Columns: none, malformed, expired, too-few, other, own,
-/// suspended, admin, cluster.
+/// session, suspended, admin, cluster.
 fn rows() -> Vec<Row> {
-    use Code::{Ok as O, PermissionDenied as P, Unauthenticated as U};
+    use Code::{
+        FailedPrecondition as F, InvalidArgument as I, Ok as O, PermissionDenied as P,
+        Unauthenticated as U,
+    };
     vec![
         // ---- UserRegistry --------------------------------------------
         // Registration needs no credential; a new user each time.
@@ -250,7 +282,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [O, U, U, O, O, O, O, O, O],
+            [O, U, U, O, O, O, O, O, O, O],
         ),
         // Any authenticated caller; without RIGHT_USER_INFO only public
         // fields come back (so "other" gets OK, not PERMISSION_DENIED).
@@ -268,7 +300,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, O, O, O, O, O, O],
+            [U, U, U, O, O, O, O, O, O, O],
         ),
         row(
             "UserRegistry.List",
@@ -281,7 +313,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, P, P, O, O],
+            [U, U, U, P, P, P, P, P, O, O],
         ),
         row(
             "UserRegistry.Update",
@@ -301,13 +333,13 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, O, P, O, O],
+            [U, U, U, P, P, O, O, P, O, O],
         ),
         row(
             "UserRegistry.Delete",
             Setup::Nothing,
             |c| Box::pin(async move { c.users().delete(c.req(ids(&c.target))).await.map(drop) }),
-            [U, U, U, P, P, O, P, O, O],
+            [U, U, U, P, P, O, O, P, O, O],
         ),
         // The target is soft-deleted, so its own keys no longer resolve
         // (AuthInfo: UNAUTHENTICATED for a token of a deleted user): in
@@ -316,7 +348,7 @@ fn rows() -> Vec<Row> {
             "UserRegistry.Restore",
             Setup::Deleted,
             |c| Box::pin(async move { c.users().restore(c.req(ids(&c.target))).await.map(drop) }),
-            [U, U, U, U, P, U, U, O, O],
+            [U, U, U, U, P, U, U, U, O, O],
         ),
         // Admins only; the service purges live users too, so the target
         // stays live and its own keys keep resolving.
@@ -324,7 +356,7 @@ fn rows() -> Vec<Row> {
             "UserRegistry.Purge",
             Setup::Nothing,
             |c| Box::pin(async move { c.users().purge(c.req(ids(&c.target))).await.map(drop) }),
-            [U, U, U, P, P, P, P, O, O],
+            [U, U, U, P, P, P, P, P, O, O],
         ),
         // No rights check: the old password is the credential.
         row(
@@ -343,7 +375,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [O, U, U, O, O, O, O, O, O],
+            [O, U, U, O, O, O, O, O, O, O],
         ),
         // The forgotten-password flow needs no credential.
         row(
@@ -359,7 +391,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [O, U, U, O, O, O, O, O, O],
+            [O, U, U, O, O, O, O, O, O, O],
         ),
         // ---- EntityRegistrySearch ------------------------------------
         row(
@@ -376,7 +408,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, P, P, O, O],
+            [U, U, U, P, P, P, P, P, O, O],
         ),
         // ---- ExternalUserRegistry ------------------------------------
         row(
@@ -397,7 +429,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, P, P, O, O],
+            [U, U, U, P, P, P, P, P, O, O],
         ),
         // Admins, and the user itself with RIGHT_USER_INFO.
         row(
@@ -414,7 +446,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, O, P, O, O, O, O],
+            [U, U, U, O, P, O, O, O, O, O],
         ),
         row(
             "ExternalUserRegistry.GetByExternalID",
@@ -430,7 +462,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, P, P, O, O],
+            [U, U, U, P, P, P, P, P, O, O],
         ),
         row(
             "ExternalUserRegistry.Delete",
@@ -446,7 +478,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, P, P, O, O],
+            [U, U, U, P, P, P, P, P, O, O],
         ),
         // ---- UserCredentials (internal) ------------------------------
         // Anonymous callers: UNAUTHENTICATED, as for the EntityAccess
@@ -465,7 +497,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, P, P, P, O],
+            [U, U, U, P, P, P, P, P, P, O],
         ),
         // ---- UserAccess ----------------------------------------------
         // Any authenticated caller; empty rights when it has none.
@@ -480,7 +512,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, O, O, O, O, O, O],
+            [U, U, U, O, O, O, O, O, O, O],
         ),
         row(
             "UserAccess.CreateAPIKey",
@@ -498,7 +530,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, O, P, O, O],
+            [U, U, U, P, P, O, O, P, O, O],
         ),
         row(
             "UserAccess.DeleteAPIKey",
@@ -514,7 +546,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, O, P, O, O],
+            [U, U, U, P, P, O, O, P, O, O],
         ),
         row(
             "UserAccess.ListAPIKeys",
@@ -530,7 +562,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, O, P, O, O],
+            [U, U, U, P, P, O, O, P, O, O],
         ),
         row(
             "UserAccess.GetAPIKey",
@@ -546,7 +578,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, O, P, O, O],
+            [U, U, U, P, P, O, O, P, O, O],
         ),
         // A new name only: no rights change, so no escalation check.
         row(
@@ -568,7 +600,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, O, P, O, O],
+            [U, U, U, P, P, O, O, P, O, O],
         ),
         // Unauthenticated by design (the token goes out by email), so any
         // caller with a good or no credential gets OK.
@@ -586,7 +618,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [O, U, U, O, O, O, O, O, O],
+            [O, U, U, O, O, O, O, O, O, O],
         ),
         // ---- EntityAccess (internal) ---------------------------------
         // Resolves the target's own valid key.
@@ -603,7 +635,7 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, P, P, P, O],
+            [U, U, U, P, P, P, P, P, P, O],
         ),
         // Uses up a live login token of the target.
         row(
@@ -619,9 +651,126 @@ fn rows() -> Vec<Row> {
                         .map(drop)
                 })
             },
-            [U, U, U, P, P, P, P, P, O],
+            [U, U, U, P, P, P, P, P, P, O],
+        ),
+        // ---- Authentication (sessions service) -----------------------
+        // No credential needed; a bad one is refused before the method
+        // runs. The suspended target cannot log in though its password is
+        // right.
+        row(
+            "Authentication.Login",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.authentication()
+                        .login(c.req(LoginRequest {
+                            user_ids: c.ids(),
+                            password: TEST_PASSWORD.into(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [O, U, U, O, O, O, O, F, O, O],
+        ),
+        // Uses up a live login token of the target (made after the
+        // suspension in the "suspended" column, so it is used up there
+        // too, before the state refuses the login).
+        row(
+            "Authentication.LoginWithToken",
+            Setup::LoginToken,
+            |c| {
+                Box::pin(async move {
+                    c.authentication()
+                        .login_with_token(c.req(LoginWithTokenRequest {
+                            token: c.fx.login_token.clone(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [O, U, U, O, O, O, O, F, O, O],
+        ),
+        // Ends the caller's own session: only a session can log out; any
+        // other credential is the wrong kind of argument.
+        row(
+            "Authentication.Logout",
+            Setup::Nothing,
+            |c| Box::pin(async move { c.authentication().logout(c.req(())).await.map(drop) }),
+            [U, U, U, I, I, I, O, I, I, I],
+        ),
+        // ---- UserSessionRegistry -------------------------------------
+        // RIGHT_USER_ALL on the target.
+        row(
+            "UserSessionRegistry.List",
+            Setup::Session,
+            |c| {
+                Box::pin(async move {
+                    c.sessions()
+                        .list(c.req(ListUserSessionsRequest {
+                            user_ids: c.ids(),
+                            ..Default::default()
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, O, O, P, O, O],
+        ),
+        // Ends the target's fixture session (not the caller's).
+        row(
+            "UserSessionRegistry.Delete",
+            Setup::Session,
+            |c| {
+                Box::pin(async move {
+                    c.sessions()
+                        .delete(c.req(UserSessionIdentifiers {
+                            user_ids: c.ids(),
+                            session_id: c.fx.session_id.clone(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, O, O, P, O, O],
+        ),
+        // ---- SessionCredentials (internal) ---------------------------
+        // Checks the target's fixture session.
+        row(
+            "SessionCredentials.CheckSession",
+            Setup::Session,
+            |c| {
+                Box::pin(async move {
+                    SessionCredentialsClient::new(c.channel.clone())
+                        .check_session(c.req(CheckSessionRequest {
+                            token: c.fx.session_token.clone(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, P, P, O],
         ),
     ]
+}
+
+/// A new session of `user_id` from Authentication.Login with
+/// [`TEST_PASSWORD`]: its ID and its token.
+async fn login(env: &TestEnv, user_id: &str) -> (String, String) {
+    let session = AuthenticationClient::new(env.channel())
+        .login(LoginRequest {
+            user_ids: Some(ids(user_id)),
+            password: TEST_PASSWORD.into(),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("cannot log {user_id} in: {s}"))
+        .into_inner();
+    let id = session
+        .session_ids
+        .map(|s| s.session_id)
+        .unwrap_or_default();
+    assert!(!id.is_empty(), "no session ID for {user_id}");
+    (id, session.token)
 }
 
 /// A RIGHT_USER_ALL key of `user_id` that expired an hour ago, written
@@ -708,6 +857,8 @@ async fn prepare(env: &TestEnv, setup: Setup, target: &str) -> Fixture {
                 .token;
             assert!(!fx.login_token.is_empty(), "no login token for {target}");
         }
+        // Made in `cell`, before the caller's credential.
+        Setup::Session => {}
     }
     fx
 }
@@ -739,6 +890,7 @@ async fn every_rpc_answers_every_kind_of_caller_as_the_rights_model_says() {
     config.access.login_token_rate_limit.max_attempts = 0;
     config.user_registry.rate_limit.max_attempts = 0;
     config.user_registry.registration_rate_limit.max_attempts = 0;
+    config.sessions.login_rate_limit.max_attempts = 0;
     let env = TestEnv::start_configured(Backend::Postgres, config).await;
 
     let admin = env.admin_token(ADMIN).await;
@@ -811,6 +963,11 @@ async fn cell(
 ) -> (Code, String) {
     let target = format!("mx{r:02}-{}", kind.slug());
     env.ensure_user(&target, false).await;
+    // A session of the target is made while the target can log in.
+    let session = match row.setup {
+        Setup::Session => Some(login(env, &target).await),
+        _ => None,
+    };
     let cred = match kind {
         Kind::None => Cred::None,
         Kind::Malformed => Cred::Bearer("not-a-token".into()),
@@ -818,6 +975,7 @@ async fn cell(
         Kind::TooFew => Cred::Bearer(env.api_key(&target, &[Right::UserInfo]).await.1),
         Kind::Other => Cred::Bearer(other.to_string()),
         Kind::Own => Cred::Bearer(env.api_key(&target, &[Right::UserAll]).await.1),
+        Kind::Session => Cred::Bearer(login(env, &target).await.1),
         Kind::Suspended => {
             let key = env.api_key(&target, &[Right::UserAll]).await.1;
             suspend(env, admin, &target).await;
@@ -826,7 +984,10 @@ async fn cell(
         Kind::Admin => Cred::Bearer(admin.to_string()),
         Kind::Cluster => Cred::Cluster,
     };
-    let fx = prepare(env, row.setup, &target).await;
+    let mut fx = prepare(env, row.setup, &target).await;
+    if let Some((id, token)) = session {
+        (fx.session_id, fx.session_token) = (id, token);
+    }
     let ctx = Ctx {
         channel: env.channel(),
         target,

@@ -17,11 +17,12 @@ CREATE TABLE sessions (
 );
 CREATE INDEX sessions_by_user ON sessions (user_id, created_at);
 
--- Failed password logins per user within the current window, and the lock
+-- Recent failed password logins per user (a sliding window), and the lock
 -- they led to.
 CREATE TABLE login_failures (
     user_id TEXT COLLATE "C" PRIMARY KEY,
-    failures INTEGER NOT NULL,
-    window_started_at TIMESTAMPTZ NOT NULL,
+    -- When the failures within the window happened: comma-separated
+    -- microseconds since the epoch, oldest first, at most the lock limit.
+    recent_failures TEXT NOT NULL DEFAULT '',
     locked_until TIMESTAMPTZ
 );

@@ -17,7 +17,6 @@ CREATE INDEX sessions_by_user ON sessions (user_id, created_at);
 
 CREATE TABLE login_failures (
     user_id TEXT PRIMARY KEY,
-    failures INTEGER NOT NULL,
-    window_started_at TEXT NOT NULL,
+    recent_failures TEXT NOT NULL DEFAULT '',
     locked_until TEXT
 );

@@ -77,12 +77,12 @@ pub struct SessionQuery<'a> {
     pub offset: i64,
 }
 
-/// The rules for counting failed logins.
+/// The rules for counting failed logins: a sliding window.
 #[derive(Debug, Clone, Copy)]
 pub struct FailurePolicy {
-    /// Failures earlier than this start a new count.
+    /// Failures earlier than this no longer count.
     pub window_start: DateTime<Utc>,
-    /// This many failures in a window lock the account...
+    /// This many failures since `window_start` lock the account...
     pub max_failures: u32,
     /// ...until then.
     pub lock_until: DateTime<Utc>,
@@ -91,7 +91,9 @@ pub struct FailurePolicy {
 /// A user's failed logins after one more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failures {
-    /// Failures in the current window (0 right after a lock).
+    /// Failures within the window, this one included (for the failure that
+    /// locks: the limit; the count then starts again from zero). Failures
+    /// while locked are not counted.
     pub failures: u32,
     /// Until when the account is locked, if it is.
     pub locked_until: Option<DateTime<Utc>>,

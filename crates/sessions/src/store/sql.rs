@@ -232,49 +232,58 @@ macro_rules! session_store {
                 // failures of one user count one after the other (SQLite's
                 // write lock already serialises them).
                 sqlx::query(
-                    "INSERT INTO login_failures (user_id, failures, window_started_at) \
-                     VALUES ($1, 0, $2) ON CONFLICT (user_id) DO NOTHING",
+                    "INSERT INTO login_failures (user_id) VALUES ($1) \
+                     ON CONFLICT (user_id) DO NOTHING",
                 )
                 .bind(user_id)
-                .bind(now)
                 .execute(&mut *tx)
                 .await?;
                 let row = sqlx::query(concat!(
-                    "SELECT failures, window_started_at, locked_until FROM login_failures \
-                     WHERE user_id = $1",
+                    "SELECT recent_failures, locked_until FROM login_failures WHERE user_id = $1",
                     $lock_failures
                 ))
                 .bind(user_id)
                 .fetch_one(&mut *tx)
                 .await?;
-                let mut failures: i32 = row.try_get("failures")?;
-                let mut window: DateTime<Utc> = row.try_get("window_started_at")?;
+                let recent: String = row.try_get("recent_failures")?;
                 let mut locked_until: Option<DateTime<Utc>> = row.try_get("locked_until")?;
-                if window < policy.window_start {
-                    failures = 0;
-                    window = now;
-                }
-                failures = failures.saturating_add(1);
                 let locked = locked_until.is_some_and(|until| until > now);
-                let newly_locked =
-                    !locked && u32::try_from(failures).unwrap_or(0) >= policy.max_failures;
-                if newly_locked {
-                    locked_until = Some(policy.lock_until);
-                    failures = 0;
-                    window = now;
+                // A sliding window: the failures since `window_start`, this
+                // one included. While locked, failures change nothing.
+                let mut failures: Vec<i64> = recent
+                    .split(',')
+                    .filter_map(|micros| micros.parse().ok())
+                    .filter(|micros| *micros >= policy.window_start.timestamp_micros())
+                    .collect();
+                let mut newly_locked = false;
+                let mut count = failures.len();
+                if !locked {
+                    failures.push(now.timestamp_micros());
+                    count = failures.len();
+                    if count >= usize::try_from(policy.max_failures).unwrap_or(usize::MAX) {
+                        locked_until = Some(policy.lock_until);
+                        newly_locked = true;
+                        failures.clear();
+                    }
                 }
+                let keep = usize::try_from(policy.max_failures).unwrap_or(usize::MAX);
+                let skip = failures.len().saturating_sub(keep);
+                let recent = failures[skip..]
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
                 sqlx::query(
-                    "UPDATE login_failures SET failures = $1, window_started_at = $2, \
-                     locked_until = $3 WHERE user_id = $4",
+                    "UPDATE login_failures SET recent_failures = $1, locked_until = $2 \
+                     WHERE user_id = $3",
                 )
-                .bind(failures)
-                .bind(window)
+                .bind(recent)
                 .bind(locked_until)
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await?;
                 let outcome = Failures {
-                    failures: u32::try_from(failures).unwrap_or(0),
+                    failures: u32::try_from(count).unwrap_or(u32::MAX),
                     locked_until: locked_until.filter(|until| *until > now),
                     newly_locked,
                 };
