@@ -23,6 +23,7 @@ use roster_core::db::Db;
 use roster_core::password::PasswordHasher;
 use roster_core::server::{GrpcServer, bind, shutdown_signal};
 use roster_core::token::TokenHasher;
+use roster_invitations::InvitationsComponent;
 use roster_sessions::{GrpcPeers, SessionsComponent};
 use roster_user_registry::UserRegistryComponent;
 use tokio::sync::watch;
@@ -63,6 +64,7 @@ enum ServiceName {
     UserRegistry,
     Access,
     Sessions,
+    Invitations,
 }
 
 impl ServiceName {
@@ -122,6 +124,10 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         ),
         (roster_access::NAME, roster_access::store::migrations()),
         (roster_sessions::NAME, roster_sessions::store::migrations()),
+        (
+            roster_invitations::NAME,
+            roster_invitations::store::migrations(),
+        ),
     ] {
         let db = Db::open(&settings.database, service).await?;
         migrations.run(&db).await?;
@@ -311,6 +317,29 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
             .await
             .context("joining the sessions service's event consumer")?,
         );
+    }
+
+    if service.includes(ServiceName::Invitations) {
+        let db = Db::open(&settings.database, roster_invitations::NAME).await?;
+        tracing::info!(
+            service = roster_invitations::NAME,
+            backend = db.backend(),
+            "opened database"
+        );
+        let component = InvitationsComponent::build(
+            roster_invitations::Dependencies {
+                db,
+                auth: auth.clone(),
+                mail: settings.mail.clone(),
+                default_mail_dir: std::path::Path::new(&settings.database.data_dir).join("mail"),
+            },
+            settings.database.migrate_on_start,
+        )
+        .await?;
+        component.register(&mut server);
+        tasks.push(tokio::spawn(
+            component.mailer.clone().run(stopping(stop_rx.clone())),
+        ));
     }
 
     server

@@ -8,6 +8,7 @@ use roster_core::db::DatabaseConfig;
 use roster_core::events::EventsConfig;
 use roster_core::password::PasswordConfig;
 use roster_core::telemetry::TelemetryConfig;
+use roster_invitations::MailConfig;
 use roster_sessions::SessionsConfig;
 use roster_user_registry::UserRegistryConfig;
 use serde::Deserialize;
@@ -26,6 +27,7 @@ pub struct Settings {
     pub user_registry: UserRegistryConfig,
     pub access: AccessConfig,
     pub sessions: SessionsConfig,
+    pub mail: MailConfig,
     pub bootstrap: BootstrapConfig,
 }
 
@@ -42,6 +44,7 @@ impl Default for Settings {
             user_registry: UserRegistryConfig::default(),
             access: AccessConfig::default(),
             sessions: SessionsConfig::default(),
+            mail: MailConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }

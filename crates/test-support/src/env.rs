@@ -18,6 +18,7 @@ use roster_core::password::{PasswordConfig, PasswordHasher};
 use roster_core::server::{GrpcServer, bind};
 use roster_core::time::{Clock, ManualClock, SystemClock};
 use roster_core::token::TokenHasher;
+use roster_invitations::{InvitationsComponent, MailConfig};
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
@@ -64,6 +65,9 @@ pub struct TestConfig {
     pub user_registry: UserRegistryConfig,
     pub access: AccessConfig,
     pub sessions: SessionsConfig,
+    /// The mailer's settings. Without `smtp_url` (the default), mails are
+    /// written as `.eml` files to [`TestEnv::mail_dir`].
+    pub mail: MailConfig,
     pub auth: AuthConfig,
     /// The sessions service's clock: the system's unless given (a
     /// [`ManualClock`] lets a test move time for lockouts and expiry).
@@ -79,18 +83,25 @@ pub struct TestEnv {
     pub access_db: Db,
     /// The sessions service's database.
     pub sessions_db: Db,
+    /// The invitations service's database (the mail queue).
+    pub invitations_db: Db,
+    /// Where mails are written when no SMTP server is configured.
+    pub mail_dir: std::path::PathBuf,
     pub bus: Arc<dyn EventBus>,
     pub events: EventsConfig,
     pub auth: Arc<Authenticator>,
     pub user_registry: Arc<roster_user_registry::UserRegistryService>,
     pub access: Arc<roster_access::AccessService>,
     pub sessions: Arc<roster_sessions::SessionsService>,
+    pub invitations: Arc<roster_invitations::InvitationsService>,
+    pub mailer: Arc<roster_invitations::Mailer>,
     pub addr: SocketAddr,
     channel: Channel,
     stop: Option<oneshot::Sender<()>>,
     _pg: Option<TestDb>,
     _nats: Option<TestNats>,
     _sqlite: Option<tempfile::TempDir>,
+    _mail: tempfile::TempDir,
 }
 
 impl TestEnv {
@@ -113,7 +124,8 @@ impl TestEnv {
 
     /// The services on `backend` with `config`.
     pub async fn start_configured(backend: Backend, config: TestConfig) -> TestEnv {
-        let (db, access_db, sessions_db, bus, events, pg, nats, sqlite): (
+        let (db, access_db, sessions_db, invitations_db, bus, events, pg, nats, sqlite): (
+            Db,
             Db,
             Db,
             Db,
@@ -128,6 +140,7 @@ impl TestEnv {
                 let db = pg.pool_for(roster_user_registry::NAME).await;
                 let access_db = pg.pool_for(roster_access::NAME).await;
                 let sessions_db = pg.pool_for(roster_sessions::NAME).await;
+                let invitations_db = pg.pool_for(roster_invitations::NAME).await;
                 let nats = TestNats::new();
                 let bus = NatsBus::connect(&nats.config)
                     .await
@@ -138,6 +151,7 @@ impl TestEnv {
                     db,
                     access_db,
                     sessions_db,
+                    invitations_db,
                     Arc::new(bus),
                     events,
                     Some(pg),
@@ -154,6 +168,9 @@ impl TestEnv {
                 let sessions_db = Db::open_sqlite(&dir.path().join("sessions.db"), 4)
                     .await
                     .expect("open SQLite");
+                let invitations_db = Db::open_sqlite(&dir.path().join("invitations.db"), 4)
+                    .await
+                    .expect("open SQLite");
                 let events = EventsConfig {
                     relay_interval_ms: 50,
                     ..EventsConfig::default()
@@ -162,6 +179,7 @@ impl TestEnv {
                     db,
                     access_db,
                     sessions_db,
+                    invitations_db,
                     Arc::new(MemoryBus::new()),
                     events,
                     None,
@@ -242,13 +260,31 @@ impl TestEnv {
         )
         .await
         .expect("build the sessions service");
+        let mail_tmp = tempfile::tempdir().expect("a mail folder");
+        let mail_dir = mail_tmp.path().to_path_buf();
+        let mut mail = config.mail;
+        mail.poll_interval_ms = mail.poll_interval_ms.min(200);
+        let invitations = InvitationsComponent::build(
+            roster_invitations::Dependencies {
+                db: invitations_db.clone(),
+                auth: auth.clone(),
+                mail,
+                default_mail_dir: mail_dir.clone(),
+            },
+            true,
+        )
+        .await
+        .expect("build the invitations service");
         let mut server = GrpcServer::new();
         user_registry.register(&mut server);
         access.register(&mut server);
         sessions.register(&mut server);
+        invitations.register(&mut server);
         let user_registry_service = user_registry.service.clone();
         let access_service = access.service.clone();
         let sessions_service = sessions.service.clone();
+        let invitations_service = invitations.service.clone();
+        let mailer = invitations.mailer.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let (relay_stop, relay_stopped) = tokio::sync::watch::channel(false);
         for relay in [user_registry.relay, access.relay, sessions.relay] {
@@ -263,6 +299,10 @@ impl TestEnv {
         })
         .await
         .expect("join the access service's work consumer");
+        let mut mailer_stopped = relay_stopped.clone();
+        tokio::spawn(mailer.clone().run(async move {
+            let _ = mailer_stopped.wait_for(|s| *s).await;
+        }));
         let mut worker_stopped = relay_stopped.clone();
         roster_sessions::worker::spawn(sessions_service.clone(), bus.clone(), async move {
             let _ = worker_stopped.wait_for(|s| *s).await;
@@ -287,18 +327,23 @@ impl TestEnv {
             db,
             access_db,
             sessions_db,
+            invitations_db,
+            mail_dir,
             bus,
             events,
             auth,
             user_registry: user_registry_service,
             access: access_service,
             sessions: sessions_service,
+            invitations: invitations_service,
+            mailer,
             addr,
             channel,
             stop: Some(stop),
             _pg: pg,
             _nats: nats,
             _sqlite: sqlite,
+            _mail: mail_tmp,
         }
     }
 

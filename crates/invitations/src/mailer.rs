@@ -1,0 +1,158 @@
+//! The delivery worker: takes due mails from the queue, renders them,
+//! hands them to the transport, and records the outcome — delivered
+//! (secrets deleted), retried later with backoff, or given up for good.
+//!
+//! Each mail is delivered once in the normal course. The one gap is a
+//! crash after the SMTP server accepted a mail and before it was marked
+//! sent: the mail is sent again when its lease runs out. Every attempt
+//! carries the same `Message-ID` (`<mail id>@roster`), so receiving
+//! systems can recognise the repeat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::Message;
+use lettre::message::{Mailbox, MultiPart};
+use tokio::sync::Notify;
+
+use crate::config::MailConfig;
+use crate::store::{MailRecord, MailStore};
+use crate::templates;
+use crate::transport::{DeliveryError, MailTransport};
+
+/// Delivers queued mails.
+pub struct Mailer {
+    store: Arc<dyn MailStore>,
+    transport: Arc<dyn MailTransport>,
+    config: MailConfig,
+    from: Mailbox,
+    wake: Arc<Notify>,
+}
+
+impl Mailer {
+    pub fn new(
+        store: Arc<dyn MailStore>,
+        transport: Arc<dyn MailTransport>,
+        config: MailConfig,
+    ) -> anyhow::Result<Self> {
+        let from = config
+            .from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("mail.from: {e}"))?;
+        Ok(Self {
+            store,
+            transport,
+            config,
+            from,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Notified when a mail is queued, so delivery starts at once.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Delivers until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let poll = Duration::from_millis(self.config.poll_interval_ms);
+        loop {
+            match self.deliver_due().await {
+                // A full batch: there may be more.
+                Ok(n) if n >= self.config.batch as usize => continue,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "cannot read the mail queue"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+
+    /// One pass: delivers the mails due now; returns how many it took.
+    pub async fn deliver_due(&self) -> anyhow::Result<usize> {
+        let now = roster_core::time::now();
+        // Long enough for the slowest delivery; a worker that dies holding
+        // mails only delays them by this much.
+        let lease = chrono::Duration::seconds(
+            i64::try_from(self.config.timeout_secs).unwrap_or(60) * 2 + 60,
+        );
+        let mails = self
+            .store
+            .claim_due(now, now + lease, i64::from(self.config.batch))
+            .await?;
+        let taken = mails.len();
+        for mail in mails {
+            self.deliver(mail).await;
+        }
+        Ok(taken)
+    }
+
+    async fn deliver(&self, mail: MailRecord) {
+        let outcome = match self.message(&mail) {
+            Ok(message) => self.transport.deliver(&mail.id, message).await,
+            Err(reason) => Err(DeliveryError::Permanent(reason)),
+        };
+        let now = roster_core::time::now();
+        let recorded = match &outcome {
+            Ok(()) => {
+                tracing::info!(mail_id = %mail.id, template = %mail.template, attempt = mail.attempts, "mail delivered");
+                self.store.mark_sent(&mail.id, now).await
+            }
+            Err(DeliveryError::Temporary(error)) => {
+                let wait = self.backoff(mail.attempts);
+                tracing::warn!(mail_id = %mail.id, attempt = mail.attempts, %error, retry_in_ms = wait.num_milliseconds(), "mail delivery failed; will retry");
+                self.store.mark_failed(&mail.id, error, now + wait).await
+            }
+            Err(DeliveryError::Permanent(error)) => {
+                tracing::error!(mail_id = %mail.id, attempt = mail.attempts, %error, "mail cannot be delivered; giving up");
+                self.store.give_up(&mail.id, error, now).await
+            }
+        };
+        if let Err(error) = recorded {
+            // The lease runs out and the mail is tried again.
+            tracing::warn!(mail_id = %mail.id, %error, "cannot record a delivery outcome");
+        }
+    }
+
+    /// How long to wait after the `attempts`-th failed attempt.
+    fn backoff(&self, attempts: u32) -> chrono::Duration {
+        let factor = 1u64 << attempts.saturating_sub(1).min(30);
+        let ms = self
+            .config
+            .retry_initial_ms
+            .saturating_mul(factor)
+            .min(self.config.retry_max_ms);
+        chrono::Duration::milliseconds(i64::try_from(ms).unwrap_or(i64::MAX))
+    }
+
+    fn message(&self, mail: &MailRecord) -> Result<Message, String> {
+        let rendered = templates::render(
+            &mail.template,
+            &mail.recipient_name,
+            &mail.data,
+            &self.config.base_url,
+        )
+        .ok_or_else(|| format!("unknown template `{}`", mail.template))?;
+        let to = Mailbox::new(
+            (!mail.recipient_name.is_empty()).then(|| mail.recipient_name.clone()),
+            mail.recipient
+                .parse()
+                .map_err(|e| format!("bad recipient: {e}"))?,
+        );
+        Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject)
+            .message_id(Some(format!("<{}@roster>", mail.id)))
+            .date(mail.created_at.into())
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))
+            .map_err(|e| format!("cannot build the mail: {e}"))
+    }
+}
