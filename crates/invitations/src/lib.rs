@@ -69,7 +69,7 @@ impl InvitationsComponent {
                 PathBuf::from(&deps.mail.dir)
             };
             tracing::info!(dir = %dir.display(), "mail is written to files");
-            Arc::new(transport::FileTransport::new(dir)?)
+            Arc::new(transport::FileTransport::new(dir))
         } else {
             Arc::new(transport::SmtpTransport::new(
                 &deps.mail.smtp_url,

@@ -61,17 +61,16 @@ pub struct FileTransport {
 }
 
 impl FileTransport {
-    pub fn new(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
-        let dir = dir.into();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| anyhow::anyhow!("cannot create the mail folder {}: {e}", dir.display()))?;
-        Ok(Self { dir })
+    /// Mails go to `dir`, created with the first one.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
     }
 }
 
 #[async_trait::async_trait]
 impl MailTransport for FileTransport {
     async fn deliver(&self, mail_id: &str, message: Message) -> Result<(), DeliveryError> {
+        let dir = self.dir.clone();
         let path = self.dir.join(format!("{mail_id}.eml"));
         let partial = self.dir.join(format!(".{mail_id}.eml.partial"));
         let bytes = message.formatted();
@@ -79,6 +78,7 @@ impl MailTransport for FileTransport {
         // a second delivery of the same mail replaces it with itself.
         tokio::task::spawn_blocking(move || {
             use std::io::Write as _;
+            std::fs::create_dir_all(&dir)?;
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create(true).truncate(true);
             // The mail may hold a secret (a token, a temporary password).
