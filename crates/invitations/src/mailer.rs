@@ -9,6 +9,7 @@
 //! systems can recognise the repeat.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lettre::Message;
@@ -27,6 +28,7 @@ pub struct Mailer {
     config: MailConfig,
     from: Mailbox,
     wake: Arc<Notify>,
+    stopping: AtomicBool,
 }
 
 impl Mailer {
@@ -45,6 +47,7 @@ impl Mailer {
             config,
             from,
             wake: Arc::new(Notify::new()),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -53,19 +56,33 @@ impl Mailer {
         self.wake.clone()
     }
 
-    /// Delivers until `shutdown` resolves.
+    /// Delivers until `shutdown` resolves, then finishes the mail it is
+    /// sending (at most `mail.timeout_secs`) and hands the rest of its batch
+    /// back to the queue.
     pub async fn run(self: Arc<Self>, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
+        let worker = {
+            let me = self.clone();
+            tokio::spawn(async move { me.work().await })
+        };
+        shutdown.await;
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        let _ = worker.await;
+    }
+
+    async fn work(&self) {
         let poll = Duration::from_millis(self.config.poll_interval_ms);
-        loop {
+        while !self.stopping.load(Ordering::SeqCst) {
             match self.deliver_due().await {
                 // A full batch: there may be more.
                 Ok(n) if n >= self.config.batch as usize => continue,
                 Ok(_) => {}
                 Err(error) => tracing::warn!(%error, "cannot read the mail queue"),
             }
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
             tokio::select! {
-                _ = &mut shutdown => break,
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
             }
@@ -75,17 +92,32 @@ impl Mailer {
     /// One pass: delivers the mails due now; returns how many it took.
     pub async fn deliver_due(&self) -> anyhow::Result<usize> {
         let now = roster_core::time::now();
-        // Long enough for the slowest delivery; a worker that dies holding
-        // mails only delays them by this much.
-        let lease = chrono::Duration::seconds(
-            i64::try_from(self.config.timeout_secs).unwrap_or(60) * 2 + 60,
-        );
+        // Long enough for the whole batch at the slowest, one mail after the
+        // other; a worker that dies holding mails only delays them by this
+        // much.
+        let per_mail = i64::try_from(self.config.timeout_secs).unwrap_or(60) + 10;
+        let lease = chrono::Duration::seconds(per_mail * i64::from(self.config.batch) + 60);
         let mails = self
             .store
             .claim_due(now, now + lease, i64::from(self.config.batch))
             .await?;
         let taken = mails.len();
         for mail in mails {
+            if self.stopping.load(Ordering::SeqCst) {
+                // Not tried: due again at once, for the next worker.
+                let released = self
+                    .store
+                    .mark_failed(
+                        &mail.id,
+                        "not tried: the worker stopped",
+                        roster_core::time::now(),
+                    )
+                    .await;
+                if let Err(error) = released {
+                    tracing::warn!(mail_id = %mail.id, %error, "cannot hand a mail back");
+                }
+                continue;
+            }
             self.deliver(mail).await;
         }
         Ok(taken)

@@ -106,6 +106,7 @@ fn main() -> anyhow::Result<()> {
                     &mut shown.database.url,
                     &mut shown.events.nats_url,
                     &mut shown.telemetry.otlp_endpoint,
+                    &mut shown.mail.smtp_url,
                 ] {
                     *url = roster_core::config::redacted_url(url);
                 }

@@ -253,11 +253,11 @@ impl UserRegistryService {
             }
         }
         if !req.invitation_token.is_empty() {
-            // Invitations live in the invitations service; until it runs in
-            // this deployment a token cannot be checked, and an unchecked
-            // token must not pass for a checked one.
+            // Invitations live in the invitations service, which does not
+            // check tokens for registration yet; an unchecked token must not
+            // pass for a checked one.
             return Err(Error::FailedPrecondition(
-                "invitations are not available in this deployment",
+                "registering with an invitation is not supported yet",
             ));
         }
 
