@@ -68,6 +68,8 @@ impl InvitationsService {
             let field = format!("data.{key}");
             max_chars(&field, value, MAX_VALUE_CHARS)?;
             no_control_chars(&field, value)?;
+            templates::check_variable(key, value)
+                .map_err(|why| FieldViolation::new(&field, why))?;
         }
         if let Some(missing) = required.iter().find(|k| {
             req.data

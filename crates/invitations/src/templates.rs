@@ -78,6 +78,18 @@ const TEMPLATES: &[Template] = &[
     },
 ];
 
+/// Checks variables beyond presence: a notification's `path` must be a
+/// path on Roster's own site (`/…`), so a link cannot lead elsewhere.
+pub fn check_variable(key: &str, value: &str) -> Result<(), &'static str> {
+    if key == "path"
+        && !value.is_empty()
+        && (!value.starts_with('/') || value.starts_with("//") || value.contains('\\'))
+    {
+        return Err("must be a path starting with a single `/`");
+    }
+    Ok(())
+}
+
 /// The names of every template.
 pub fn names() -> impl Iterator<Item = &'static str> {
     TEMPLATES.iter().map(|t| t.name)
@@ -103,8 +115,12 @@ pub fn render(
     let value = |key: &str| data.get(key).map(String::as_str).unwrap_or_default();
     let link = template.link.and_then(|path| {
         let path = fill(path, |key| percent_encode(value(key)));
-        // A notification without a path has no link.
-        (!path.is_empty()).then(|| format!("{}{path}", base_url.trim_end_matches('/')))
+        // A notification without a path has no link; a path always starts
+        // below the base URL's root, so it cannot name another host.
+        (!path.is_empty()).then(|| {
+            let path = format!("/{}", path.trim_start_matches('/'));
+            format!("{}{path}", base_url.trim_end_matches('/'))
+        })
     });
     let text_value = |key: &str| -> String {
         if key == "link" {
@@ -266,6 +282,29 @@ mod tests {
         }
         assert!(render("nope", "", &BTreeMap::new(), "").is_none());
         assert!(required("nope").is_none());
+    }
+
+    #[test]
+    fn a_notification_link_stays_on_the_configured_site() {
+        for path in [".evil.example/phish", "//evil.example", "@evil.example"] {
+            let mail = render(
+                "notification",
+                "",
+                &data(&[("title", "t"), ("path", path)]),
+                "https://roster.example.com",
+            )
+            .unwrap();
+            assert!(
+                mail.text.contains("https://roster.example.com/"),
+                "{path}: {}",
+                mail.text
+            );
+            assert!(!mail.text.contains("roster.example.com."), "{path}");
+        }
+        assert!(check_variable("path", "/notifications/1").is_ok());
+        for bad in [".evil", "//evil", "/a\\b", "evil"] {
+            assert!(check_variable("path", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub trait MailTransport: Send + Sync + 'static {
 /// An SMTP server.
 pub struct SmtpTransport {
     inner: AsyncSmtpTransport<Tokio1Executor>,
+    timeout: Duration,
 }
 
 impl SmtpTransport {
@@ -40,14 +41,25 @@ impl SmtpTransport {
             })?
             .timeout(Some(timeout))
             .build();
-        Ok(Self { inner })
+        Ok(Self { inner, timeout })
     }
 }
 
 #[async_trait::async_trait]
 impl MailTransport for SmtpTransport {
     async fn deliver(&self, _mail_id: &str, message: Message) -> Result<(), DeliveryError> {
-        match self.inner.send(message).await {
+        // lettre's own timeout covers connecting; this one the whole
+        // conversation, so a server that accepts and then hangs cannot hold
+        // the worker.
+        let sent = tokio::time::timeout(self.timeout, self.inner.send(message))
+            .await
+            .map_err(|_| {
+                DeliveryError::Temporary(format!(
+                    "the SMTP server did not finish within {} s",
+                    self.timeout.as_secs()
+                ))
+            })?;
+        match sent {
             Ok(_) => Ok(()),
             Err(e) if e.is_permanent() => Err(DeliveryError::Permanent(e.to_string())),
             Err(e) => Err(DeliveryError::Temporary(e.to_string())),

@@ -6,6 +6,7 @@
 pub mod db;
 pub mod env;
 pub mod nats;
+pub mod smtp;
 
 pub use db::{TestBackend, TestDb, outbox_max_attempts};
 pub use env::{
@@ -13,3 +14,4 @@ pub use env::{
     with_cluster_key, with_token,
 };
 pub use nats::TestNats;
+pub use smtp::TestSmtp;

@@ -64,25 +64,27 @@ macro_rules! mail_store {
                 error: Option<&str>,
             ) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let data: Option<String> =
-                    sqlx::query_scalar("SELECT data FROM mail_queue WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                // Write first: the row is then held (PostgreSQL) or the one
+                // write lock taken (SQLite, where reading first and writing
+                // after another writer's commit fails at once).
+                let data: Option<String> = sqlx::query_scalar(&format!(
+                    "UPDATE mail_queue SET {column} = $1, \
+                     last_error = COALESCE($2, last_error) WHERE id = $3 RETURNING data"
+                ))
+                .bind(at)
+                .bind(error)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
                 let Some(data) = data else {
                     return Ok(());
                 };
                 let kept = encode(&without_secrets(&decode(&data)?));
-                sqlx::query(&format!(
-                    "UPDATE mail_queue SET {column} = $1, data = $2, \
-                     last_error = COALESCE($3, last_error) WHERE id = $4"
-                ))
-                .bind(at)
-                .bind(kept)
-                .bind(error)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("UPDATE mail_queue SET data = $1 WHERE id = $2")
+                    .bind(kept)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(())
             }

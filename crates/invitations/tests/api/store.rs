@@ -1,0 +1,632 @@
+//! The `MailStore` conformance suite: every case is written once and run on
+//! the service's own PostgreSQL schema (as `rosterd` opens it) and on a
+//! SQLite file, both migrated.
+
+use std::any::Any;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Duration, Utc};
+use roster_core::db::Db;
+use roster_core::time::now;
+use roster_invitations::store::{self, MailRecord, MailStore};
+use roster_test_support::{Backend, TestDb};
+
+use crate::support::{on_both_backends, raw_row};
+
+on_both_backends!(
+    a_mail_round_trips_with_every_field,
+    an_idempotency_key_stores_one_mail_and_returns_its_id,
+    mails_without_a_key_are_all_stored,
+    claim_due_takes_only_due_mails_neither_sent_nor_given_up,
+    a_claim_leases_the_mail_and_counts_the_attempt,
+    a_claimed_mail_is_not_claimed_again_before_its_lease_runs_out,
+    claim_due_takes_at_most_limit_mails_the_longest_due_first,
+    mark_sent_deletes_secrets_and_keeps_everything_else,
+    mark_failed_records_the_error_and_the_next_attempt_and_keeps_secrets,
+    give_up_deletes_secrets_records_the_error_and_stops_claims,
+    pending_counts_mails_neither_sent_nor_given_up,
+    unknown_ids_read_as_none_and_finishing_them_changes_nothing,
+    concurrent_enqueues_with_one_key_store_one_mail,
+);
+
+/// One backend's migrated store.
+struct Case {
+    store: Arc<dyn MailStore>,
+    db: Db,
+    backend: Backend,
+    pg: Option<Arc<TestDb>>,
+    _keep: Box<dyn Any + Send + Sync>,
+}
+
+impl Case {
+    async fn open(backend: Backend) -> Case {
+        let (db, pg, keep): (Db, Option<Arc<TestDb>>, Box<dyn Any + Send + Sync>) = match backend {
+            Backend::Postgres => {
+                let pg = Arc::new(TestDb::new().await);
+                let db = pg.pool_for(roster_invitations::NAME).await;
+                (db, Some(pg), Box::new(()))
+            }
+            Backend::Sqlite => {
+                let (dir, path) = roster_test_support::db::sqlite_file();
+                let db = Db::open_sqlite(&path, 5)
+                    .await
+                    .unwrap_or_else(|e| panic!("open {}: {e:#}", path.display()));
+                (db, None, Box::new(dir))
+            }
+        };
+        store::migrations()
+            .run(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{backend:?}: migrations: {e:#}"));
+        Case {
+            store: store::open(&db),
+            db,
+            backend,
+            pg,
+            _keep: keep,
+        }
+    }
+
+    /// Another store over the same database through a pool of its own (on
+    /// PostgreSQL as another replica would; on SQLite the same pool).
+    async fn replica(&self) -> Arc<dyn MailStore> {
+        match &self.pg {
+            Some(pg) => store::open(&pg.pool_for(roster_invitations::NAME).await),
+            None => self.store.clone(),
+        }
+    }
+
+    async fn enqueue(&self, mail: &MailRecord) -> String {
+        self.store
+            .enqueue(mail)
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: enqueue: {e:?}", self.backend))
+    }
+
+    async fn get(&self, id: &str) -> MailRecord {
+        self.store
+            .get(id)
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: get: {e:?}", self.backend))
+            .unwrap_or_else(|| panic!("{:?}: mail {id} is gone", self.backend))
+    }
+
+    async fn claim(&self, at: DateTime<Utc>, lease: Duration, limit: i64) -> Vec<MailRecord> {
+        self.store
+            .claim_due(at, at + lease, limit)
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: claim_due: {e:?}", self.backend))
+    }
+
+    async fn claimed_ids(&self, at: DateTime<Utc>, limit: i64) -> Vec<String> {
+        self.claim(at, LEASE, limit)
+            .await
+            .into_iter()
+            .map(|m| m.id)
+            .collect()
+    }
+
+    async fn pending(&self) -> u64 {
+        self.store.pending().await.expect("pending")
+    }
+}
+
+const LEASE: Duration = Duration::seconds(60);
+
+fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A new mail due at `due`, with a secret and a plain variable.
+fn mail_due(due: DateTime<Utc>) -> MailRecord {
+    MailRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        idempotency_key: None,
+        template: "invitation".into(),
+        recipient: "new@example.com".into(),
+        recipient_name: "Ada".into(),
+        data: data(&[
+            ("secret_token", "s3cr3t-token-value"),
+            ("secret_other", "an0ther-secret"),
+            ("expires_at", "2030-01-31"),
+            ("user_id", "ada"),
+        ]),
+        attempts: 0,
+        next_attempt_at: due,
+        last_error: None,
+        created_at: due,
+        sent_at: None,
+        given_up_at: None,
+    }
+}
+
+fn kept_data() -> BTreeMap<String, String> {
+    data(&[("expires_at", "2030-01-31"), ("user_id", "ada")])
+}
+
+async fn a_mail_round_trips_with_every_field(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    let mut mail = mail_due(t);
+    mail.idempotency_key = Some("event-1".into());
+    mail.recipient_name = "Zoë «Ü» O'Brien".into();
+    mail.data
+        .insert("note".into(), "ünïcødé ✓ \"quoted\"".into());
+    mail.created_at = t - Duration::seconds(5);
+    assert_eq!(case.enqueue(&mail).await, mail.id);
+    assert_eq!(case.get(&mail.id).await, mail, "{backend:?}");
+}
+
+async fn an_idempotency_key_stores_one_mail_and_returns_its_id(backend: Backend) {
+    let case = Case::open(backend).await;
+    let mut first = mail_due(now());
+    first.idempotency_key = Some("user.created:42".into());
+    let mut second = mail_due(now());
+    second.idempotency_key = first.idempotency_key.clone();
+    second.recipient = "other@example.com".into();
+    second.data = data(&[("secret_token", "different")]);
+
+    assert_eq!(case.enqueue(&first).await, first.id);
+    assert_eq!(
+        case.enqueue(&second).await,
+        first.id,
+        "{backend:?}: the key's mail"
+    );
+    assert_eq!(case.enqueue(&first).await, first.id, "{backend:?}: again");
+    assert!(
+        case.store.get(&second.id).await.unwrap().is_none(),
+        "{backend:?}: the second mail was not stored"
+    );
+    assert_eq!(case.get(&first.id).await, first, "{backend:?}: unchanged");
+    assert_eq!(case.pending().await, 1, "{backend:?}");
+    assert_eq!(
+        case.claimed_ids(now(), 10).await,
+        [first.id.clone()],
+        "{backend:?}: queued once"
+    );
+
+    let mut other_key = mail_due(now());
+    other_key.idempotency_key = Some("user.created:43".into());
+    assert_eq!(case.enqueue(&other_key).await, other_key.id);
+    assert_eq!(case.pending().await, 2, "{backend:?}");
+}
+
+async fn mails_without_a_key_are_all_stored(backend: Backend) {
+    let case = Case::open(backend).await;
+    let a = mail_due(now());
+    let b = mail_due(now());
+    assert_eq!(case.enqueue(&a).await, a.id);
+    assert_eq!(case.enqueue(&b).await, b.id);
+    assert_eq!(case.pending().await, 2, "{backend:?}");
+}
+
+async fn claim_due_takes_only_due_mails_neither_sent_nor_given_up(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    let due = mail_due(t - Duration::seconds(1));
+    let due_now = mail_due(t);
+    let later = mail_due(t + Duration::milliseconds(1));
+    let sent = mail_due(t - Duration::seconds(10));
+    let given_up = mail_due(t - Duration::seconds(10));
+    for mail in [&due, &due_now, &later, &sent, &given_up] {
+        case.enqueue(mail).await;
+    }
+    case.store.mark_sent(&sent.id, t).await.unwrap();
+    case.store
+        .give_up(&given_up.id, "550 no such mailbox", t)
+        .await
+        .unwrap();
+
+    let claimed: HashSet<String> = case.claimed_ids(t, 100).await.into_iter().collect();
+    assert_eq!(
+        claimed,
+        HashSet::from([due.id.clone(), due_now.id.clone()]),
+        "{backend:?}: due (next_attempt_at <= now), not sent, not given up"
+    );
+    // Later on, only the one not yet due; the sent and given-up ones never.
+    let claimed = case.claimed_ids(t + Duration::seconds(1), 100).await;
+    assert_eq!(claimed, std::slice::from_ref(&later.id), "{backend:?}");
+    let claimed = case
+        .claimed_ids(t + Duration::days(3650), 100)
+        .await
+        .into_iter()
+        .collect::<HashSet<_>>();
+    assert_eq!(
+        claimed,
+        HashSet::from([due.id, due_now.id, later.id]),
+        "{backend:?}: leases ran out; sent and given up never come back"
+    );
+}
+
+async fn a_claim_leases_the_mail_and_counts_the_attempt(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    let mail = case.enqueue(&mail_due(t)).await;
+    let lease_until = t + LEASE;
+    let claimed = case.store.claim_due(t, lease_until, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{backend:?}");
+    let taken = &claimed[0];
+    assert_eq!(taken.id, mail);
+    assert_eq!(taken.attempts, 1, "{backend:?}: the attempt is counted");
+    assert_eq!(
+        taken.next_attempt_at, lease_until,
+        "{backend:?}: leased until"
+    );
+    assert_eq!(
+        taken.data,
+        mail_due(t).data,
+        "{backend:?}: secrets are there to render the mail"
+    );
+    assert_eq!(&case.get(&mail).await, taken, "{backend:?}: as stored");
+}
+
+async fn a_claimed_mail_is_not_claimed_again_before_its_lease_runs_out(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    let mail = case.enqueue(&mail_due(t)).await;
+    assert_eq!(case.claimed_ids(t, 10).await, std::slice::from_ref(&mail));
+    assert!(
+        case.claimed_ids(t, 10).await.is_empty(),
+        "{backend:?}: held by the first claim"
+    );
+    assert!(
+        case.claimed_ids(t + LEASE - Duration::milliseconds(1), 10)
+            .await
+            .is_empty(),
+        "{backend:?}: still held just before the lease ends"
+    );
+    let again = case.claim(t + LEASE, LEASE, 10).await;
+    assert_eq!(
+        again.len(),
+        1,
+        "{backend:?}: a dead worker's mail comes back"
+    );
+    assert_eq!(again[0].attempts, 2, "{backend:?}");
+}
+
+async fn claim_due_takes_at_most_limit_mails_the_longest_due_first(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    // Enqueued in a shuffled order; due one second apart.
+    let offsets = [3, 0, 4, 1, 2];
+    let mut by_due = Vec::new();
+    for offset in offsets {
+        let mail = mail_due(t - Duration::seconds(10 - offset));
+        case.enqueue(&mail).await;
+        by_due.push((offset, mail.id));
+    }
+    by_due.sort();
+    let order: Vec<String> = by_due.into_iter().map(|(_, id)| id).collect();
+    // Which mails a batch holds is the contract; their order within the
+    // batch is not.
+    let batch = async |limit| {
+        let mut ids = case.claimed_ids(t, limit).await;
+        ids.sort();
+        ids
+    };
+    let sorted = |ids: &[String]| {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids
+    };
+    assert_eq!(batch(2).await, sorted(&order[0..2]), "{backend:?}");
+    assert_eq!(batch(2).await, sorted(&order[2..4]), "{backend:?}");
+    assert_eq!(batch(2).await, sorted(&order[4..5]), "{backend:?}");
+    assert!(case.claimed_ids(t, 2).await.is_empty(), "{backend:?}");
+}
+
+async fn mark_sent_deletes_secrets_and_keeps_everything_else(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    let mut mail = mail_due(t);
+    mail.idempotency_key = Some("k".into());
+    case.enqueue(&mail).await;
+    let claimed = case.claim(t, LEASE, 10).await.remove(0);
+    case.store
+        .mark_failed(&mail.id, "421 busy", t + Duration::milliseconds(5))
+        .await
+        .unwrap();
+    let claimed_again = case.claim(t + Duration::seconds(1), LEASE, 10).await;
+    assert_eq!(claimed_again.len(), 1);
+    let sent_at = t + Duration::seconds(2);
+    case.store.mark_sent(&mail.id, sent_at).await.unwrap();
+
+    let stored = case.get(&mail.id).await;
+    let expected = MailRecord {
+        data: kept_data(),
+        attempts: 2,
+        next_attempt_at: claimed_again[0].next_attempt_at,
+        last_error: Some("421 busy".into()),
+        sent_at: Some(sent_at),
+        ..claimed
+    };
+    assert_eq!(stored, expected, "{backend:?}");
+    let row = raw_row(&case.db, &mail.id).await;
+    for secret in ["s3cr3t-token-value", "an0ther-secret", "secret_"] {
+        assert!(!row.contains(secret), "{backend:?}: {secret} in {row}");
+    }
+    assert_eq!(case.pending().await, 0, "{backend:?}");
+    assert!(
+        case.claimed_ids(t + Duration::days(3650), 10)
+            .await
+            .is_empty(),
+        "{backend:?}: a sent mail is never claimed"
+    );
+}
+
+async fn mark_failed_records_the_error_and_the_next_attempt_and_keeps_secrets(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    let mail = mail_due(t);
+    case.enqueue(&mail).await;
+    case.claim(t, LEASE, 10).await;
+    let retry_at = t + Duration::milliseconds(250);
+    case.store
+        .mark_failed(&mail.id, "connection refused", retry_at)
+        .await
+        .unwrap();
+
+    let stored = case.get(&mail.id).await;
+    assert_eq!(stored.last_error.as_deref(), Some("connection refused"));
+    assert_eq!(
+        stored.next_attempt_at, retry_at,
+        "{backend:?}: the lease is replaced by the backoff"
+    );
+    assert_eq!(stored.attempts, 1, "{backend:?}");
+    assert_eq!(stored.data, mail.data, "{backend:?}: kept for the retry");
+    assert_eq!(stored.sent_at, None);
+    assert_eq!(stored.given_up_at, None);
+    assert_eq!(case.pending().await, 1, "{backend:?}");
+
+    assert!(
+        case.claimed_ids(retry_at - Duration::milliseconds(1), 10)
+            .await
+            .is_empty(),
+        "{backend:?}: not before the retry time"
+    );
+    let retried = case.claim(retry_at, LEASE, 10).await;
+    assert_eq!(retried.len(), 1, "{backend:?}: due at the retry time");
+    assert_eq!(retried[0].attempts, 2);
+    assert_eq!(retried[0].data, mail.data);
+
+    // A second failure replaces the error.
+    case.store
+        .mark_failed(&mail.id, "451 try later", retry_at + Duration::seconds(1))
+        .await
+        .unwrap();
+    let stored = case.get(&mail.id).await;
+    assert_eq!(stored.last_error.as_deref(), Some("451 try later"));
+    assert_eq!(stored.next_attempt_at, retry_at + Duration::seconds(1));
+}
+
+async fn give_up_deletes_secrets_records_the_error_and_stops_claims(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    let mail = mail_due(t);
+    case.enqueue(&mail).await;
+    case.claim(t, LEASE, 10).await;
+    let at = t + Duration::seconds(1);
+    case.store
+        .give_up(&mail.id, "550 5.1.1 mailbox unavailable", at)
+        .await
+        .unwrap();
+
+    let stored = case.get(&mail.id).await;
+    assert_eq!(stored.given_up_at, Some(at), "{backend:?}");
+    assert_eq!(stored.sent_at, None, "{backend:?}");
+    assert_eq!(
+        stored.last_error.as_deref(),
+        Some("550 5.1.1 mailbox unavailable")
+    );
+    assert_eq!(stored.data, kept_data(), "{backend:?}: secrets deleted");
+    let row = raw_row(&case.db, &mail.id).await;
+    assert!(!row.contains("s3cr3t-token-value"), "{backend:?}: {row}");
+    assert!(!row.contains("an0ther-secret"), "{backend:?}: {row}");
+    assert_eq!(case.pending().await, 0, "{backend:?}");
+    assert!(
+        case.claimed_ids(t + Duration::days(3650), 10)
+            .await
+            .is_empty(),
+        "{backend:?}: a given-up mail is never claimed"
+    );
+}
+
+async fn pending_counts_mails_neither_sent_nor_given_up(backend: Backend) {
+    let case = Case::open(backend).await;
+    assert_eq!(case.pending().await, 0);
+    let t = now();
+    let mails: Vec<MailRecord> = (0..4).map(|_| mail_due(t)).collect();
+    for mail in &mails {
+        case.enqueue(mail).await;
+    }
+    assert_eq!(case.pending().await, 4, "{backend:?}");
+    case.claim(t, LEASE, 10).await;
+    assert_eq!(case.pending().await, 4, "{backend:?}: claimed is pending");
+    case.store.mark_failed(&mails[0].id, "e", t).await.unwrap();
+    assert_eq!(case.pending().await, 4, "{backend:?}: failed is pending");
+    case.store.mark_sent(&mails[1].id, t).await.unwrap();
+    assert_eq!(case.pending().await, 3, "{backend:?}");
+    case.store.give_up(&mails[2].id, "e", t).await.unwrap();
+    assert_eq!(case.pending().await, 2, "{backend:?}");
+}
+
+async fn unknown_ids_read_as_none_and_finishing_them_changes_nothing(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    let mail = mail_due(t);
+    case.enqueue(&mail).await;
+    assert!(case.store.get("no-such-mail").await.unwrap().is_none());
+    case.store.mark_sent("no-such-mail", t).await.unwrap();
+    case.store
+        .mark_failed("no-such-mail", "e", t)
+        .await
+        .unwrap();
+    case.store.give_up("no-such-mail", "e", t).await.unwrap();
+    assert_eq!(case.get(&mail.id).await, mail, "{backend:?}");
+    assert_eq!(case.pending().await, 1);
+}
+
+async fn concurrent_enqueues_with_one_key_store_one_mail(backend: Backend) {
+    let case = Case::open(backend).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = case.replica().await;
+        tasks.spawn(async move {
+            let mut mail = mail_due(now());
+            mail.idempotency_key = Some("same-key".into());
+            store.enqueue(&mail).await.expect("enqueue")
+        });
+    }
+    let ids: HashSet<String> = tasks.join_all().await.into_iter().collect();
+    assert_eq!(ids.len(), 1, "{backend:?}: one ID for one key: {ids:?}");
+    assert_eq!(case.pending().await, 1, "{backend:?}");
+}
+
+/// Four workers (on PostgreSQL each with a pool of its own, as replicas)
+/// claim from one queue at once: every mail is handed out exactly once.
+async fn concurrent_claims_hand_each_mail_to_one_worker(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    let total = 60;
+    let mut all = HashSet::new();
+    for i in 0..total {
+        let mail = mail_due(t - Duration::milliseconds(i));
+        all.insert(case.enqueue(&mail).await);
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(4));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let store = case.replica().await;
+        let start = start.clone();
+        workers.spawn(async move {
+            start.wait().await;
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store.claim_due(t, t + LEASE, 3).await.expect("claim_due");
+                if claimed.is_empty() {
+                    return mine;
+                }
+                mine.extend(claimed.into_iter().map(|m| m.id));
+            }
+        });
+    }
+    let per_worker = workers.join_all().await;
+    let handed: Vec<&String> = per_worker.iter().flatten().collect();
+    let distinct: HashSet<&String> = handed.iter().copied().collect();
+    assert_eq!(
+        handed.len(),
+        distinct.len(),
+        "{backend:?}: a mail was handed to two workers"
+    );
+    assert_eq!(
+        distinct.len(),
+        total as usize,
+        "{backend:?}: every due mail was handed out"
+    );
+    assert!(distinct.iter().all(|id| all.contains(*id)));
+    // Each was claimed once: one attempt each.
+    for id in &all {
+        assert_eq!(case.get(id).await.attempts, 1, "{backend:?}: {id}");
+    }
+}
+
+mod concurrent_claims_hand_each_mail_to_one_worker {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_postgres() {
+        super::concurrent_claims_hand_each_mail_to_one_worker(
+            roster_test_support::Backend::Postgres,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_sqlite() {
+        super::concurrent_claims_hand_each_mail_to_one_worker(roster_test_support::Backend::Sqlite)
+            .await;
+    }
+}
+
+/// `mark_sent` and `give_up` while other mails are being queued, as the
+/// worker finishes mails while the service queues new ones.
+async fn finishing_a_mail_succeeds_while_other_writes_commit(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        let mail = mail_due(t);
+        case.enqueue(&mail).await;
+        ids.push(mail.id);
+    }
+    assert_eq!(case.claim(t, LEASE, 1000).await.len(), ids.len());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let store = case.replica().await;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let later = mail_due(now() + Duration::hours(1));
+                store.enqueue(&later).await.expect("enqueue");
+            }
+        })
+    };
+    let mut failures = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let finished = if i % 2 == 0 {
+            case.store.mark_sent(id, t).await
+        } else {
+            case.store.give_up(id, "550 no", t).await
+        };
+        if let Err(error) = finished {
+            failures.push(format!("{error:?}"));
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.await.expect("the writer");
+    assert!(
+        failures.is_empty(),
+        "{backend:?}: {} of {} mark_sent/give_up failed, first: {}",
+        failures.len(),
+        ids.len(),
+        failures[0]
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let mail = case.get(id).await;
+        assert_eq!(mail.sent_at.is_some(), i % 2 == 0, "{backend:?}: {mail:?}");
+        assert_eq!(
+            mail.given_up_at.is_some(),
+            i % 2 == 1,
+            "{backend:?}: {mail:?}"
+        );
+        assert_eq!(mail.data, kept_data(), "{backend:?}");
+    }
+}
+
+mod finishing_a_mail_succeeds_while_other_writes_commit {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_postgres() {
+        super::finishing_a_mail_succeeds_while_other_writes_commit(
+            roster_test_support::Backend::Postgres,
+        )
+        .await;
+    }
+
+    /// `finish` runs `BEGIN; SELECT data; UPDATE` in a deferred
+    /// transaction: on SQLite (WAL), when another connection commits
+    /// between the SELECT and the UPDATE, the UPDATE fails at once with
+    /// `SQLITE_BUSY_SNAPSHOT` (517, "database is locked"; the busy timeout
+    /// does not apply). The mailer then only logs "cannot record a delivery
+    /// outcome": the delivered mail stays claimed, keeps its secrets, and
+    /// is sent again when its lease runs out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_sqlite() {
+        super::finishing_a_mail_succeeds_while_other_writes_commit(
+            roster_test_support::Backend::Sqlite,
+        )
+        .await;
+    }
+}
