@@ -291,6 +291,9 @@ fn rights_of(rights: Option<&roster_proto::v1::Rights>) -> RightSet {
         .unwrap_or_default()
 }
 
+/// The outcome of one resolution, shared by the requests waiting for it.
+type Resolution = tokio::sync::OnceCell<Result<Arc<AuthInfoResponse>, Status>>;
+
 struct CacheEntry {
     info: Arc<AuthInfoResponse>,
     at: Instant,
@@ -305,10 +308,11 @@ pub struct Authenticator {
     capacity: usize,
     // Keyed by the SHA-256 of the token, so raw tokens are not kept around.
     cache: Mutex<HashMap<[u8; 32], CacheEntry>>,
-    // One gate per token being resolved: when an answer expires under
-    // load, the requests that need it wait for one resolution instead of
-    // each asking the access service.
-    inflight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    // One shared resolution per token being resolved: when an answer
+    // expires under load, the requests that need it meanwhile wait for that
+    // one resolution and share its outcome instead of each asking the
+    // access service.
+    inflight: Mutex<HashMap<[u8; 32], Arc<Resolution>>>,
     // Counts invalidations. An answer fetched while one happened may
     // predate it, so it is used for its request but not cached.
     epoch: std::sync::atomic::AtomicU64,
@@ -376,28 +380,27 @@ impl Authenticator {
         if let Some(info) = self.cached(&key) {
             return Ok(info);
         }
-        let gate = self
+        if self.ttl.is_zero() {
+            // Caching is off: every request has its credential checked.
+            return self.resolve_uncached(key, token).await;
+        }
+        let resolution = self
             .inflight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(key)
             .or_default()
             .clone();
-        let resolved = {
-            let _turn = gate.lock().await;
-            // Whoever held the gate before may have resolved it already.
-            match self.cached(&key) {
-                Some(info) => Ok(info),
-                None => self.resolve_uncached(key, token).await,
-            }
-        };
-        // Every handle is taken and given back under this lock, so the last
-        // one out sees only the map's own and removes the gate.
+        let resolved = resolution
+            .get_or_init(|| self.resolve_uncached(key, token))
+            .await
+            .clone();
+        // The first one done takes the shared resolution away, so requests
+        // arriving from now on start from the cache again.
         let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        drop(gate);
         if inflight
             .get(&key)
-            .is_some_and(|gate| Arc::strong_count(gate) == 1)
+            .is_some_and(|current| Arc::ptr_eq(current, &resolution))
         {
             inflight.remove(&key);
         }
@@ -424,11 +427,12 @@ impl Authenticator {
             if cache.len() >= self.capacity {
                 cache.clear();
             }
-            // Gates left by requests cancelled while they waited.
+            // Resolutions left behind by requests cancelled while they
+            // waited.
             self.inflight
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .retain(|_, gate| Arc::strong_count(gate) > 1);
+                .retain(|_, resolution| Arc::strong_count(resolution) > 1);
         }
         cache.insert(
             key,
@@ -898,8 +902,47 @@ mod tests {
         assert_eq!(resolver.0.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert!(
             auth.inflight.lock().unwrap().is_empty(),
-            "no gate is left behind"
+            "no resolution is left behind"
         );
+    }
+
+    #[tokio::test]
+    async fn waiting_requests_share_a_refusal_and_uncached_settings_resolve_each() {
+        struct SlowNo(std::sync::atomic::AtomicUsize);
+        #[async_trait::async_trait]
+        impl CredentialResolver for SlowNo {
+            async fn resolve(&self, _: &str) -> Result<AuthInfoResponse, Status> {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Err(Status::unauthenticated("invalid token"))
+            }
+        }
+        for (ttl_ms, expected_calls) in [(1000, 1), (0, 8)] {
+            let resolver = Arc::new(SlowNo(Default::default()));
+            let auth = Arc::new(Authenticator::new(
+                resolver.clone(),
+                ClusterKeys::default(),
+                &AuthConfig {
+                    cache_ttl_ms: ttl_ms,
+                    ..AuthConfig::default()
+                },
+            ));
+            let callers: Vec<_> = (0..8)
+                .map(|_| {
+                    let auth = auth.clone();
+                    tokio::spawn(async move { auth.caller(&request("Bearer bad")).await })
+                })
+                .collect();
+            for caller in callers {
+                let refused = caller.await.unwrap().unwrap_err();
+                assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+            }
+            assert_eq!(
+                resolver.0.load(std::sync::atomic::Ordering::SeqCst),
+                expected_calls,
+                "cache_ttl_ms {ttl_ms}"
+            );
+        }
     }
 
     /// Resolves after being told to, so a test can invalidate meanwhile.
