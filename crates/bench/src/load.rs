@@ -1,11 +1,13 @@
 //! A closed-loop load generator: a fixed number of clients, each sending
 //! its next request as soon as the previous one is answered, and the
-//! latency of every request.
+//! latency of every request. [`run`] sends a fixed number of requests;
+//! [`Background`] keeps sending until it is stopped, as load running
+//! alongside a measured scenario.
 
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -34,6 +36,21 @@ pub struct Run {
 impl Run {
     pub fn requests(&self) -> u64 {
         self.latencies.len() as u64 + self.errors
+    }
+
+    fn record(&mut self, outcome: Outcome, latency: Duration) {
+        match outcome {
+            Ok(total) => {
+                self.latencies.push(latency);
+                self.totals.extend(total);
+            }
+            Err(error) => {
+                self.errors += 1;
+                if self.first_errors.len() < KEPT_ERRORS {
+                    self.first_errors.push(error);
+                }
+            }
+        }
     }
 
     fn absorb(&mut self, other: Run) {
@@ -76,19 +93,7 @@ where
                 }
                 let sent = Instant::now();
                 let outcome = op(i).await;
-                let latency = sent.elapsed();
-                match outcome {
-                    Ok(total) => {
-                        run.latencies.push(latency);
-                        run.totals.extend(total);
-                    }
-                    Err(error) => {
-                        run.errors += 1;
-                        if run.first_errors.len() < KEPT_ERRORS {
-                            run.first_errors.push(error);
-                        }
-                    }
-                }
+                run.record(outcome, sent.elapsed());
             }
             run
         });
@@ -99,6 +104,61 @@ where
     }
     all.elapsed = started.elapsed();
     Ok(all)
+}
+
+/// Load sent in the background by a fixed number of clients, from
+/// [`Background::start`] until [`Background::stop`].
+pub struct Background {
+    stopping: Arc<AtomicBool>,
+    started: Instant,
+    workers: JoinSet<Run>,
+}
+
+impl Background {
+    /// Starts `clients` clients sending `op(first)`, `op(first + 1)`, … one
+    /// after the other, each index once, until stopped.
+    pub fn start<F, Fut>(first: usize, clients: usize, op: F) -> Background
+    where
+        F: Fn(usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let op = Arc::new(op);
+        let next = Arc::new(AtomicUsize::new(first));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let mut workers = JoinSet::new();
+        for _ in 0..clients.max(1) {
+            let op = op.clone();
+            let next = next.clone();
+            let stopping = stopping.clone();
+            workers.spawn(async move {
+                let mut run = Run::default();
+                while !stopping.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let sent = Instant::now();
+                    let outcome = op(i).await;
+                    run.record(outcome, sent.elapsed());
+                }
+                run
+            });
+        }
+        Background {
+            stopping,
+            started: Instant::now(),
+            workers,
+        }
+    }
+
+    /// Lets every client finish the request it is waiting for, then returns
+    /// them all, `elapsed` from the start to the last answer.
+    pub async fn stop(mut self) -> anyhow::Result<Run> {
+        self.stopping.store(true, Ordering::Relaxed);
+        let mut all = Run::default();
+        while let Some(worker) = self.workers.join_next().await {
+            all.absorb(worker?);
+        }
+        all.elapsed = self.started.elapsed();
+        Ok(all)
+    }
 }
 
 /// Latency percentiles of a run.
@@ -174,5 +234,28 @@ mod tests {
         totals.sort_unstable();
         let expected: Vec<u64> = (10..110).filter(|i| i % 10 != 0).collect();
         assert_eq!(totals, expected);
+    }
+
+    #[tokio::test]
+    async fn background_load_runs_until_stopped_each_index_once() {
+        let background = Background::start(1000, 3, |i| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if i % 7 == 0 {
+                Err(format!("request {i} failed"))
+            } else {
+                Ok(Some(i as u64))
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let run = background.stop().await.unwrap();
+        assert!(run.requests() >= 3, "{}", run.requests());
+        let mut sent = run.totals.clone();
+        let failed = (1000..1000 + run.requests()).filter(|i| i % 7 == 0).count() as u64;
+        assert_eq!(run.errors, failed);
+        sent.sort_unstable();
+        let expected: Vec<u64> = (1000..1000 + run.requests())
+            .filter(|i| i % 7 != 0)
+            .collect();
+        assert_eq!(sent, expected);
     }
 }

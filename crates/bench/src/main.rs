@@ -1,21 +1,32 @@
-//! `roster-bench`: measures the user registry and the access service over
-//! real gRPC, on PostgreSQL with their events on JetStream, as deployed in
-//! production.
+//! `roster-bench`: measures the user registry, the access service and the
+//! sessions service over real gRPC, on PostgreSQL with their events on
+//! JetStream, as deployed in production.
 //!
 //! It creates a fresh database (one schema per service, dropped at the
-//! end) and a JetStream namespace, serves both services in-process on a
-//! loopback port with the production Argon2id costs and real credential
-//! resolution (`EntityAccess.AuthInfo`), seeds the `users` table with SQL,
+//! end) and a JetStream namespace, serves the three services in-process on
+//! a loopback port with the production Argon2id costs and real credential
+//! resolution (`EntityAccess.AuthInfo`), seeds the `users` table with SQL
+//! (one real Argon2id hash of [`seed::SEED_PASSWORD`] for every user),
 //! creates an approved admin and an API key with `RIGHT_ALL` for it through
-//! the API, then runs each scenario from concurrent clients and prints
-//! throughput and latency percentiles:
+//! the API and logs the admin in, then runs each scenario from concurrent
+//! clients and prints throughput and latency percentiles:
 //!
 //! - `Create`: self-registration, unauthenticated; the Argon2id hash on
 //!   the blocking pool dominates it;
+//! - `Login`: `Authentication.Login` of a random seeded user with its
+//!   password; one Argon2id verification on the user registry's blocking
+//!   pool dominates it;
 //! - `AuthInfo`: a service resolving the admin's API key, as every
 //!   service's Authenticator does on a cache miss;
 //! - `Get (API key, cached)`: the admin reading a random seeded user, the
 //!   credential cached for the default TTL;
+//! - `Get (API key, during logins)`: the same while `--background-logins`
+//!   clients log seeded users in, to show that password hashing (on the
+//!   blocking pool) does not stall the requests on the async runtime; the
+//!   report gives the ratio of the two p99 latencies;
+//! - `Get (session, cached)`: the same reads with the admin's session
+//!   token instead of the API key (resolved through
+//!   `SessionCredentials.CheckSession` on a cache miss);
 //! - `Get (API key, uncached)`: the same on a second server whose
 //!   Authenticator caches nothing, so every request calls `AuthInfo`;
 //! - `SearchUsers`: the admin searching a random 3-6 character substring of
@@ -40,7 +51,8 @@ use roster_core::db::DatabaseConfig;
 use roster_core::password::{PasswordConfig, PasswordHasher};
 use tokio::time::Instant;
 
-use crate::report::{Header, Row};
+use crate::load::Background;
+use crate::report::{BackgroundRun, Header, Row};
 use crate::scenarios::{Scenario, Target};
 use crate::seed::Seeded;
 use crate::services::Services;
@@ -48,7 +60,7 @@ use crate::services::Services;
 #[derive(Parser, Debug)]
 #[command(
     name = "roster-bench",
-    about = "Benchmark the user registry and the access service over gRPC on PostgreSQL and JetStream"
+    about = "Benchmark the user registry, the access and the sessions service over gRPC on PostgreSQL and JetStream"
 )]
 struct Args {
     /// Users seeded with SQL before the scenarios run.
@@ -60,12 +72,27 @@ struct Args {
     /// Create requests (0 skips the scenario).
     #[arg(long, default_value_t = 1000)]
     create: usize,
+    /// Authentication.Login requests (0 skips the scenario).
+    #[arg(long, default_value_t = 1000)]
+    login: usize,
     /// EntityAccess.AuthInfo requests (0 skips the scenario).
     #[arg(long, default_value_t = 10_000)]
     auth_info: usize,
     /// Get requests with the credential cache (0 skips the scenario).
     #[arg(long, default_value_t = 20_000)]
     get: usize,
+    /// Get requests with the credential cache while other clients log in
+    /// (0 skips the scenario).
+    #[arg(long, default_value_t = 20_000)]
+    get_during_logins: usize,
+    /// Clients logging in, one login after the other, throughout
+    /// `--get-during-logins` (its warm-up included).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    background_logins: u64,
+    /// Get requests with the admin's session token, credential cache on
+    /// (0 skips the scenario).
+    #[arg(long, default_value_t = 10_000)]
+    get_session: usize,
     /// Get requests without the credential cache (0 skips the scenario).
     #[arg(long, default_value_t = 10_000)]
     get_uncached: usize,
@@ -91,6 +118,10 @@ struct Args {
     #[arg(long)]
     json: bool,
 }
+
+/// The first request index of the background logins: far above the Login
+/// scenario's, so they draw other users than it does.
+const BACKGROUND_LOGINS_FIRST: usize = 1 << 30;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -130,6 +161,12 @@ async fn bench(args: Args) -> anyhow::Result<u64> {
         for error in &row.run.first_errors {
             eprintln!("{} failed: {error}", row.scenario);
         }
+        if let Some(background) = &row.background {
+            failed += background.run.errors;
+            for error in &background.run.first_errors {
+                eprintln!("{}: a background login failed: {error}", row.scenario);
+            }
+        }
     }
     Ok(failed)
 }
@@ -140,9 +177,9 @@ async fn measure(
     hasher: PasswordHasher,
     password: PasswordConfig,
 ) -> anyhow::Result<(Header, Vec<Row>)> {
-    // One hash for every seeded user: real Argon2id output, so a login
-    // against a seeded user would cost what it costs in production.
-    let password_hash = hasher.hash("Seed-Passw0rd").await?;
+    // One hash for every seeded user: real Argon2id output, so a login of
+    // a seeded user costs what it costs in production.
+    let password_hash = hasher.hash(seed::SEED_PASSWORD).await?;
     let seeded = Seeded::new(args.users);
     eprintln!("seeding {} users…", seeded.count);
     let times = seed::seed(&services.pool, seeded, &password_hash)
@@ -161,6 +198,7 @@ async fn measure(
         .admin_api_key()
         .await
         .context("creating the admin and its API key")?;
+    let session_token = services.admin_session().await?;
 
     let mut channels = Vec::new();
     let mut uncached_channels = Vec::new();
@@ -172,6 +210,7 @@ async fn measure(
         channels,
         uncached_channels,
         api_key,
+        session_token,
         seeded,
         seed: args.seed,
     };
@@ -180,8 +219,11 @@ async fn measure(
     let mut rows = Vec::new();
     for (scenario, requests) in [
         (Scenario::Create, args.create),
+        (Scenario::Login, args.login),
         (Scenario::AuthInfo, args.auth_info),
         (Scenario::Get, args.get),
+        (Scenario::GetDuringLogins, args.get_during_logins),
+        (Scenario::GetSession, args.get_session),
         (Scenario::GetUncached, args.get_uncached),
         (Scenario::Search, args.search),
     ] {
@@ -195,6 +237,18 @@ async fn measure(
             percent => (requests * percent as usize / 100).max(concurrency),
         };
         let send = |target: Target| move |i| target.request(scenario, i);
+        // Started before the warm-up, so the measured requests meet logins
+        // in full flow; its indices are far from the Login scenario's.
+        let background = (scenario == Scenario::GetDuringLogins).then(|| {
+            let clients = args.background_logins as usize;
+            eprintln!("{}: {clients} clients logging in…", scenario.name());
+            let target = target.clone();
+            let login = move |i| target.request(Scenario::Login, i);
+            (
+                clients,
+                Background::start(BACKGROUND_LOGINS_FIRST, clients, login),
+            )
+        });
         let mut warmup_errors = 0;
         if warmup > 0 {
             eprintln!("{}: warming up ({warmup} requests)…", scenario.name());
@@ -219,6 +273,13 @@ async fn measure(
         let started = Instant::now();
         let run = load::run(0..requests, concurrency, send(target.clone())).await?;
         let resolved = resolutions.load(Ordering::Relaxed) - resolved_before;
+        let background = match background {
+            Some((clients, logins)) => Some(BackgroundRun {
+                clients,
+                run: logins.stop().await?,
+            }),
+            None => None,
+        };
         eprintln!(
             "{}: done in {:.1} s",
             scenario.name(),
@@ -230,6 +291,7 @@ async fn measure(
             warmup_errors,
             resolutions: scenario.authenticated().then_some(resolved),
             run,
+            background,
         });
     }
 

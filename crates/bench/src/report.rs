@@ -6,6 +6,7 @@ use roster_core::password::PasswordConfig;
 use serde_json::json;
 
 use crate::load::{Run, Summary};
+use crate::scenarios::Scenario;
 
 /// Where and how the numbers were taken.
 pub struct Header {
@@ -29,12 +30,27 @@ pub struct Header {
 fn credentials_note(cache_ttl_ms: u64) -> String {
     format!(
         "an approved admin's API key with RIGHT_ALL, made through \
-         UserAccess.CreateAPIKey; each server's Authenticator resolves it with \
-         EntityAccess.AuthInfo over gRPC (cluster key: API-key lookup, \
-         UserRegistry.Get of its user, rights) and caches the answer for \
+         UserAccess.CreateAPIKey (the session scenario: the admin's session \
+         token from Authentication.Login); each server's Authenticator \
+         resolves it with EntityAccess.AuthInfo over gRPC (cluster key: \
+         API-key lookup, or SessionCredentials.CheckSession for a session; \
+         UserRegistry.Get of its user; rights) and caches the answer for \
          {cache_ttl_ms} ms (auth.cache_ttl_ms default), or not at all on the \
          uncached server"
     )
+}
+
+/// The sessions service's settings, which differ from the defaults.
+const SESSIONS_NOTE: &str = "Authentication.Login with the defaults except \
+     login_rate_limit.max_attempts = 0 and lockout.max_failures = 0 (both \
+     off: every login comes from one address)";
+
+/// Logins sent in the background of a scenario.
+pub struct BackgroundRun {
+    pub clients: usize,
+    /// From the start of the scenario's warm-up to the end of its measured
+    /// run.
+    pub run: Run,
 }
 
 /// One scenario's line.
@@ -48,16 +64,22 @@ pub struct Row {
     /// (its cache misses).
     pub resolutions: Option<u64>,
     pub run: Run,
+    /// The logins sent while the scenario ran, if any.
+    pub background: Option<BackgroundRun>,
+}
+
+fn throughput(run: &Run) -> f64 {
+    let secs = run.elapsed.as_secs_f64();
+    if secs > 0.0 {
+        run.latencies.len() as f64 / secs
+    } else {
+        0.0
+    }
 }
 
 impl Row {
     fn throughput(&self) -> f64 {
-        let secs = self.run.elapsed.as_secs_f64();
-        if secs > 0.0 {
-            self.run.latencies.len() as f64 / secs
-        } else {
-            0.0
-        }
+        throughput(&self.run)
     }
 
     /// The share of authenticated requests answered from the credential
@@ -79,9 +101,40 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+/// The cached Get's latencies without and with logins running alongside,
+/// when both scenarios ran.
+struct LoginImpact {
+    without: Summary,
+    during: Summary,
+}
+
+impl LoginImpact {
+    fn of(rows: &[Row]) -> Option<LoginImpact> {
+        let summary = |scenario: Scenario| {
+            rows.iter()
+                .find(|row| row.scenario == scenario.name())
+                .and_then(|row| Summary::of(&row.run.latencies))
+        };
+        Some(LoginImpact {
+            without: summary(Scenario::Get)?,
+            during: summary(Scenario::GetDuringLogins)?,
+        })
+    }
+
+    fn p50_ratio(&self) -> f64 {
+        ms(self.during.p50) / ms(self.without.p50)
+    }
+
+    fn p99_ratio(&self) -> f64 {
+        ms(self.during.p99) / ms(self.without.p99)
+    }
+}
+
 pub fn print_text(header: &Header, rows: &[Row]) {
     let p = &header.password;
-    println!("Roster user registry and access service over gRPC, PostgreSQL and JetStream");
+    println!(
+        "Roster user registry, access and sessions services over gRPC, PostgreSQL and JetStream"
+    );
     println!(
         "  users table:   {} seeded rows, {:.1} MiB with indexes (seeded in {:.1} s: \
          insert {:.1} s, VACUUM ANALYZE {:.1} s)",
@@ -114,6 +167,7 @@ pub fn print_text(header: &Header, rows: &[Row]) {
         header.warmup_percent
     );
     println!("  credentials:   {}", credentials_note(header.cache_ttl_ms));
+    println!("  sessions:      {SESSIONS_NOTE}");
     println!();
 
     let titles = [
@@ -186,6 +240,38 @@ pub fn print_text(header: &Header, rows: &[Row]) {
         }
     }
     for row in rows {
+        let Some(background) = &row.background else {
+            continue;
+        };
+        let logins = &background.run;
+        let latency = Summary::of(&logins.latencies).map_or(String::new(), |s| {
+            format!(" (p50 {:.1} ms, p99 {:.1} ms)", ms(s.p50), ms(s.p99))
+        });
+        println!(
+            "{}: meanwhile {} clients made {} logins, {:.1}/s{latency}, {} failed \
+             (over the warm-up and the measured run, {:.1} s)",
+            row.scenario,
+            background.clients,
+            logins.requests(),
+            throughput(logins),
+            logins.errors,
+            logins.elapsed.as_secs_f64(),
+        );
+    }
+    if let Some(impact) = LoginImpact::of(rows) {
+        println!(
+            "{} against {}: p99 {:.2} / {:.2} ms = {:.2}x, p50 {:.2} / {:.2} ms = {:.2}x",
+            Scenario::GetDuringLogins.name(),
+            Scenario::Get.name(),
+            ms(impact.during.p99),
+            ms(impact.without.p99),
+            impact.p99_ratio(),
+            ms(impact.during.p50),
+            ms(impact.without.p50),
+            impact.p50_ratio(),
+        );
+    }
+    for row in rows {
         if let Some(average) = row.average_total() {
             println!(
                 "{}: average {} {:.1} over {} searches",
@@ -221,10 +307,26 @@ pub fn print_json(header: &Header, rows: &[Row]) {
             "warmup_percent": header.warmup_percent,
             "auth_cache_ttl_ms": header.cache_ttl_ms,
             "credentials": credentials_note(header.cache_ttl_ms),
+            "sessions": SESSIONS_NOTE,
         })
     );
     for row in rows {
         let summary = Summary::of(&row.run.latencies);
+        let background = row.background.as_ref().map(|background| {
+            let logins = &background.run;
+            let summary = Summary::of(&logins.latencies);
+            json!({
+                "scenario": Scenario::Login.name(),
+                "clients": background.clients,
+                "requests": logins.requests(),
+                "errors": logins.errors,
+                "elapsed_secs": logins.elapsed.as_secs_f64(),
+                "throughput_rps": throughput(logins),
+                "p50_ms": summary.map(|s| ms(s.p50)),
+                "p99_ms": summary.map(|s| ms(s.p99)),
+                "max_ms": summary.map(|s| ms(s.max)),
+            })
+        });
         println!(
             "{}",
             json!({
@@ -240,6 +342,19 @@ pub fn print_json(header: &Header, rows: &[Row]) {
                 "average_total_count": row.average_total(),
                 "credential_resolutions": row.resolutions,
                 "cache_hit_ratio": row.cache_hit_ratio(),
+                "background": background,
+            })
+        );
+    }
+    if let Some(impact) = LoginImpact::of(rows) {
+        println!(
+            "{}",
+            json!({
+                "type": "comparison",
+                "scenario": Scenario::GetDuringLogins.name(),
+                "baseline": Scenario::Get.name(),
+                "p50_ratio": impact.p50_ratio(),
+                "p99_ratio": impact.p99_ratio(),
             })
         );
     }

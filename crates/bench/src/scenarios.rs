@@ -8,18 +8,19 @@ use std::future::Future;
 
 use roster_core::list::TOTAL_COUNT_HEADER;
 use roster_core::rights::RightSet;
+use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::entity_registry_search_client::EntityRegistrySearchClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
-    AuthInfoRequest, CreateUserRequest, GetUserRequest, SearchUsersRequest, State, User,
-    UserIdentifiers,
+    AuthInfoRequest, CreateUserRequest, GetUserRequest, LoginRequest, SearchUsersRequest, State,
+    User, UserIdentifiers,
 };
 use roster_test_support::{with_cluster_key, with_token};
 use tonic::transport::Channel;
 
 use crate::load::Outcome;
-use crate::seed::Seeded;
+use crate::seed::{SEED_PASSWORD, Seeded};
 use crate::services::ADMIN_ID;
 
 /// The password of created users: it passes the default policy.
@@ -33,8 +34,12 @@ const QUERY_CHARS: (usize, usize) = (3, 6);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     Create,
+    Login,
     AuthInfo,
     Get,
+    /// Get while background clients log in (see [`Scenario::Login`]).
+    GetDuringLogins,
+    GetSession,
     GetUncached,
     Search,
 }
@@ -43,31 +48,43 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Create => "Create",
+            Scenario::Login => "Login",
             Scenario::AuthInfo => "AuthInfo",
             Scenario::Get => "Get (API key, cached)",
+            Scenario::GetDuringLogins => "Get (API key, during logins)",
+            Scenario::GetSession => "Get (session, cached)",
             Scenario::GetUncached => "Get (API key, uncached)",
             Scenario::Search => "SearchUsers",
         }
     }
 
-    /// Keeps the random streams of the scenarios apart. Both Get scenarios
-    /// share one, so they read the same users and differ only in how the
-    /// credential is resolved.
+    /// Keeps the random streams of the scenarios apart. The Get scenarios
+    /// share one, so they read the same users and differ only in the
+    /// credential, how it is resolved, or what else runs.
     fn stream(self) -> u64 {
         match self {
             Scenario::Create => 1,
-            Scenario::Get | Scenario::GetUncached => 2,
+            Scenario::Get
+            | Scenario::GetDuringLogins
+            | Scenario::GetSession
+            | Scenario::GetUncached => 2,
             Scenario::Search => 3,
             Scenario::AuthInfo => 4,
+            Scenario::Login => 5,
         }
     }
 
-    /// Whether requests carry the admin's API key, which the serving
-    /// Authenticator resolves (or finds in its cache).
+    /// Whether requests carry a credential of the admin (its API key or its
+    /// session), which the serving Authenticator resolves (or finds in its
+    /// cache).
     pub fn authenticated(self) -> bool {
         matches!(
             self,
-            Scenario::Get | Scenario::GetUncached | Scenario::Search
+            Scenario::Get
+                | Scenario::GetDuringLogins
+                | Scenario::GetSession
+                | Scenario::GetUncached
+                | Scenario::Search
         )
     }
 
@@ -79,14 +96,15 @@ impl Scenario {
 }
 
 /// What every request needs: channels to spread requests over (to the
-/// server that serves both services with the default credential cache, and
-/// to the one that serves the user registry without it), the admin's API
-/// key, the seeded users and the seed of the inputs.
+/// server that serves all three services with the default credential cache,
+/// and to the one that serves the user registry without it), the admin's
+/// API key and session token, the seeded users and the seed of the inputs.
 #[derive(Clone)]
 pub struct Target {
     pub channels: Vec<Channel>,
     pub uncached_channels: Vec<Channel>,
     pub api_key: String,
+    pub session_token: String,
     pub seeded: Seeded,
     pub seed: u64,
 }
@@ -125,11 +143,21 @@ impl Target {
         async move {
             match scenario {
                 Scenario::Create => target.create(i).await,
+                Scenario::Login => target.login(i).await,
                 Scenario::AuthInfo => target.auth_info(i).await,
-                Scenario::Get => target.get(Scenario::Get, target.channel(i), i).await,
+                Scenario::Get | Scenario::GetDuringLogins => {
+                    let channel = target.channel(i);
+                    target.get(scenario, channel, &target.api_key, i).await
+                }
+                Scenario::GetSession => {
+                    let channel = target.channel(i);
+                    target
+                        .get(scenario, channel, &target.session_token, i)
+                        .await
+                }
                 Scenario::GetUncached => {
                     let channel = target.uncached_channel(i);
-                    target.get(Scenario::GetUncached, channel, i).await
+                    target.get(scenario, channel, &target.api_key, i).await
                 }
                 Scenario::Search => target.search(i).await,
             }
@@ -155,6 +183,36 @@ impl Target {
             .map_err(status_text)?
             .into_inner();
         expect_user(&user, &user_id)?;
+        Ok(None)
+    }
+
+    /// A random seeded user logging in with its password: one Argon2id
+    /// verification in the user registry (`UserCredentials.CheckPassword`),
+    /// then a new session with its `user.login` event.
+    async fn login(&self, i: usize) -> Outcome {
+        let user_id = self.seeded.user_id(self.seeded_user(Scenario::Login, i));
+        let request = LoginRequest {
+            user_ids: Some(user_ids(&user_id)),
+            password: SEED_PASSWORD.into(),
+        };
+        let login = AuthenticationClient::new(self.channel(i))
+            .login(request)
+            .await
+            .map_err(status_text)?
+            .into_inner();
+        let got = login
+            .session_ids
+            .as_ref()
+            .and_then(|ids| ids.user_ids.as_ref())
+            .map_or("", |ids| ids.user_id.as_str());
+        if got != user_id || login.token.is_empty() || login.password_update_required {
+            return Err(format!(
+                "Login of {user_id}: session of {got:?}, token given {}, \
+                 password update required {}",
+                !login.token.is_empty(),
+                login.password_update_required
+            ));
+        }
         Ok(None)
     }
 
@@ -192,16 +250,16 @@ impl Target {
         Ok(None)
     }
 
-    /// An admin reading a random seeded user with an API key, every
-    /// readable field, on `channel`.
-    async fn get(&self, scenario: Scenario, channel: Channel, i: usize) -> Outcome {
+    /// An admin reading a random seeded user with `token` (an API key or a
+    /// session token), every readable field, on `channel`.
+    async fn get(&self, scenario: Scenario, channel: Channel, token: &str, i: usize) -> Outcome {
         let user_id = self.seeded.user_id(self.seeded_user(scenario, i));
         let request = GetUserRequest {
             user_ids: Some(user_ids(&user_id)),
             field_mask: None,
         };
         let user = UserRegistryClient::new(channel)
-            .get(with_token(request, &self.api_key))
+            .get(with_token(request, token))
             .await
             .map_err(status_text)?
             .into_inner();
@@ -294,6 +352,7 @@ mod tests {
             channels: Vec::new(),
             uncached_channels: Vec::new(),
             api_key: String::new(),
+            session_token: String::new(),
             seeded: Seeded::new(100_000),
             seed: 1,
         }

@@ -10,6 +10,11 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::time::Instant;
 
+/// The password of every seeded user: the seed stores one real Argon2id
+/// hash of it (production costs) for all of them, so Login verifies it as
+/// it would any user's.
+pub const SEED_PASSWORD: &str = "Seed-Passw0rd";
+
 /// Rows per `INSERT … SELECT`: a few large statements, each small enough
 /// that one slow batch does not look like a hang.
 const BATCH: u64 = 25_000;

@@ -1,11 +1,14 @@
 //! The services under test, wired as `TestEnv` wires them and as
 //! `rosterd start all` runs them: a fresh PostgreSQL database with one
-//! schema per service, a JetStream namespace, the user registry and the
-//! access service on one port, every credential resolved for real through
-//! `EntityAccess.AuthInfo`, both outbox relays and the access service's
-//! event consumer. Unlike `TestEnv`, it keeps the production password
-//! costs, pool size and relay interval, since those are what the numbers
-//! are about.
+//! schema per service, a JetStream namespace, the user registry, the
+//! access service and the sessions service on one port, every credential
+//! resolved for real through `EntityAccess.AuthInfo` (session tokens via
+//! `SessionCredentials.CheckSession`), the three outbox relays and the
+//! access and sessions services' event consumers. Unlike `TestEnv`, it
+//! keeps the production password costs, pool size and relay interval,
+//! since those are what the numbers are about; only the sessions service's
+//! login rate limit and lockout are off, since every login comes from one
+//! client address and the load would measure the refusals.
 //!
 //! A second server serves the user registry alone, on a port of its own and
 //! over the same database, with an [`Authenticator`] that caches nothing:
@@ -26,14 +29,19 @@ use roster_core::db::Db;
 use roster_core::events::outbox::OutboxRelay;
 use roster_core::events::{EventBus, EventsConfig, NatsBus};
 use roster_core::password::PasswordHasher;
+use roster_core::ratelimit::RateLimitConfig;
 use roster_core::server::{GrpcServer, bind};
+use roster_core::time::SystemClock;
 use roster_core::token::TokenHasher;
+use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
-    AuthInfoResponse, CreateUserApiKeyRequest, CreateUserRequest, Right, State, User,
+    AuthInfoResponse, CreateUserApiKeyRequest, CreateUserRequest, LoginRequest, Right, State, User,
     UserIdentifiers,
 };
+use roster_sessions::config::LockoutConfig;
+use roster_sessions::{GrpcPeers, SessionsComponent, SessionsConfig, SessionsService};
 use roster_test_support::env::TEST_CLUSTER_KEY;
 use roster_test_support::{TestDb, TestNats, with_cluster_key};
 use roster_user_registry::{UserRegistryComponent, UserRegistryConfig};
@@ -53,7 +61,7 @@ const ADMIN_PASSWORD: &str = "Roster-Admin-Passw0rd";
 /// The running services and what they run on. Dropping it drops the
 /// database and deletes the JetStream stream.
 pub struct Services {
-    /// Both services, credentials cached for the default TTL.
+    /// All three services, credentials cached for the default TTL.
     pub addr: SocketAddr,
     /// The user registry alone, credentials never cached.
     pub uncached_addr: SocketAddr,
@@ -115,10 +123,11 @@ impl Services {
         };
         let registry_db = open(roster_user_registry::NAME).await?;
         let access_db = open(roster_access::NAME).await?;
+        let sessions_db = open(roster_sessions::NAME).await?;
         // The second server is another process as far as the database is
         // concerned: a pool of its own.
         let uncached_db = open(roster_user_registry::NAME).await?;
-        let pools = [&registry_db, &access_db, &uncached_db]
+        let pools = [&registry_db, &access_db, &sessions_db, &uncached_db]
             .map(|db| match db {
                 Db::Postgres(pool) => pool.clone(),
                 _ => unreachable!("open_postgres_schema opens PostgreSQL"),
@@ -142,15 +151,19 @@ impl Services {
         // Every Create comes from this one client address: the per-address
         // registration limit would measure itself.
         let registry_config = UserRegistryConfig {
-            registration_rate_limit: roster_core::ratelimit::RateLimitConfig {
+            registration_rate_limit: RateLimitConfig {
                 max_attempts: 0,
                 window_secs: 60,
             },
             ..UserRegistryConfig::default()
         };
+        // Likewise every login: no per-address login limit, and no lockout
+        // (no login fails in the benchmark, but a lockout must not turn a
+        // bug into a cascade of refusals).
+        let sessions_config = sessions_config();
 
-        // The first server: both services, as `rosterd start all`. They
-        // reach each other at the process's own address.
+        // The first server: all three services, as `rosterd start all`.
+        // They reach each other at the process's own address.
         let (listener, addr) = bind("127.0.0.1:0").await?;
         let internal = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
         let auth = authenticator(
@@ -177,10 +190,10 @@ impl Services {
             roster_access::Dependencies {
                 db: access_db,
                 bus: bus.clone(),
-                auth,
+                auth: auth.clone(),
                 users: Arc::new(GrpcUserDirectory::new(internal.clone(), TEST_CLUSTER_KEY)?),
                 sessions: Arc::new(roster_access::GrpcSessionDirectory::new(
-                    internal,
+                    internal.clone(),
                     TEST_CLUSTER_KEY,
                 )?),
                 hasher: TokenHasher::new(&auth_config.token_hash_key),
@@ -191,9 +204,29 @@ impl Services {
         )
         .await
         .context("building the access service")?;
+        let sessions = SessionsComponent::build(
+            roster_sessions::Dependencies {
+                db: sessions_db,
+                bus: bus.clone(),
+                auth: auth.clone(),
+                peers: Arc::new(GrpcPeers::new(
+                    internal.clone(),
+                    internal,
+                    TEST_CLUSTER_KEY,
+                )?),
+                hasher: TokenHasher::new(&auth_config.token_hash_key),
+                clock: Arc::new(SystemClock),
+                events: events.clone(),
+                config: sessions_config,
+            },
+            true,
+        )
+        .await
+        .context("building the sessions service")?;
         let mut server = GrpcServer::new();
         user_registry.register(&mut server);
         access.register(&mut server);
+        sessions.register(&mut server);
 
         // The second server: the user registry alone, resolving credentials
         // through the first server's access service, caching nothing.
@@ -230,14 +263,19 @@ impl Services {
                 uncached_server,
                 uncached_listener,
                 vec![uncached_registry.relay],
-                None,
+                Vec::new(),
+                bus.clone(),
             )
             .await?,
             spawn(
                 server,
                 listener,
-                vec![user_registry.relay, access.relay],
-                Some((access.service.clone(), bus)),
+                vec![user_registry.relay, access.relay, sessions.relay],
+                vec![
+                    Worker::Access(access.service.clone()),
+                    Worker::Sessions(sessions.service.clone()),
+                ],
+                bus,
             )
             .await?,
         ];
@@ -304,6 +342,24 @@ impl Services {
         Ok(key.key)
     }
 
+    /// Logs the admin in with `Authentication.Login` and returns the
+    /// session token.
+    pub async fn admin_session(&self) -> anyhow::Result<String> {
+        let login = AuthenticationClient::new(self.connect().await?)
+            .login(LoginRequest {
+                user_ids: Some(UserIdentifiers {
+                    user_id: ADMIN_ID.into(),
+                    email: String::new(),
+                }),
+                password: ADMIN_PASSWORD.into(),
+            })
+            .await
+            .context("logging the admin in")?
+            .into_inner();
+        anyhow::ensure!(!login.token.is_empty(), "Login returned no token");
+        Ok(login.token)
+    }
+
     /// Stops the servers (the uncached one first, since it calls the
     /// other) and the relays, then closes the pools, so the database is
     /// dropped with no connection of ours left on it.
@@ -342,15 +398,39 @@ async fn authenticator(
     Ok(auth)
 }
 
-/// Serves `server` with its background tasks (outbox relays, and the
-/// access service's event consumer when `worker` is given) until the
-/// returned sender sends `true`; then, as rosterd does once requests have
-/// drained, stops the tasks and lets the relays publish what is left.
+/// The sessions service's settings in the benchmark: the defaults, but no
+/// login rate limit and no lockout.
+fn sessions_config() -> SessionsConfig {
+    let defaults = SessionsConfig::default();
+    SessionsConfig {
+        login_rate_limit: RateLimitConfig {
+            max_attempts: 0,
+            ..defaults.login_rate_limit
+        },
+        lockout: LockoutConfig {
+            max_failures: 0,
+            ..defaults.lockout
+        },
+        ..defaults
+    }
+}
+
+/// A service's consumer of other services' events.
+enum Worker {
+    Access(Arc<AccessService>),
+    Sessions(Arc<SessionsService>),
+}
+
+/// Serves `server` with its background tasks (outbox relays and event
+/// consumers) until the returned sender sends `true`; then, as rosterd
+/// does once requests have drained, stops the tasks and lets the relays
+/// publish what is left.
 async fn spawn(
     server: GrpcServer,
     listener: TcpListener,
     relays: Vec<OutboxRelay>,
-    worker: Option<(Arc<AccessService>, Arc<dyn EventBus>)>,
+    workers: Vec<Worker>,
+    bus: Arc<dyn EventBus>,
 ) -> anyhow::Result<(watch::Sender<bool>, JoinHandle<()>)> {
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
@@ -361,12 +441,18 @@ async fn spawn(
         .into_iter()
         .map(|relay| tokio::spawn(relay.run(until_stopped(tasks_stopped.clone()))))
         .collect();
-    if let Some((service, bus)) = worker {
-        tasks.push(
-            roster_access::worker::spawn(service, bus, until_stopped(tasks_stopped.clone()))
+    for worker in workers {
+        let shutdown = until_stopped(tasks_stopped.clone());
+        tasks.push(match worker {
+            Worker::Access(service) => roster_access::worker::spawn(service, bus.clone(), shutdown)
                 .await
                 .context("joining the access service's event consumer")?,
-        );
+            Worker::Sessions(service) => {
+                roster_sessions::worker::spawn(service, bus.clone(), shutdown)
+                    .await
+                    .context("joining the sessions service's event consumer")?
+            }
+        });
     }
     let task = tokio::spawn(async move {
         let served = server.serve(listener, until_stopped(stopped)).await;
