@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use roster_core::events::EventBus;
-use roster_proto::v1::entity_identifiers::Ids;
+use roster_core::events::{EventBus, spawn_worker, user_ids};
 
 use crate::service::AccessService;
 
@@ -28,38 +26,26 @@ pub async fn spawn(
     bus: Arc<dyn EventBus>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut deliveries = bus.consume(CONSUMER, PATTERNS).await?;
-    Ok(tokio::spawn(async move {
-        tokio::pin!(shutdown);
-        loop {
-            let delivery = tokio::select! {
-                _ = &mut shutdown => break,
-                next = deliveries.next() => match next {
-                    Some(delivery) => delivery,
-                    None => break,
-                },
-            };
-            let users: Vec<String> = delivery
-                .event
-                .identifiers
-                .iter()
-                .filter_map(|ids| match &ids.ids {
-                    Some(Ids::UserIds(user)) => Some(user.user_id.clone()),
-                    _ => None,
-                })
-                .collect();
-            let mut failed = false;
-            for user_id in &users {
-                if let Err(error) = service.forget_user_credentials(user_id).await {
-                    tracing::warn!(%user_id, %error, "cannot delete the credentials of a purged user");
-                    failed = true;
+    spawn_worker(
+        bus,
+        CONSUMER,
+        PATTERNS,
+        RETRY_DELAY,
+        shutdown,
+        move |event| {
+            let service = service.clone();
+            async move {
+                for user_id in user_ids(&event) {
+                    service
+                        .forget_user_credentials(&user_id)
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!("deleting the credentials of {user_id}: {e}")
+                        })?;
                 }
+                Ok(())
             }
-            if failed {
-                delivery.nack(RETRY_DELAY).await;
-            } else if let Err(error) = delivery.ack().await {
-                tracing::warn!(%error, "cannot acknowledge an event");
-            }
-        }
-    }))
+        },
+    )
+    .await
 }

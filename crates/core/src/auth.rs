@@ -492,16 +492,7 @@ impl Authenticator {
             use futures::StreamExt;
             while let Some(event) = events.next().await {
                 let Some(auth) = me.upgrade() else { break };
-                let users: Vec<String> = event
-                    .identifiers
-                    .iter()
-                    .filter_map(|ids| match &ids.ids {
-                        Some(roster_proto::v1::entity_identifiers::Ids::UserIds(u)) => {
-                            Some(u.user_id.clone())
-                        }
-                        _ => None,
-                    })
-                    .collect();
+                let users = crate::events::user_ids(&event);
                 if users.is_empty() {
                     auth.forget_all();
                 }

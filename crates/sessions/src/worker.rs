@@ -7,11 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use prost::Message as _;
 use roster_core::auth::{CallContext, Caller};
-use roster_core::events::EventBus;
-use roster_proto::v1::entity_identifiers::Ids;
+use roster_core::events::{EventBus, spawn_worker, user_ids};
 use roster_proto::v1::{Event, State, UserEventData};
 
 use crate::service::SessionsService;
@@ -57,47 +55,36 @@ pub async fn spawn(
     bus: Arc<dyn EventBus>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let mut deliveries = bus.consume(CONSUMER, PATTERNS).await?;
-    Ok(tokio::spawn(async move {
-        tokio::pin!(shutdown);
-        loop {
-            let delivery = tokio::select! {
-                _ = &mut shutdown => break,
-                next = deliveries.next() => match next {
-                    Some(delivery) => delivery,
-                    None => break,
-                },
-            };
-            if !ends_sessions(&delivery.event) {
-                if let Err(error) = delivery.ack().await {
-                    tracing::warn!(%error, "cannot acknowledge an event");
+    spawn_worker(
+        bus,
+        CONSUMER,
+        PATTERNS,
+        RETRY_DELAY,
+        shutdown,
+        move |event| {
+            let service = service.clone();
+            async move {
+                if !ends_sessions(&event) {
+                    return Ok(());
                 }
-                continue;
-            }
-            // The work is done on behalf of the service that caused it.
-            let ctx = CallContext {
-                caller: Caller::Cluster,
-                remote_ip: delivery.event.remote_ip.clone(),
-                user_agent: delivery.event.user_agent.clone(),
-                correlation_id: format!("event:{}", delivery.event.unique_id),
-            };
-            let mut failed = false;
-            for ids in &delivery.event.identifiers {
-                let Some(Ids::UserIds(user)) = &ids.ids else {
-                    continue;
+                // The work is done on behalf of the service that caused it.
+                let ctx = CallContext {
+                    caller: Caller::Cluster,
+                    remote_ip: event.remote_ip.clone(),
+                    user_agent: event.user_agent.clone(),
+                    correlation_id: format!("event:{}", event.unique_id),
                 };
-                if let Err(error) = service.end_all_sessions(&ctx, &user.user_id).await {
-                    tracing::warn!(user_id = %user.user_id, %error, "cannot end a user's sessions");
-                    failed = true;
+                for user_id in user_ids(&event) {
+                    service
+                        .end_all_sessions(&ctx, &user_id)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("ending the sessions of {user_id}: {e}"))?;
                 }
+                Ok(())
             }
-            if failed {
-                delivery.nack(RETRY_DELAY).await;
-            } else if let Err(error) = delivery.ack().await {
-                tracing::warn!(%error, "cannot acknowledge an event");
-            }
-        }
-    }))
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod bus;
 pub mod memory;
 pub mod nats;
 pub mod outbox;
+pub mod worker;
 
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -35,6 +36,7 @@ pub use memory::{MemoryBus, name_matches};
 pub use nats::NatsBus;
 pub use outbox::OutboxRelay;
 pub use roster_proto::v1::{EntityIdentifiers, Event};
+pub use worker::{spawn_worker, user_ids};
 
 /// Where events go and how the relay paces itself.
 #[derive(Debug, Clone, Deserialize)]
