@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod env;
+pub mod events;
 pub mod nats;
 pub mod smtp;
 
@@ -13,5 +14,6 @@ pub use env::{
     Backend, TEST_PASSWORD, TestConfig, TestEnv, next_event, test_password_config,
     with_cluster_key, with_token,
 };
+pub use events::{event_contains, event_data, next_event_where};
 pub use nats::TestNats;
 pub use smtp::TestSmtp;

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use prost::Message as _;
-use roster_core::events::EventStream;
 use roster_core::time::ManualClock;
 use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
@@ -14,9 +12,9 @@ use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::user_session_registry_client::UserSessionRegistryClient;
 use roster_proto::v1::{
     AuthInfoRequest, AuthInfoResponse, CheckSessionRequest, CheckSessionResponse,
-    CreateLoginTokenRequest, Event, GetUserRequest, ListUserSessionsRequest, LoginRequest,
-    LoginResponse, LoginWithTokenRequest, State, UpdateUserRequest, User, UserIdentifiers,
-    UserSessionIdentifiers, UserSessions,
+    CreateLoginTokenRequest, GetUserRequest, ListUserSessionsRequest, LoginRequest, LoginResponse,
+    LoginWithTokenRequest, State, UpdateUserRequest, User, UserIdentifiers, UserSessionIdentifiers,
+    UserSessions,
 };
 use roster_test_support::{
     Backend, TEST_PASSWORD, TestConfig, TestEnv, with_cluster_key, with_token,
@@ -465,55 +463,5 @@ pub fn total_count<T>(response: &tonic::Response<T>) -> u64 {
 
 // ---- Events ------------------------------------------------------------
 
-/// Decodes the data of an event.
-#[track_caller]
-pub fn event_data<M: prost::Name + Default>(event: &Event) -> M {
-    event
-        .data
-        .as_ref()
-        .expect("event data")
-        .to_msg()
-        .unwrap_or_else(|e| panic!("{} data: {e}", event.name))
-}
-
-/// Whether `needle` occurs anywhere in the encoded event.
-pub fn event_contains(event: &Event, needle: &str) -> bool {
-    let bytes = event.encode_to_vec();
-    let needle = needle.as_bytes();
-    !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The user IDs an event names.
-pub fn event_user_ids(event: &Event) -> Vec<String> {
-    use roster_proto::v1::entity_identifiers::Ids;
-    event
-        .identifiers
-        .iter()
-        .filter_map(|i| match &i.ids {
-            Some(Ids::UserIds(u)) => Some(u.user_id.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The next event named `name` for which `matches` holds, skipping others;
-/// `None` after `within`.
-pub async fn next_event_where(
-    stream: &mut EventStream,
-    name: &str,
-    within: Duration,
-    mut matches: impl FnMut(&Event) -> bool,
-) -> Option<Event> {
-    use futures::StreamExt;
-    tokio::time::timeout(within, async {
-        while let Some(event) = stream.next().await {
-            if event.name == name && matches(&event) {
-                return Some(event);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-}
+pub use roster_core::events::user_ids as event_user_ids;
+pub use roster_test_support::{event_contains, event_data, next_event_where};
