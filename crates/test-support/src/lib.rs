@@ -3,12 +3,14 @@
 //! namespace, a SQLite file, and services on ephemeral ports, so tests run
 //! in parallel against real parts.
 
+pub mod assert;
 pub mod db;
 pub mod env;
 pub mod events;
 pub mod nats;
 pub mod smtp;
 
+pub use assert::{assert_invalid_field, expect_code, total_count};
 pub use db::{TestBackend, TestDb, outbox_max_attempts};
 pub use env::{
     Backend, TEST_PASSWORD, TestConfig, TestEnv, next_event, test_password_config,

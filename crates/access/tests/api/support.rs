@@ -22,25 +22,8 @@ use tonic::{Code, Status};
 /// How long a test waits for something that should happen at once.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Turns `async fn case(backend: Backend)` into the tests
-/// `case::on_postgres` (PostgreSQL and JetStream) and `case::on_sqlite`
-/// (SQLite and the in-process bus).
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test]
-            async fn on_postgres() {
-                super::$case(roster_test_support::Backend::Postgres).await;
-            }
-
-            #[tokio::test]
-            async fn on_sqlite() {
-                super::$case(roster_test_support::Backend::Sqlite).await;
-            }
-        }
-    )*};
-}
-pub(crate) use on_both_backends;
+pub(crate) use roster_test_support::on_both_backends;
+pub use roster_test_support::{assert_invalid_field, expect_code, total_count};
 
 pub fn ids(user_id: &str) -> UserIdentifiers {
     UserIdentifiers {
@@ -102,39 +85,6 @@ pub fn as_caller<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
 /// The access service's store, on the database the running service uses.
 pub fn access_store(env: &TestEnv) -> Arc<dyn AccessStore> {
     roster_access::store::open(&env.access_db, Arc::new(Notify::new()))
-}
-
-/// Asserts `result` failed with `code` and returns the status.
-#[track_caller]
-pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Err(status) if status.code() == code => status,
-        other => panic!("expected {code:?}, got {other:?}"),
-    }
-}
-
-/// Asserts `INVALID_ARGUMENT` naming `field` (messages read
-/// "invalid `<field>`: <reason>").
-#[track_caller]
-pub fn assert_invalid_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) {
-    let status = expect_code(result, Code::InvalidArgument);
-    assert!(
-        status.message().contains(&format!("`{field}`")),
-        "expected a violation of `{field}`, got {status:?}"
-    );
-}
-
-/// The `x-total-count` header of a list response.
-#[track_caller]
-pub fn total_count<T>(response: &tonic::Response<T>) -> u64 {
-    response
-        .metadata()
-        .get("x-total-count")
-        .expect("x-total-count header")
-        .to_str()
-        .expect("ascii header")
-        .parse()
-        .expect("a number")
 }
 
 /// A create request for a key of `user_id`.

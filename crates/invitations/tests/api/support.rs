@@ -11,7 +11,7 @@ use roster_invitations::store::{self, MailRecord};
 use roster_proto::v1::EnqueueMailRequest;
 use roster_proto::v1::mailer_client::MailerClient;
 use roster_test_support::{Backend, TestConfig, TestEnv, TestSmtp, with_cluster_key};
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// How long a test waits for something that should happen soon.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -19,24 +19,8 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// Where links in mails point by default (`mail.base_url`).
 pub const BASE_URL: &str = "http://localhost:8080";
 
-/// Turns `async fn case(backend: Backend)` into the tests
-/// `case::on_postgres` and `case::on_sqlite`.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test]
-            async fn on_postgres() {
-                super::$case(roster_test_support::Backend::Postgres).await;
-            }
-
-            #[tokio::test]
-            async fn on_sqlite() {
-                super::$case(roster_test_support::Backend::Sqlite).await;
-            }
-        }
-    )*};
-}
-pub(crate) use on_both_backends;
+pub(crate) use roster_test_support::on_both_backends;
+pub use roster_test_support::{assert_invalid_field, expect_code};
 
 /// Mail settings delivering to `smtp`, retrying quickly.
 pub fn smtp_config(smtp: &TestSmtp) -> MailConfig {
@@ -167,24 +151,4 @@ pub async fn raw_row(db: &Db, id: &str) -> String {
     }
     .expect("read the row");
     [row.0, row.1, row.2, row.3, row.4, row.5, row.6].join("\u{1f}")
-}
-
-/// Asserts `result` failed with `code` and returns the status.
-#[track_caller]
-pub fn expect_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code) -> Status {
-    match result {
-        Err(status) if status.code() == code => status,
-        other => panic!("expected {code:?}, got {other:?}"),
-    }
-}
-
-/// Asserts `INVALID_ARGUMENT` naming `field` (messages read
-/// "invalid `<field>`: <reason>").
-#[track_caller]
-pub fn assert_invalid_field<T: std::fmt::Debug>(result: Result<T, Status>, field: &str) {
-    let status = expect_code(result, Code::InvalidArgument);
-    assert!(
-        status.message().contains(&format!("`{field}`")),
-        "expected a violation of `{field}`, got {status:?}"
-    );
 }

@@ -51,19 +51,6 @@ pub fn search_client(
     roster_proto::v1::entity_registry_search_client::EntityRegistrySearchClient::new(env.channel())
 }
 
-/// The `x-total-count` header of a list response.
-#[track_caller]
-pub fn total_count<T>(response: &tonic::Response<T>) -> u64 {
-    response
-        .metadata()
-        .get("x-total-count")
-        .expect("x-total-count header")
-        .to_str()
-        .expect("ascii header")
-        .parse()
-        .expect("a number")
-}
-
 /// The user IDs of a page of users, in order.
 pub fn user_ids_of(users: &roster_proto::v1::Users) -> Vec<String> {
     users
@@ -171,25 +158,8 @@ pub async fn list_as_admin(
 /// How long a test waits for something that should happen at once.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Turns `async fn case(backend: Backend)` into the tests
-/// `case::on_postgres` (PostgreSQL and JetStream) and `case::on_sqlite`
-/// (SQLite and the in-process bus).
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            #[tokio::test]
-            async fn on_postgres() {
-                super::$case(roster_test_support::Backend::Postgres).await;
-            }
-
-            #[tokio::test]
-            async fn on_sqlite() {
-                super::$case(roster_test_support::Backend::Sqlite).await;
-            }
-        }
-    )*};
-}
-pub(crate) use on_both_backends;
+pub(crate) use roster_test_support::on_both_backends;
+pub use roster_test_support::total_count;
 
 pub fn ids(user_id: &str) -> UserIdentifiers {
     UserIdentifiers {
