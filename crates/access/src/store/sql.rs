@@ -41,7 +41,7 @@ macro_rules! access_store {
         $db:ty,
         $pool:ty,
         lock_user = $lock_user:expr,
-        outbox = $outbox:path
+        commit = $commit:path
     ) => {
         /// The access store on this backend.
         #[derive(Clone)]
@@ -83,28 +83,6 @@ macro_rules! access_store {
                     used_at: row.try_get("used_at")?,
                 })
             }
-
-            async fn write_events(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                events: &[Event],
-            ) -> Result<(), StoreError> {
-                for event in events {
-                    $outbox(&mut **tx, event).await?;
-                }
-                Ok(())
-            }
-
-            async fn commit(
-                &self,
-                tx: sqlx::Transaction<'_, $db>,
-                events: &[Event],
-            ) -> Result<(), StoreError> {
-                tx.commit().await?;
-                if !events.is_empty() {
-                    self.relay.notify_one();
-                }
-                Ok(())
-            }
         }
 
         #[async_trait::async_trait]
@@ -132,8 +110,8 @@ macro_rules! access_store {
                     Err(err) if is_unique_violation(&err) => return Err(StoreError::AlreadyExists),
                     other => other?,
                 };
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await
+                $commit(tx, events, &self.relay).await?;
+                Ok(())
             }
 
             async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -192,8 +170,7 @@ macro_rules! access_store {
                 if updated == 0 {
                     return Ok(false);
                 }
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await?;
+                $commit(tx, events, &self.relay).await?;
                 Ok(true)
             }
 
@@ -213,8 +190,7 @@ macro_rules! access_store {
                 if deleted == 0 {
                     return Ok(false);
                 }
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await?;
+                $commit(tx, events, &self.relay).await?;
                 Ok(true)
             }
 
@@ -291,8 +267,8 @@ macro_rules! access_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await
+                $commit(tx, events, &self.relay).await?;
+                Ok(())
             }
 
             async fn get_login_token(
@@ -326,8 +302,7 @@ macro_rules! access_store {
                 if used == 0 {
                     return Ok(false);
                 }
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await?;
+                $commit(tx, events, &self.relay).await?;
                 Ok(true)
             }
         }
@@ -342,7 +317,7 @@ access_store!(
     sqlx::Postgres,
     sqlx::PgPool,
     lock_user = Some("SELECT pg_advisory_xact_lock(hashtext('login_tokens:' || $1))"),
-    outbox = roster_core::events::outbox::insert_pg
+    commit = roster_core::events::outbox::commit_pg
 );
 
 // SQLite: one writer at a time, so the write-then-count needs no lock.
@@ -351,5 +326,5 @@ access_store!(
     sqlx::Sqlite,
     sqlx::SqlitePool,
     lock_user = None::<&str>,
-    outbox = roster_core::events::outbox::insert_sqlite
+    commit = roster_core::events::outbox::commit_sqlite
 );

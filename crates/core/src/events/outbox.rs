@@ -104,6 +104,39 @@ pub async fn insert_sqlite(conn: &mut SqliteConnection, event: &Event) -> Result
     Ok(())
 }
 
+/// Writes `events` to the outbox in `tx`, commits, and wakes the relay if
+/// there were any: the one way a store commits a change with its events.
+pub async fn commit_pg(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    events: &[Event],
+    relay: &Notify,
+) -> Result<(), sqlx::Error> {
+    for event in events {
+        insert_pg(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    if !events.is_empty() {
+        relay.notify_one();
+    }
+    Ok(())
+}
+
+/// [`commit_pg`] for SQLite.
+pub async fn commit_sqlite(
+    mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+    events: &[Event],
+    relay: &Notify,
+) -> Result<(), sqlx::Error> {
+    for event in events {
+        insert_sqlite(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    if !events.is_empty() {
+        relay.notify_one();
+    }
+    Ok(())
+}
+
 /// How many events wait in the outbox, due or backing off.
 pub async fn pending(db: &Db) -> anyhow::Result<i64> {
     let count = match db {

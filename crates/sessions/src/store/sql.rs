@@ -38,7 +38,7 @@ macro_rules! session_store {
         $db:ty,
         $pool:ty,
         lock_failures = $lock_failures:literal,
-        outbox = $outbox:path
+        commit = $commit:path
     ) => {
         /// The session store on this backend.
         #[derive(Clone)]
@@ -66,28 +66,6 @@ macro_rules! session_store {
                     user_agent: row.try_get("user_agent")?,
                     password_update_only: row.try_get("password_update_only")?,
                 })
-            }
-
-            async fn write_events(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                events: &[Event],
-            ) -> Result<(), StoreError> {
-                for event in events {
-                    $outbox(&mut **tx, event).await?;
-                }
-                Ok(())
-            }
-
-            async fn commit(
-                &self,
-                tx: sqlx::Transaction<'_, $db>,
-                events: &[Event],
-            ) -> Result<(), StoreError> {
-                tx.commit().await?;
-                if !events.is_empty() {
-                    self.relay.notify_one();
-                }
-                Ok(())
             }
         }
 
@@ -128,8 +106,8 @@ macro_rules! session_store {
                     .bind(prune_before)
                     .execute(&mut *tx)
                     .await?;
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await
+                $commit(tx, events, &self.relay).await?;
+                Ok(())
             }
 
             async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -196,15 +174,14 @@ macro_rules! session_store {
                 if deleted == 0 {
                     return Ok(0);
                 }
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await?;
+                $commit(tx, events, &self.relay).await?;
                 Ok(deleted)
             }
 
             async fn record_events(&self, events: &[Event]) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await
+                let tx = self.pool.begin().await?;
+                $commit(tx, events, &self.relay).await?;
+                Ok(())
             }
 
             async fn locked_until(
@@ -288,8 +265,7 @@ macro_rules! session_store {
                     newly_locked,
                 };
                 let events = events(&outcome);
-                Self::write_events(&mut tx, &events).await?;
-                self.commit(tx, &events).await?;
+                $commit(tx, &events, &self.relay).await?;
                 Ok(outcome)
             }
         }
@@ -301,7 +277,7 @@ session_store!(
     sqlx::Postgres,
     sqlx::PgPool,
     lock_failures = " FOR UPDATE",
-    outbox = roster_core::events::outbox::insert_pg
+    commit = roster_core::events::outbox::commit_pg
 );
 
 session_store!(
@@ -309,5 +285,5 @@ session_store!(
     sqlx::Sqlite,
     sqlx::SqlitePool,
     lock_failures = "",
-    outbox = roster_core::events::outbox::insert_sqlite
+    commit = roster_core::events::outbox::commit_sqlite
 );

@@ -110,7 +110,7 @@ macro_rules! user_store {
         like = $like:literal,
         trigram = $trigram:literal,
         lock_admins = $lock_admins:expr,
-        outbox = $outbox:path
+        commit = $commit:path
     ) => {
         /// The user store on this backend.
         #[derive(Clone)]
@@ -359,15 +359,6 @@ macro_rules! user_store {
                 Ok(())
             }
 
-            async fn write_events(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                events: &[Event],
-            ) -> Result<(), StoreError> {
-                for event in events {
-                    $outbox(&mut **tx, event).await?;
-                }
-                Ok(())
-            }
 
             /// Fails with LastAdmin when no live approved admin remains.
             async fn check_admins_remain(
@@ -383,17 +374,6 @@ macro_rules! user_store {
                 Ok(())
             }
 
-            async fn commit(
-                &self,
-                tx: sqlx::Transaction<'_, $db>,
-                events: &[Event],
-            ) -> Result<(), StoreError> {
-                tx.commit().await?;
-                if !events.is_empty() {
-                    self.relay.notify_one();
-                }
-                Ok(())
-            }
         }
 
         #[async_trait::async_trait]
@@ -440,8 +420,8 @@ macro_rules! user_store {
                     });
                 }
                 Self::write_attributes(&mut tx, user).await?;
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await
+                $commit(tx, events, &self.relay).await?;
+            Ok(())
             }
 
             async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -542,8 +522,8 @@ macro_rules! user_store {
                 if guard_last_admin {
                     Self::check_admins_remain(&mut tx).await?;
                 }
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await
+                $commit(tx, events, &self.relay).await?;
+            Ok(())
             }
 
             async fn purge_user(
@@ -584,8 +564,8 @@ macro_rules! user_store {
                 if guard_last_admin && was_admin {
                     Self::check_admins_remain(&mut tx).await?;
                 }
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await
+                $commit(tx, events, &self.relay).await?;
+            Ok(())
             }
 
             async fn search_users(
@@ -642,9 +622,9 @@ macro_rules! user_store {
             }
 
             async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await
+                let tx = self.pool.begin().await?;
+                $commit(tx, events, &self.relay).await?;
+            Ok(())
             }
 
             async fn insert_external_user(
@@ -675,8 +655,8 @@ macro_rules! user_store {
                         None => err.into(),
                     });
                 }
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await
+                $commit(tx, events, &self.relay).await?;
+            Ok(())
             }
 
             async fn get_external_user_by_user_id(
@@ -728,8 +708,7 @@ macro_rules! user_store {
                 if done.rows_affected() == 0 {
                     return Ok(false);
                 }
-                Self::write_events(&mut tx, events).await?;
-                self.commit(tx, events).await?;
+                $commit(tx, events, &self.relay).await?;
                 Ok(true)
             }
         }
@@ -745,7 +724,7 @@ user_store!(
     like = "ILIKE",
     trigram = true,
     lock_admins = Some("SELECT user_id FROM users WHERE admin AND deleted_at IS NULL FOR UPDATE"),
-    outbox = roster_core::events::outbox::insert_pg
+    commit = roster_core::events::outbox::commit_pg
 );
 
 // SQLite: one writer at a time, so the guard's write-then-count needs no
@@ -757,5 +736,5 @@ user_store!(
     like = "LIKE",
     trigram = false,
     lock_admins = None::<&str>,
-    outbox = roster_core::events::outbox::insert_sqlite
+    commit = roster_core::events::outbox::commit_sqlite
 );
