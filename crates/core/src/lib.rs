@@ -11,6 +11,8 @@
 //! - [`events`]: the event bus (NATS JetStream or in-process), the
 //!   transactional outbox and its relay;
 //! - [`auth`]: bearer token → `AuthInfo` → cached → rights checks;
+//! - [`mail`]: the mail outbox, through which services hand mails with
+//!   secrets to the mailer;
 //! - [`ratelimit`]: per-key attempt limits for unauthenticated methods;
 //! - [`rights`]: right sets and state limits;
 //! - [`password`]: Argon2id hashing on the blocking pool;
@@ -22,6 +24,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod list;
+pub mod mail;
 pub mod password;
 pub mod ratelimit;
 pub mod rights;

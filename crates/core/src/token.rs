@@ -42,11 +42,18 @@ pub enum TokenType {
     Session,
     /// A one-time login token (`rlt`).
     LoginToken,
+    /// An invitation to register (`rin`); not a credential.
+    Invitation,
 }
 
 impl TokenType {
     /// Every token type.
-    pub const ALL: [TokenType; 3] = [Self::ApiKey, Self::Session, Self::LoginToken];
+    pub const ALL: [TokenType; 4] = [
+        Self::ApiKey,
+        Self::Session,
+        Self::LoginToken,
+        Self::Invitation,
+    ];
 
     /// The prefix in the token string.
     pub fn as_str(self) -> &'static str {
@@ -54,6 +61,7 @@ impl TokenType {
             Self::ApiKey => "rak",
             Self::Session => "rst",
             Self::LoginToken => "rlt",
+            Self::Invitation => "rin",
         }
     }
 }

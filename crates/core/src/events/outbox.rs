@@ -8,6 +8,11 @@
 //! pass locks its rows with `FOR UPDATE SKIP LOCKED`, so no row is published
 //! by two relays at once. Rows locked by different replicas may then go out
 //! in parallel, so order holds per relay pass, not across replicas.
+//!
+//! The relay does not care what a row holds: an [`OutboxSink`] delivers it.
+//! Events go to the bus ([`OutboxRelay::new`]); mails that a service owes go
+//! to the mailer from a second table of the same shape
+//! ([`crate::mail`]), so a mailer outage never holds events back.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,7 +33,10 @@ use crate::db::Db;
 /// catalog's unique index. The value is arbitrary but fixed.
 const SCHEMA_LOCK: i64 = 0x726f_7374_6572_6f62; // "rosterob"
 
-const POSTGRES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS roster_outbox (
+/// The table of events waiting for the bus.
+pub const EVENTS_TABLE: &str = "roster_outbox";
+
+const POSTGRES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS {table} (
     id BIGSERIAL PRIMARY KEY,
     unique_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -39,7 +47,7 @@ const POSTGRES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS roster_outbox (
     last_error TEXT
 )";
 
-const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS roster_outbox (
+const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS {table} (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     unique_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -50,6 +58,9 @@ const SQLITE_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS roster_outbox (
     last_error TEXT
 )";
 
+/// Every outbox table: one per kind of sink.
+const TABLES: [&str; 2] = [EVENTS_TABLE, crate::mail::OUTBOX_TABLE];
+
 /// The first retry waits this long; each further one twice as long.
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Retries never wait longer, so events flow soon after NATS comes back.
@@ -58,7 +69,7 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 /// a stopping process forever; what is left goes out at the next start.
 const SHUTDOWN_PASSES: usize = 10;
 
-/// Creates the outbox table if it is missing. Called by
+/// Creates the outbox tables (events and mails) if they are missing. Called by
 /// [`Migrations::run`](crate::db::Migrations::run) after every service's
 /// migrations.
 pub async fn install_schema(db: &Db) -> anyhow::Result<()> {
@@ -69,11 +80,19 @@ pub async fn install_schema(db: &Db) -> anyhow::Result<()> {
                 .bind(SCHEMA_LOCK)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(POSTGRES_SCHEMA).execute(&mut *tx).await?;
+            for table in TABLES {
+                sqlx::query(&POSTGRES_SCHEMA.replace("{table}", table))
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
         }
         Db::Sqlite(pool) => {
-            sqlx::query(SQLITE_SCHEMA).execute(pool).await?;
+            for table in TABLES {
+                sqlx::query(&SQLITE_SCHEMA.replace("{table}", table))
+                    .execute(pool)
+                    .await?;
+            }
         }
     }
     Ok(())
@@ -154,24 +173,119 @@ pub async fn pending(db: &Db) -> anyhow::Result<i64> {
     Ok(count)
 }
 
-/// Publishes committed outbox rows to the bus.
+/// Where the relay delivers the rows of its table.
+#[async_trait::async_trait]
+pub trait OutboxSink: Send + Sync + 'static {
+    /// What one row is, for logs (`event`, `mail`).
+    fn noun(&self) -> &'static str;
+
+    /// Delivers one row. A [`SinkError::Retry`] keeps the row and stops the
+    /// pass (later rows do not overtake it); a [`SinkError::Drop`] deletes
+    /// the row, which can never be delivered. Neither may quote a secret.
+    async fn deliver(&self, row: &OutboxRow) -> Result<(), SinkError>;
+}
+
+/// Why a row was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkError {
+    /// Try again after a backoff.
+    Retry(String),
+    /// Never deliverable: delete the row and log the reason.
+    Drop(String),
+}
+
+/// Publishes events to the bus.
+struct BusSink(Arc<dyn EventBus>);
+
+#[async_trait::async_trait]
+impl OutboxSink for BusSink {
+    fn noun(&self) -> &'static str {
+        "event"
+    }
+
+    async fn deliver(&self, row: &OutboxRow) -> Result<(), SinkError> {
+        match Event::decode(row.payload.as_slice()) {
+            Ok(event) => self
+                .0
+                .publish(&event)
+                .await
+                .map_err(|e| SinkError::Retry(e.to_string())),
+            Err(error) => {
+                // Only a foreign writer can cause this; it needs an operator,
+                // and retrying keeps it visible in the logs and the table.
+                tracing::error!(
+                    outbox_id = row.id,
+                    unique_id = %row.unique_id,
+                    %error,
+                    "outbox row does not hold an event"
+                );
+                Err(SinkError::Retry(format!("undecodable payload: {error}")))
+            }
+        }
+    }
+}
+
+/// Delivers committed outbox rows: events to the bus, or whatever its
+/// [`OutboxSink`] takes.
 pub struct OutboxRelay {
     db: Db,
-    bus: Arc<dyn EventBus>,
+    sink: Arc<dyn OutboxSink>,
+    sql: RelaySql,
     batch: usize,
     interval: Duration,
     waker: Arc<Notify>,
 }
 
+/// The relay's statements for its table and backend.
+struct RelaySql {
+    select: String,
+    delete: String,
+    fail: String,
+}
+
+impl RelaySql {
+    fn new(db: &Db, table: &str) -> Self {
+        match db {
+            Db::Postgres(_) => Self {
+                select: format!(
+                    "SELECT id, unique_id, name, payload, attempts, next_attempt_at \
+                     FROM {table} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+                ),
+                delete: format!("DELETE FROM {table} WHERE id = $1"),
+                fail: format!(
+                    "UPDATE {table} SET attempts = $2, next_attempt_at = $3, last_error = $4 \
+                     WHERE id = $1"
+                ),
+            },
+            Db::Sqlite(_) => Self {
+                select: format!(
+                    "SELECT id, unique_id, name, payload, attempts, next_attempt_at \
+                     FROM {table} ORDER BY id LIMIT ?1"
+                ),
+                delete: format!("DELETE FROM {table} WHERE id = ?1"),
+                fail: format!(
+                    "UPDATE {table} SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 \
+                     WHERE id = ?1"
+                ),
+            },
+        }
+    }
+}
+
 /// One outbox row as the relay sees it.
-struct Pending {
-    id: i64,
-    unique_id: String,
-    name: String,
-    payload: Vec<u8>,
+#[derive(Debug)]
+pub struct OutboxRow {
+    pub id: i64,
+    /// The event's unique ID, or the mail's idempotency key.
+    pub unique_id: String,
+    /// The event name, or the mail template.
+    pub name: String,
+    pub payload: Vec<u8>,
     attempts: i32,
     next_attempt_at: Option<DateTime<Utc>>,
 }
+
+type Pending = OutboxRow;
 
 impl Pending {
     fn from_row<R>(row: &R) -> Result<Self, sqlx::Error>
@@ -224,22 +338,24 @@ impl Pass {
     }
 }
 
-const SELECT_PG: &str = "SELECT id, unique_id, name, payload, attempts, next_attempt_at \
-     FROM roster_outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
-const SELECT_SQLITE: &str = "SELECT id, unique_id, name, payload, attempts, next_attempt_at \
-     FROM roster_outbox ORDER BY id LIMIT ?1";
-const DELETE_PG: &str = "DELETE FROM roster_outbox WHERE id = $1";
-const DELETE_SQLITE: &str = "DELETE FROM roster_outbox WHERE id = ?1";
-const FAIL_PG: &str = "UPDATE roster_outbox \
-     SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE id = $1";
-const FAIL_SQLITE: &str = "UPDATE roster_outbox \
-     SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 WHERE id = ?1";
-
 impl OutboxRelay {
+    /// A relay publishing the events of [`EVENTS_TABLE`] to `bus`.
     pub fn new(db: Db, bus: Arc<dyn EventBus>, config: &EventsConfig) -> Self {
+        Self::with_sink(db, EVENTS_TABLE, Arc::new(BusSink(bus)), config)
+    }
+
+    /// A relay delivering the rows of `table` (created by
+    /// [`install_schema`]) to `sink`.
+    pub fn with_sink(
+        db: Db,
+        table: &'static str,
+        sink: Arc<dyn OutboxSink>,
+        config: &EventsConfig,
+    ) -> Self {
         Self {
+            sql: RelaySql::new(&db, table),
             db,
-            bus,
+            sink,
             batch: config.relay_batch.max(1),
             interval: Duration::from_millis(config.relay_interval_ms.max(1)),
             waker: Arc::new(Notify::new()),
@@ -255,7 +371,7 @@ impl OutboxRelay {
 
     /// Publishes due rows until `shutdown` resolves, then makes a last
     /// attempt to drain the outbox and returns.
-    #[tracing::instrument(skip_all, fields(backend = self.db.backend()))]
+    #[tracing::instrument(skip_all, fields(backend = self.db.backend(), rows = self.sink.noun()))]
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
@@ -309,7 +425,7 @@ impl OutboxRelay {
                 // The transaction holds the row locks while publishing, so
                 // other relays skip these rows until they are deleted.
                 let mut tx = pool.begin().await?;
-                let rows = sqlx::query(SELECT_PG)
+                let rows = sqlx::query(&self.sql.select)
                     .bind(limit)
                     .fetch_all(&mut *tx)
                     .await?
@@ -325,7 +441,7 @@ impl OutboxRelay {
                 for row in &rows {
                     match self.publish_row(row).await {
                         Step::Published => {
-                            sqlx::query(DELETE_PG)
+                            sqlx::query(&self.sql.delete)
                                 .bind(row.id)
                                 .execute(&mut *tx)
                                 .await?;
@@ -336,7 +452,7 @@ impl OutboxRelay {
                             break;
                         }
                         Step::Failed(failure) => {
-                            sqlx::query(FAIL_PG)
+                            sqlx::query(&self.sql.fail)
                                 .bind(failure.id)
                                 .bind(failure.attempts)
                                 .bind(failure.next_attempt_at)
@@ -354,7 +470,7 @@ impl OutboxRelay {
             Db::Sqlite(pool) => {
                 // No transaction: it would hold SQLite's single write lock
                 // for as long as the bus takes to answer.
-                let rows = sqlx::query(SELECT_SQLITE)
+                let rows = sqlx::query(&self.sql.select)
                     .bind(limit)
                     .fetch_all(pool)
                     .await?
@@ -370,7 +486,7 @@ impl OutboxRelay {
                 for row in &rows {
                     match self.publish_row(row).await {
                         Step::Published => {
-                            sqlx::query(DELETE_SQLITE)
+                            sqlx::query(&self.sql.delete)
                                 .bind(row.id)
                                 .execute(pool)
                                 .await?;
@@ -381,7 +497,7 @@ impl OutboxRelay {
                             break;
                         }
                         Step::Failed(failure) => {
-                            sqlx::query(FAIL_SQLITE)
+                            sqlx::query(&self.sql.fail)
                                 .bind(failure.id)
                                 .bind(failure.attempts)
                                 .bind(failure.next_attempt_at)
@@ -405,26 +521,22 @@ impl OutboxRelay {
         if !row.is_due(now) {
             return Step::NotDue;
         }
-        let result = match Event::decode(row.payload.as_slice()) {
-            Ok(event) => self.bus.publish(&event).await.map_err(|e| e.to_string()),
-            Err(error) => {
-                // Only a foreign writer can cause this; it needs an operator,
-                // and retrying keeps it visible in the logs and the table.
-                tracing::error!(
-                    outbox_id = row.id,
-                    unique_id = %row.unique_id,
-                    %error,
-                    "outbox row does not hold an event"
-                );
-                Err(format!("undecodable payload: {error}"))
-            }
-        };
-        match result {
+        let noun = self.sink.noun();
+        match self.sink.deliver(row).await {
             Ok(()) => {
-                tracing::debug!(unique_id = %row.unique_id, name = %row.name, "event published");
+                tracing::debug!(unique_id = %row.unique_id, name = %row.name, "{noun} delivered");
                 Step::Published
             }
-            Err(error) => {
+            Err(SinkError::Drop(error)) => {
+                tracing::error!(
+                    unique_id = %row.unique_id,
+                    name = %row.name,
+                    %error,
+                    "{noun} can never be delivered; dropped"
+                );
+                Step::Published
+            }
+            Err(SinkError::Retry(error)) => {
                 let attempts = row.attempts.saturating_add(1);
                 let delay = retry_delay(attempts);
                 tracing::warn!(
@@ -433,7 +545,7 @@ impl OutboxRelay {
                     attempts,
                     retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     %error,
-                    "event publish failed; will retry"
+                    "{noun} delivery failed; will retry"
                 );
                 Step::Failed(Failure {
                     id: row.id,
@@ -448,6 +560,7 @@ impl OutboxRelay {
 }
 
 enum Step {
+    /// Delivered, or dropped for good: the row goes.
     Published,
     NotDue,
     Failed(Failure),
@@ -594,5 +707,43 @@ mod tests {
         relay.run(std::future::ready(())).await;
         assert_eq!(sub.next().await.unwrap(), event);
         assert_eq!(pending(&db).await.unwrap(), 0);
+    }
+
+    /// Refuses every row for good.
+    struct Refusing;
+
+    #[async_trait::async_trait]
+    impl OutboxSink for Refusing {
+        fn noun(&self) -> &'static str {
+            "test row"
+        }
+        async fn deliver(&self, _: &OutboxRow) -> Result<(), SinkError> {
+            Err(SinkError::Drop("never deliverable".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_row_the_sink_can_never_take_is_dropped_and_does_not_block_the_rest() {
+        let (_dir, db) = sqlite().await;
+        let Db::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        let mail = crate::mail::OutgoingMail::new("login_token", "a@example.com", "");
+        let mut conn = pool.acquire().await.unwrap();
+        crate::mail::queue_sqlite(&mut conn, &mail).await.unwrap();
+        crate::mail::queue_sqlite(&mut conn, &mail).await.unwrap();
+        drop(conn);
+        assert_eq!(crate::mail::pending(&db).await.unwrap(), 2);
+        // The event outbox is a different table.
+        assert_eq!(pending(&db).await.unwrap(), 0);
+
+        let relay = OutboxRelay::with_sink(
+            db.clone(),
+            crate::mail::OUTBOX_TABLE,
+            Arc::new(Refusing),
+            &EventsConfig::default(),
+        );
+        assert_eq!(relay.publish_due().await.unwrap(), 2);
+        assert_eq!(crate::mail::pending(&db).await.unwrap(), 0);
     }
 }
