@@ -88,6 +88,8 @@ mod tests {
             restriction: None,
             email_validated: true,
             require_password_update: false,
+            email: "alice@example.com".into(),
+            name: String::new(),
         }
     }
 

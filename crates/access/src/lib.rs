@@ -58,13 +58,19 @@ pub struct Dependencies {
     pub hasher: TokenHasher,
     pub events: roster_core::events::EventsConfig,
     pub config: AccessConfig,
+    /// The mailer (`Mailer.Enqueue`), which login-token mails go to.
+    pub mailer: tonic::transport::Channel,
+    /// The cluster key presented to the mailer.
+    pub cluster_key: String,
 }
 
-/// A built access service: its gRPC services and its outbox relay.
+/// A built access service: its gRPC services and its outbox relays
+/// (events to the bus, mails to the mailer).
 pub struct AccessComponent {
     pub service: Arc<AccessService>,
     pub api: api::AccessApi,
     pub relay: OutboxRelay,
+    pub mail_relay: OutboxRelay,
 }
 
 impl AccessComponent {
@@ -76,7 +82,13 @@ impl AccessComponent {
             store::migrations().run(&deps.db).await?;
         }
         let relay = OutboxRelay::new(deps.db.clone(), deps.bus.clone(), &deps.events);
-        let store = store::open(&deps.db, relay.waker());
+        let mail_relay = roster_core::mail::relay(
+            deps.db.clone(),
+            deps.mailer,
+            &deps.cluster_key,
+            &deps.events,
+        )?;
+        let store = store::open(&deps.db, relay.waker(), mail_relay.waker());
         let service = Arc::new(AccessService::new(
             store,
             deps.users,
@@ -90,6 +102,7 @@ impl AccessComponent {
             service,
             api,
             relay,
+            mail_relay,
         })
     }
 

@@ -9,6 +9,7 @@ use regex::Regex;
 use roster_core::auth::{Authenticator, CallContext};
 use roster_core::events::{new_event, pack};
 use roster_core::list::{FieldMask, Order, Page};
+use roster_core::mail::OutgoingMail;
 use roster_core::ratelimit::RateLimiter;
 use roster_core::rights::RightSet;
 use roster_core::time::{from_timestamp, now, opt_timestamp, timestamp};
@@ -394,9 +395,22 @@ impl AccessService {
             &user_id,
             Some(pack(&login_token_message(&record))),
         );
+        let mails = if req.skip_email {
+            Vec::new()
+        } else {
+            vec![
+                OutgoingMail::new("login_token", &subject.email, &subject.name)
+                    .with("user_id", &user_id)
+                    .with("secret_token", token.to_string())
+                    .with(
+                        "expires_at",
+                        roster_core::mail::format_time(record.expires_at),
+                    ),
+            ]
+        };
         match self
             .store
-            .insert_login_token(&record, self.config.max_live_login_tokens, &[event])
+            .insert_login_token(&record, self.config.max_live_login_tokens, &[event], &mails)
             .await
         {
             Ok(()) => {}
@@ -475,6 +489,7 @@ impl AccessService {
                 "a login token is not a credential: exchange it for a session with Authentication.LoginWithToken",
             )),
             TokenType::Session => self.session_info(&token).await,
+            TokenType::Invitation => Err(Error::Unauthenticated(INVALID_TOKEN)),
         }
     }
 

@@ -3,7 +3,7 @@
 //! cluster key; the access service turns it into rights.
 
 use chrono::{DateTime, Utc};
-use roster_core::auth::CLUSTER_KEY_HEADER;
+use roster_core::auth::ClusterCredential;
 use roster_proto::v1::CheckSessionRequest;
 use roster_proto::v1::session_credentials_client::SessionCredentialsClient;
 use tonic::transport::Channel;
@@ -30,16 +30,14 @@ pub trait SessionDirectory: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct GrpcSessionDirectory {
     client: SessionCredentialsClient<Channel>,
-    cluster_key: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    cluster: ClusterCredential,
 }
 
 impl GrpcSessionDirectory {
     pub fn new(channel: Channel, cluster_key: &str) -> anyhow::Result<Self> {
         Ok(Self {
             client: SessionCredentialsClient::new(channel),
-            cluster_key: cluster_key
-                .parse()
-                .map_err(|_| anyhow::anyhow!("the cluster key is not valid header text"))?,
+            cluster: ClusterCredential::new(cluster_key)?,
         })
     }
 }
@@ -47,13 +45,9 @@ impl GrpcSessionDirectory {
 #[async_trait::async_trait]
 impl SessionDirectory for GrpcSessionDirectory {
     async fn session(&self, token: &str) -> Result<Option<Session>, Status> {
-        let mut request = tonic::Request::new(CheckSessionRequest {
+        let request = self.cluster.request(CheckSessionRequest {
             token: token.to_string(),
         });
-        roster_core::telemetry::inject_trace_context(request.metadata_mut());
-        request
-            .metadata_mut()
-            .insert(CLUSTER_KEY_HEADER, self.cluster_key.clone());
         match self.client.clone().check_session(request).await {
             Ok(response) => {
                 let response = response.into_inner();

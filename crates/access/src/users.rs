@@ -2,7 +2,7 @@
 //! registry (which owns users) over gRPC with the cluster key.
 
 use chrono::{DateTime, Utc};
-use roster_core::auth::CLUSTER_KEY_HEADER;
+use roster_core::auth::ClusterCredential;
 use roster_core::rights::RightSet;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{GetUserRequest, State, UserIdentifiers};
@@ -23,6 +23,9 @@ pub struct Subject {
     pub restriction: Option<RightSet>,
     pub email_validated: bool,
     pub require_password_update: bool,
+    /// Where the user's mail goes (login tokens).
+    pub email: String,
+    pub name: String,
 }
 
 /// Looks users up.
@@ -37,7 +40,7 @@ pub trait UserDirectory: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct GrpcUserDirectory {
     client: UserRegistryClient<Channel>,
-    cluster_key: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    cluster: ClusterCredential,
 }
 
 const SUBJECT_PATHS: &[&str] = &[
@@ -48,15 +51,15 @@ const SUBJECT_PATHS: &[&str] = &[
     "universal_rights",
     "primary_email_address_validated_at",
     "require_password_update",
+    "primary_email_address",
+    "name",
 ];
 
 impl GrpcUserDirectory {
     pub fn new(channel: Channel, cluster_key: &str) -> anyhow::Result<Self> {
         Ok(Self {
             client: UserRegistryClient::new(channel),
-            cluster_key: cluster_key
-                .parse()
-                .map_err(|_| anyhow::anyhow!("the cluster key is not valid header text"))?,
+            cluster: ClusterCredential::new(cluster_key)?,
         })
     }
 }
@@ -64,7 +67,7 @@ impl GrpcUserDirectory {
 #[async_trait::async_trait]
 impl UserDirectory for GrpcUserDirectory {
     async fn subject(&self, user_id: &str) -> Result<Option<Subject>, Status> {
-        let mut request = tonic::Request::new(GetUserRequest {
+        let request = self.cluster.request(GetUserRequest {
             user_ids: Some(UserIdentifiers {
                 user_id: user_id.to_string(),
                 email: String::new(),
@@ -73,10 +76,6 @@ impl UserDirectory for GrpcUserDirectory {
                 paths: SUBJECT_PATHS.iter().map(|p| p.to_string()).collect(),
             }),
         });
-        roster_core::telemetry::inject_trace_context(request.metadata_mut());
-        request
-            .metadata_mut()
-            .insert(CLUSTER_KEY_HEADER, self.cluster_key.clone());
         let user = match self.client.clone().get(request).await {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == Code::NotFound => return Ok(None),
@@ -103,6 +102,8 @@ impl UserDirectory for GrpcUserDirectory {
                 .map(|r| RightSet::from_i32s(&r.rights)),
             email_validated: user.primary_email_address_validated_at.is_some(),
             require_password_update: user.require_password_update,
+            email: user.primary_email_address,
+            name: user.name,
         }))
     }
 }

@@ -68,6 +68,30 @@ pub trait CredentialResolver: Send + Sync + 'static {
     async fn resolve(&self, token: &str) -> Result<AuthInfoResponse, Status>;
 }
 
+/// What one service presents when it calls another: the first cluster key.
+#[derive(Clone)]
+pub struct ClusterCredential(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl ClusterCredential {
+    /// Refuses a key that cannot travel in a header.
+    pub fn new(key: &str) -> anyhow::Result<Self> {
+        key.parse()
+            .map(Self)
+            .map_err(|_| anyhow::anyhow!("the cluster key is not valid header text"))
+    }
+
+    /// `message` as a request of this service to another: with the cluster
+    /// key and the current trace context.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        crate::telemetry::inject_trace_context(request.metadata_mut());
+        request
+            .metadata_mut()
+            .insert(CLUSTER_KEY_HEADER, self.0.clone());
+        request
+    }
+}
+
 /// Resolves credentials by calling `EntityAccess.AuthInfo` with the
 /// cluster key.
 #[derive(Clone)]

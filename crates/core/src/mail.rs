@@ -21,10 +21,9 @@ use roster_proto::v1::{EnqueueMailRequest, Event};
 use sqlx::{PgConnection, SqliteConnection};
 use tokio::sync::Notify;
 use tonic::Code;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 
-use crate::auth::CLUSTER_KEY_HEADER;
+use crate::auth::ClusterCredential;
 use crate::db::Db;
 use crate::events::EventsConfig;
 use crate::events::outbox::{OutboxRelay, OutboxRow, OutboxSink, SinkError};
@@ -180,9 +179,7 @@ pub fn relay(
 ) -> anyhow::Result<OutboxRelay> {
     let sink = MailerSink {
         client: MailerClient::new(mailer),
-        cluster_key: cluster_key
-            .parse()
-            .map_err(|_| anyhow::anyhow!("the cluster key is not valid header text"))?,
+        cluster: ClusterCredential::new(cluster_key)?,
     };
     Ok(OutboxRelay::with_sink(
         db,
@@ -195,7 +192,7 @@ pub fn relay(
 /// Calls `Mailer.Enqueue`.
 struct MailerSink {
     client: MailerClient<Channel>,
-    cluster_key: MetadataValue<Ascii>,
+    cluster: ClusterCredential,
 }
 
 #[async_trait::async_trait]
@@ -207,11 +204,7 @@ impl OutboxSink for MailerSink {
     async fn deliver(&self, row: &OutboxRow) -> Result<(), SinkError> {
         let mail = EnqueueMailRequest::decode(row.payload.as_slice())
             .map_err(|e| SinkError::Drop(format!("undecodable mail: {e}")))?;
-        let mut request = tonic::Request::new(mail);
-        crate::telemetry::inject_trace_context(request.metadata_mut());
-        request
-            .metadata_mut()
-            .insert(CLUSTER_KEY_HEADER, self.cluster_key.clone());
+        let request = self.cluster.request(mail);
         match self.client.clone().enqueue(request).await {
             Ok(_) => Ok(()),
             // The mailer refuses what no retry can fix (a template this

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use roster_core::auth::CLUSTER_KEY_HEADER;
+use roster_core::auth::ClusterCredential;
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
@@ -26,7 +26,7 @@ pub struct Bootstrap {
     password: String,
     users: UserRegistryClient<Channel>,
     access: UserAccessClient<Channel>,
-    cluster_key: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    cluster: ClusterCredential,
 }
 
 impl Bootstrap {
@@ -54,18 +54,12 @@ impl Bootstrap {
             password,
             users: UserRegistryClient::new(users),
             access: UserAccessClient::new(access),
-            cluster_key: cluster_key
-                .parse()
-                .map_err(|_| anyhow::anyhow!("the cluster key is not valid header text"))?,
+            cluster: ClusterCredential::new(&cluster_key)?,
         })
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request
-            .metadata_mut()
-            .insert(CLUSTER_KEY_HEADER, self.cluster_key.clone());
-        request
+        self.cluster.request(message)
     }
 
     /// Creates the admin unless it exists, then the key file unless it

@@ -2,7 +2,7 @@
 //! cluster key: the user registry (passwords, users) and the access service
 //! (login tokens).
 
-use roster_core::auth::CLUSTER_KEY_HEADER;
+use roster_core::auth::ClusterCredential;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
@@ -62,7 +62,7 @@ pub trait Peers: Send + Sync + 'static {
 pub struct GrpcPeers {
     users: Channel,
     access: Channel,
-    cluster_key: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    cluster: ClusterCredential,
 }
 
 impl GrpcPeers {
@@ -70,19 +70,12 @@ impl GrpcPeers {
         Ok(Self {
             users,
             access,
-            cluster_key: cluster_key
-                .parse()
-                .map_err(|_| anyhow::anyhow!("the cluster key is not valid header text"))?,
+            cluster: ClusterCredential::new(cluster_key)?,
         })
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        roster_core::telemetry::inject_trace_context(request.metadata_mut());
-        request
-            .metadata_mut()
-            .insert(CLUSTER_KEY_HEADER, self.cluster_key.clone());
-        request
+        self.cluster.request(message)
     }
 }
 

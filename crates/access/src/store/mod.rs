@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use roster_core::db::{Db, Migrations};
+use roster_core::mail::OutgoingMail;
 use roster_proto::v1::Event;
 use tokio::sync::Notify;
 
@@ -24,11 +25,11 @@ pub fn migrations() -> Migrations {
 }
 
 /// Opens the store that fits `db`. `relay` is woken after every commit that
-/// wrote events.
-pub fn open(db: &Db, relay: Arc<Notify>) -> Arc<dyn AccessStore> {
+/// wrote events, `mail_relay` after every commit that queued mails.
+pub fn open(db: &Db, relay: Arc<Notify>, mail_relay: Arc<Notify>) -> Arc<dyn AccessStore> {
     match db {
-        Db::Postgres(pool) => Arc::new(PostgresAccessStore::new(pool.clone(), relay)),
-        Db::Sqlite(pool) => Arc::new(SqliteAccessStore::new(pool.clone(), relay)),
+        Db::Postgres(pool) => Arc::new(PostgresAccessStore::new(pool.clone(), relay, mail_relay)),
+        Db::Sqlite(pool) => Arc::new(SqliteAccessStore::new(pool.clone(), relay, mail_relay)),
     }
 }
 
@@ -158,12 +159,14 @@ pub trait AccessStore: Send + Sync + 'static {
 
     /// Stores a login token unless the user already has `max_live` live
     /// ones at `token.created_at` ([`StoreError::TooManyLoginTokens`]).
-    /// Used and expired tokens of the user are deleted on the way.
+    /// Used and expired tokens of the user are deleted on the way. `mails`
+    /// (the token's mail) are queued in the same transaction.
     async fn insert_login_token(
         &self,
         token: &LoginTokenRecord,
         max_live: u32,
         events: &[Event],
+        mails: &[OutgoingMail],
     ) -> Result<(), StoreError>;
 
     async fn get_login_token(&self, id: &str) -> Result<Option<LoginTokenRecord>, StoreError>;

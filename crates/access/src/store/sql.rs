@@ -10,6 +10,8 @@ use roster_proto::v1::Event;
 use sqlx::Row;
 use tokio::sync::Notify;
 
+use roster_core::mail::OutgoingMail;
+
 use super::{
     AccessStore, ApiKeyRecord, KeyOrder, KeyQuery, LoginTokenRecord, StoreError, decode_ints,
     encode_ints,
@@ -41,18 +43,26 @@ macro_rules! access_store {
         $db:ty,
         $pool:ty,
         lock_user = $lock_user:expr,
-        commit = $commit:path
+        commit = $commit:path,
+        commit_mailing = $commit_mailing:path
     ) => {
         /// The access store on this backend.
         #[derive(Clone)]
         pub struct $store {
             pool: $pool,
             relay: Arc<Notify>,
+            mail_relay: Arc<Notify>,
         }
 
         impl $store {
-            pub fn new(pool: $pool, relay: Arc<Notify>) -> Self {
-                Self { pool, relay }
+            /// `relay` and `mail_relay` are woken after commits that wrote
+            /// events and mails.
+            pub fn new(pool: $pool, relay: Arc<Notify>, mail_relay: Arc<Notify>) -> Self {
+                Self {
+                    pool,
+                    relay,
+                    mail_relay,
+                }
             }
 
             fn key_from_row(
@@ -215,6 +225,7 @@ macro_rules! access_store {
                 token: &LoginTokenRecord,
                 max_live: u32,
                 events: &[Event],
+                mails: &[OutgoingMail],
             ) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
                 if let Some(lock) = $lock_user {
@@ -267,7 +278,7 @@ macro_rules! access_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                $commit(tx, events, &self.relay).await?;
+                $commit_mailing(tx, events, mails, &self.relay, &self.mail_relay).await?;
                 Ok(())
             }
 
@@ -317,7 +328,8 @@ access_store!(
     sqlx::Postgres,
     sqlx::PgPool,
     lock_user = Some("SELECT pg_advisory_xact_lock(hashtext('login_tokens:' || $1))"),
-    commit = roster_core::events::outbox::commit_pg
+    commit = roster_core::events::outbox::commit_pg,
+    commit_mailing = roster_core::mail::commit_pg
 );
 
 // SQLite: one writer at a time, so the write-then-count needs no lock.
@@ -326,5 +338,6 @@ access_store!(
     sqlx::Sqlite,
     sqlx::SqlitePool,
     lock_user = None::<&str>,
-    commit = roster_core::events::outbox::commit_sqlite
+    commit = roster_core::events::outbox::commit_sqlite,
+    commit_mailing = roster_core::mail::commit_sqlite
 );

@@ -73,7 +73,7 @@ async fn stored_directly(
     };
     change(&mut record);
     access_store(env)
-        .insert_login_token(&record, 100, &[])
+        .insert_login_token(&record, 100, &[], &[])
         .await
         .expect("insert a login token");
     token.to_string()
@@ -482,3 +482,56 @@ on_both_backends!(
     creation_and_use_are_announced_without_the_secret,
     a_deleted_users_login_token_is_refused_until_a_restore,
 );
+
+async fn a_login_token_arrives_by_mail_and_logs_in_once(backend: Backend) {
+    let smtp = roster_test_support::TestSmtp::start().await;
+    let env = TestEnv::start_configured(
+        backend,
+        TestConfig {
+            access: AccessConfig {
+                login_tokens_enabled: true,
+                ..AccessConfig::default()
+            },
+            mail: smtp.mail_config(),
+            ..TestConfig::default()
+        },
+    )
+    .await;
+    env.ensure_user("alice", false).await;
+    let answer = create_login_token(&env, None, "alice", false)
+        .await
+        .expect("create a login token");
+    assert!(
+        answer.is_empty(),
+        "{backend:?}: the token only goes by mail"
+    );
+    let mail = smtp
+        .mail_to_with_subject("alice@example.com", "login link", WAIT)
+        .await;
+    let token = mail
+        .link_param("token")
+        .expect("the link carries the token");
+    assert!(token.starts_with("rlt."), "{token}");
+
+    let mut auth =
+        roster_proto::v1::authentication_client::AuthenticationClient::new(env.channel());
+    let session = auth
+        .login_with_token(roster_proto::v1::LoginWithTokenRequest {
+            token: token.clone(),
+        })
+        .await
+        .expect("the mailed token logs in")
+        .into_inner();
+    assert!(session.token.starts_with("rst."), "{backend:?}");
+    let again = auth
+        .login_with_token(roster_proto::v1::LoginWithTokenRequest { token })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        again.code(),
+        Code::Unauthenticated,
+        "{backend:?}: once only"
+    );
+}
+
+on_both_backends!(a_login_token_arrives_by_mail_and_logs_in_once);

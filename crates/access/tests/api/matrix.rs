@@ -776,7 +776,7 @@ async fn login(env: &TestEnv, user_id: &str) -> (String, String) {
 /// A RIGHT_USER_ALL key of `user_id` that expired an hour ago, written
 /// straight into the access service's store (the API refuses past expiry).
 async fn expired_key(env: &TestEnv, user_id: &str) -> String {
-    let store = open(&env.access_db, Arc::new(tokio::sync::Notify::new()));
+    let store = open(&env.access_db, Arc::default(), Arc::default());
     let token = Token::generate(TokenType::ApiKey);
     let at = roster_access::store::now();
     store

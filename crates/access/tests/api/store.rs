@@ -25,7 +25,7 @@ macro_rules! conformance {
         async fn $case() {
             for backend in TestBackend::both_migrated(&store::migrations()).await {
                 let relay = Arc::new(Notify::new());
-                let store = store::open(&backend.db, relay.clone());
+                let store = store::open(&backend.db, relay.clone(), Arc::new(Notify::new()));
                 cases::$case(Case {
                     store,
                     db: &backend.db,
@@ -116,7 +116,7 @@ impl Case<'_> {
 
     async fn insert_token(&self, token: &LoginTokenRecord, max_live: u32) {
         self.store
-            .insert_login_token(token, max_live, &events("user.login-token.create", 1))
+            .insert_login_token(token, max_live, &events("user.login-token.create", 1), &[])
             .await
             .unwrap_or_else(|e| panic!("{}: insert token {}: {e:?}", self.backend, token.id));
     }
@@ -594,7 +594,7 @@ mod cases {
         let over = login_token("alice", at + micros(10));
         let result = c
             .store
-            .insert_login_token(&over, 3, &events("user.login-token.create", 1))
+            .insert_login_token(&over, 3, &events("user.login-token.create", 1), &[])
             .await;
         assert!(
             matches!(result, Err(StoreError::TooManyLoginTokens)),
@@ -653,7 +653,7 @@ mod cases {
 
         // Live ones do count.
         let third = login_token("alice", at + micros(2));
-        let result = c.store.insert_login_token(&third, 2, &[]).await;
+        let result = c.store.insert_login_token(&third, 2, &[], &[]).await;
         assert!(
             matches!(result, Err(StoreError::TooManyLoginTokens)),
             "{}: {result:?}",
@@ -767,7 +767,7 @@ mod cases {
                 let token = login_token("alice", at + micros(i));
                 tokio::spawn(async move {
                     store
-                        .insert_login_token(&token, 3, &events("user.login-token.create", 1))
+                        .insert_login_token(&token, 3, &events("user.login-token.create", 1), &[])
                         .await
                 })
             })
@@ -807,7 +807,10 @@ mod cases {
 
         let token = login_token("alice", at);
         let evs = wrote(events("user.login-token.create", 1));
-        c.store.insert_login_token(&token, 5, &evs).await.unwrap();
+        c.store
+            .insert_login_token(&token, 5, &evs, &[])
+            .await
+            .unwrap();
         assert!(c.relay_woken(), "{}: after token insert", c.backend);
 
         let evs = wrote(events("user.login-token.use", 1));
@@ -862,13 +865,17 @@ mod cases {
                 .is_err()
         );
         let full = login_token("carol", at);
-        c.store.insert_login_token(&full, 1, &[]).await.unwrap();
+        c.store
+            .insert_login_token(&full, 1, &[], &[])
+            .await
+            .unwrap();
         assert!(
             c.store
                 .insert_login_token(
                     &login_token("carol", at),
                     1,
-                    &events("user.login-token.create", 1)
+                    &events("user.login-token.create", 1),
+                    &[]
                 )
                 .await
                 .is_err()

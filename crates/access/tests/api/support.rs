@@ -84,7 +84,11 @@ pub fn as_caller<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
 
 /// The access service's store, on the database the running service uses.
 pub fn access_store(env: &TestEnv) -> Arc<dyn AccessStore> {
-    roster_access::store::open(&env.access_db, Arc::new(Notify::new()))
+    roster_access::store::open(
+        &env.access_db,
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+    )
 }
 
 /// A create request for a key of `user_id`.
