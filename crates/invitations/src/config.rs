@@ -1,4 +1,5 @@
-//! The mailer's settings (section `[mail]`).
+//! The settings of the mailer (section `[mail]`) and of the invitations
+//! (section `[invitations]`).
 
 use serde::Deserialize;
 
@@ -71,5 +72,129 @@ impl MailConfig {
             "mail.retry_max_ms must be at most a day"
         );
         Ok(())
+    }
+}
+
+/// The shortest invitation lifetime: a minute.
+pub const MIN_TOKEN_TTL_SECS: u64 = 60;
+/// The longest invitation lifetime: 90 days.
+pub const MAX_TOKEN_TTL_SECS: u64 = 90 * 24 * 3600;
+/// The shortest claim timeout: long enough for a registration to create
+/// its user.
+pub const MIN_CLAIM_TIMEOUT_SECS: u64 = 10;
+/// The longest claim timeout: an hour.
+pub const MAX_CLAIM_TIMEOUT_SECS: u64 = 3600;
+
+/// The invitations' settings (section `[invitations]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InvitationsConfig {
+    /// How long an invitation stays usable after it was (last) sent, in
+    /// seconds: 7 days by default, between a minute and 90 days.
+    pub token_ttl_secs: u64,
+    /// How long a registration may hold an invitation it claimed
+    /// (InvitationTokens.Claim) without settling it, in seconds. After
+    /// that, another registration may take the claim over, once the user
+    /// registry says the first one's user does not exist. 10 to 3600.
+    pub claim_timeout_secs: u64,
+}
+
+impl Default for InvitationsConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl_secs: 7 * 24 * 3600,
+            claim_timeout_secs: 300,
+        }
+    }
+}
+
+impl InvitationsConfig {
+    /// Refuses settings that cannot work, naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (MIN_TOKEN_TTL_SECS..=MAX_TOKEN_TTL_SECS).contains(&self.token_ttl_secs),
+            "invitations.token_ttl_secs must be between {MIN_TOKEN_TTL_SECS} and {MAX_TOKEN_TTL_SECS} (90 days)"
+        );
+        anyhow::ensure!(
+            (MIN_CLAIM_TIMEOUT_SECS..=MAX_CLAIM_TIMEOUT_SECS).contains(&self.claim_timeout_secs),
+            "invitations.claim_timeout_secs must be between {MIN_CLAIM_TIMEOUT_SECS} and {MAX_CLAIM_TIMEOUT_SECS}"
+        );
+        Ok(())
+    }
+
+    /// [`token_ttl_secs`](Self::token_ttl_secs) as a duration, within the
+    /// limits [`validate`](Self::validate) enforces.
+    pub fn token_ttl(&self) -> chrono::Duration {
+        let secs = self
+            .token_ttl_secs
+            .clamp(MIN_TOKEN_TTL_SECS, MAX_TOKEN_TTL_SECS);
+        chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+
+    /// [`claim_timeout_secs`](Self::claim_timeout_secs) as a duration,
+    /// within the limits [`validate`](Self::validate) enforces.
+    pub fn claim_timeout(&self) -> chrono::Duration {
+        let secs = self
+            .claim_timeout_secs
+            .clamp(MIN_CLAIM_TIMEOUT_SECS, MAX_CLAIM_TIMEOUT_SECS);
+        chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert!(MailConfig::default().validate().is_ok());
+        let config = InvitationsConfig::default();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.token_ttl(), chrono::Duration::days(7));
+        assert_eq!(config.claim_timeout(), chrono::Duration::minutes(5));
+    }
+
+    #[test]
+    fn invitation_settings_out_of_range_are_refused_naming_the_key() {
+        for ttl in [0, 59, MAX_TOKEN_TTL_SECS + 1, u64::MAX] {
+            let config = InvitationsConfig {
+                token_ttl_secs: ttl,
+                ..InvitationsConfig::default()
+            };
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("invitations.token_ttl_secs"),
+                "{ttl}: {error}"
+            );
+        }
+        for timeout in [0, 9, 3601, u64::MAX] {
+            let config = InvitationsConfig {
+                claim_timeout_secs: timeout,
+                ..InvitationsConfig::default()
+            };
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("invitations.claim_timeout_secs"),
+                "{timeout}: {error}"
+            );
+        }
+        for ok in [MIN_TOKEN_TTL_SECS, MAX_TOKEN_TTL_SECS] {
+            let config = InvitationsConfig {
+                token_ttl_secs: ok,
+                ..InvitationsConfig::default()
+            };
+            assert!(config.validate().is_ok());
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let parsed: Result<InvitationsConfig, _> =
+            serde_json::from_str(r#"{"token_ttl_secs": 60, "ttl": 1}"#);
+        assert!(parsed.is_err());
+        let parsed: InvitationsConfig =
+            serde_json::from_str(r#"{"claim_timeout_secs": 30}"#).unwrap();
+        assert_eq!(parsed.claim_timeout_secs, 30);
+        assert_eq!(parsed.token_ttl_secs, 7 * 24 * 3600);
     }
 }

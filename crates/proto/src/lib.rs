@@ -21,6 +21,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "roster.v1.EntityAccess",
     "roster.v1.UserAccess",
     "roster.v1.UserInvitationRegistry",
+    "roster.v1.InvitationTokens",
     "roster.v1.UserSessionRegistry",
     "roster.v1.SessionCredentials",
     "roster.v1.Authentication",

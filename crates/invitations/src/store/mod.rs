@@ -1,15 +1,24 @@
-//! The invitations service's storage: for now the mail queue, behind one
-//! trait, [`MailStore`], with a PostgreSQL and a SQLite implementation
-//! generated from the same SQL (see `sql.rs`).
+//! The invitations service's storage, behind two traits: [`MailStore`]
+//! (the mail queue) and [`InvitationStore`] (invitations, which queue their
+//! mails in the same transaction). Each has a PostgreSQL and a SQLite
+//! implementation generated from the same SQL (`sql.rs`,
+//! `invitation_sql.rs`). Every method that changes an invitation takes the
+//! events announcing the change and writes them to the outbox in the same
+//! transaction.
 
+mod invitation_sql;
 mod sql;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use roster_core::db::{Db, Migrations};
+use roster_proto::v1::Event;
+use tokio::sync::Notify;
 
+pub use invitation_sql::{PostgresInvitationStore, SqliteInvitationStore};
 pub use sql::{PostgresMailStore, SqliteMailStore};
 
 /// The migrations of this service, for both backends.
@@ -28,9 +37,18 @@ pub fn open(db: &Db) -> std::sync::Arc<dyn MailStore> {
     }
 }
 
+/// Opens the invitation store that fits `db`. `relay` is woken after every
+/// commit that wrote events.
+pub fn open_invitations(db: &Db, relay: Arc<Notify>) -> Arc<dyn InvitationStore> {
+    match db {
+        Db::Postgres(pool) => Arc::new(PostgresInvitationStore::new(pool.clone(), relay)),
+        Db::Sqlite(pool) => Arc::new(SqliteInvitationStore::new(pool.clone(), relay)),
+    }
+}
+
 /// Template variables whose key starts with this are secrets: never logged,
 /// and deleted from the queue once the mail is delivered.
-pub const SECRET_PREFIX: &str = "secret_";
+pub use roster_core::mail::SECRET_PREFIX;
 
 /// A queued mail. `Debug` hides secret variables.
 #[derive(Clone, PartialEq, Eq)]
@@ -80,6 +98,12 @@ impl fmt::Debug for MailRecord {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// An address of a `send` already has a live (unexpired, unaccepted)
+    /// invitation; the address is the one the new invitation was for.
+    #[error("an invitation to this address is pending")]
+    InvitationPending(String),
+    #[error("an ID collided")]
+    AlreadyExists,
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -130,4 +154,165 @@ pub fn without_secrets(data: &BTreeMap<String, String>) -> BTreeMap<String, Stri
         .filter(|(k, _)| !k.starts_with(SECRET_PREFIX))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// A registration holding an invitation (InvitationTokens.Claim).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimRecord {
+    /// Names the claim; Accept and Release must present it.
+    pub id: String,
+    /// The user about to be created with the invitation.
+    pub user_id: String,
+    pub at: DateTime<Utc>,
+}
+
+/// An invitation as stored. `Debug` leaves the token digest out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InvitationRecord {
+    pub id: String,
+    /// The address as the sender wrote it.
+    pub email: String,
+    /// The address lowercased: at most one invitation per key is not
+    /// accepted.
+    pub email_key: String,
+    /// The ID part of the current token, which finds the row.
+    pub token_id: String,
+    /// `TokenHasher::hash` of the current token.
+    pub token_hash: String,
+    /// The user who sent it; empty when another service did.
+    pub sent_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub accepted_by: Option<String>,
+    /// The registration holding it; kept after acceptance.
+    pub claim: Option<ClaimRecord>,
+}
+
+impl InvitationRecord {
+    /// Neither accepted nor expired at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.accepted_at.is_none() && self.expires_at > now
+    }
+
+    /// The claim's ID, if any.
+    pub fn claim_id(&self) -> Option<&str> {
+        self.claim.as_ref().map(|c| c.id.as_str())
+    }
+}
+
+impl fmt::Debug for InvitationRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InvitationRecord")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("token_id", &self.token_id)
+            .field("sent_by", &self.sent_by)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("expires_at", &self.expires_at)
+            .field("accepted_at", &self.accepted_at)
+            .field("accepted_by", &self.accepted_by)
+            .field("claim", &self.claim)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to order a list of invitations. The ID breaks ties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvitationOrder {
+    /// By the lowercased address.
+    Email,
+    CreatedAt,
+    ExpiresAt,
+    /// Pending invitations come last when ascending, first descending.
+    AcceptedAt,
+}
+
+/// One page of invitations.
+#[derive(Debug, Clone, Copy)]
+pub struct InvitationQuery<'a> {
+    /// Only the invitations this user sent; `None`: every invitation.
+    pub sent_by: Option<&'a str>,
+    pub order: InvitationOrder,
+    pub descending: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Invitations.
+#[async_trait::async_trait]
+pub trait InvitationStore: Send + Sync + 'static {
+    /// Stores every invitation with its mail, all or nothing. An expired,
+    /// unaccepted invitation to the same address (`email_key`) as one of
+    /// them is deleted first (replaced); a live one fails the whole call
+    /// with [`StoreError::InvitationPending`] naming the new invitation's
+    /// address (the first taken one in `email_key` order).
+    async fn send(
+        &self,
+        batch: &[(InvitationRecord, MailRecord)],
+        now: DateTime<Utc>,
+        events: &[Event],
+    ) -> Result<(), StoreError>;
+
+    async fn get(&self, id: &str) -> Result<Option<InvitationRecord>, StoreError>;
+
+    /// The invitation whose current token has this ID.
+    async fn get_by_token_id(&self, token_id: &str)
+    -> Result<Option<InvitationRecord>, StoreError>;
+
+    /// The invitation to `email_key` that is not accepted (pending or
+    /// expired) if there is one, else the one accepted last, if any.
+    async fn get_by_email(&self, email_key: &str) -> Result<Option<InvitationRecord>, StoreError>;
+
+    /// A page of invitations and their total number.
+    async fn list(
+        &self,
+        query: InvitationQuery<'_>,
+    ) -> Result<(Vec<InvitationRecord>, u64), StoreError>;
+
+    /// Deletes the invitation unless it was accepted. False when there is
+    /// no such unaccepted invitation.
+    async fn delete(&self, id: &str, events: &[Event]) -> Result<bool, StoreError>;
+
+    /// Writes the new token, expiry and `updated_at` of `updated` (found by
+    /// ID), drops its claim, and queues `mail`, provided the invitation is
+    /// not accepted and its claim is still `expected_claim` (`None`: none).
+    /// False otherwise, and nothing changes.
+    async fn resend(
+        &self,
+        updated: &InvitationRecord,
+        expected_claim: Option<&str>,
+        mail: &MailRecord,
+        events: &[Event],
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the invitation to `claim`, provided at `claim.at` it is not
+    /// accepted, not expired, and its claim is still `expected_claim`
+    /// (`None`: none), which must be unclaimed or claimed at or before
+    /// `stale_before`. One statement, so of concurrent claims exactly one
+    /// wins. False otherwise.
+    async fn claim(
+        &self,
+        id: &str,
+        claim: &ClaimRecord,
+        expected_claim: Option<&str>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Accepts the invitation at `at` for the user of the claim `claim_id`,
+    /// provided that claim holds it and it is not accepted yet. False
+    /// otherwise.
+    async fn accept(
+        &self,
+        id: &str,
+        claim_id: &str,
+        at: DateTime<Utc>,
+        events: &[Event],
+    ) -> Result<bool, StoreError>;
+
+    /// Drops the claim `claim_id` if it holds the unaccepted invitation.
+    /// False when it did not.
+    async fn release(&self, id: &str, claim_id: &str) -> Result<bool, StoreError>;
 }

@@ -9,14 +9,14 @@ use sqlx::Row;
 
 use super::{MailRecord, MailStore, StoreError, without_secrets};
 
-const MAIL_COLUMNS: &str = "id, idempotency_key, template, recipient, recipient_name, data, \
+pub(super) const MAIL_COLUMNS: &str = "id, idempotency_key, template, recipient, recipient_name, data, \
     attempts, next_attempt_at, last_error, created_at, sent_at, given_up_at";
 
-fn is_unique_violation(err: &sqlx::Error) -> bool {
+pub(super) fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
-fn encode(data: &BTreeMap<String, String>) -> String {
+pub(super) fn encode(data: &BTreeMap<String, String>) -> String {
     serde_json::to_string(data).unwrap_or_else(|_| "{}".into())
 }
 

@@ -1,6 +1,6 @@
-//! The `MailStore` conformance suite: every case is written once and run on
-//! the service's own PostgreSQL schema (as `rosterd` opens it) and on a
-//! SQLite file, both migrated.
+//! The `MailStore` and `InvitationStore` conformance suites: every case is
+//! written once and run on the service's own PostgreSQL schema (as
+//! `rosterd` opens it) and on a SQLite file, both migrated.
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashSet};
@@ -10,7 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::{DateTime, Duration, Utc};
 use roster_core::db::Db;
 use roster_core::time::now;
-use roster_invitations::store::{self, MailRecord, MailStore};
+use roster_core::token::{Token, TokenHasher, TokenType};
+use roster_invitations::store::{
+    self, ClaimRecord, InvitationOrder, InvitationQuery, InvitationRecord, InvitationStore,
+    MailRecord, MailStore, StoreError,
+};
+use roster_proto::v1::Event;
 use roster_test_support::{Backend, TestDb};
 
 use crate::support::{on_both_backends, raw_row};
@@ -625,6 +630,674 @@ mod finishing_a_mail_succeeds_while_other_writes_commit {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn on_sqlite() {
         super::finishing_a_mail_succeeds_while_other_writes_commit(
+            roster_test_support::Backend::Sqlite,
+        )
+        .await;
+    }
+}
+
+// ---- Invitations ----------------------------------------------------------
+
+on_both_backends!(
+    an_invitation_round_trips_with_its_mail_and_its_events,
+    send_is_all_or_nothing_and_replaces_only_expired_invitations,
+    claims_need_an_unaccepted_unexpired_invitation_and_the_expected_claim,
+    accept_and_release_need_the_claim_that_holds,
+    resend_replaces_the_token_unless_the_claim_changed,
+    delete_spares_accepted_invitations,
+    list_filters_by_sender_orders_and_counts,
+);
+
+const TTL: Duration = Duration::days(7);
+
+impl Case {
+    fn invitations(&self) -> Arc<dyn InvitationStore> {
+        store::open_invitations(&self.db, Arc::default())
+    }
+
+    /// Another invitation store over the same database through a pool of
+    /// its own (PostgreSQL), or the same pool (SQLite).
+    async fn invitation_replica(&self) -> Arc<dyn InvitationStore> {
+        match &self.pg {
+            Some(pg) => store::open_invitations(
+                &pg.pool_for(roster_invitations::NAME).await,
+                Arc::default(),
+            ),
+            None => self.invitations(),
+        }
+    }
+
+    async fn outbox(&self) -> i64 {
+        roster_core::events::outbox::pending(&self.db)
+            .await
+            .expect("count the outbox")
+    }
+
+    async fn invitation(&self, id: &str) -> InvitationRecord {
+        self.invitations()
+            .get(id)
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: get: {e:?}", self.backend))
+            .unwrap_or_else(|| panic!("{:?}: invitation {id} is gone", self.backend))
+    }
+}
+
+/// A new invitation to `email` sent by `sent_by` at `at`, with its mail.
+fn new_invitation(email: &str, sent_by: &str, at: DateTime<Utc>) -> (InvitationRecord, MailRecord) {
+    let token = Token::generate(TokenType::Invitation);
+    let invitation = InvitationRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: email.into(),
+        email_key: email.to_lowercase(),
+        token_id: token.id().into(),
+        token_hash: TokenHasher::new("").hash(&token),
+        sent_by: sent_by.into(),
+        created_at: at,
+        updated_at: at,
+        expires_at: at + TTL,
+        accepted_at: None,
+        accepted_by: None,
+        claim: None,
+    };
+    let mut mail = mail_due(at);
+    mail.recipient = email.into();
+    mail.data = data(&[("secret_token", &token.to_string()), ("expires_at", "x")]);
+    (invitation, mail)
+}
+
+fn an_event(name: &str) -> Event {
+    roster_core::events::new_event(name, Vec::new(), None)
+}
+
+fn a_claim(user_id: &str, at: DateTime<Utc>) -> ClaimRecord {
+    ClaimRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: user_id.into(),
+        at,
+    }
+}
+
+async fn an_invitation_round_trips_with_its_mail_and_its_events(backend: Backend) {
+    let case = Case::open(backend).await;
+    let store = case.invitations();
+    let t = now();
+    let one = new_invitation("Ada@Example.com", "boss", t);
+    let two = new_invitation("zoë@example.com", "", t);
+    store
+        .send(
+            &[one.clone(), two.clone()],
+            t,
+            &[an_event("invitation.create"), an_event("invitation.create")],
+        )
+        .await
+        .unwrap();
+    for (invitation, mail) in [&one, &two] {
+        assert_eq!(
+            &case.invitation(&invitation.id).await,
+            invitation,
+            "{backend:?}"
+        );
+        assert_eq!(
+            store
+                .get_by_token_id(&invitation.token_id)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(invitation),
+            "{backend:?}"
+        );
+        assert_eq!(
+            store
+                .get_by_email(&invitation.email_key)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(invitation),
+            "{backend:?}"
+        );
+        assert_eq!(&case.get(&mail.id).await, mail, "{backend:?}: its mail");
+    }
+    assert_eq!(case.outbox().await, 2, "{backend:?}: its events");
+    assert_eq!(case.pending().await, 2, "{backend:?}: its mails");
+    assert!(store.get("no-such-id").await.unwrap().is_none());
+    assert!(store.get_by_token_id("nope").await.unwrap().is_none());
+    assert!(
+        store
+            .get_by_email("ada@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let debug = format!("{one:?}");
+    assert!(!debug.contains(&one.0.token_hash), "{debug}");
+}
+
+async fn send_is_all_or_nothing_and_replaces_only_expired_invitations(backend: Backend) {
+    let case = Case::open(backend).await;
+    let store = case.invitations();
+    let t = now();
+    let live = new_invitation("live@example.com", "boss", t);
+    let mut expired = new_invitation("expired@example.com", "boss", t - TTL - TTL);
+    expired.0.expires_at = t;
+    store
+        .send(&[live.clone(), expired.clone()], t - TTL - TTL, &[])
+        .await
+        .unwrap();
+
+    // A live invitation to one address refuses the whole batch.
+    let fresh = new_invitation("fresh@example.com", "boss", t);
+    let again = new_invitation("LIVE@example.com", "boss", t);
+    let refused = store
+        .send(&[fresh.clone(), again], t, &[an_event("a"), an_event("b")])
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::InvitationPending(e)) if e == "LIVE@example.com"),
+        "{backend:?}: {refused:?}"
+    );
+    assert!(
+        store.get(&fresh.0.id).await.unwrap().is_none(),
+        "{backend:?}"
+    );
+    assert!(
+        case.store.get(&fresh.1.id).await.unwrap().is_none(),
+        "{backend:?}"
+    );
+    assert_eq!(case.outbox().await, 0, "{backend:?}: no event");
+    assert_eq!(case.pending().await, 2, "{backend:?}: no mail");
+
+    // An invitation expired at `now` is replaced.
+    let replacement = new_invitation("Expired@example.com", "other", t);
+    store
+        .send(std::slice::from_ref(&replacement), t, &[])
+        .await
+        .unwrap();
+    assert!(
+        store.get(&expired.0.id).await.unwrap().is_none(),
+        "{backend:?}"
+    );
+    assert_eq!(
+        store.get_by_email("expired@example.com").await.unwrap(),
+        Some(replacement.0),
+        "{backend:?}"
+    );
+    // The expired one's mail stays in the queue; it is already out.
+    assert_eq!(case.pending().await, 3, "{backend:?}");
+}
+
+async fn claims_need_an_unaccepted_unexpired_invitation_and_the_expected_claim(backend: Backend) {
+    let case = Case::open(backend).await;
+    let store = case.invitations();
+    let t = now();
+    let (invitation, mail) = new_invitation("claimed@example.com", "boss", t);
+    store
+        .send(&[(invitation.clone(), mail)], t, &[])
+        .await
+        .unwrap();
+    let id = invitation.id.as_str();
+    let stale_before = t - Duration::minutes(5);
+
+    let first = a_claim("first", t);
+    assert!(
+        !store
+            .claim(id, &first, Some("not-the-claim"), stale_before)
+            .await
+            .unwrap(),
+        "{backend:?}: expected a claim that is not there"
+    );
+    let expired = a_claim("first", invitation.expires_at);
+    assert!(
+        !store.claim(id, &expired, None, stale_before).await.unwrap(),
+        "{backend:?}: expired at the claim's time"
+    );
+    assert!(
+        store.claim(id, &first, None, stale_before).await.unwrap(),
+        "{backend:?}"
+    );
+    assert_eq!(
+        case.invitation(id).await.claim,
+        Some(first.clone()),
+        "{backend:?}"
+    );
+    assert!(
+        !store
+            .claim("no-such-id", &a_claim("x", t), None, stale_before)
+            .await
+            .unwrap()
+    );
+
+    // Held, and fresh: not even with the right expectation.
+    let second = a_claim("second", t + Duration::seconds(1));
+    assert!(
+        !store.claim(id, &second, None, stale_before).await.unwrap(),
+        "{backend:?}: held"
+    );
+    assert!(
+        !store
+            .claim(id, &second, Some(&first.id), stale_before)
+            .await
+            .unwrap(),
+        "{backend:?}: the claim is not stale"
+    );
+    // Stale: taken over by whoever names it.
+    let later = t + Duration::minutes(10);
+    let third = a_claim("third", later);
+    assert!(
+        store
+            .claim(id, &third, Some(&first.id), later - Duration::minutes(5))
+            .await
+            .unwrap(),
+        "{backend:?}: a stale claim is taken over"
+    );
+    assert_eq!(case.invitation(id).await.claim, Some(third.clone()));
+
+    // Accepted: never claimed again.
+    assert!(store.accept(id, &third.id, later, &[]).await.unwrap());
+    let fourth = a_claim("fourth", later + Duration::hours(1));
+    assert!(
+        !store
+            .claim(id, &fourth, Some(&third.id), later + Duration::hours(1))
+            .await
+            .unwrap(),
+        "{backend:?}: accepted"
+    );
+}
+
+async fn accept_and_release_need_the_claim_that_holds(backend: Backend) {
+    let case = Case::open(backend).await;
+    let store = case.invitations();
+    let t = now();
+    let (invitation, mail) = new_invitation("settle@example.com", "boss", t);
+    store
+        .send(&[(invitation.clone(), mail)], t, &[])
+        .await
+        .unwrap();
+    let id = invitation.id.as_str();
+    let claim = a_claim("settler", t);
+    assert!(store.claim(id, &claim, None, t).await.unwrap());
+
+    assert!(!store.release(id, "other").await.unwrap(), "{backend:?}");
+    assert!(
+        !store
+            .accept(id, "other", t, &[an_event("x")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(case.outbox().await, 0, "{backend:?}: no event when refused");
+    assert!(store.release(id, &claim.id).await.unwrap(), "{backend:?}");
+    assert_eq!(case.invitation(id).await.claim, None);
+    assert!(
+        !store.release(id, &claim.id).await.unwrap(),
+        "{backend:?}: once"
+    );
+    assert!(
+        !store.accept(id, &claim.id, t, &[]).await.unwrap(),
+        "{backend:?}"
+    );
+
+    let claim = a_claim("settler", t);
+    assert!(store.claim(id, &claim, None, t).await.unwrap());
+    let at = t + Duration::seconds(3);
+    assert!(
+        store
+            .accept(id, &claim.id, at, &[an_event("invitation.accept")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(case.outbox().await, 1, "{backend:?}");
+    let accepted = case.invitation(id).await;
+    assert_eq!(
+        accepted,
+        InvitationRecord {
+            accepted_at: Some(at),
+            accepted_by: Some("settler".into()),
+            updated_at: at,
+            claim: Some(claim.clone()),
+            ..invitation.clone()
+        },
+        "{backend:?}: accepted by the claim's user; the claim is kept"
+    );
+    assert!(
+        !store.accept(id, &claim.id, at, &[]).await.unwrap(),
+        "{backend:?}: once"
+    );
+    assert!(!store.release(id, &claim.id).await.unwrap(), "{backend:?}");
+    assert_eq!(case.invitation(id).await, accepted);
+    // The address is free for a new invitation; Get by email prefers it.
+    let (next, mail) = new_invitation("settle@example.com", "boss", at);
+    store.send(&[(next.clone(), mail)], at, &[]).await.unwrap();
+    assert_eq!(
+        store.get_by_email("settle@example.com").await.unwrap(),
+        Some(next),
+        "{backend:?}"
+    );
+}
+
+async fn resend_replaces_the_token_unless_the_claim_changed(backend: Backend) {
+    let case = Case::open(backend).await;
+    let store = case.invitations();
+    let t = now();
+    let (invitation, mail) = new_invitation("resend@example.com", "boss", t);
+    store
+        .send(&[(invitation.clone(), mail)], t, &[])
+        .await
+        .unwrap();
+    let (fresh, _) = new_invitation("resend@example.com", "boss", t);
+    let later = t + Duration::hours(1);
+    let updated = InvitationRecord {
+        token_id: fresh.token_id.clone(),
+        token_hash: fresh.token_hash.clone(),
+        updated_at: later,
+        expires_at: later + TTL,
+        ..invitation.clone()
+    };
+    let mut new_mail = mail_due(later);
+    new_mail.recipient = "resend@example.com".into();
+
+    let claim = a_claim("someone", t);
+    assert!(store.claim(&invitation.id, &claim, None, t).await.unwrap());
+    assert!(
+        !store
+            .resend(&updated, None, &new_mail, &[an_event("x")])
+            .await
+            .unwrap(),
+        "{backend:?}: claimed meanwhile"
+    );
+    assert!(
+        case.store.get(&new_mail.id).await.unwrap().is_none(),
+        "{backend:?}"
+    );
+    assert_eq!(case.outbox().await, 0);
+    assert!(
+        store
+            .resend(
+                &updated,
+                Some(&claim.id),
+                &new_mail,
+                &[an_event("invitation.update")]
+            )
+            .await
+            .unwrap(),
+        "{backend:?}"
+    );
+    assert_eq!(
+        case.invitation(&invitation.id).await,
+        updated,
+        "{backend:?}: claim dropped"
+    );
+    assert_eq!(
+        case.get(&new_mail.id).await,
+        new_mail,
+        "{backend:?}: mail queued"
+    );
+    assert_eq!(case.outbox().await, 1);
+    assert!(
+        store
+            .get_by_token_id(&invitation.token_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.get_by_token_id(&fresh.token_id).await.unwrap(),
+        Some(updated.clone())
+    );
+}
+
+async fn delete_spares_accepted_invitations(backend: Backend) {
+    let case = Case::open(backend).await;
+    let store = case.invitations();
+    let t = now();
+    let (pending, mail) = new_invitation("pending@example.com", "boss", t);
+    let (accepted, other_mail) = new_invitation("accepted@example.com", "boss", t);
+    store
+        .send(
+            &[(pending.clone(), mail), (accepted.clone(), other_mail)],
+            t,
+            &[],
+        )
+        .await
+        .unwrap();
+    let claim = a_claim("member", t);
+    assert!(store.claim(&accepted.id, &claim, None, t).await.unwrap());
+    assert!(store.accept(&accepted.id, &claim.id, t, &[]).await.unwrap());
+
+    assert!(
+        !store.delete(&accepted.id, &[an_event("x")]).await.unwrap(),
+        "{backend:?}"
+    );
+    assert!(store.get(&accepted.id).await.unwrap().is_some());
+    assert_eq!(case.outbox().await, 0);
+    assert!(
+        store
+            .delete(&pending.id, &[an_event("invitation.delete")])
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.get(&pending.id).await.unwrap().is_none(),
+        "{backend:?}"
+    );
+    assert_eq!(case.outbox().await, 1);
+    assert!(
+        !store.delete(&pending.id, &[]).await.unwrap(),
+        "{backend:?}: once"
+    );
+}
+
+async fn list_filters_by_sender_orders_and_counts(backend: Backend) {
+    let case = Case::open(backend).await;
+    let store = case.invitations();
+    let t = now();
+    let mut all = Vec::new();
+    // Created one second apart, in this order; addresses in another.
+    for (i, (email, sender)) in [
+        ("c@example.com", "alice"),
+        ("A@example.com", "bob"),
+        ("b@example.com", "alice"),
+        ("d@example.com", ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let at = t + Duration::seconds(i64::try_from(i).unwrap());
+        let sent = new_invitation(email, sender, at);
+        store
+            .send(std::slice::from_ref(&sent), at, &[])
+            .await
+            .unwrap();
+        all.push(sent.0);
+    }
+    let claim = a_claim("x", t);
+    assert!(store.claim(&all[2].id, &claim, None, t).await.unwrap());
+    assert!(store.accept(&all[2].id, &claim.id, t, &[]).await.unwrap());
+
+    let page = async |sent_by, order, descending, limit, offset| {
+        let (rows, total) = store
+            .list(InvitationQuery {
+                sent_by,
+                order,
+                descending,
+                limit,
+                offset,
+            })
+            .await
+            .unwrap();
+        let emails: Vec<String> = rows.into_iter().map(|r| r.email).collect();
+        (emails, total)
+    };
+    let names = |emails: &[&str]| emails.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    use InvitationOrder::*;
+    assert_eq!(
+        page(None, CreatedAt, true, 10, 0).await,
+        (
+            names(&[
+                "d@example.com",
+                "b@example.com",
+                "A@example.com",
+                "c@example.com"
+            ]),
+            4
+        ),
+        "{backend:?}"
+    );
+    assert_eq!(
+        page(None, Email, false, 10, 0).await.0,
+        names(&[
+            "A@example.com",
+            "b@example.com",
+            "c@example.com",
+            "d@example.com"
+        ]),
+        "{backend:?}: by the lowercased address"
+    );
+    assert_eq!(
+        page(None, ExpiresAt, false, 2, 2).await,
+        (names(&["b@example.com", "d@example.com"]), 4),
+        "{backend:?}"
+    );
+    assert_eq!(
+        page(None, AcceptedAt, false, 1, 0).await.0,
+        names(&["b@example.com"]),
+        "{backend:?}: accepted first ascending"
+    );
+    assert_eq!(
+        page(None, AcceptedAt, true, 10, 0)
+            .await
+            .0
+            .last()
+            .map(String::as_str),
+        Some("b@example.com"),
+        "{backend:?}: accepted last descending"
+    );
+    assert_eq!(
+        page(Some("alice"), CreatedAt, false, 10, 0).await,
+        (names(&["c@example.com", "b@example.com"]), 2),
+        "{backend:?}: alice's only"
+    );
+    assert_eq!(
+        page(Some("alice"), CreatedAt, false, 1, 1).await,
+        (names(&["b@example.com"]), 2),
+        "{backend:?}"
+    );
+    assert_eq!(page(Some("nobody"), Email, false, 10, 0).await, (vec![], 0));
+}
+
+/// Sixteen stores (on PostgreSQL each with a pool of its own, as
+/// replicas) claim one invitation at once: exactly one wins.
+async fn concurrent_claims_of_one_invitation_let_one_through(backend: Backend) {
+    let case = Case::open(backend).await;
+    let t = now();
+    let (invitation, mail) = new_invitation("race@example.com", "boss", t);
+    case.invitations()
+        .send(&[(invitation.clone(), mail)], t, &[])
+        .await
+        .unwrap();
+    let start = Arc::new(tokio::sync::Barrier::new(16));
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let store = case.invitation_replica().await;
+        let start = start.clone();
+        let id = invitation.id.clone();
+        racers.spawn(async move {
+            let claim = a_claim(&format!("racer-{i}"), now());
+            start.wait().await;
+            let won = store
+                .claim(&id, &claim, None, now() - Duration::minutes(5))
+                .await
+                .expect("claim");
+            won.then_some(claim)
+        });
+    }
+    let winners: Vec<ClaimRecord> = racers.join_all().await.into_iter().flatten().collect();
+    assert_eq!(winners.len(), 1, "{backend:?}: {winners:?}");
+    assert_eq!(
+        case.invitation(&invitation.id).await.claim.as_ref(),
+        winners.first(),
+        "{backend:?}"
+    );
+}
+
+mod concurrent_claims_of_one_invitation_let_one_through {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_postgres() {
+        super::concurrent_claims_of_one_invitation_let_one_through(
+            roster_test_support::Backend::Postgres,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_sqlite() {
+        super::concurrent_claims_of_one_invitation_let_one_through(
+            roster_test_support::Backend::Sqlite,
+        )
+        .await;
+    }
+}
+
+/// Eight stores send invitations to the same two addresses at once, in
+/// both orders: one send wins whole, every other is refused whole (no
+/// deadlock, no half batch).
+async fn concurrent_sends_to_the_same_addresses_store_one_batch(backend: Backend) {
+    let case = Case::open(backend).await;
+    let start = Arc::new(tokio::sync::Barrier::new(8));
+    let mut senders = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let store = case.invitation_replica().await;
+        let start = start.clone();
+        senders.spawn(async move {
+            let t = now();
+            let mut batch = vec![
+                new_invitation("one@example.com", "boss", t),
+                new_invitation("two@example.com", "boss", t),
+            ];
+            if i % 2 == 1 {
+                batch.reverse();
+            }
+            start.wait().await;
+            store.send(&batch, t, &[]).await
+        });
+    }
+    let outcomes = senders.join_all().await;
+    let won = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(won, 1, "{backend:?}: {outcomes:?}");
+    for outcome in &outcomes {
+        assert!(
+            matches!(outcome, Ok(()) | Err(StoreError::InvitationPending(_))),
+            "{backend:?}: {outcome:?}"
+        );
+    }
+    let (rows, total) = case
+        .invitations()
+        .list(InvitationQuery {
+            sent_by: None,
+            order: InvitationOrder::Email,
+            descending: false,
+            limit: 10,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, 2, "{backend:?}: {rows:?}");
+    assert_eq!(
+        case.pending().await,
+        2,
+        "{backend:?}: the winner's mails only"
+    );
+}
+
+mod concurrent_sends_to_the_same_addresses_store_one_batch {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_postgres() {
+        super::concurrent_sends_to_the_same_addresses_store_one_batch(
+            roster_test_support::Backend::Postgres,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn on_sqlite() {
+        super::concurrent_sends_to_the_same_addresses_store_one_batch(
             roster_test_support::Backend::Sqlite,
         )
         .await;
