@@ -3,6 +3,7 @@
 
 mod access;
 mod embedded;
+mod mail;
 mod process;
 mod production;
 mod sessions;

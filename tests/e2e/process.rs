@@ -34,15 +34,40 @@ impl Rosterd {
     /// Like [`Rosterd::start`], on `port` (for processes that must know
     /// each other's addresses before they start).
     pub async fn start_on(port: u16, dir: &Path, args: &[&str], env: &[(&str, String)]) -> Rosterd {
+        Self::start_logging(port, dir, args, env, None).await
+    }
+
+    /// Like [`Rosterd::start_on`], writing everything the process logs
+    /// (stdout and stderr) to `log` when given.
+    pub async fn start_logging(
+        port: u16,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        log: Option<&Path>,
+    ) -> Rosterd {
         let addr = format!("127.0.0.1:{port}");
         let mut command = Command::new(ROSTERD);
         command
             .args(args)
             .current_dir(dir)
             .env_remove("RUST_LOG")
-            .env("ROSTER__LISTEN", &addr)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .env("ROSTER__LISTEN", &addr);
+        match log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open the log file");
+                command
+                    .stdout(file.try_clone().expect("log file"))
+                    .stderr(file);
+            }
+            None => {
+                command.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
         for (k, v) in env {
             command.env(k, v);
         }

@@ -59,8 +59,32 @@ async fn with_database_and_nats_configured_rosterd_uses_postgres_and_jetstream()
     };
     let count: i64 = sqlx_count(&pool).await;
     assert_eq!(count, 1);
-    assert!(!dir.path().join("data").exists());
+    // Bob's validation mail is written as a file (no SMTP server is set).
+    let mail_dir = dir.path().join("data").join("mail");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&mail_dir).map_or(true, |mut d| d.next().is_none()) {
+        assert!(std::time::Instant::now() < deadline, "no mail file");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(rosterd.terminate().await.success());
+    // No SQLite file anywhere; the data folder holds only the mails, as no
+    // SMTP server is configured (bob's validation link among them).
+    let data = dir.path().join("data");
+    let entries: Vec<String> = std::fs::read_dir(&data)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(entries, ["mail"], "{entries:?}");
+    let mails: Vec<_> = std::fs::read_dir(data.join("mail"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        mails.iter().any(|m| m.contains("bob@example.com")),
+        "{mails:?}"
+    );
 }
 
 async fn sqlx_count(pool: &sqlx::PgPool) -> i64 {

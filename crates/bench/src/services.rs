@@ -181,6 +181,14 @@ impl Services {
                 hasher: hasher.clone(),
                 events: events.clone(),
                 config: registry_config.clone(),
+                // No invitations service runs here: registering with a
+                // token answers UNAVAILABLE, and queued mails wait.
+                invitations: Arc::new(roster_user_registry::invitations::GrpcInvitations::new(
+                    internal.clone(),
+                    TEST_CLUSTER_KEY,
+                )?),
+                mailer: internal.clone(),
+                cluster_key: TEST_CLUSTER_KEY.to_string(),
             },
             true,
         )
@@ -199,6 +207,9 @@ impl Services {
                 hasher: TokenHasher::new(&auth_config.token_hash_key),
                 events: events.clone(),
                 config: AccessConfig::default(),
+                // Login tokens are off here, so no mail is ever queued.
+                mailer: internal.clone(),
+                cluster_key: TEST_CLUSTER_KEY.to_string(),
             },
             true,
         )
@@ -232,6 +243,7 @@ impl Services {
         // through the first server's access service, caching nothing.
         let (uncached_listener, uncached_addr) = bind("127.0.0.1:0").await?;
         let to_access = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
+        let internal_again = to_access.clone();
         let uncached_auth = authenticator(
             to_access,
             &AuthConfig {
@@ -250,6 +262,12 @@ impl Services {
                 hasher,
                 events,
                 config: registry_config,
+                invitations: Arc::new(roster_user_registry::invitations::GrpcInvitations::new(
+                    internal_again.clone(),
+                    TEST_CLUSTER_KEY,
+                )?),
+                mailer: internal_again,
+                cluster_key: TEST_CLUSTER_KEY.to_string(),
             },
             false,
         )

@@ -185,6 +185,11 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         "user_registry_address",
         addr.port(),
     )?;
+    let invitations_channel = peer(
+        &settings.cluster.invitations_address,
+        "invitations_address",
+        addr.port(),
+    )?;
     let resolver = Arc::new(GrpcCredentialResolver::new(
         access_channel.clone(),
         keys[0].clone(),
@@ -218,12 +223,21 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
                 hasher: hasher.clone(),
                 events: settings.events.clone(),
                 config: settings.user_registry.clone(),
+                invitations: Arc::new(roster_user_registry::invitations::GrpcInvitations::new(
+                    invitations_channel.clone(),
+                    &keys[0],
+                )?),
+                mailer: invitations_channel.clone(),
+                cluster_key: keys[0].clone(),
             },
             settings.database.migrate_on_start,
         )
         .await?;
         component.register(&mut server);
         tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
+        tasks.push(tokio::spawn(
+            component.mail_relay.run(stopping(stop_rx.clone())),
+        ));
     }
 
     if service.includes(ServiceName::Access) {
@@ -249,12 +263,17 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
                 hasher: TokenHasher::new(&settings.auth.token_hash_key),
                 events: settings.events.clone(),
                 config: settings.access.clone(),
+                mailer: invitations_channel.clone(),
+                cluster_key: keys[0].clone(),
             },
             settings.database.migrate_on_start,
         )
         .await?;
         component.register(&mut server);
         tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
+        tasks.push(tokio::spawn(
+            component.mail_relay.run(stopping(stop_rx.clone())),
+        ));
         tasks.push(
             roster_access::worker::spawn(
                 component.service.clone(),
@@ -330,8 +349,16 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         let component = InvitationsComponent::build(
             roster_invitations::Dependencies {
                 db,
+                bus: bus.clone(),
                 auth: auth.clone(),
+                users: Arc::new(roster_invitations::GrpcUserLookup::new(
+                    user_registry_channel.clone(),
+                    &keys[0],
+                )?),
+                hasher: TokenHasher::new(&settings.auth.token_hash_key),
+                events: settings.events.clone(),
                 mail: settings.mail.clone(),
+                config: settings.invitations.clone(),
                 default_mail_dir: std::path::Path::new(&settings.database.data_dir).join("mail"),
             },
             settings.database.migrate_on_start,
@@ -341,6 +368,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(
             component.mailer.clone().run(stopping(stop_rx.clone())),
         ));
+        tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
     }
 
     server

@@ -8,7 +8,7 @@ use roster_core::db::DatabaseConfig;
 use roster_core::events::EventsConfig;
 use roster_core::password::PasswordConfig;
 use roster_core::telemetry::TelemetryConfig;
-use roster_invitations::MailConfig;
+use roster_invitations::{InvitationsConfig, MailConfig};
 use roster_sessions::SessionsConfig;
 use roster_user_registry::UserRegistryConfig;
 use serde::Deserialize;
@@ -28,6 +28,7 @@ pub struct Settings {
     pub access: AccessConfig,
     pub sessions: SessionsConfig,
     pub mail: MailConfig,
+    pub invitations: InvitationsConfig,
     pub bootstrap: BootstrapConfig,
 }
 
@@ -45,6 +46,7 @@ impl Default for Settings {
             access: AccessConfig::default(),
             sessions: SessionsConfig::default(),
             mail: MailConfig::default(),
+            invitations: InvitationsConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }
@@ -69,6 +71,10 @@ pub struct ClusterConfig {
     /// The address of the sessions service (`http://host:port`), which the
     /// access service asks about session tokens. Empty: this process.
     pub sessions_address: String,
+    /// The address of the invitations service (`http://host:port`), whose
+    /// mailer every service hands its mails to, and which checks invitation
+    /// tokens at registration. Empty: this process.
+    pub invitations_address: String,
 }
 
 /// The first admin, made once so that a fresh install can be driven by

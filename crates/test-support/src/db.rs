@@ -153,7 +153,7 @@ pub fn sqlite_file() -> (tempfile::TempDir, PathBuf) {
 ///
 /// let migrations = roster_user_registry::store::migrations();
 /// for backend in TestBackend::both_migrated(&migrations).await {
-///     let store = roster_user_registry::store::open(&backend.db, Arc::default());
+///     let store = roster_user_registry::store::open(&backend.db, Arc::default(), Arc::default());
 ///     let missing = store.get_user("nobody-here").await.unwrap();
 ///     assert!(missing.is_none(), "{}", backend.name);
 /// }

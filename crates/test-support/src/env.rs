@@ -18,7 +18,7 @@ use roster_core::password::{PasswordConfig, PasswordHasher};
 use roster_core::server::{GrpcServer, bind};
 use roster_core::time::{Clock, ManualClock, SystemClock};
 use roster_core::token::TokenHasher;
-use roster_invitations::{InvitationsComponent, MailConfig};
+use roster_invitations::{GrpcUserLookup, InvitationsComponent, InvitationsConfig, MailConfig};
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
@@ -68,6 +68,8 @@ pub struct TestConfig {
     /// The mailer's settings. Without `smtp_url` (the default), mails are
     /// written as `.eml` files to [`TestEnv::mail_dir`].
     pub mail: MailConfig,
+    /// The invitations' settings (token lifetime, claim timeout).
+    pub invitations: InvitationsConfig,
     pub auth: AuthConfig,
     /// The sessions service's clock: the system's unless given (a
     /// [`ManualClock`] lets a test move time for lockouts and expiry).
@@ -214,6 +216,15 @@ impl TestEnv {
                 hasher: PasswordHasher::new(&test_password_config()).expect("hasher"),
                 events: events.clone(),
                 config: config.user_registry,
+                invitations: Arc::new(
+                    roster_user_registry::invitations::GrpcInvitations::new(
+                        internal.clone(),
+                        TEST_CLUSTER_KEY,
+                    )
+                    .expect("invitations client"),
+                ),
+                mailer: internal.clone(),
+                cluster_key: TEST_CLUSTER_KEY.to_string(),
             },
             true,
         )
@@ -234,6 +245,8 @@ impl TestEnv {
                 hasher: TokenHasher::new(&config.auth.token_hash_key),
                 events: events.clone(),
                 config: config.access,
+                mailer: internal.clone(),
+                cluster_key: TEST_CLUSTER_KEY.to_string(),
             },
             true,
         )
@@ -264,11 +277,24 @@ impl TestEnv {
         let mail_dir = mail_tmp.path().to_path_buf();
         let mut mail = config.mail;
         mail.poll_interval_ms = mail.poll_interval_ms.min(200);
+        // Its own lazy channel to this process, so this block does not
+        // depend on the other services' wiring.
+        let invitations_internal = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect_lazy();
         let invitations = InvitationsComponent::build(
             roster_invitations::Dependencies {
                 db: invitations_db.clone(),
+                bus: bus.clone(),
                 auth: auth.clone(),
+                users: Arc::new(
+                    GrpcUserLookup::new(invitations_internal, TEST_CLUSTER_KEY)
+                        .expect("user lookup"),
+                ),
+                hasher: TokenHasher::new(&config.auth.token_hash_key),
+                events: events.clone(),
                 mail,
+                config: config.invitations,
                 default_mail_dir: mail_dir.clone(),
             },
             true,
@@ -285,9 +311,16 @@ impl TestEnv {
         let sessions_service = sessions.service.clone();
         let invitations_service = invitations.service.clone();
         let mailer = invitations.mailer.clone();
+        let invitations_relay = invitations.relay;
         let (stop, stopped) = oneshot::channel::<()>();
         let (relay_stop, relay_stopped) = tokio::sync::watch::channel(false);
-        for relay in [user_registry.relay, access.relay, sessions.relay] {
+        for relay in [
+            user_registry.relay,
+            user_registry.mail_relay,
+            access.relay,
+            access.mail_relay,
+            sessions.relay,
+        ] {
             let mut stopped = relay_stopped.clone();
             tokio::spawn(relay.run(async move {
                 let _ = stopped.wait_for(|s| *s).await;
@@ -302,6 +335,10 @@ impl TestEnv {
         let mut mailer_stopped = relay_stopped.clone();
         tokio::spawn(mailer.clone().run(async move {
             let _ = mailer_stopped.wait_for(|s| *s).await;
+        }));
+        let mut invitations_relay_stopped = relay_stopped.clone();
+        tokio::spawn(invitations_relay.run(async move {
+            let _ = invitations_relay_stopped.wait_for(|s| *s).await;
         }));
         let mut worker_stopped = relay_stopped.clone();
         roster_sessions::worker::spawn(sessions_service.clone(), bus.clone(), async move {

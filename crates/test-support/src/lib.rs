@@ -18,4 +18,4 @@ pub use env::{
 };
 pub use events::{event_contains, event_data, next_event_where};
 pub use nats::TestNats;
-pub use smtp::TestSmtp;
+pub use smtp::{ReceivedMail, TestSmtp};

@@ -207,6 +207,78 @@ impl TestSmtp {
         self.messages()
     }
 
+    /// Mailer settings delivering here, retrying quickly.
+    pub fn mail_config(&self) -> roster_invitations::MailConfig {
+        roster_invitations::MailConfig {
+            smtp_url: self.url(),
+            timeout_secs: 5,
+            retry_initial_ms: 20,
+            retry_max_ms: 200,
+            ..roster_invitations::MailConfig::default()
+        }
+    }
+
+    /// Waits until `n` mails to `recipient` (case-insensitive) arrived and
+    /// returns the `n`th (from 1); panics after `timeout`.
+    pub async fn nth_mail_to(&self, recipient: &str, n: usize, timeout: Duration) -> ReceivedMail {
+        self.first_mail_where(&format!("mail #{n} to {recipient}"), timeout, |mails| {
+            mails
+                .iter()
+                .filter(|m| m.is_to(recipient))
+                .nth(n.saturating_sub(1))
+                .cloned()
+        })
+        .await
+    }
+
+    /// Waits until a mail to `recipient` whose subject contains `subject`
+    /// arrived and returns the first such; panics after `timeout`.
+    pub async fn mail_to_with_subject(
+        &self,
+        recipient: &str,
+        subject: &str,
+        timeout: Duration,
+    ) -> ReceivedMail {
+        self.first_mail_where(
+            &format!("a mail to {recipient} about {subject:?}"),
+            timeout,
+            |mails| {
+                mails
+                    .iter()
+                    .find(|m| {
+                        m.is_to(recipient)
+                            && m.header("Subject").is_some_and(|s| s.contains(subject))
+                    })
+                    .cloned()
+            },
+        )
+        .await
+    }
+
+    async fn first_mail_where(
+        &self,
+        what: &str,
+        timeout: Duration,
+        find: impl Fn(&[ReceivedMail]) -> Option<ReceivedMail>,
+    ) -> ReceivedMail {
+        let mut received = self.shared.received.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(mail) = find(&self.messages()) {
+                return mail;
+            }
+            let changed = tokio::time::timeout_at(deadline, received.changed()).await;
+            if !matches!(changed, Ok(Ok(()))) {
+                let got = self.messages();
+                panic!(
+                    "expected {what} within {timeout:?}; got mails to {:?} about {:?}",
+                    got.iter().map(|m| &m.to).collect::<Vec<_>>(),
+                    got.iter().map(|m| m.header("Subject")).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+
     /// Answers `550` to `RCPT TO:<recipient>` from now on (a permanent
     /// failure: the mailbox does not exist). Case-insensitive.
     pub fn refuse_permanently(&self, recipient: &str) {
@@ -403,6 +475,38 @@ impl ReceivedMail {
     /// The decoded body of the first `text/html` part.
     pub fn html(&self) -> Option<String> {
         self.part("text/html")
+    }
+
+    /// Whether `recipient` (case-insensitive) is among the envelope
+    /// recipients.
+    pub fn is_to(&self, recipient: &str) -> bool {
+        self.to.iter().any(|to| to.eq_ignore_ascii_case(recipient))
+    }
+
+    /// The value of the query parameter `name` in the first link of the
+    /// text part that carries it (`…?token=<value>&…`).
+    pub fn link_param(&self, name: &str) -> Option<String> {
+        let text = self.text()?;
+        let needle = format!("{name}=");
+        text.split(|c: char| c.is_whitespace())
+            .filter(|word| word.starts_with("http://") || word.starts_with("https://"))
+            .find_map(|link| {
+                let query = link.split_once('?')?.1;
+                query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix(needle.as_str()))
+                    .map(str::to_string)
+            })
+    }
+
+    /// What follows `label` on the first line of the text part that starts
+    /// with it (`Temporary password: <value>`).
+    pub fn line_value(&self, label: &str) -> Option<String> {
+        self.text()?.lines().find_map(|line| {
+            line.trim()
+                .strip_prefix(label)
+                .map(|v| v.trim().to_string())
+        })
     }
 
     fn part(&self, content_type: &str) -> Option<String> {

@@ -1,16 +1,19 @@
 //! The user registry: users, search, external identities and passwords.
 //!
 //! It serves `UserRegistry`, `EntityRegistrySearch`,
-//! `ExternalUserRegistry` and the internal `UserCredentials` (password
-//! checks for the sessions service). It owns the `users`,
-//! `user_attributes` and `external_users` tables, and publishes the
-//! `user.*` events through its outbox.
+//! `ExternalUserRegistry`, the email validation of `UserLifecycle`, and the
+//! internal `UserCredentials` (password checks for the sessions service).
+//! It owns the `users`, `user_attributes` and `external_users` tables,
+//! publishes the `user.*` events through its outbox, and hands the mails it
+//! owes (validation links, temporary passwords) to the mailer through its
+//! mail outbox.
 //!
 //! - [`api`]: the tonic services;
 //! - [`service`]: the use cases and their rules;
 //! - [`domain`]: validated input types;
 //! - [`store`]: the store trait, PostgreSQL and SQLite;
 //! - [`convert`]: records ↔ messages, field masks;
+//! - [`invitations`]: claiming invitations at registration;
 //! - [`events`]: event names; [`error`]: errors → status codes;
 //!   [`config`]: settings.
 
@@ -20,6 +23,7 @@ pub mod convert;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod invitations;
 pub mod service;
 pub mod store;
 
@@ -34,6 +38,7 @@ use roster_core::server::GrpcServer;
 use roster_proto::v1::entity_registry_search_server::EntityRegistrySearchServer;
 use roster_proto::v1::external_user_registry_server::ExternalUserRegistryServer;
 use roster_proto::v1::user_credentials_server::UserCredentialsServer;
+use roster_proto::v1::user_lifecycle_server::UserLifecycleServer;
 use roster_proto::v1::user_registry_server::UserRegistryServer;
 
 pub use config::UserRegistryConfig;
@@ -49,13 +54,22 @@ pub struct Dependencies {
     pub hasher: PasswordHasher,
     pub events: roster_core::events::EventsConfig,
     pub config: UserRegistryConfig,
+    /// Claims invitation tokens at registration.
+    pub invitations: Arc<dyn invitations::Invitations>,
+    /// The mailer (`Mailer.Enqueue`), which validation and
+    /// temporary-password mails go to.
+    pub mailer: tonic::transport::Channel,
+    /// The cluster key presented to the mailer.
+    pub cluster_key: String,
 }
 
-/// A built user registry: its gRPC services and its outbox relay.
+/// A built user registry: its gRPC services and its outbox relays (events
+/// to the bus, mails to the mailer).
 pub struct UserRegistryComponent {
     pub service: Arc<UserRegistryService>,
     pub api: api::UserRegistryApi,
     pub relay: OutboxRelay,
+    pub mail_relay: OutboxRelay,
 }
 
 pub use service::UserRegistryService;
@@ -69,13 +83,25 @@ impl UserRegistryComponent {
             store::migrations().run(&deps.db).await?;
         }
         let relay = OutboxRelay::new(deps.db.clone(), deps.bus.clone(), &deps.events);
-        let store = store::open(&deps.db, relay.waker());
-        let service = Arc::new(UserRegistryService::new(store, deps.hasher, deps.config));
+        let mail_relay = roster_core::mail::relay(
+            deps.db.clone(),
+            deps.mailer,
+            &deps.cluster_key,
+            &deps.events,
+        )?;
+        let store = store::open(&deps.db, relay.waker(), mail_relay.waker());
+        let service = Arc::new(UserRegistryService::new(
+            store,
+            deps.hasher,
+            deps.invitations,
+            deps.config,
+        ));
         let api = api::UserRegistryApi::new(service.clone(), deps.auth);
         Ok(Self {
             service,
             api,
             relay,
+            mail_relay,
         })
     }
 
@@ -85,5 +111,6 @@ impl UserRegistryComponent {
         server.add_service(EntityRegistrySearchServer::new(self.api.clone()));
         server.add_service(ExternalUserRegistryServer::new(self.api.clone()));
         server.add_service(UserCredentialsServer::new(self.api.clone()));
+        server.add_service(UserLifecycleServer::new(self.api.clone()));
     }
 }

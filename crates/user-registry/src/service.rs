@@ -8,16 +8,18 @@ use chrono::Duration;
 use roster_core::auth::CallContext;
 use roster_core::events::{new_event, pack};
 use roster_core::list::{FieldMask, Order, Page};
+use roster_core::mail::OutgoingMail;
 use roster_core::password::PasswordHasher;
 use roster_core::ratelimit::RateLimiter;
-use roster_core::validation::FieldViolation;
+use roster_core::validation::{FieldViolation, max_chars};
 use roster_proto::v1::{
     CheckPasswordRequest, CheckPasswordResponse, CreateExternalUserRequest,
     CreateTemporaryPasswordRequest, CreateUserRequest, DeleteExternalUserRequest,
     EntityIdentifiers, Event, ExternalUser, GetExternalUserByExternalIdRequest,
     GetExternalUserByUserIdRequest, GetUserRequest, ListUsersRequest, Picture, Right,
-    SearchUsersRequest, State, UpdateUserPasswordRequest, UpdateUserRequest, User, UserEventData,
-    UserIdentifiers, Users, entity_identifiers,
+    SearchUsersRequest, SendEmailValidationRequest, SendEmailValidationResponse, State,
+    UpdateUserPasswordRequest, UpdateUserRequest, User, UserEventData, UserIdentifiers, Users,
+    ValidateEmailRequest, ValidateEmailResponse, entity_identifiers,
 };
 
 use crate::config::UserRegistryConfig;
@@ -28,6 +30,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::events::*;
+use crate::invitations::Invitations;
 use crate::store::{
     ExternalUserRecord, ORDER_FIELDS, StoreError, UserQuery, UserRecord, UserStore,
 };
@@ -66,6 +69,7 @@ const UPDATE_ATTEMPTS: usize = 5;
 pub struct UserRegistryService {
     store: Arc<dyn UserStore>,
     hasher: PasswordHasher,
+    invitations: Arc<dyn Invitations>,
     config: UserRegistryConfig,
     limiter: RateLimiter,
     registrations: RateLimiter,
@@ -149,6 +153,7 @@ impl UserRegistryService {
     pub fn new(
         store: Arc<dyn UserStore>,
         hasher: PasswordHasher,
+        invitations: Arc<dyn Invitations>,
         config: UserRegistryConfig,
     ) -> Self {
         let limiter = RateLimiter::new(config.rate_limit);
@@ -156,6 +161,7 @@ impl UserRegistryService {
         Self {
             store,
             hasher,
+            invitations,
             config,
             limiter,
             registrations,
@@ -167,13 +173,26 @@ impl UserRegistryService {
     }
 
     /// Starts validating the primary email address: a fresh secret, of
-    /// which only the SHA-256 is stored. Delivering the secret is the
-    /// mailer's job; until a mailer is configured it goes nowhere.
-    fn start_email_validation(&self, record: &mut UserRecord, at: chrono::DateTime<chrono::Utc>) {
+    /// which only the SHA-256 is stored (it replaces any earlier one), and
+    /// the mail that carries it, to be queued with the change.
+    fn start_email_validation(
+        &self,
+        record: &mut UserRecord,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> (String, OutgoingMail) {
         let secret = roster_core::token::random_secret(32);
+        let expires_at = at + Duration::seconds(self.config.email_validation_ttl_secs as i64);
         record.email_validation_hash = Some(roster_core::token::hash_secret(&secret));
-        record.email_validation_expires_at =
-            Some(at + Duration::seconds(self.config.email_validation_ttl_secs as i64));
+        record.email_validation_expires_at = Some(expires_at);
+        let mail = OutgoingMail::new(
+            "validate_email",
+            &record.primary_email_address,
+            &record.name,
+        )
+        .with("user_id", &record.user_id)
+        .with("secret_token", secret.as_str())
+        .with("expires_at", roster_core::mail::format_time(expires_at));
+        (secret, mail)
     }
 
     /// A user event stamped with the caller, carrying the user without
@@ -252,14 +271,7 @@ impl UserRegistryService {
                 .into());
             }
         }
-        if !req.invitation_token.is_empty() {
-            // Invitations live in the invitations service, which does not
-            // check tokens for registration yet; an unchecked token must not
-            // pass for a checked one.
-            return Err(Error::FailedPrecondition(
-                "registering with an invitation is not supported yet",
-            ));
-        }
+        max_chars("invitation_token", &req.invitation_token, 128)?;
 
         if !admin && !self.registrations.allow(&[&ctx.client_key()]) {
             return Err(Error::RateLimited);
@@ -333,12 +345,59 @@ impl UserRegistryService {
         } else if record.state == State::Requested as i32 {
             record.state_description = "admin approval required".into();
         }
+        let claim = if req.invitation_token.is_empty() {
+            None
+        } else {
+            let claim = self
+                .invitations
+                .claim(&req.invitation_token, &record.user_id)
+                .await?;
+            // The invitation reached this address: it needs no second proof.
+            if Email::parse(&claim.email).is_ok_and(|e| e.normalized() == record.email_normalized)
+                && record.primary_email_address_validated_at.is_none()
+            {
+                record.primary_email_address_validated_at = Some(at);
+            }
+            Some(claim)
+        };
+        let mut mails = Vec::new();
         if record.primary_email_address_validated_at.is_none() {
-            self.start_email_validation(&mut record, at);
+            mails.push(self.start_email_validation(&mut record, at).1);
         }
         let event = self.event(ctx, USER_CREATE, &record, Vec::new(), false);
-        self.store.insert_user(&record, &[event]).await?;
-        tracing::info!(user_id = %record.user_id, "user created");
+        if let Err(error) = self
+            .store
+            .insert_user_mailing(&record, &[event], &mails)
+            .await
+        {
+            if let Some(claim) = &claim
+                && let Err(status) = self.invitations.release(claim).await
+            {
+                // The claim lapses after `invitations.claim_timeout_secs`.
+                tracing::warn!(
+                    invitation_id = %claim.invitation_id,
+                    code = ?status.code(),
+                    "could not release an invitation claim"
+                );
+            }
+            return Err(error.into());
+        }
+        if let Some(claim) = &claim
+            && let Err(status) = self.invitations.accept(claim).await
+        {
+            // The user exists, so the invitations service accepts the claim
+            // for it when the claim lapses; nobody else can take it.
+            tracing::warn!(
+                invitation_id = %claim.invitation_id,
+                code = ?status.code(),
+                "could not accept an invitation claim; it settles when it lapses"
+            );
+        }
+        tracing::info!(
+            user_id = %record.user_id,
+            invited = claim.is_some(),
+            "user created"
+        );
         Ok(convert::user_full(&record))
     }
 
@@ -598,13 +657,14 @@ impl UserRegistryService {
             if mask.contains("primary_email_address_validated_at") {
                 after.primary_email_address_validated_at = validated_at;
             }
+            let mut mails = Vec::new();
             if after.primary_email_address_validated_at.is_some() {
                 after.email_validation_hash = None;
                 after.email_validation_expires_at = None;
             } else if after.email_normalized != before.email_normalized
                 || before.primary_email_address_validated_at.is_some()
             {
-                self.start_email_validation(&mut after, at);
+                mails.push(self.start_email_validation(&mut after, at).1);
             }
             if mask.contains("require_password_update") {
                 after.require_password_update = input.require_password_update;
@@ -654,7 +714,7 @@ impl UserRegistryService {
             let event = self.event(ctx, USER_UPDATE, &after, changed, false);
             match self
                 .store
-                .update_user(&after, before.updated_at, guard, &[event])
+                .update_user_mailing(&after, before.updated_at, guard, &[event], &mails)
                 .await
             {
                 Ok(()) => {
@@ -895,7 +955,6 @@ impl UserRegistryService {
         let secret = roster_core::token::random_secret(32);
         // Hash before looking the user up, so both paths cost the same.
         let hash = self.hasher.hash(&secret).await.map_err(Error::from)?;
-        drop(secret);
         let Some(before) = self
             .store
             .get_user(user_id.as_str())
@@ -916,15 +975,171 @@ impl UserRegistryService {
         after.updated_at = at;
         let changed = changed_paths(&before, &after);
         let event = self.event(ctx, USER_UPDATE, &after, changed, false);
+        let mail = OutgoingMail::new(
+            "temporary_password",
+            &after.primary_email_address,
+            &after.name,
+        )
+        .with("user_id", &after.user_id)
+        .with("secret_temporary_password", secret)
+        .with(
+            "expires_at",
+            after
+                .temporary_password_expires_at
+                .map(roster_core::mail::format_time)
+                .unwrap_or_default(),
+        );
         match self
             .store
-            .update_user(&after, before.updated_at, false, &[event])
+            .update_user_mailing(&after, before.updated_at, false, &[event], &[mail])
             .await
         {
             // A concurrent request made one first: same answer.
             Ok(()) | Err(StoreError::Conflict) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    // ---- UserLifecycle: email validation -----------------------------
+
+    /// Sends a fresh validation link for the primary email address; it
+    /// replaces any earlier one, so this is also "resend". Admins may take
+    /// the code in the answer instead of a mail.
+    #[tracing::instrument(skip_all)]
+    pub async fn send_email_validation(
+        &self,
+        ctx: &CallContext,
+        req: SendEmailValidationRequest,
+    ) -> Result<SendEmailValidationResponse> {
+        let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
+        if req.return_code && !ctx.caller.is_admin() {
+            return Err(Error::PermissionDenied(
+                "only admins may take the code instead of a mail (return_code)".into(),
+            ));
+        }
+        let before = self
+            .authorized_user(ctx, &user_id, Right::UserSettingsBasic, false)
+            .await?;
+        if !ctx.caller.is_admin()
+            && !self
+                .limiter
+                .allow(&[&format!("send-validation:{}", user_id.as_str())])
+        {
+            return Err(Error::RateLimited);
+        }
+        if before.primary_email_address_validated_at.is_some() {
+            return Err(Error::FailedPrecondition(
+                "email_already_validated: the primary email address is validated",
+            ));
+        }
+        let at = now();
+        let mut after = before.clone();
+        let (code, mail) = self.start_email_validation(&mut after, at);
+        let mails = if req.return_code {
+            Vec::new()
+        } else {
+            vec![mail]
+        };
+        // Nothing anyone can read changed (only the code's hash), so no
+        // event announces it; `updated_at` stays as it was.
+        match self
+            .store
+            .update_user_mailing(&after, before.updated_at, false, &[], &mails)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                return Err(Error::FailedPrecondition(
+                    "the user is being changed concurrently; try again",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(user_id = %after.user_id, mailed = !req.return_code, "email validation sent");
+        Ok(SendEmailValidationResponse {
+            code: if req.return_code { code } else { String::new() },
+            expires_at: after
+                .email_validation_expires_at
+                .map(roster_core::time::timestamp),
+        })
+    }
+
+    /// Validates the primary email address with the code from the mail.
+    /// Needs no credential: the code is the proof.
+    #[tracing::instrument(skip_all)]
+    pub async fn validate_email(
+        &self,
+        ctx: &CallContext,
+        req: ValidateEmailRequest,
+    ) -> Result<ValidateEmailResponse> {
+        let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
+        if req.code.is_empty() {
+            return Err(FieldViolation::new("code", "is required").into());
+        }
+        max_chars("code", &req.code, 128)?;
+        // Budgets of their own, apart from the forgotten-password flow's.
+        let client_key = format!("validate@{}", ctx.client_key());
+        let user_key = format!("validate:{}", user_id.as_str());
+        if !self.limiter.allow(&[&client_key, &user_key]) {
+            return Err(Error::RateLimited);
+        }
+        let wrong = || {
+            Error::from(FieldViolation::new(
+                "code",
+                "is not a valid code for this user",
+            ))
+        };
+        let Some(before) = self
+            .store
+            .get_user(user_id.as_str())
+            .await?
+            .filter(|u| u.deleted_at.is_none())
+        else {
+            return Err(wrong());
+        };
+        let Some(hash) = before.email_validation_hash.as_deref() else {
+            if before.primary_email_address_validated_at.is_some() {
+                return Err(Error::FailedPrecondition(
+                    "email_already_validated: the primary email address is validated",
+                ));
+            }
+            return Err(wrong());
+        };
+        if !roster_core::token::verify_secret(&req.code, hash) {
+            return Err(wrong());
+        }
+        let at = now();
+        if before.email_validation_expires_at.is_none_or(|e| e <= at) {
+            return Err(Error::FailedPrecondition(
+                "email_validation_expired: ask for a new validation mail",
+            ));
+        }
+        let mut after = before.clone();
+        after.primary_email_address_validated_at = Some(at);
+        after.email_validation_hash = None;
+        after.email_validation_expires_at = None;
+        after.updated_at = at;
+        let changed = changed_paths(&before, &after);
+        let event = self.event(ctx, USER_UPDATE, &after, changed, false);
+        match self
+            .store
+            .update_user(&after, before.updated_at, false, &[event])
+            .await
+        {
+            Ok(()) => {}
+            // A concurrent validation with the same code won: the code is
+            // spent either way.
+            Err(StoreError::Conflict) => return Err(wrong()),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(user_id = %after.user_id, "primary email address validated");
+        Ok(ValidateEmailResponse {
+            user_ids: Some(UserIdentifiers {
+                user_id: after.user_id.clone(),
+                email: String::new(),
+            }),
+            primary_email_address_validated_at: Some(roster_core::time::timestamp(at)),
+        })
     }
 
     // ---- UserCredentials (internal) ----------------------------------

@@ -1,7 +1,9 @@
 //! The user registry's storage: one trait, [`UserStore`], with a PostgreSQL
 //! and a SQLite implementation generated from the same SQL (see `sql.rs`).
 //! Every method that changes state takes the events announcing the change
-//! and writes them to the outbox in the same transaction.
+//! and writes them to the outbox in the same transaction; the ones that can
+//! owe a mail (a validation link, a temporary password) queue it in the mail
+//! outbox in that transaction too.
 
 mod sql;
 
@@ -11,6 +13,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use roster_core::db::{Db, Migrations};
+use roster_core::mail::OutgoingMail;
 use roster_proto::v1::Event;
 use tokio::sync::Notify;
 
@@ -25,11 +28,12 @@ pub fn migrations() -> Migrations {
 }
 
 /// Opens the store that fits `db`. `relay` is woken after every commit that
-/// wrote events, so they go out at once.
-pub fn open(db: &Db, relay: Arc<Notify>) -> Arc<dyn UserStore> {
+/// wrote events, so they go out at once; `mail_relay` after every commit
+/// that queued mails.
+pub fn open(db: &Db, relay: Arc<Notify>, mail_relay: Arc<Notify>) -> Arc<dyn UserStore> {
     match db {
-        Db::Postgres(pool) => Arc::new(PostgresUserStore::new(pool.clone(), relay)),
-        Db::Sqlite(pool) => Arc::new(SqliteUserStore::new(pool.clone(), relay)),
+        Db::Postgres(pool) => Arc::new(PostgresUserStore::new(pool.clone(), relay, mail_relay)),
+        Db::Sqlite(pool) => Arc::new(SqliteUserStore::new(pool.clone(), relay, mail_relay)),
     }
 }
 
@@ -188,7 +192,18 @@ pub enum StoreError {
 #[async_trait::async_trait]
 pub trait UserStore: Send + Sync + 'static {
     /// Inserts a new user with its attributes.
-    async fn insert_user(&self, user: &UserRecord, events: &[Event]) -> Result<(), StoreError>;
+    async fn insert_user(&self, user: &UserRecord, events: &[Event]) -> Result<(), StoreError> {
+        self.insert_user_mailing(user, events, &[]).await
+    }
+
+    /// [`insert_user`](Self::insert_user), queuing `mails` (which may hold
+    /// secrets) in the same transaction.
+    async fn insert_user_mailing(
+        &self,
+        user: &UserRecord,
+        events: &[Event],
+        mails: &[OutgoingMail],
+    ) -> Result<(), StoreError>;
 
     /// A user by ID, live or soft-deleted.
     async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError>;
@@ -205,6 +220,20 @@ pub trait UserStore: Send + Sync + 'static {
         previous_updated_at: DateTime<Utc>,
         guard_last_admin: bool,
         events: &[Event],
+    ) -> Result<(), StoreError> {
+        self.update_user_mailing(user, previous_updated_at, guard_last_admin, events, &[])
+            .await
+    }
+
+    /// [`update_user`](Self::update_user), queuing `mails` in the same
+    /// transaction.
+    async fn update_user_mailing(
+        &self,
+        user: &UserRecord,
+        previous_updated_at: DateTime<Utc>,
+        guard_last_admin: bool,
+        events: &[Event],
+        mails: &[OutgoingMail],
     ) -> Result<(), StoreError>;
 
     /// Deletes a user and everything that hangs off it, for good. With

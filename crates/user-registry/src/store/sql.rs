@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use roster_core::mail::OutgoingMail;
 use roster_proto::v1::Event;
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::Notify;
@@ -110,22 +111,27 @@ macro_rules! user_store {
         like = $like:literal,
         trigram = $trigram:literal,
         lock_admins = $lock_admins:expr,
-        commit = $commit:path
+        commit = $commit:path,
+        commit_mailing = $commit_mailing:path
     ) => {
         /// The user store on this backend.
         #[derive(Clone)]
         pub struct $store {
             pool: $pool,
             relay: Arc<Notify>,
+            mail_relay: Arc<Notify>,
             budgets: SearchBudgets,
             plan_fallbacks: Arc<std::sync::atomic::AtomicU64>,
         }
 
         impl $store {
-            pub fn new(pool: $pool, relay: Arc<Notify>) -> Self {
+            /// `relay` and `mail_relay` are woken after commits that wrote
+            /// events and mails.
+            pub fn new(pool: $pool, relay: Arc<Notify>, mail_relay: Arc<Notify>) -> Self {
                 Self {
                     pool,
                     relay,
+                    mail_relay,
                     budgets: SearchBudgets::default(),
                     plan_fallbacks: Arc::default(),
                 }
@@ -378,10 +384,11 @@ macro_rules! user_store {
 
         #[async_trait::async_trait]
         impl UserStore for $store {
-            async fn insert_user(
+            async fn insert_user_mailing(
                 &self,
                 user: &UserRecord,
                 events: &[Event],
+                mails: &[OutgoingMail],
             ) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let result = sqlx::query(&format!(
@@ -420,7 +427,7 @@ macro_rules! user_store {
                     });
                 }
                 Self::write_attributes(&mut tx, user).await?;
-                $commit(tx, events, &self.relay).await?;
+                $commit_mailing(tx, events, mails, &self.relay, &self.mail_relay).await?;
             Ok(())
             }
 
@@ -456,12 +463,13 @@ macro_rules! user_store {
                 Ok(Some(user))
             }
 
-            async fn update_user(
+            async fn update_user_mailing(
                 &self,
                 user: &UserRecord,
                 previous_updated_at: DateTime<Utc>,
                 guard_last_admin: bool,
                 events: &[Event],
+                mails: &[OutgoingMail],
             ) -> Result<(), StoreError> {
                 let mut tx = self.pool.begin().await?;
                 if guard_last_admin {
@@ -522,7 +530,7 @@ macro_rules! user_store {
                 if guard_last_admin {
                     Self::check_admins_remain(&mut tx).await?;
                 }
-                $commit(tx, events, &self.relay).await?;
+                $commit_mailing(tx, events, mails, &self.relay, &self.mail_relay).await?;
             Ok(())
             }
 
@@ -724,7 +732,8 @@ user_store!(
     like = "ILIKE",
     trigram = true,
     lock_admins = Some("SELECT user_id FROM users WHERE admin AND deleted_at IS NULL FOR UPDATE"),
-    commit = roster_core::events::outbox::commit_pg
+    commit = roster_core::events::outbox::commit_pg,
+    commit_mailing = roster_core::mail::commit_pg
 );
 
 // SQLite: one writer at a time, so the guard's write-then-count needs no
@@ -736,5 +745,6 @@ user_store!(
     like = "LIKE",
     trigram = false,
     lock_admins = None::<&str>,
-    commit = roster_core::events::outbox::commit_sqlite
+    commit = roster_core::events::outbox::commit_sqlite,
+    commit_mailing = roster_core::mail::commit_sqlite
 );

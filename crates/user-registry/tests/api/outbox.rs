@@ -112,7 +112,7 @@ async fn a_failing_publish_delays_but_never_loses_the_event_of_a_change(backend:
     // credential is ever resolved: the resolver points nowhere.
     let nowhere = Channel::from_static("http://127.0.0.1:9").connect_lazy();
     let auth = Arc::new(Authenticator::new(
-        Arc::new(GrpcCredentialResolver::new(nowhere, String::new())),
+        Arc::new(GrpcCredentialResolver::new(nowhere.clone(), String::new())),
         ClusterKeys::new([]),
         &AuthConfig::default(),
     ));
@@ -124,6 +124,12 @@ async fn a_failing_publish_delays_but_never_loses_the_event_of_a_change(backend:
             hasher: PasswordHasher::new(&test_password_config()).expect("hasher"),
             events: nats.config.clone(),
             config: Default::default(),
+            invitations: Arc::new(
+                roster_user_registry::invitations::GrpcInvitations::new(nowhere.clone(), "k")
+                    .expect("invitations client"),
+            ),
+            mailer: nowhere,
+            cluster_key: "k".into(),
         },
         true,
     )

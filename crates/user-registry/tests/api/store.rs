@@ -25,7 +25,7 @@ macro_rules! conformance {
         #[tokio::test]
         async fn $case() {
             for backend in TestBackend::both_migrated(&store::migrations()).await {
-                let store = store::open(&backend.db, Arc::new(Notify::new()));
+                let store = store::open(&backend.db, Arc::new(Notify::new()), Arc::default());
                 cases::$case(&*store, &backend.db, backend.name).await;
             }
         }
@@ -1347,7 +1347,7 @@ async fn a_commit_with_events_wakes_the_relay_and_nothing_else_does() {
     for backend in TestBackend::both_migrated(&store::migrations()).await {
         let name = backend.name;
         let relay = Arc::new(Notify::new());
-        let store = store::open(&backend.db, relay.clone());
+        let store = store::open(&backend.db, relay.clone(), Arc::default());
         let woken = || relay.notified().now_or_never().is_some();
 
         let alice = user("alice", now());
@@ -1414,12 +1414,11 @@ async fn a_search_past_its_plan_budget_falls_back_and_answers_the_same() {
     .unwrap();
     sqlx::query("ANALYZE users").execute(pool).await.unwrap();
 
-    let store = PostgresUserStore::new(pool.clone(), Arc::new(Notify::new())).with_search_budgets(
-        SearchBudgets {
+    let store = PostgresUserStore::new(pool.clone(), Arc::new(Notify::new()), Arc::default())
+        .with_search_budgets(SearchBudgets {
             count_ms: 1,
             page_ms: 1,
-        },
-    );
+        });
     let search = |text: &str| UserQuery {
         id_or_name: Some(text.to_string()),
         limit: 3,
