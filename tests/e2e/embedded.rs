@@ -111,6 +111,34 @@ async fn with_no_configuration_rosterd_serves_the_whole_contract_on_sqlite() {
 
     // The data lives in SQLite files under ./data.
     assert!(dir.path().join("data/user-registry.db").exists());
+
+    // Alice's validation link is written as a mail file a newcomer can
+    // read, readable by the owner only.
+    let mail_dir = dir.path().join("data/mail");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mail = loop {
+        let found = std::fs::read_dir(&mail_dir)
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "eml"));
+        if let Some(path) = found {
+            break path;
+        }
+        assert!(std::time::Instant::now() < deadline, "no mail file");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let text = std::fs::read_to_string(&mail).unwrap();
+    assert!(
+        text.contains("validate-email?user_id=3Dalice")
+            || text.contains("validate-email?user_id=alice"),
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&mail).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(rosterd.terminate().await.success());
 }
 
