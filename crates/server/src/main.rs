@@ -24,6 +24,7 @@ use roster_core::password::PasswordHasher;
 use roster_core::server::{GrpcServer, bind, shutdown_signal};
 use roster_core::token::TokenHasher;
 use roster_invitations::InvitationsComponent;
+use roster_notifications::NotificationsComponent;
 use roster_sessions::{GrpcPeers, SessionsComponent};
 use roster_user_registry::UserRegistryComponent;
 use tokio::sync::watch;
@@ -65,6 +66,7 @@ enum ServiceName {
     Access,
     Sessions,
     Invitations,
+    Notifications,
 }
 
 impl ServiceName {
@@ -128,6 +130,10 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         (
             roster_invitations::NAME,
             roster_invitations::store::migrations(),
+        ),
+        (
+            roster_notifications::NAME,
+            roster_notifications::store::migrations(),
         ),
     ] {
         let db = Db::open(&settings.database, service).await?;
@@ -369,6 +375,47 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
             component.mailer.clone().run(stopping(stop_rx.clone())),
         ));
         tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
+    }
+
+    if service.includes(ServiceName::Notifications) {
+        let db = Db::open(&settings.database, roster_notifications::NAME).await?;
+        tracing::info!(
+            service = roster_notifications::NAME,
+            backend = db.backend(),
+            "opened database"
+        );
+        let component = NotificationsComponent::build(
+            roster_notifications::Dependencies {
+                db,
+                bus: bus.clone(),
+                auth: auth.clone(),
+                directory: Arc::new(roster_notifications::GrpcDirectory::new(
+                    user_registry_channel.clone(),
+                    invitations_channel.clone(),
+                    &keys[0],
+                )?),
+                events: settings.events.clone(),
+                config: settings.notifications.clone(),
+                mailer: invitations_channel.clone(),
+                cluster_key: keys[0].clone(),
+            },
+            settings.database.migrate_on_start,
+        )
+        .await?;
+        component.register(&mut server);
+        tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
+        tasks.push(tokio::spawn(
+            component.mail_relay.run(stopping(stop_rx.clone())),
+        ));
+        tasks.push(
+            roster_notifications::worker::spawn(
+                component.service.clone(),
+                bus.clone(),
+                stopping(stop_rx.clone()),
+            )
+            .await
+            .context("joining the notifications service's event consumer")?,
+        );
     }
 
     server

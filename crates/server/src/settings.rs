@@ -9,6 +9,7 @@ use roster_core::events::EventsConfig;
 use roster_core::password::PasswordConfig;
 use roster_core::telemetry::TelemetryConfig;
 use roster_invitations::{InvitationsConfig, MailConfig};
+use roster_notifications::NotificationsConfig;
 use roster_sessions::SessionsConfig;
 use roster_user_registry::UserRegistryConfig;
 use serde::Deserialize;
@@ -29,6 +30,7 @@ pub struct Settings {
     pub sessions: SessionsConfig,
     pub mail: MailConfig,
     pub invitations: InvitationsConfig,
+    pub notifications: NotificationsConfig,
     pub bootstrap: BootstrapConfig,
 }
 
@@ -47,6 +49,7 @@ impl Default for Settings {
             sessions: SessionsConfig::default(),
             mail: MailConfig::default(),
             invitations: InvitationsConfig::default(),
+            notifications: NotificationsConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }

@@ -1,7 +1,8 @@
-//! [`TestEnv`]: the user registry, the access and the sessions service under test on one
-//! ephemeral port, as `rosterd start all` runs them, with their own
-//! database, their own event namespace, and every credential resolved for
-//! real by `EntityAccess.AuthInfo`.
+//! [`TestEnv`]: the user registry, the access, the sessions, the
+//! invitations and the notifications service under test on one ephemeral
+//! port, as `rosterd start all` runs them, with their own database, their
+//! own event namespace, and every credential resolved for real by
+//! `EntityAccess.AuthInfo`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use roster_core::server::{GrpcServer, bind};
 use roster_core::time::{Clock, ManualClock, SystemClock};
 use roster_core::token::TokenHasher;
 use roster_invitations::{GrpcUserLookup, InvitationsComponent, InvitationsConfig, MailConfig};
+use roster_notifications::{GrpcDirectory, NotificationsComponent, NotificationsConfig};
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
@@ -70,6 +72,12 @@ pub struct TestConfig {
     pub mail: MailConfig,
     /// The invitations' settings (token lifetime, claim timeout).
     pub invitations: InvitationsConfig,
+    /// The notifications' settings (how often a stream checks its caller).
+    pub notifications: NotificationsConfig,
+    /// Leave out the notifications service's event worker, for tests of
+    /// its RPCs that must see only the notifications they make (every API
+    /// key a test creates would otherwise be announced).
+    pub without_notification_worker: bool,
     pub auth: AuthConfig,
     /// The sessions service's clock: the system's unless given (a
     /// [`ManualClock`] lets a test move time for lockouts and expiry).
@@ -87,6 +95,8 @@ pub struct TestEnv {
     pub sessions_db: Db,
     /// The invitations service's database (the mail queue).
     pub invitations_db: Db,
+    /// The notifications service's database.
+    pub notifications_db: Db,
     /// Where mails are written when no SMTP server is configured.
     pub mail_dir: std::path::PathBuf,
     pub bus: Arc<dyn EventBus>,
@@ -97,6 +107,7 @@ pub struct TestEnv {
     pub sessions: Arc<roster_sessions::SessionsService>,
     pub invitations: Arc<roster_invitations::InvitationsService>,
     pub mailer: Arc<roster_invitations::Mailer>,
+    pub notifications: Arc<roster_notifications::NotificationsService>,
     pub addr: SocketAddr,
     channel: Channel,
     stop: Option<oneshot::Sender<()>>,
@@ -189,6 +200,13 @@ impl TestEnv {
                     Some(dir),
                 )
             }
+        };
+        let notifications_db = match (&pg, &sqlite) {
+            (Some(pg), _) => pg.pool_for(roster_notifications::NAME).await,
+            (None, Some(dir)) => Db::open_sqlite(&dir.path().join("notifications.db"), 4)
+                .await
+                .expect("open SQLite"),
+            (None, None) => unreachable!("every backend keeps its database"),
         };
         let (listener, addr) = bind("127.0.0.1:0").await.expect("bind");
         // As in `rosterd start all`: the services reach each other at the
@@ -301,17 +319,45 @@ impl TestEnv {
         )
         .await
         .expect("build the invitations service");
+        // Its own lazy channel to this process, as for the invitations.
+        let notifications_internal = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect_lazy();
+        let notifications = NotificationsComponent::build(
+            roster_notifications::Dependencies {
+                db: notifications_db.clone(),
+                bus: bus.clone(),
+                auth: auth.clone(),
+                directory: Arc::new(
+                    GrpcDirectory::new(
+                        notifications_internal.clone(),
+                        notifications_internal.clone(),
+                        TEST_CLUSTER_KEY,
+                    )
+                    .expect("directory"),
+                ),
+                events: events.clone(),
+                config: config.notifications,
+                mailer: notifications_internal,
+                cluster_key: TEST_CLUSTER_KEY.to_string(),
+            },
+            true,
+        )
+        .await
+        .expect("build the notifications service");
         let mut server = GrpcServer::new();
         user_registry.register(&mut server);
         access.register(&mut server);
         sessions.register(&mut server);
         invitations.register(&mut server);
+        notifications.register(&mut server);
         let user_registry_service = user_registry.service.clone();
         let access_service = access.service.clone();
         let sessions_service = sessions.service.clone();
         let invitations_service = invitations.service.clone();
         let mailer = invitations.mailer.clone();
         let invitations_relay = invitations.relay;
+        let notifications_service = notifications.service.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let (relay_stop, relay_stopped) = tokio::sync::watch::channel(false);
         for relay in [
@@ -340,6 +386,24 @@ impl TestEnv {
         tokio::spawn(invitations_relay.run(async move {
             let _ = invitations_relay_stopped.wait_for(|s| *s).await;
         }));
+        for relay in [notifications.relay, notifications.mail_relay] {
+            let mut stopped = relay_stopped.clone();
+            tokio::spawn(relay.run(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+        }
+        if !config.without_notification_worker {
+            let mut worker_stopped = relay_stopped.clone();
+            roster_notifications::worker::spawn(
+                notifications_service.clone(),
+                bus.clone(),
+                async move {
+                    let _ = worker_stopped.wait_for(|s| *s).await;
+                },
+            )
+            .await
+            .expect("join the notifications service's work consumer");
+        }
         let mut worker_stopped = relay_stopped.clone();
         roster_sessions::worker::spawn(sessions_service.clone(), bus.clone(), async move {
             let _ = worker_stopped.wait_for(|s| *s).await;
@@ -365,6 +429,7 @@ impl TestEnv {
             access_db,
             sessions_db,
             invitations_db,
+            notifications_db,
             mail_dir,
             bus,
             events,
@@ -374,6 +439,7 @@ impl TestEnv {
             sessions: sessions_service,
             invitations: invitations_service,
             mailer,
+            notifications: notifications_service,
             addr,
             channel,
             stop: Some(stop),
