@@ -3,6 +3,7 @@
 
 mod access;
 mod embedded;
+mod journey;
 mod mail;
 mod process;
 mod production;
