@@ -9,7 +9,7 @@ use roster_proto::v1::{
     EntityIdentifiers, Notification, NotificationReceiver, NotificationStatus, NotificationType,
     Right, SendInvitationRequest, entity_identifiers,
 };
-use roster_test_support::{Backend, TestEnv, event_data, next_event, with_cluster_key, with_token};
+use roster_test_support::{Backend, event_data, next_event, with_cluster_key, with_token};
 use tonic::Code;
 
 use crate::support::{

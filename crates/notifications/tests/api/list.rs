@@ -1,7 +1,7 @@
 //! List: status filter, order, pages, the total, and who may list.
 
 use roster_proto::v1::{NotificationStatus, NotificationType, Right};
-use roster_test_support::{Backend, TestEnv};
+use roster_test_support::Backend;
 use tonic::Code;
 
 use crate::support::{

@@ -3,7 +3,7 @@
 use roster_proto::v1::{
     NotificationStatus, NotificationType, Right, UpdateNotificationStatusRequest,
 };
-use roster_test_support::{Backend, TestEnv, event_data, next_event};
+use roster_test_support::{Backend, event_data, next_event};
 use tonic::Code;
 
 use crate::support::{
