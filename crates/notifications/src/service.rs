@@ -103,6 +103,14 @@ impl NotificationsService {
     }
 
     /// The store, for tests that look behind the API.
+    /// Forgets a purged user: their notifications and those about them
+    /// (see [`NotificationStore::forget_user`]). Doing it twice is harmless.
+    pub async fn forget_user(&self, user_id: &str) -> Result<()> {
+        let gone = self.store.forget_user(user_id).await?;
+        tracing::info!(%user_id, notifications = gone, "purged user's notifications forgotten");
+        Ok(())
+    }
+
     /// Who users are, as the user registry and the invitations service
     /// say.
     pub fn directory(&self) -> &Arc<dyn Directory> {

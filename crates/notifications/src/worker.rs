@@ -2,7 +2,8 @@
 //! or changed API key, a changed password, a requested temporary password,
 //! a login token, a state change, a user waiting for approval (to every
 //! admin), an accepted invitation (to whoever sent it) and a locked account
-//! each become a notification.
+//! each become a notification; a purged user's notifications, and those
+//! about them, are forgotten.
 //!
 //! A durable consumer shared by every replica handles each event at least
 //! once. Each notification's ID is derived from the event's unique ID and
@@ -35,6 +36,7 @@ pub const PATTERNS: &[&str] = &[
     "user.login-token.create",
     "user.lock",
     "invitation.accept",
+    "user.purge",
 ];
 
 /// How long a failed event waits before it is tried again.
@@ -203,6 +205,12 @@ pub fn note_id(unique_id: &str, kind: NotificationType) -> String {
 
 /// Makes the notifications `event` calls for.
 pub async fn handle(service: &NotificationsService, event: &Event) -> anyhow::Result<()> {
+    if event.name == "user.purge" {
+        for user_id in user_ids(event) {
+            service.forget_user(&user_id).await?;
+        }
+        return Ok(());
+    }
     let planned = plan(event);
     if planned.is_empty() {
         return Ok(());

@@ -179,4 +179,10 @@ pub trait NotificationStore: Send + Sync + 'static {
 
     /// Every receiver of the notification, by user ID.
     async fn receivers(&self, id: &str) -> Result<Vec<ReceiverRecord>, StoreError>;
+
+    /// Forgets a purged user: their status rows, the notifications about
+    /// them (whoever received those), the notifications nobody receives any
+    /// more, and their name as a sender. Returns how many notifications
+    /// went.
+    async fn forget_user(&self, user_id: &str) -> Result<u64, StoreError>;
 }

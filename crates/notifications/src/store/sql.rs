@@ -224,6 +224,42 @@ macro_rules! notification_store {
                 row.as_ref().map(Self::record_from_row).transpose()
             }
 
+            async fn forget_user(&self, user_id: &str) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // What only they received, and what is about them, goes
+                // with its status rows (written out: SQLite may not enforce
+                // the cascade).
+                let doomed = "SELECT r.notification_id FROM notification_receivers r \
+                    WHERE r.user_id = $1 AND NOT EXISTS (SELECT 1 FROM notification_receivers o \
+                        WHERE o.notification_id = r.notification_id AND o.user_id <> $1) \
+                    UNION SELECT id FROM notifications WHERE entity_kind = 'user' AND entity_id = $1";
+                let ids: Vec<String> = sqlx::query_scalar(doomed)
+                    .bind(user_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for id in &ids {
+                    sqlx::query("DELETE FROM notification_receivers WHERE notification_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("DELETE FROM notifications WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                // What others received too stays theirs, without this user.
+                sqlx::query("DELETE FROM notification_receivers WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE notifications SET sender_id = NULL WHERE sender_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(u64::try_from(ids.len()).unwrap_or(u64::MAX))
+            }
+
             async fn receivers(&self, id: &str) -> Result<Vec<ReceiverRecord>, StoreError> {
                 let rows = sqlx::query(
                     "SELECT user_id, status, status_updated_at FROM notification_receivers \

@@ -360,7 +360,59 @@ async fn notification_mails_follow_the_preferences(backend: Backend) {
     drop(token);
 }
 
+async fn a_purged_users_notifications_are_forgotten(backend: Backend) {
+    let env = TestEnv::start_with(
+        backend,
+        UserRegistryConfig {
+            admin_approval_required: true,
+            ..UserRegistryConfig::default()
+        },
+    )
+    .await;
+    env.ensure_user("ops", true).await;
+    UserRegistryClient::new(env.channel())
+        .create(CreateUserRequest {
+            user: Some(User {
+                ids: Some(ids("newbie")),
+                primary_email_address: "newbie@example.com".into(),
+                password: "Correct-Horse-9".into(),
+                ..Default::default()
+            }),
+            invitation_token: String::new(),
+        })
+        .await
+        .expect("register");
+    let requested = wait_for(&env, "ops", NotificationType::UserRequested).await;
+    let key = env.user_token("newbie", &[Right::UserInfo]).await;
+    wait_for(&env, "newbie", NotificationType::ApiKeyCreated).await;
+    drop(key);
+
+    let registry = || UserRegistryClient::new(env.channel());
+    registry()
+        .delete(with_cluster_key(ids("newbie")))
+        .await
+        .expect("delete");
+    registry()
+        .purge(with_cluster_key(ids("newbie")))
+        .await
+        .expect("purge");
+    let deadline = Instant::now() + WAIT;
+    while !notifications_of(&env, "newbie").await.is_empty()
+        || notifications_of(&env, "ops")
+            .await
+            .iter()
+            .any(|n| n.id == requested.id)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{backend:?}: the purged user's notifications stay"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 on_both_backends!(
+    a_purged_users_notifications_are_forgotten,
     api_keys_and_passwords_are_told_to_their_user,
     a_state_change_and_a_lock_are_told_to_their_user,
     a_login_token_is_told_to_its_user,

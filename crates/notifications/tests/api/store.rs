@@ -24,6 +24,7 @@ on_both_backends!(
     an_existing_id_writes_nothing_at_all,
     a_receivers_list_is_newest_first_filtered_paged_and_counted,
     update_status_changes_only_the_receivers_differing_rows_and_writes_events_for_them,
+    forgetting_a_user_removes_what_was_theirs_or_about_them_and_nothing_else,
 );
 
 /// One backend's migrated store.
@@ -343,4 +344,66 @@ async fn update_status_changes_only_the_receivers_differing_rows_and_writes_even
         .unwrap();
     assert_eq!(changed, [shared]);
     assert_eq!(case.count("roster_outbox").await, 2);
+}
+
+async fn forgetting_a_user_removes_what_was_theirs_or_about_them_and_nothing_else(
+    backend: Backend,
+) {
+    let case = Case::open(backend).await;
+    let at = now();
+    let users = |list: &[&str]| list.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+    // About alice, to alice alone.
+    let own = new_id();
+    // About alice, to the admins (a user awaiting approval).
+    let about = new_id();
+    // About bob, to bob and alice; sent by alice.
+    let shared = new_id();
+    // About bob, to bob alone.
+    let other = new_id();
+    let mut shared_record = record(&shared, at);
+    shared_record.entity = Entity::User("bob".into());
+    shared_record.sender_id = Some("alice".into());
+    let mut other_record = record(&other, at);
+    other_record.entity = Entity::User("bob".into());
+    for (record, receivers) in [
+        (record(&own, at), users(&["alice"])),
+        (record(&about, at), users(&["ops", "ops-two"])),
+        (shared_record, users(&["alice", "bob"])),
+        (other_record, users(&["bob"])),
+    ] {
+        assert!(
+            case.store
+                .create(&record, &receivers, &[], &[])
+                .await
+                .expect("create")
+        );
+    }
+
+    for _ in 0..2 {
+        case.store.forget_user("alice").await.expect("forget alice");
+    }
+    assert!(case.store.get(&own).await.unwrap().is_none(), "{backend:?}");
+    assert!(
+        case.store.get(&about).await.unwrap().is_none(),
+        "{backend:?}"
+    );
+    assert!(case.store.receivers(&about).await.unwrap().is_empty());
+    let kept = case
+        .store
+        .get(&shared)
+        .await
+        .unwrap()
+        .expect("bob keeps his");
+    assert_eq!(kept.sender_id, None, "{backend:?}: alice's name is gone");
+    let receivers: Vec<String> = case
+        .store
+        .receivers(&shared)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.user_id)
+        .collect();
+    assert_eq!(receivers, ["bob"]);
+    assert!(case.store.get(&other).await.unwrap().is_some());
+    assert_eq!(case.count("notification_receivers").await, 2, "{backend:?}");
 }
