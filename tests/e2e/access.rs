@@ -1,7 +1,6 @@
 //! Credentials across processes: the bootstrap admin, and revocation
 //! reaching every service.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use roster_proto::v1::user_access_client::UserAccessClient;
@@ -13,7 +12,7 @@ use roster_proto::v1::{
 use roster_test_support::{TestDb, TestNats, with_token};
 use tonic::Code;
 
-use crate::process::{Rosterd, free_port};
+use crate::process::{Rosterd, free_port, read_key_file};
 
 fn ids(id: &str) -> UserIdentifiers {
     UserIdentifiers {
@@ -31,20 +30,6 @@ fn get_with_some_key() -> tonic::Request<GetUserRequest> {
         },
         "rak.aaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
     )
-}
-
-/// The key file's content once the bootstrap wrote it.
-async fn read_key_file(path: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && !text.is_empty()
-        {
-            return text.trim().to_string();
-        }
-        assert!(Instant::now() < deadline, "the bootstrap wrote no key file");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

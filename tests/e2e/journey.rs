@@ -23,10 +23,9 @@ use roster_test_support::{TestDb, TestNats, TestSmtp, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::process::{Rosterd, free_port};
+use crate::process::{Rosterd, deployment_env, free_port, read_key_file};
 
 const WAIT: Duration = Duration::from_secs(30);
-const CLUSTER_KEYS: &str = "[\"e2e-journey-cluster-key\"]";
 const PASSWORD: &str = "Violet-Horse-1234";
 
 fn ids(id: &str) -> UserIdentifiers {
@@ -45,23 +44,6 @@ struct Endpoints {
     notifications: Channel,
 }
 
-/// What every process of a deployment shares.
-fn common_env(db: &TestDb, nats: &TestNats, smtp: &TestSmtp) -> Vec<(&'static str, String)> {
-    vec![
-        ("ROSTER__DATABASE__URL", db.url.clone()),
-        ("ROSTER__EVENTS__NATS_URL", nats.config.nats_url.clone()),
-        ("ROSTER__EVENTS__STREAM", nats.config.stream.clone()),
-        (
-            "ROSTER__EVENTS__SUBJECT_PREFIX",
-            nats.config.subject_prefix.clone(),
-        ),
-        ("ROSTER__CLUSTER__KEYS", CLUSTER_KEYS.into()),
-        ("ROSTER__MAIL__SMTP_URL", smtp.url()),
-        ("ROSTER__MAIL__RETRY_INITIAL_MS", "50".into()),
-        ("ROSTER__MAIL__RETRY_MAX_MS", "500".into()),
-    ]
-}
-
 fn bootstrap_env(key_file: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("ROSTER__BOOTSTRAP__ADMIN_USER_ID", "ops-admin".into()),
@@ -70,19 +52,6 @@ fn bootstrap_env(key_file: &Path) -> Vec<(&'static str, String)> {
             key_file.display().to_string(),
         ),
     ]
-}
-
-async fn read_key_file(path: &Path) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && !text.trim().is_empty()
-        {
-            return text.trim().to_string();
-        }
-        assert!(Instant::now() < deadline, "the bootstrap wrote no key file");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Polls `check` until it holds; panics after [`WAIT`] naming `what`.
@@ -276,7 +245,7 @@ async fn the_whole_journey_with_every_service_in_one_process() {
     let smtp = TestSmtp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("admin.key");
-    let mut env = common_env(&db, &nats, &smtp);
+    let mut env = deployment_env(&db, &nats, &smtp);
     env.extend(bootstrap_env(&key_file));
     let rosterd = Rosterd::start(dir.path(), &["start", "all"], &env).await;
     let channel = rosterd.channel().await;
@@ -308,7 +277,7 @@ async fn the_whole_journey_with_five_processes() {
     ];
     let ports: Vec<u16> = services.iter().map(|_| free_port()).collect();
     let address = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
-    let mut env = common_env(&db, &nats, &smtp);
+    let mut env = deployment_env(&db, &nats, &smtp);
     env.extend([
         ("ROSTER__CLUSTER__USER_REGISTRY_ADDRESS", address(0)),
         ("ROSTER__CLUSTER__ACCESS_ADDRESS", address(1)),

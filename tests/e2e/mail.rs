@@ -2,7 +2,6 @@
 //! away, and a whole journey through every mail Roster sends leaves no
 //! secret in the logs.
 
-use std::path::Path;
 use std::time::Duration;
 
 use roster_proto::v1::authentication_client::AuthenticationClient;
@@ -17,10 +16,9 @@ use roster_proto::v1::{
 };
 use roster_test_support::{TestDb, TestNats, TestSmtp, with_token};
 
-use crate::process::{Rosterd, free_port};
+use crate::process::{Rosterd, deployment_env, free_port, read_key_file};
 
 const WAIT: Duration = Duration::from_secs(30);
-const CLUSTER_KEYS: &str = "[\"e2e-mail-cluster-key\"]";
 
 fn ids(id: &str) -> UserIdentifiers {
     UserIdentifiers {
@@ -38,23 +36,6 @@ fn user(id: &str, password: &str) -> User {
     }
 }
 
-/// PostgreSQL, JetStream and SMTP settings for a process of this test.
-fn production_env(db: &TestDb, nats: &TestNats, smtp: &TestSmtp) -> Vec<(&'static str, String)> {
-    vec![
-        ("ROSTER__DATABASE__URL", db.url.clone()),
-        ("ROSTER__EVENTS__NATS_URL", nats.config.nats_url.clone()),
-        ("ROSTER__EVENTS__STREAM", nats.config.stream.clone()),
-        (
-            "ROSTER__EVENTS__SUBJECT_PREFIX",
-            nats.config.subject_prefix.clone(),
-        ),
-        ("ROSTER__CLUSTER__KEYS", CLUSTER_KEYS.into()),
-        ("ROSTER__MAIL__SMTP_URL", smtp.url()),
-        ("ROSTER__MAIL__RETRY_INITIAL_MS", "50".into()),
-        ("ROSTER__MAIL__RETRY_MAX_MS", "500".into()),
-    ]
-}
-
 #[tokio::test]
 async fn mails_owed_while_the_mailer_is_away_arrive_once_it_is_back() {
     let db = TestDb::new().await;
@@ -62,7 +43,7 @@ async fn mails_owed_while_the_mailer_is_away_arrive_once_it_is_back() {
     let smtp = TestSmtp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let invitations_port = free_port();
-    let mut env = production_env(&db, &nats, &smtp);
+    let mut env = deployment_env(&db, &nats, &smtp);
     env.push((
         "ROSTER__CLUSTER__INVITATIONS_ADDRESS",
         format!("http://127.0.0.1:{invitations_port}"),
@@ -122,7 +103,7 @@ async fn a_journey_through_every_mail_leaves_no_secret_in_the_logs() {
     let log = dir.path().join("rosterd.log");
     let key_file = dir.path().join("admin.key");
     let admin_password = "Bootstrap-Secret-41";
-    let mut env = production_env(&db, &nats, &smtp);
+    let mut env = deployment_env(&db, &nats, &smtp);
     env.extend([
         ("RUST_LOG", "debug".to_string()),
         ("ROSTER__ACCESS__LOGIN_TOKENS_ENABLED", "true".into()),
@@ -140,7 +121,7 @@ async fn a_journey_through_every_mail_leaves_no_secret_in_the_logs() {
         what: "bootstrap password",
         value: admin_password.into(),
     }];
-    let admin_key = read_file_eventually(&key_file).await;
+    let admin_key = read_key_file(&key_file).await;
     seen.push(Seen {
         what: "admin API key",
         value: admin_key.clone(),
@@ -323,21 +304,5 @@ async fn a_journey_through_every_mail_leaves_no_secret_in_the_logs() {
                 panic!("the {what} appears in the log: {line}");
             }
         }
-    }
-}
-
-async fn read_file_eventually(path: &Path) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && !text.trim().is_empty()
-        {
-            return text.trim().to_string();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no key file from the bootstrap"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -9,6 +9,32 @@ use tonic::transport::Channel;
 
 pub const ROSTERD: &str = env!("CARGO_BIN_EXE_rosterd");
 
+/// The cluster keys of the deployments these tests start.
+pub const CLUSTER_KEYS: &str = "[\"e2e-cluster-key\"]";
+
+/// The settings every process of a production-like deployment shares:
+/// PostgreSQL, JetStream, a common cluster key, and an SMTP server that
+/// mails go to, retried quickly.
+pub fn deployment_env(
+    db: &roster_test_support::TestDb,
+    nats: &roster_test_support::TestNats,
+    smtp: &roster_test_support::TestSmtp,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("ROSTER__DATABASE__URL", db.url.clone()),
+        ("ROSTER__EVENTS__NATS_URL", nats.config.nats_url.clone()),
+        ("ROSTER__EVENTS__STREAM", nats.config.stream.clone()),
+        (
+            "ROSTER__EVENTS__SUBJECT_PREFIX",
+            nats.config.subject_prefix.clone(),
+        ),
+        ("ROSTER__CLUSTER__KEYS", CLUSTER_KEYS.into()),
+        ("ROSTER__MAIL__SMTP_URL", smtp.url()),
+        ("ROSTER__MAIL__RETRY_INITIAL_MS", "50".into()),
+        ("ROSTER__MAIL__RETRY_MAX_MS", "500".into()),
+    ]
+}
+
 /// A running `rosterd`, killed when dropped.
 pub struct Rosterd {
     pub child: Child,
@@ -131,5 +157,19 @@ impl Drop for Rosterd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The key file's content once the bootstrap has written it.
+pub async fn read_key_file(path: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && !text.trim().is_empty()
+        {
+            return text.trim().to_string();
+        }
+        assert!(Instant::now() < deadline, "the bootstrap wrote no key file");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

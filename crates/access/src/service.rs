@@ -2,10 +2,9 @@
 //! credential resolution, with their rules. No SQL and no gRPC types beyond
 //! the messages here.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use regex::Regex;
 use roster_core::auth::{Authenticator, CallContext};
 use roster_core::events::{new_event, pack};
 use roster_core::list::{FieldMask, Order, Page};
@@ -623,9 +622,6 @@ fn user_ids_event(user_id: &str) -> Vec<EntityIdentifiers> {
     }]
 }
 
-static USER_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9](?:-?[a-z0-9])+$").expect("valid pattern"));
-
 /// The user ID of `ids`, checked for shape (`<field>.user_id`).
 fn user_id_of(ids: Option<&UserIdentifiers>, field: &str) -> Result<String, FieldViolation> {
     let path = if field.is_empty() {
@@ -636,17 +632,7 @@ fn user_id_of(ids: Option<&UserIdentifiers>, field: &str) -> Result<String, Fiel
     let Some(ids) = ids else {
         return Err(FieldViolation::new(field, "is required"));
     };
-    let id = ids.user_id.as_str();
-    if id.is_empty() {
-        return Err(FieldViolation::new(path, "is required"));
-    }
-    if id.len() > 36 || !USER_ID.is_match(id) {
-        return Err(FieldViolation::new(
-            path,
-            "must be 2 to 36 lowercase letters, digits and single dashes, starting and ending with a letter or digit",
-        ));
-    }
-    Ok(id.to_string())
+    roster_core::validation::user_id(&path, &ids.user_id)
 }
 
 /// A key ID as [`Token`] writes it.

@@ -77,6 +77,45 @@ pub fn no_control_chars(field: &str, value: &str) -> Result<(), FieldViolation> 
     Ok(())
 }
 
+/// The longest user ID, in characters.
+pub const MAX_USER_ID_CHARS: usize = 36;
+
+/// A user ID, checked for shape only: 2 to 36 lowercase letters, digits and
+/// single dashes, starting and ending with a letter or digit. The user
+/// registry owns the rest of the rules (reserved words); other services
+/// check the shape before they ask it.
+pub fn user_id(field: &str, text: &str) -> Result<String, FieldViolation> {
+    if text.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    let bytes = text.as_bytes();
+    let shaped = (2..=MAX_USER_ID_CHARS).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.first() != Some(&b'-')
+        && bytes.last() != Some(&b'-')
+        && !text.contains("--");
+    if !shaped {
+        return Err(FieldViolation::new(
+            field,
+            "must be 2 to 36 lowercase letters, digits and single dashes, starting and ending with a letter or digit",
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// A UUID as Roster writes IDs (lowercase, hyphenated); any spelling the
+/// `uuid` crate accepts is turned into that one.
+pub fn uuid(field: &str, text: &str) -> Result<String, FieldViolation> {
+    if text.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    ::uuid::Uuid::parse_str(text)
+        .map(|id| id.to_string())
+        .map_err(|_| FieldViolation::new(field, "is not a UUID"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,15 +2,13 @@
 //! request input once, at the edge. No tonic or sqlx types here.
 
 use roster_core::validation::FieldViolation;
+pub use roster_core::validation::{user_id as user_id_of, uuid as uuid_of};
 
 /// The longest email address (RFC 5321 path limit).
 pub const MAX_EMAIL_CHARS: usize = 254;
 
 /// Most addresses one `Send` may invite.
 pub const MAX_ADDRESSES_PER_SEND: usize = 100;
-
-/// The longest user ID.
-const MAX_USER_ID_CHARS: usize = 36;
 
 /// An email address to invite, as written, and its lowercased key:
 /// addresses are compared case-insensitively.
@@ -87,41 +85,6 @@ pub fn send_addresses(email: &str, emails: &[String]) -> Result<Vec<EmailAddress
         addresses.push(address);
     }
     Ok(addresses)
-}
-
-/// A UUID as this service writes IDs (lowercase, hyphenated); any spelling
-/// `uuid` accepts is turned into that one.
-pub fn uuid_of(field: &str, text: &str) -> Result<String, FieldViolation> {
-    if text.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    uuid::Uuid::parse_str(text)
-        .map(|id| id.to_string())
-        .map_err(|_| FieldViolation::new(field, "is not a UUID"))
-}
-
-/// A user ID, checked for shape only (2 to 36 lowercase letters, digits
-/// and single dashes, starting and ending with a letter or digit); the user
-/// registry owns the rest of the rules.
-pub fn user_id_of(field: &str, text: &str) -> Result<String, FieldViolation> {
-    if text.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    let bytes = text.as_bytes();
-    let shaped = (2..=MAX_USER_ID_CHARS).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes.first() != Some(&b'-')
-        && bytes.last() != Some(&b'-')
-        && !text.contains("--");
-    if !shaped {
-        return Err(FieldViolation::new(
-            field,
-            "must be 2 to 36 lowercase letters, digits and single dashes, starting and ending with a letter or digit",
-        ));
-    }
-    Ok(text.to_string())
 }
 
 #[cfg(test)]

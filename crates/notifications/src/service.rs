@@ -15,7 +15,7 @@ use roster_core::events::{EventBus, new_event, pack, user_ids as event_user_ids}
 use roster_core::list::Page;
 use roster_core::mail::OutgoingMail;
 use roster_core::time::{now, opt_timestamp, timestamp};
-use roster_core::validation::{FieldViolation, max_chars};
+use roster_core::validation::{FieldViolation, max_chars, user_id as user_id_of, uuid as uuid_of};
 use roster_proto::v1::{
     CreateNotificationRequest, CreateNotificationResponse, EntityIdentifiers, Event,
     ListNotificationsRequest, ListNotificationsResponse, Notification, NotificationReceiver,
@@ -51,9 +51,6 @@ const STREAM_BUFFER: usize = 64;
 /// Notification IDs a stream remembers, so that an event published twice
 /// (an outbox retry) reaches the subscriber once.
 const STREAM_SEEN: usize = 256;
-
-/// The longest user ID (the user registry owns the rest of the rules).
-const MAX_USER_ID_CHARS: usize = 36;
 
 /// The longest address of an invitation entity.
 const MAX_EMAIL_CHARS: usize = 254;
@@ -625,41 +622,6 @@ fn receiver_of(ids: Option<&UserIdentifiers>) -> Result<String, FieldViolation> 
         "receiver_ids.user_id",
         ids.map(|ids| ids.user_id.as_str()).unwrap_or_default(),
     )
-}
-
-/// A UUID as this service writes IDs (lowercase, hyphenated); any spelling
-/// `uuid` reads is accepted.
-fn uuid_of(field: &str, text: &str) -> Result<String, FieldViolation> {
-    if text.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    uuid::Uuid::parse_str(text)
-        .map(|id| id.to_string())
-        .map_err(|_| FieldViolation::new(field, "is not a UUID"))
-}
-
-/// A user ID, checked for shape only (2 to 36 lowercase letters, digits
-/// and single dashes, starting and ending with a letter or digit); the user
-/// registry owns the rest of the rules.
-fn user_id_of(field: &str, text: &str) -> Result<String, FieldViolation> {
-    if text.is_empty() {
-        return Err(FieldViolation::new(field, "is required"));
-    }
-    let bytes = text.as_bytes();
-    let shaped = (2..=MAX_USER_ID_CHARS).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes.first() != Some(&b'-')
-        && bytes.last() != Some(&b'-')
-        && !text.contains("--");
-    if !shaped {
-        return Err(FieldViolation::new(
-            field,
-            "must be 2 to 36 lowercase letters, digits and single dashes, starting and ending with a letter or digit",
-        ));
-    }
-    Ok(text.to_string())
 }
 
 fn user_ids(user_id: &str) -> UserIdentifiers {

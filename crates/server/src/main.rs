@@ -20,6 +20,7 @@ use rand::RngCore;
 use roster_access::{AccessComponent, GrpcSessionDirectory, GrpcUserDirectory};
 use roster_core::auth::{Authenticator, ClusterKeys, GrpcCredentialResolver, TrustedProxies};
 use roster_core::db::Db;
+use roster_core::events::outbox::OutboxRelay;
 use roster_core::password::PasswordHasher;
 use roster_core::server::{GrpcServer, bind, shutdown_signal};
 use roster_core::token::TokenHasher;
@@ -156,6 +157,21 @@ fn peer(configured: &str, key: &str, own_port: u16) -> anyhow::Result<Channel> {
         .connect_lazy())
 }
 
+/// Opens the database of service `name` and says which backend it is.
+async fn open_db(settings: &Settings, name: &str) -> anyhow::Result<Db> {
+    let db = Db::open(&settings.database, name).await?;
+    tracing::info!(service = name, backend = db.backend(), "opened database");
+    Ok(db)
+}
+
+/// Runs `relay` until the process stops, then lets it drain.
+fn spawn_relay(relay: OutboxRelay, stop: &watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let mut stop = stop.clone();
+    tokio::spawn(relay.run(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }))
+}
+
 async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
     roster_core::events::set_origin(&format!("rosterd@{}", roster_core::events::origin()));
     let (listener, addr) = bind(&settings.listen).await?;
@@ -215,12 +231,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
 
     if service.includes(ServiceName::UserRegistry) {
-        let db = Db::open(&settings.database, roster_user_registry::NAME).await?;
-        tracing::info!(
-            service = roster_user_registry::NAME,
-            backend = db.backend(),
-            "opened database"
-        );
+        let db = open_db(&settings, roster_user_registry::NAME).await?;
         let component = UserRegistryComponent::build(
             roster_user_registry::Dependencies {
                 db,
@@ -240,19 +251,12 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         )
         .await?;
         component.register(&mut server);
-        tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
-        tasks.push(tokio::spawn(
-            component.mail_relay.run(stopping(stop_rx.clone())),
-        ));
+        tasks.push(spawn_relay(component.relay, &stop_rx));
+        tasks.push(spawn_relay(component.mail_relay, &stop_rx));
     }
 
     if service.includes(ServiceName::Access) {
-        let db = Db::open(&settings.database, roster_access::NAME).await?;
-        tracing::info!(
-            service = roster_access::NAME,
-            backend = db.backend(),
-            "opened database"
-        );
+        let db = open_db(&settings, roster_access::NAME).await?;
         let component = AccessComponent::build(
             roster_access::Dependencies {
                 db,
@@ -276,10 +280,8 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         )
         .await?;
         component.register(&mut server);
-        tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
-        tasks.push(tokio::spawn(
-            component.mail_relay.run(stopping(stop_rx.clone())),
-        ));
+        tasks.push(spawn_relay(component.relay, &stop_rx));
+        tasks.push(spawn_relay(component.mail_relay, &stop_rx));
         tasks.push(
             roster_access::worker::spawn(
                 component.service.clone(),
@@ -308,12 +310,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
     }
 
     if service.includes(ServiceName::Sessions) {
-        let db = Db::open(&settings.database, roster_sessions::NAME).await?;
-        tracing::info!(
-            service = roster_sessions::NAME,
-            backend = db.backend(),
-            "opened database"
-        );
+        let db = open_db(&settings, roster_sessions::NAME).await?;
         let component = SessionsComponent::build(
             roster_sessions::Dependencies {
                 db,
@@ -333,7 +330,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         )
         .await?;
         component.register(&mut server);
-        tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
+        tasks.push(spawn_relay(component.relay, &stop_rx));
         tasks.push(
             roster_sessions::worker::spawn(
                 component.service.clone(),
@@ -346,12 +343,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
     }
 
     if service.includes(ServiceName::Invitations) {
-        let db = Db::open(&settings.database, roster_invitations::NAME).await?;
-        tracing::info!(
-            service = roster_invitations::NAME,
-            backend = db.backend(),
-            "opened database"
-        );
+        let db = open_db(&settings, roster_invitations::NAME).await?;
         let component = InvitationsComponent::build(
             roster_invitations::Dependencies {
                 db,
@@ -374,16 +366,11 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(
             component.mailer.clone().run(stopping(stop_rx.clone())),
         ));
-        tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
+        tasks.push(spawn_relay(component.relay, &stop_rx));
     }
 
     if service.includes(ServiceName::Notifications) {
-        let db = Db::open(&settings.database, roster_notifications::NAME).await?;
-        tracing::info!(
-            service = roster_notifications::NAME,
-            backend = db.backend(),
-            "opened database"
-        );
+        let db = open_db(&settings, roster_notifications::NAME).await?;
         let component = NotificationsComponent::build(
             roster_notifications::Dependencies {
                 db,
@@ -403,10 +390,8 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         )
         .await?;
         component.register(&mut server);
-        tasks.push(tokio::spawn(component.relay.run(stopping(stop_rx.clone()))));
-        tasks.push(tokio::spawn(
-            component.mail_relay.run(stopping(stop_rx.clone())),
-        ));
+        tasks.push(spawn_relay(component.relay, &stop_rx));
+        tasks.push(spawn_relay(component.mail_relay, &stop_rx));
         tasks.push(
             roster_notifications::worker::spawn(
                 component.service.clone(),
