@@ -209,17 +209,20 @@ async fn a_login_token_is_told_to_its_user(backend: Backend) {
     assert!(token.token.is_empty(), "never the token");
 }
 
-async fn a_user_awaiting_approval_is_told_to_every_admin(backend: Backend) {
-    let env = TestEnv::start_with(
+/// The services with new users waiting for an admin's approval.
+async fn approval_required(backend: Backend) -> TestEnv {
+    TestEnv::start_with(
         backend,
         UserRegistryConfig {
             admin_approval_required: true,
             ..UserRegistryConfig::default()
         },
     )
-    .await;
-    env.ensure_user("ops", true).await;
-    env.ensure_user("ops-two", true).await;
+    .await
+}
+
+/// `newbie` registers (without a credential).
+async fn register_newbie(env: &TestEnv) {
     UserRegistryClient::new(env.channel())
         .create(CreateUserRequest {
             user: Some(User {
@@ -232,6 +235,13 @@ async fn a_user_awaiting_approval_is_told_to_every_admin(backend: Backend) {
         })
         .await
         .expect("register");
+}
+
+async fn a_user_awaiting_approval_is_told_to_every_admin(backend: Backend) {
+    let env = approval_required(backend).await;
+    env.ensure_user("ops", true).await;
+    env.ensure_user("ops-two", true).await;
+    register_newbie(&env).await;
     for admin in ["ops", "ops-two"] {
         let told = wait_for(&env, admin, NotificationType::UserRequested).await;
         let user: User = told.data.as_ref().unwrap().to_msg().unwrap();
@@ -361,27 +371,9 @@ async fn notification_mails_follow_the_preferences(backend: Backend) {
 }
 
 async fn a_purged_users_notifications_are_forgotten(backend: Backend) {
-    let env = TestEnv::start_with(
-        backend,
-        UserRegistryConfig {
-            admin_approval_required: true,
-            ..UserRegistryConfig::default()
-        },
-    )
-    .await;
+    let env = approval_required(backend).await;
     env.ensure_user("ops", true).await;
-    UserRegistryClient::new(env.channel())
-        .create(CreateUserRequest {
-            user: Some(User {
-                ids: Some(ids("newbie")),
-                primary_email_address: "newbie@example.com".into(),
-                password: "Correct-Horse-9".into(),
-                ..Default::default()
-            }),
-            invitation_token: String::new(),
-        })
-        .await
-        .expect("register");
+    register_newbie(&env).await;
     let requested = wait_for(&env, "ops", NotificationType::UserRequested).await;
     let key = env.user_token("newbie", &[Right::UserInfo]).await;
     wait_for(&env, "newbie", NotificationType::ApiKeyCreated).await;
