@@ -8,7 +8,8 @@
 pub const INVITATION_CREATE: &str = "invitation.create";
 /// An invitation was sent again with a new token and expiry.
 pub const INVITATION_UPDATE: &str = "invitation.update";
-/// An invitation was deleted; its token no longer works.
+/// An invitation was deleted; its token no longer works. Also published
+/// for an expired invitation that a new Send to its address replaced.
 pub const INVITATION_DELETE: &str = "invitation.delete";
 /// A user registered with an invitation (`accepted_by`; `sent_by` tells
 /// whom to notify).

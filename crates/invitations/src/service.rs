@@ -138,10 +138,10 @@ impl InvitationsService {
     /// Invites every address of the request, all or nothing: each
     /// invitation, its mail and its `invitation.create` event in one
     /// transaction. An expired, unaccepted invitation to an address is
-    /// replaced (deleted without an event of its own); a live one refuses
-    /// the call with ALREADY_EXISTS `invitation_already_sent`. Whether a
-    /// user with the address exists is not checked: users belong to the
-    /// user registry.
+    /// replaced: deleted, with an `invitation.delete` event of its own in
+    /// the same transaction; a live one refuses the call with
+    /// ALREADY_EXISTS `invitation_already_sent`. Whether a user with the
+    /// address exists is not checked: users belong to the user registry.
     #[tracing::instrument(skip_all)]
     pub async fn send(
         &self,
@@ -180,7 +180,13 @@ impl InvitationsService {
             });
             batch.push((record, mail));
         }
-        self.invitations.send(&batch, at, &events).await?;
+        // An expired invitation a new one replaces goes with an event of
+        // its own, as if deleted.
+        let replaced =
+            |record: &InvitationRecord| self.event(ctx, events::INVITATION_DELETE, record);
+        self.invitations
+            .send(&batch, at, &events, &replaced)
+            .await?;
         self.wake_mailer.notify_one();
         tracing::info!(count = batch.len(), sent_by = %sent_by, "invitations sent");
         Ok(SendInvitationsResponse { invitations })
@@ -258,24 +264,32 @@ impl InvitationsService {
     }
 
     /// Deletes the unaccepted invitation to the address; its token stops
-    /// working at once, also for a registration that claimed it and has
-    /// not been accepted yet (its Accept then fails). No invitation to the
-    /// address, or one the caller did not send, is NOT_FOUND; an accepted
-    /// one (kept as history) is FAILED_PRECONDITION
-    /// `invitation_already_used`.
+    /// working at once. No invitation to the address, or one the caller did
+    /// not send, is NOT_FOUND; an accepted one (kept as history) is
+    /// FAILED_PRECONDITION `invitation_already_used`; one claimed by a
+    /// registration in progress is FAILED_PRECONDITION `invitation_in_use`,
+    /// so that a registration never loses the invitation it holds; a stale
+    /// claim is settled first, as Claim does.
     #[tracing::instrument(skip_all)]
     pub async fn delete(&self, ctx: &CallContext, req: DeleteInvitationRequest) -> Result<()> {
-        let record = self.visible_by_email(ctx, &req.email).await?;
-        if record.accepted_at.is_some() {
-            return Err(Error::FailedPrecondition(ACCEPTED));
+        for _ in 0..ATTEMPTS {
+            let record = self.visible_by_email(ctx, &req.email).await?;
+            if record.accepted_at.is_some() {
+                return Err(Error::FailedPrecondition(ACCEPTED));
+            }
+            let expected_claim = self.claim_to_drop(ctx, &record).await?;
+            let event = self.event(ctx, events::INVITATION_DELETE, &record);
+            if self
+                .invitations
+                .delete(&record.id, expected_claim, &[event])
+                .await?
+            {
+                tracing::info!(invitation_id = %record.id, "invitation deleted");
+                return Ok(());
+            }
+            // Claimed, accepted or deleted since it was read: look again.
         }
-        let event = self.event(ctx, events::INVITATION_DELETE, &record);
-        if !self.invitations.delete(&record.id, &[event]).await? {
-            // Accepted or deleted since it was read.
-            return Err(Error::FailedPrecondition(CHANGED));
-        }
-        tracing::info!(invitation_id = %record.id, "invitation deleted");
-        Ok(())
+        Err(Error::FailedPrecondition(CHANGED))
     }
 
     /// Sends the unaccepted (pending or expired) invitation to the address
@@ -295,19 +309,8 @@ impl InvitationsService {
             if record.accepted_at.is_some() {
                 return Err(Error::FailedPrecondition(ACCEPTED));
             }
+            let expected_claim = self.claim_to_drop(ctx, &record).await?;
             let at = now();
-            let expected_claim = match &record.claim {
-                None => None,
-                Some(claim) if claim.at > at - self.config.claim_timeout() => {
-                    return Err(Error::FailedPrecondition(IN_PROGRESS));
-                }
-                Some(claim) => {
-                    if self.settle_stale_claim(ctx, &record, claim).await? {
-                        return Err(Error::FailedPrecondition(ACCEPTED));
-                    }
-                    Some(claim.id.as_str())
-                }
-            };
             let token = Token::generate(TokenType::Invitation);
             let updated = InvitationRecord {
                 token_id: token.id().to_string(),
@@ -330,6 +333,28 @@ impl InvitationsService {
             }
         }
         Err(Error::FailedPrecondition(CHANGED))
+    }
+
+    /// The claim on the unaccepted `record` that Resend or Delete may drop,
+    /// to be found still in place when they write: none, or a stale one
+    /// whose user does not exist. A fresh claim is a registration in
+    /// progress: FAILED_PRECONDITION `invitation_in_use`. A stale one whose
+    /// user exists is accepted for that user: `invitation_already_used`.
+    async fn claim_to_drop<'r>(
+        &self,
+        ctx: &CallContext,
+        record: &'r InvitationRecord,
+    ) -> Result<Option<&'r str>> {
+        let Some(claim) = &record.claim else {
+            return Ok(None);
+        };
+        if claim.at > now() - self.config.claim_timeout() {
+            return Err(Error::FailedPrecondition(IN_PROGRESS));
+        }
+        if self.settle_stale_claim(ctx, record, claim).await? {
+            return Err(Error::FailedPrecondition(ACCEPTED));
+        }
+        Ok(Some(claim.id.as_str()))
     }
 
     // ---- InvitationTokens (internal) ----------------------------------
@@ -413,7 +438,13 @@ impl InvitationsService {
             };
             if self
                 .invitations
-                .claim(&record.id, &claim, expected_claim, stale_before)
+                .claim(
+                    &record.id,
+                    &record.token_id,
+                    &claim,
+                    expected_claim,
+                    stale_before,
+                )
                 .await?
             {
                 tracing::info!(invitation_id = %record.id, %user_id, "invitation claimed");

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use super::sql::{MAIL_COLUMNS, encode, is_unique_violation};
 use super::{
     ClaimRecord, InvitationOrder, InvitationQuery, InvitationRecord, InvitationStore, MailRecord,
-    StoreError,
+    ReplacedEvent, StoreError,
 };
 
 const INVITATION_COLUMNS: &str = "id, email, email_key, token_id, token_hash, sent_by, \
@@ -140,6 +140,7 @@ macro_rules! invitation_store {
                 batch: &[(InvitationRecord, MailRecord)],
                 now: DateTime<Utc>,
                 events: &[Event],
+                replaced: ReplacedEvent<'_>,
             ) -> Result<(), StoreError> {
                 // Addresses in one order for every caller, so two sends that
                 // share addresses wait for each other instead of deadlocking
@@ -148,17 +149,24 @@ macro_rules! invitation_store {
                 let mut ordered: Vec<&(InvitationRecord, MailRecord)> = batch.iter().collect();
                 ordered.sort_by(|a, b| a.0.email_key.cmp(&b.0.email_key));
                 let mut tx = self.pool.begin().await?;
+                // The events of the replaced invitations, then `events`.
+                let mut written = Vec::with_capacity(events.len());
                 for (invitation, mail) in ordered {
-                    // An expired invitation is replaced; a live one stays,
-                    // and the insert below trips over it.
-                    sqlx::query(
+                    // An expired invitation is replaced, announced as
+                    // deleted; a live one stays, and the insert below trips
+                    // over it.
+                    let gone = sqlx::query(&format!(
                         "DELETE FROM invitations \
-                         WHERE email_key = $1 AND accepted_at IS NULL AND expires_at <= $2",
-                    )
+                         WHERE email_key = $1 AND accepted_at IS NULL AND expires_at <= $2 \
+                         RETURNING {INVITATION_COLUMNS}"
+                    ))
                     .bind(&invitation.email_key)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_all(&mut *tx)
                     .await?;
+                    for row in &gone {
+                        written.push(replaced(&Self::from_row(row)?));
+                    }
                     let inserted = sqlx::query(&format!(
                         "INSERT INTO invitations ({INVITATION_COLUMNS}) \
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
@@ -190,7 +198,8 @@ macro_rules! invitation_store {
                     };
                     Self::queue_mail(&mut tx, mail).await?;
                 }
-                $commit(tx, events, &self.relay).await?;
+                written.extend_from_slice(events);
+                $commit(tx, &written, &self.relay).await?;
                 Ok(())
             }
 
@@ -245,14 +254,22 @@ macro_rules! invitation_store {
                 Ok((invitations, u64::try_from(total).unwrap_or(0)))
             }
 
-            async fn delete(&self, id: &str, events: &[Event]) -> Result<bool, StoreError> {
+            async fn delete(
+                &self,
+                id: &str,
+                expected_claim: Option<&str>,
+                events: &[Event],
+            ) -> Result<bool, StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let deleted =
-                    sqlx::query("DELETE FROM invitations WHERE id = $1 AND accepted_at IS NULL")
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
+                let deleted = sqlx::query(
+                    "DELETE FROM invitations \
+                     WHERE id = $1 AND accepted_at IS NULL AND COALESCE(claim_id, '') = $2",
+                )
+                .bind(id)
+                .bind(expected_claim.unwrap_or_default())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
                 if deleted == 0 {
                     return Ok(false);
                 }
@@ -296,24 +313,27 @@ macro_rules! invitation_store {
             async fn claim(
                 &self,
                 id: &str,
+                token_id: &str,
                 claim: &ClaimRecord,
                 expected_claim: Option<&str>,
                 stale_before: DateTime<Utc>,
             ) -> Result<bool, StoreError> {
                 // One statement: the row's lock (PostgreSQL, which re-checks
-                // the condition on the row a concurrent claim just wrote)
-                // or the one write lock (SQLite) lets exactly one of
-                // concurrent claims through.
+                // the condition on the row a concurrent claim or resend just
+                // wrote) or the one write lock (SQLite) lets exactly one of
+                // concurrent claims through, and none with a token a resend
+                // replaced after the caller verified it.
                 let claimed = sqlx::query(
                     "UPDATE invitations SET claim_id = $1, claimed_by = $2, claimed_at = $3 \
-                     WHERE id = $4 AND accepted_at IS NULL AND expires_at > $3 \
-                     AND COALESCE(claim_id, '') = $5 \
-                     AND (claim_id IS NULL OR claimed_at <= $6)",
+                     WHERE id = $4 AND token_id = $5 AND accepted_at IS NULL AND expires_at > $3 \
+                     AND COALESCE(claim_id, '') = $6 \
+                     AND (claim_id IS NULL OR claimed_at <= $7)",
                 )
                 .bind(&claim.id)
                 .bind(&claim.user_id)
                 .bind(claim.at)
                 .bind(id)
+                .bind(token_id)
                 .bind(expected_claim.unwrap_or_default())
                 .bind(stale_before)
                 .execute(&self.pool)

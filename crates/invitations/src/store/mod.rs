@@ -96,6 +96,10 @@ impl fmt::Debug for MailRecord {
     }
 }
 
+/// Builds the `invitation.delete` event of an expired invitation that a
+/// `send` replaces, from the invitation as it was.
+pub type ReplacedEvent<'a> = &'a (dyn Fn(&InvitationRecord) -> Event + Send + Sync);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// An address of a `send` already has a live (unexpired, unaccepted)
@@ -246,7 +250,8 @@ pub struct InvitationQuery<'a> {
 pub trait InvitationStore: Send + Sync + 'static {
     /// Stores every invitation with its mail, all or nothing. An expired,
     /// unaccepted invitation to the same address (`email_key`) as one of
-    /// them is deleted first (replaced); a live one fails the whole call
+    /// them is deleted first (replaced), and the event `replaced` builds
+    /// from it is written ahead of `events`; a live one fails the whole call
     /// with [`StoreError::InvitationPending`] naming the new invitation's
     /// address (the first taken one in `email_key` order).
     async fn send(
@@ -254,6 +259,7 @@ pub trait InvitationStore: Send + Sync + 'static {
         batch: &[(InvitationRecord, MailRecord)],
         now: DateTime<Utc>,
         events: &[Event],
+        replaced: ReplacedEvent<'_>,
     ) -> Result<(), StoreError>;
 
     async fn get(&self, id: &str) -> Result<Option<InvitationRecord>, StoreError>;
@@ -272,9 +278,15 @@ pub trait InvitationStore: Send + Sync + 'static {
         query: InvitationQuery<'_>,
     ) -> Result<(Vec<InvitationRecord>, u64), StoreError>;
 
-    /// Deletes the invitation unless it was accepted. False when there is
-    /// no such unaccepted invitation.
-    async fn delete(&self, id: &str, events: &[Event]) -> Result<bool, StoreError>;
+    /// Deletes the invitation, provided it is not accepted and its claim is
+    /// still `expected_claim` (`None`: none). False otherwise, and nothing
+    /// changes.
+    async fn delete(
+        &self,
+        id: &str,
+        expected_claim: Option<&str>,
+        events: &[Event],
+    ) -> Result<bool, StoreError>;
 
     /// Writes the new token, expiry and `updated_at` of `updated` (found by
     /// ID), drops its claim, and queues `mail`, provided the invitation is
@@ -288,14 +300,16 @@ pub trait InvitationStore: Send + Sync + 'static {
         events: &[Event],
     ) -> Result<bool, StoreError>;
 
-    /// Gives the invitation to `claim`, provided at `claim.at` it is not
-    /// accepted, not expired, and its claim is still `expected_claim`
-    /// (`None`: none), which must be unclaimed or claimed at or before
-    /// `stale_before`. One statement, so of concurrent claims exactly one
-    /// wins. False otherwise.
+    /// Gives the invitation to `claim`, provided its current token is still
+    /// `token_id` (the one the caller verified; not replaced by a resend
+    /// since), at `claim.at` it is not accepted, not expired, and its claim
+    /// is still `expected_claim` (`None`: none), which must be unclaimed or
+    /// claimed at or before `stale_before`. One statement, so of concurrent
+    /// claims exactly one wins. False otherwise.
     async fn claim(
         &self,
         id: &str,
+        token_id: &str,
         claim: &ClaimRecord,
         expected_claim: Option<&str>,
         stale_before: DateTime<Utc>,

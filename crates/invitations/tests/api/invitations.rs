@@ -22,8 +22,8 @@ use tonic::{Code, Status};
 use crate::support::{
     BASE_URL, WAIT, accept, assert_invalid_field, claim, claim_ok, count_rows, expect_code,
     expect_precondition, invitation_mails, inviter_token, mails_to, on_both_backends,
-    queued_mails_to, raw_invitation, registry, send, send_one, set_time, start_with_smtp, token_in,
-    wait_for_record,
+    queued_mails_to, raw_invitation, registry, release, send, send_one, set_time, start_with_smtp,
+    token_in, wait_for_record,
 };
 
 on_both_backends!(
@@ -37,7 +37,8 @@ on_both_backends!(
     get_and_delete_find_invitations_by_id_and_by_address,
     resend_replaces_the_token_restarts_the_expiry_and_mails_again,
     accepted_invitations_stay_listed_and_cannot_be_resent_or_deleted,
-    a_claimed_invitation_is_not_resent_but_may_be_deleted,
+    a_claimed_invitation_is_neither_resent_nor_deleted_until_released,
+    delete_settles_a_stale_claim_first,
     every_method_needs_send_invites,
 );
 
@@ -376,8 +377,37 @@ async fn an_expired_invitation_is_replaced_by_a_new_send(backend: Backend) {
         "invitation_expired",
     );
 
+    let expired = get(&env, &admin, &old.id).await.expect("get");
+    let mut events = env.subscribe("invitation.>").await;
+
     let new = send_one(&env, &admin, "Late@Example.com").await;
     assert_ne!(new.id, old.id);
+    // The replaced invitation goes with an `invitation.delete` of its own,
+    // ahead of the new one's `invitation.create`.
+    let deleted = next_event_where(&mut events, "invitation.delete", WAIT, |e| {
+        about(e, "late@example.com")
+    })
+    .await
+    .expect("invitation.delete for the replaced invitation");
+    assert_eq!(event_data::<Invitation>(&deleted), expired);
+    assert!(
+        !event_contains(&deleted, Token::parse(&old.token).unwrap().secret()),
+        "a secret in the event"
+    );
+    assert_eq!(
+        deleted
+            .authentication
+            .as_ref()
+            .and_then(|a| a.user_ids.clone()),
+        user_ids("boss"),
+        "by the sender who replaced it"
+    );
+    let created = next_event_where(&mut events, "invitation.create", WAIT, |e| {
+        about(e, "Late@Example.com")
+    })
+    .await
+    .expect("invitation.create for the new invitation");
+    assert_eq!(event_data::<Invitation>(&created), without_token(&new));
     expect_code(get(&env, &admin, &old.id).await, Code::NotFound);
     assert_invalid_field(
         claim(&env, &old.token, "late-user").await,
@@ -644,22 +674,94 @@ async fn accepted_invitations_stay_listed_and_cannot_be_resent_or_deleted(backen
     assert_eq!(listed, [accepted]);
 }
 
-async fn a_claimed_invitation_is_not_resent_but_may_be_deleted(backend: Backend) {
+async fn a_claimed_invitation_is_neither_resent_nor_deleted_until_released(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
     let admin = env.admin_token("boss").await;
     let invitation = send_one(&env, &admin, "busy@example.com").await;
     let claimed = claim_ok(&env, &invitation.token, "registering").await;
+    let mut events = env.subscribe("invitation.>").await;
 
+    // A registration is in progress with it.
     expect_precondition(
         resend(&env, &admin, "busy@example.com").await,
         "invitation_in_use",
     );
+    expect_precondition(
+        delete(&env, &admin, "busy@example.com").await,
+        "invitation_in_use",
+    );
+    assert_eq!(
+        get(&env, &admin, &invitation.id)
+            .await
+            .expect("still there"),
+        without_token(&invitation)
+    );
+    let published = next_event_where(
+        &mut events,
+        "invitation.delete",
+        Duration::from_millis(1500),
+        |_| true,
+    )
+    .await;
+    assert!(
+        published.is_none(),
+        "an event of a refused delete: {published:?}"
+    );
+
+    // Its registration failed: the invitation may go.
+    release(&env, &invitation.id, &claimed.claim_id)
+        .await
+        .expect("released");
     delete(&env, &admin, "busy@example.com")
         .await
-        .expect("deleted while claimed");
+        .expect("deleted once released");
+    next_event_where(&mut events, "invitation.delete", WAIT, |e| {
+        about(e, "busy@example.com")
+    })
+    .await
+    .expect("invitation.delete");
+    expect_code(get(&env, &admin, &invitation.id).await, Code::NotFound);
     expect_precondition(
         accept(&env, &invitation.id, &claimed.claim_id).await,
         "invitation_claim_not_held",
+    );
+    assert_invalid_field(
+        claim(&env, &invitation.token, "registering").await,
+        "invitation_token",
+    );
+}
+
+async fn delete_settles_a_stale_claim_first(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    let admin = env.admin_token("boss").await;
+    let an_hour_ago = Utc::now() - chrono::Duration::hours(1);
+
+    // Its user does not exist: the registration died; the invitation goes.
+    let orphan = send_one(&env, &admin, "orphan@example.com").await;
+    let dead = claim_ok(&env, &orphan.token, "never-created").await;
+    set_time(&env.invitations_db, &orphan.id, "claimed_at", an_hour_ago).await;
+    delete(&env, &admin, "orphan@example.com")
+        .await
+        .expect("deleted");
+    expect_code(get(&env, &admin, &orphan.id).await, Code::NotFound);
+    expect_precondition(
+        accept(&env, &orphan.id, &dead.claim_id).await,
+        "invitation_claim_not_held",
+    );
+
+    // Its user exists: the invitation is accepted for that user instead,
+    // and stays as history.
+    let used = send_one(&env, &admin, "used@example.com").await;
+    claim_ok(&env, &used.token, "quiet-user").await;
+    env.ensure_user("quiet-user", false).await;
+    set_time(&env.invitations_db, &used.id, "claimed_at", an_hour_ago).await;
+    expect_precondition(
+        delete(&env, &admin, "used@example.com").await,
+        "invitation_already_used",
+    );
+    assert_eq!(
+        get(&env, &admin, &used.id).await.expect("kept").accepted_by,
+        user_ids("quiet-user")
     );
 }
 

@@ -646,6 +646,9 @@ on_both_backends!(
     resend_replaces_the_token_unless_the_claim_changed,
     delete_spares_accepted_invitations,
     list_filters_by_sender_orders_and_counts,
+    a_claim_needs_the_token_it_verified,
+    delete_needs_the_expected_claim,
+    invitations_are_indexed_by_address,
 );
 
 const TTL: Duration = Duration::days(7);
@@ -671,6 +674,16 @@ impl Case {
         roster_core::events::outbox::pending(&self.db)
             .await
             .expect("count the outbox")
+    }
+
+    /// The names of the events in the outbox, in the order written.
+    async fn outbox_names(&self) -> Vec<String> {
+        let sql = "SELECT name FROM roster_outbox ORDER BY id";
+        match &self.db {
+            Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+            Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        }
+        .expect("read the outbox")
     }
 
     async fn invitation(&self, id: &str) -> InvitationRecord {
@@ -705,6 +718,11 @@ fn new_invitation(email: &str, sent_by: &str, at: DateTime<Utc>) -> (InvitationR
     (invitation, mail)
 }
 
+/// The `replaced` of a send that must replace nothing.
+fn replaces_nothing(replaced: &InvitationRecord) -> Event {
+    panic!("nothing should be replaced, but {replaced:?} was")
+}
+
 fn an_event(name: &str) -> Event {
     roster_core::events::new_event(name, Vec::new(), None)
 }
@@ -728,6 +746,7 @@ async fn an_invitation_round_trips_with_its_mail_and_its_events(backend: Backend
             &[one.clone(), two.clone()],
             t,
             &[an_event("invitation.create"), an_event("invitation.create")],
+            &replaces_nothing,
         )
         .await
         .unwrap();
@@ -780,7 +799,12 @@ async fn send_is_all_or_nothing_and_replaces_only_expired_invitations(backend: B
     let mut expired = new_invitation("expired@example.com", "boss", t - TTL - TTL);
     expired.0.expires_at = t;
     store
-        .send(&[live.clone(), expired.clone()], t - TTL - TTL, &[])
+        .send(
+            &[live.clone(), expired.clone()],
+            t - TTL - TTL,
+            &[],
+            &replaces_nothing,
+        )
         .await
         .unwrap();
 
@@ -788,7 +812,12 @@ async fn send_is_all_or_nothing_and_replaces_only_expired_invitations(backend: B
     let fresh = new_invitation("fresh@example.com", "boss", t);
     let again = new_invitation("LIVE@example.com", "boss", t);
     let refused = store
-        .send(&[fresh.clone(), again], t, &[an_event("a"), an_event("b")])
+        .send(
+            &[fresh.clone(), again],
+            t,
+            &[an_event("a"), an_event("b")],
+            &replaces_nothing,
+        )
         .await;
     assert!(
         matches!(&refused, Err(StoreError::InvitationPending(e)) if e == "LIVE@example.com"),
@@ -805,14 +834,35 @@ async fn send_is_all_or_nothing_and_replaces_only_expired_invitations(backend: B
     assert_eq!(case.outbox().await, 0, "{backend:?}: no event");
     assert_eq!(case.pending().await, 2, "{backend:?}: no mail");
 
-    // An invitation expired at `now` is replaced.
+    // An invitation expired at `now` is replaced, with an event of its
+    // own, written ahead of the new invitation's in the same transaction.
     let replacement = new_invitation("Expired@example.com", "other", t);
+    let replaced = std::sync::Mutex::new(Vec::new());
+    let record_replaced = |invitation: &InvitationRecord| {
+        replaced.lock().unwrap().push(invitation.clone());
+        an_event("invitation.delete")
+    };
     store
-        .send(std::slice::from_ref(&replacement), t, &[])
+        .send(
+            std::slice::from_ref(&replacement),
+            t,
+            &[an_event("invitation.create")],
+            &record_replaced,
+        )
         .await
         .unwrap();
     assert!(
         store.get(&expired.0.id).await.unwrap().is_none(),
+        "{backend:?}"
+    );
+    assert_eq!(
+        *replaced.lock().unwrap(),
+        [expired.0.clone()],
+        "{backend:?}: the event is built from the replaced invitation"
+    );
+    assert_eq!(
+        case.outbox_names().await,
+        ["invitation.delete", "invitation.create"],
         "{backend:?}"
     );
     assert_eq!(
@@ -830,27 +880,34 @@ async fn claims_need_an_unaccepted_unexpired_invitation_and_the_expected_claim(b
     let t = now();
     let (invitation, mail) = new_invitation("claimed@example.com", "boss", t);
     store
-        .send(&[(invitation.clone(), mail)], t, &[])
+        .send(&[(invitation.clone(), mail)], t, &[], &replaces_nothing)
         .await
         .unwrap();
     let id = invitation.id.as_str();
+    let token_id = invitation.token_id.as_str();
     let stale_before = t - Duration::minutes(5);
 
     let first = a_claim("first", t);
     assert!(
         !store
-            .claim(id, &first, Some("not-the-claim"), stale_before)
+            .claim(id, token_id, &first, Some("not-the-claim"), stale_before)
             .await
             .unwrap(),
         "{backend:?}: expected a claim that is not there"
     );
     let expired = a_claim("first", invitation.expires_at);
     assert!(
-        !store.claim(id, &expired, None, stale_before).await.unwrap(),
+        !store
+            .claim(id, token_id, &expired, None, stale_before)
+            .await
+            .unwrap(),
         "{backend:?}: expired at the claim's time"
     );
     assert!(
-        store.claim(id, &first, None, stale_before).await.unwrap(),
+        store
+            .claim(id, token_id, &first, None, stale_before)
+            .await
+            .unwrap(),
         "{backend:?}"
     );
     assert_eq!(
@@ -860,7 +917,13 @@ async fn claims_need_an_unaccepted_unexpired_invitation_and_the_expected_claim(b
     );
     assert!(
         !store
-            .claim("no-such-id", &a_claim("x", t), None, stale_before)
+            .claim(
+                "no-such-id",
+                &invitation.token_id,
+                &a_claim("x", t),
+                None,
+                stale_before
+            )
             .await
             .unwrap()
     );
@@ -868,12 +931,15 @@ async fn claims_need_an_unaccepted_unexpired_invitation_and_the_expected_claim(b
     // Held, and fresh: not even with the right expectation.
     let second = a_claim("second", t + Duration::seconds(1));
     assert!(
-        !store.claim(id, &second, None, stale_before).await.unwrap(),
+        !store
+            .claim(id, token_id, &second, None, stale_before)
+            .await
+            .unwrap(),
         "{backend:?}: held"
     );
     assert!(
         !store
-            .claim(id, &second, Some(&first.id), stale_before)
+            .claim(id, token_id, &second, Some(&first.id), stale_before)
             .await
             .unwrap(),
         "{backend:?}: the claim is not stale"
@@ -883,7 +949,13 @@ async fn claims_need_an_unaccepted_unexpired_invitation_and_the_expected_claim(b
     let third = a_claim("third", later);
     assert!(
         store
-            .claim(id, &third, Some(&first.id), later - Duration::minutes(5))
+            .claim(
+                id,
+                token_id,
+                &third,
+                Some(&first.id),
+                later - Duration::minutes(5)
+            )
             .await
             .unwrap(),
         "{backend:?}: a stale claim is taken over"
@@ -895,7 +967,13 @@ async fn claims_need_an_unaccepted_unexpired_invitation_and_the_expected_claim(b
     let fourth = a_claim("fourth", later + Duration::hours(1));
     assert!(
         !store
-            .claim(id, &fourth, Some(&third.id), later + Duration::hours(1))
+            .claim(
+                id,
+                token_id,
+                &fourth,
+                Some(&third.id),
+                later + Duration::hours(1)
+            )
             .await
             .unwrap(),
         "{backend:?}: accepted"
@@ -908,12 +986,13 @@ async fn accept_and_release_need_the_claim_that_holds(backend: Backend) {
     let t = now();
     let (invitation, mail) = new_invitation("settle@example.com", "boss", t);
     store
-        .send(&[(invitation.clone(), mail)], t, &[])
+        .send(&[(invitation.clone(), mail)], t, &[], &replaces_nothing)
         .await
         .unwrap();
     let id = invitation.id.as_str();
+    let token_id = invitation.token_id.as_str();
     let claim = a_claim("settler", t);
-    assert!(store.claim(id, &claim, None, t).await.unwrap());
+    assert!(store.claim(id, token_id, &claim, None, t).await.unwrap());
 
     assert!(!store.release(id, "other").await.unwrap(), "{backend:?}");
     assert!(
@@ -935,7 +1014,7 @@ async fn accept_and_release_need_the_claim_that_holds(backend: Backend) {
     );
 
     let claim = a_claim("settler", t);
-    assert!(store.claim(id, &claim, None, t).await.unwrap());
+    assert!(store.claim(id, token_id, &claim, None, t).await.unwrap());
     let at = t + Duration::seconds(3);
     assert!(
         store
@@ -964,7 +1043,10 @@ async fn accept_and_release_need_the_claim_that_holds(backend: Backend) {
     assert_eq!(case.invitation(id).await, accepted);
     // The address is free for a new invitation; Get by email prefers it.
     let (next, mail) = new_invitation("settle@example.com", "boss", at);
-    store.send(&[(next.clone(), mail)], at, &[]).await.unwrap();
+    store
+        .send(&[(next.clone(), mail)], at, &[], &replaces_nothing)
+        .await
+        .unwrap();
     assert_eq!(
         store.get_by_email("settle@example.com").await.unwrap(),
         Some(next),
@@ -978,7 +1060,7 @@ async fn resend_replaces_the_token_unless_the_claim_changed(backend: Backend) {
     let t = now();
     let (invitation, mail) = new_invitation("resend@example.com", "boss", t);
     store
-        .send(&[(invitation.clone(), mail)], t, &[])
+        .send(&[(invitation.clone(), mail)], t, &[], &replaces_nothing)
         .await
         .unwrap();
     let (fresh, _) = new_invitation("resend@example.com", "boss", t);
@@ -994,7 +1076,12 @@ async fn resend_replaces_the_token_unless_the_claim_changed(backend: Backend) {
     new_mail.recipient = "resend@example.com".into();
 
     let claim = a_claim("someone", t);
-    assert!(store.claim(&invitation.id, &claim, None, t).await.unwrap());
+    assert!(
+        store
+            .claim(&invitation.id, &invitation.token_id, &claim, None, t)
+            .await
+            .unwrap()
+    );
     assert!(
         !store
             .resend(&updated, None, &new_mail, &[an_event("x")])
@@ -1054,22 +1141,31 @@ async fn delete_spares_accepted_invitations(backend: Backend) {
             &[(pending.clone(), mail), (accepted.clone(), other_mail)],
             t,
             &[],
+            &replaces_nothing,
         )
         .await
         .unwrap();
     let claim = a_claim("member", t);
-    assert!(store.claim(&accepted.id, &claim, None, t).await.unwrap());
+    assert!(
+        store
+            .claim(&accepted.id, &accepted.token_id, &claim, None, t)
+            .await
+            .unwrap()
+    );
     assert!(store.accept(&accepted.id, &claim.id, t, &[]).await.unwrap());
 
     assert!(
-        !store.delete(&accepted.id, &[an_event("x")]).await.unwrap(),
+        !store
+            .delete(&accepted.id, Some(&claim.id), &[an_event("x")])
+            .await
+            .unwrap(),
         "{backend:?}"
     );
     assert!(store.get(&accepted.id).await.unwrap().is_some());
     assert_eq!(case.outbox().await, 0);
     assert!(
         store
-            .delete(&pending.id, &[an_event("invitation.delete")])
+            .delete(&pending.id, None, &[an_event("invitation.delete")])
             .await
             .unwrap()
     );
@@ -1079,7 +1175,7 @@ async fn delete_spares_accepted_invitations(backend: Backend) {
     );
     assert_eq!(case.outbox().await, 1);
     assert!(
-        !store.delete(&pending.id, &[]).await.unwrap(),
+        !store.delete(&pending.id, None, &[]).await.unwrap(),
         "{backend:?}: once"
     );
 }
@@ -1102,13 +1198,18 @@ async fn list_filters_by_sender_orders_and_counts(backend: Backend) {
         let at = t + Duration::seconds(i64::try_from(i).unwrap());
         let sent = new_invitation(email, sender, at);
         store
-            .send(std::slice::from_ref(&sent), at, &[])
+            .send(std::slice::from_ref(&sent), at, &[], &replaces_nothing)
             .await
             .unwrap();
         all.push(sent.0);
     }
     let claim = a_claim("x", t);
-    assert!(store.claim(&all[2].id, &claim, None, t).await.unwrap());
+    assert!(
+        store
+            .claim(&all[2].id, &all[2].token_id, &claim, None, t)
+            .await
+            .unwrap()
+    );
     assert!(store.accept(&all[2].id, &claim.id, t, &[]).await.unwrap());
 
     let page = async |sent_by, order, descending, limit, offset| {
@@ -1189,7 +1290,7 @@ async fn concurrent_claims_of_one_invitation_let_one_through(backend: Backend) {
     let t = now();
     let (invitation, mail) = new_invitation("race@example.com", "boss", t);
     case.invitations()
-        .send(&[(invitation.clone(), mail)], t, &[])
+        .send(&[(invitation.clone(), mail)], t, &[], &replaces_nothing)
         .await
         .unwrap();
     let start = Arc::new(tokio::sync::Barrier::new(16));
@@ -1198,11 +1299,12 @@ async fn concurrent_claims_of_one_invitation_let_one_through(backend: Backend) {
         let store = case.invitation_replica().await;
         let start = start.clone();
         let id = invitation.id.clone();
+        let token_id = invitation.token_id.clone();
         racers.spawn(async move {
             let claim = a_claim(&format!("racer-{i}"), now());
             start.wait().await;
             let won = store
-                .claim(&id, &claim, None, now() - Duration::minutes(5))
+                .claim(&id, &token_id, &claim, None, now() - Duration::minutes(5))
                 .await
                 .expect("claim");
             won.then_some(claim)
@@ -1255,7 +1357,7 @@ async fn concurrent_sends_to_the_same_addresses_store_one_batch(backend: Backend
                 batch.reverse();
             }
             start.wait().await;
-            store.send(&batch, t, &[]).await
+            store.send(&batch, t, &[], &replaces_nothing).await
         });
     }
     let outcomes = senders.join_all().await;
@@ -1302,4 +1404,140 @@ mod concurrent_sends_to_the_same_addresses_store_one_batch {
         )
         .await;
     }
+}
+
+/// A claim reads the invitation by its token's ID and verifies the token;
+/// a resend that commits in between replaces the token. The claim then
+/// must not go through with the token it verified.
+async fn a_claim_needs_the_token_it_verified(backend: Backend) {
+    let case = Case::open(backend).await;
+    let store = case.invitations();
+    let t = now();
+    let (invitation, mail) = new_invitation("replaced@example.com", "boss", t);
+    store
+        .send(&[(invitation.clone(), mail)], t, &[], &replaces_nothing)
+        .await
+        .unwrap();
+    let read = store
+        .get_by_token_id(&invitation.token_id)
+        .await
+        .unwrap()
+        .expect("found by the old token");
+
+    let (fresh, new_mail) = new_invitation("replaced@example.com", "boss", t);
+    let resent = InvitationRecord {
+        token_id: fresh.token_id.clone(),
+        token_hash: fresh.token_hash.clone(),
+        updated_at: t + Duration::seconds(1),
+        expires_at: t + Duration::seconds(1) + TTL,
+        ..invitation.clone()
+    };
+    assert!(
+        store.resend(&resent, None, &new_mail, &[]).await.unwrap(),
+        "{backend:?}"
+    );
+
+    let stale_before = t - Duration::minutes(5);
+    let late = a_claim("old-token", t + Duration::seconds(2));
+    assert!(
+        !store
+            .claim(&read.id, &read.token_id, &late, None, stale_before)
+            .await
+            .unwrap(),
+        "{backend:?}: the replaced token claimed the invitation"
+    );
+    assert_eq!(
+        case.invitation(&invitation.id).await,
+        resent,
+        "{backend:?}: unclaimed"
+    );
+    let rightful = a_claim("new-token", t + Duration::seconds(2));
+    assert!(
+        store
+            .claim(&resent.id, &resent.token_id, &rightful, None, stale_before)
+            .await
+            .unwrap(),
+        "{backend:?}: the current token claims"
+    );
+    assert_eq!(case.invitation(&invitation.id).await.claim, Some(rightful));
+}
+
+async fn delete_needs_the_expected_claim(backend: Backend) {
+    let case = Case::open(backend).await;
+    let store = case.invitations();
+    let t = now();
+    let (invitation, mail) = new_invitation("held@example.com", "boss", t);
+    store
+        .send(&[(invitation.clone(), mail)], t, &[], &replaces_nothing)
+        .await
+        .unwrap();
+    let id = invitation.id.as_str();
+    let claim = a_claim("registering", t);
+    assert!(
+        store
+            .claim(id, &invitation.token_id, &claim, None, t)
+            .await
+            .unwrap()
+    );
+
+    // Read unclaimed, claimed meanwhile: nothing is deleted.
+    assert!(
+        !store.delete(id, None, &[an_event("x")]).await.unwrap(),
+        "{backend:?}: claimed since it was read"
+    );
+    assert!(
+        !store
+            .delete(id, Some("another-claim"), &[an_event("x")])
+            .await
+            .unwrap(),
+        "{backend:?}: another claim"
+    );
+    assert_eq!(case.invitation(id).await.claim, Some(claim.clone()));
+    assert_eq!(case.outbox().await, 0, "{backend:?}: no event when refused");
+
+    assert!(
+        store
+            .delete(id, Some(&claim.id), &[an_event("invitation.delete")])
+            .await
+            .unwrap(),
+        "{backend:?}: the claim that was read"
+    );
+    assert!(store.get(id).await.unwrap().is_none(), "{backend:?}");
+    assert_eq!(case.outbox().await, 1, "{backend:?}");
+}
+
+/// `get_by_email` and List by address find rows through an index on the
+/// address: the unique one covers only unaccepted invitations.
+async fn invitations_are_indexed_by_address(backend: Backend) {
+    let case = Case::open(backend).await;
+    let definition: Option<String> = match &case.db {
+        Db::Postgres(pool) => {
+            sqlx::query_scalar(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND tablename = 'invitations' AND indexname = 'invitations_by_email'",
+            )
+            .fetch_optional(pool)
+            .await
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'index' \
+                 AND tbl_name = 'invitations' AND name = 'invitations_by_email'",
+            )
+            .fetch_optional(pool)
+            .await
+        }
+    }
+    .expect("read the indexes");
+    let definition = definition
+        .unwrap_or_else(|| panic!("{backend:?}: no index invitations_by_email"))
+        .to_lowercase();
+    assert!(
+        definition.contains("(email_key)"),
+        "{backend:?}: {definition}"
+    );
+    assert!(
+        !definition.contains("unique") && !definition.contains("where"),
+        "{backend:?}: a plain index over every invitation: {definition}"
+    );
 }
