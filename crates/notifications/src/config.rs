@@ -8,6 +8,8 @@ use serde::Deserialize;
 pub const MIN_STREAM_RECHECK_SECS: u64 = 1;
 /// The longest interval between two checks of a subscriber's credential.
 pub const MAX_STREAM_RECHECK_SECS: u64 = 3600;
+/// The most `Subscribe` streams per receiver the setting may allow.
+pub const MAX_STREAMS_PER_USER: u32 = 1000;
 
 /// The notifications' settings (section `[notifications]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -20,12 +22,17 @@ pub struct NotificationsConfig {
     /// credential usually ends the stream at once; this bounds the wait
     /// when that event is missed.
     pub stream_recheck_secs: u64,
+    /// How many `Subscribe` streams of one receiver may be open at once on
+    /// this server (1 to 1000), whoever opened them; one more is refused
+    /// with `RESOURCE_EXHAUSTED` until one of them ends.
+    pub max_streams_per_user: u32,
 }
 
 impl Default for NotificationsConfig {
     fn default() -> Self {
         Self {
             stream_recheck_secs: 5,
+            max_streams_per_user: 8,
         }
     }
 }
@@ -36,6 +43,10 @@ impl NotificationsConfig {
         anyhow::ensure!(
             (MIN_STREAM_RECHECK_SECS..=MAX_STREAM_RECHECK_SECS).contains(&self.stream_recheck_secs),
             "notifications.stream_recheck_secs must be between {MIN_STREAM_RECHECK_SECS} and {MAX_STREAM_RECHECK_SECS}"
+        );
+        anyhow::ensure!(
+            (1..=MAX_STREAMS_PER_USER).contains(&self.max_streams_per_user),
+            "notifications.max_streams_per_user must be between 1 and {MAX_STREAMS_PER_USER}"
         );
         Ok(())
     }
@@ -48,6 +59,12 @@ impl NotificationsConfig {
                 .clamp(MIN_STREAM_RECHECK_SECS, MAX_STREAM_RECHECK_SECS),
         )
     }
+
+    /// [`max_streams_per_user`](Self::max_streams_per_user), within the
+    /// limits [`validate`](Self::validate) enforces.
+    pub fn stream_cap(&self) -> usize {
+        self.max_streams_per_user.clamp(1, MAX_STREAMS_PER_USER) as usize
+    }
 }
 
 #[cfg(test)]
@@ -59,6 +76,7 @@ mod tests {
         let config = NotificationsConfig::default();
         assert!(config.validate().is_ok());
         assert_eq!(config.stream_recheck(), Duration::from_secs(5));
+        assert_eq!(config.stream_cap(), 8);
     }
 
     #[test]
@@ -66,6 +84,7 @@ mod tests {
         for secs in [0, MAX_STREAM_RECHECK_SECS + 1, u64::MAX] {
             let config = NotificationsConfig {
                 stream_recheck_secs: secs,
+                ..NotificationsConfig::default()
             };
             let error = config.validate().unwrap_err().to_string();
             assert!(
@@ -76,9 +95,37 @@ mod tests {
         for ok in [MIN_STREAM_RECHECK_SECS, MAX_STREAM_RECHECK_SECS] {
             let config = NotificationsConfig {
                 stream_recheck_secs: ok,
+                ..NotificationsConfig::default()
             };
             assert!(config.validate().is_ok());
         }
+    }
+
+    #[test]
+    fn a_stream_cap_out_of_range_is_refused_naming_the_key() {
+        for max in [0, MAX_STREAMS_PER_USER + 1, u32::MAX] {
+            let config = NotificationsConfig {
+                max_streams_per_user: max,
+                ..NotificationsConfig::default()
+            };
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("notifications.max_streams_per_user"),
+                "{max}: {error}"
+            );
+        }
+        for ok in [1, MAX_STREAMS_PER_USER] {
+            let config = NotificationsConfig {
+                max_streams_per_user: ok,
+                ..NotificationsConfig::default()
+            };
+            assert!(config.validate().is_ok());
+            assert_eq!(config.stream_cap(), ok as usize);
+        }
+        let parsed: NotificationsConfig =
+            serde_json::from_str(r#"{"max_streams_per_user": 2}"#).unwrap();
+        assert_eq!(parsed.max_streams_per_user, 2);
+        assert_eq!(parsed.stream_recheck_secs, 5);
     }
 
     #[test]

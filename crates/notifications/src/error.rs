@@ -18,6 +18,10 @@ pub enum Error {
     /// usually `UNAVAILABLE`).
     #[error("peer: {0}")]
     Peer(#[source] Status),
+    /// The receiver has as many `Subscribe` streams open as allowed
+    /// (`RESOURCE_EXHAUSTED`).
+    #[error("at most {max} notification streams of one receiver may be open at once")]
+    TooManyStreams { max: usize },
     #[error("store failure")]
     Store(#[from] StoreError),
 }
@@ -34,6 +38,10 @@ impl From<Error> for Status {
             Error::InvalidArgument(v) => v.into(),
             Error::Caller(status) => status,
             Error::Peer(status) => status,
+            Error::TooManyStreams { max } => Status::resource_exhausted(format!(
+                "this receiver has {max} notification streams open already, as many as \
+                 allowed at once; close one before opening another"
+            )),
             Error::Store(e) => roster_core::error::internal(&e),
         }
     }

@@ -4,8 +4,8 @@
 //! changing their status, and streaming new ones as they are made. No SQL
 //! and no gRPC plumbing beyond the messages here.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -23,6 +23,7 @@ use roster_proto::v1::{
     UpdateNotificationStatusRequest, UserIdentifiers, entity_identifiers,
 };
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
@@ -45,8 +46,18 @@ const MAIL_TEMPLATE: &str = "notification";
 /// Receivers looked up at once.
 const LOOKUPS_AT_ONCE: usize = 8;
 
-/// Notifications a subscriber's stream holds before the sender waits.
-const STREAM_BUFFER: usize = 64;
+/// Notifications a subscriber's stream holds for the client. When they are
+/// all unread, the stream waits [`STREAM_SEND_WAIT`] for room, then ends
+/// with `RESOURCE_EXHAUSTED`.
+pub const STREAM_BUFFER: usize = 64;
+
+/// How long a stream whose buffer is full waits for the client to read
+/// before it ends.
+pub const STREAM_SEND_WAIT: Duration = Duration::from_secs(2);
+
+/// The message ending a stream whose client does not read it.
+const NOT_READ: &str = "the client does not read its stream: its notifications stayed unread \
+    too long; open a new stream and catch up with List";
 
 /// Notification IDs a stream remembers, so that an event published twice
 /// (an outbox retry) reaches the subscriber once.
@@ -80,6 +91,8 @@ pub struct NotificationsService {
     bus: Arc<dyn EventBus>,
     auth: Arc<Authenticator>,
     config: NotificationsConfig,
+    /// The open `Subscribe` streams per receiver.
+    streams: StreamCounts,
 }
 
 impl NotificationsService {
@@ -96,6 +109,7 @@ impl NotificationsService {
             bus,
             auth,
             config,
+            streams: StreamCounts::default(),
         }
     }
 
@@ -390,6 +404,15 @@ impl NotificationsService {
     /// check that cannot be made (`UNAVAILABLE`) keeps the stream open until
     /// the next one. The stream ends with `UNAVAILABLE` if the bus
     /// subscription ends.
+    ///
+    /// At most `max_streams_per_user` streams of one receiver are open at
+    /// once (on this server); one more is refused with
+    /// `RESOURCE_EXHAUSTED`. A stream counts until its task ends, for
+    /// whatever reason: the client went away, the credential was refused,
+    /// the server stops. A client that leaves [`STREAM_BUFFER`]
+    /// notifications unread for [`STREAM_SEND_WAIT`] has its stream ended
+    /// with `RESOURCE_EXHAUSTED` (after those notifications), so an unread
+    /// stream holds neither a task nor bus subscriptions for long.
     #[tracing::instrument(skip_all)]
     pub async fn subscribe(
         &self,
@@ -400,6 +423,11 @@ impl NotificationsService {
         ctx.caller.require_authenticated()?;
         let user_id = receiver_of(req.receiver_ids.as_ref())?;
         ctx.caller.require(&user_id, Right::UserNotificationsRead)?;
+        let max = self.config.stream_cap();
+        let slot = self.streams.take(&user_id, max).ok_or_else(|| {
+            tracing::info!(%user_id, max, "too many notification streams of one receiver; refused");
+            Error::TooManyStreams { max }
+        })?;
         let mut streams = Vec::with_capacity(INVALIDATING_EVENTS.len() + 1);
         for pattern in std::iter::once(&events::NOTIFICATION_CREATE).chain(INVALIDATING_EVENTS) {
             let stream = self.bus.subscribe(pattern).await.map_err(|error| {
@@ -408,7 +436,13 @@ impl NotificationsService {
             })?;
             streams.push(stream);
         }
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        // One place more than the buffer, kept for the status that ends the
+        // stream: it always fits, however far behind the client is.
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER + 1);
+        let last = tx
+            .clone()
+            .try_reserve_owned()
+            .map_err(|_| Status::internal("a new notification stream has no room for its end"))?;
         let watch = Subscription {
             auth: self.auth.clone(),
             // Only what proves the caller is kept, not the whole request.
@@ -417,26 +451,88 @@ impl NotificationsService {
             caller_user: ctx.caller.user_id().map(str::to_string),
             recheck: self.config.stream_recheck(),
             tx,
+            last: Some(last),
+            _slot: slot,
         };
         tokio::spawn(watch.run(futures::stream::select_all(streams)));
         Ok(ReceiverStream::new(rx))
     }
 }
 
+/// The open `Subscribe` streams, counted per receiver.
+#[derive(Debug, Default)]
+struct StreamCounts {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl StreamCounts {
+    /// A place for one more stream of `user_id`; `None` when `max` are open.
+    fn take(&self, user_id: &str, max: usize) -> Option<StreamSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.get(user_id).copied().unwrap_or(0);
+        if count >= max {
+            return None;
+        }
+        open.insert(user_id.to_string(), count + 1);
+        Some(StreamSlot {
+            open: self.open.clone(),
+            user_id: user_id.to_string(),
+        })
+    }
+
+    /// How many streams of `user_id` are open.
+    #[cfg(test)]
+    fn count(&self, user_id: &str) -> usize {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.get(user_id).copied().unwrap_or(0)
+    }
+}
+
+/// One open stream's place, given back when dropped (with the stream's
+/// task, however it ends).
+#[derive(Debug)]
+struct StreamSlot {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    user_id: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.user_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
+}
+
+type StreamItem = std::result::Result<Notification, Status>;
+
 /// One open `Subscribe` stream: forwards the receiver's new notifications
-/// and ends the stream when the caller's credential no longer works.
+/// and ends the stream when the caller's credential no longer works or the
+/// client does not read.
 struct Subscription {
     auth: Arc<Authenticator>,
     credential: MetadataMap,
     receiver: String,
     caller_user: Option<String>,
     recheck: Duration,
-    tx: mpsc::Sender<std::result::Result<Notification, Status>>,
+    tx: mpsc::Sender<StreamItem>,
+    /// The room kept for the status that ends the stream.
+    last: Option<mpsc::OwnedPermit<StreamItem>>,
+    /// The stream's place among the receiver's, given back when the task
+    /// ends.
+    _slot: StreamSlot,
 }
 
 impl Subscription {
     #[tracing::instrument(skip_all, fields(user_id = %self.receiver))]
-    async fn run(self, mut events: futures::stream::SelectAll<roster_core::events::EventStream>) {
+    async fn run(
+        mut self,
+        mut events: futures::stream::SelectAll<roster_core::events::EventStream>,
+    ) {
         let mut ticker =
             tokio::time::interval_at(tokio::time::Instant::now() + self.recheck, self.recheck);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -453,12 +549,9 @@ impl Subscription {
                 event = events.next() => event,
             };
             let Some(event) = event else {
-                let _ = self
-                    .tx
-                    .send(Err(Status::unavailable(
-                        "the notification stream was interrupted",
-                    )))
-                    .await;
+                self.end(Status::unavailable(
+                    "the notification stream was interrupted",
+                ));
                 break;
             };
             let about = event_user_ids(&event);
@@ -481,7 +574,7 @@ impl Subscription {
                     seen.pop_front();
                 }
                 seen.push_back(notification.id.clone());
-                if self.tx.send(Ok(notification)).await.is_err() {
+                if !self.forward(notification).await {
                     break;
                 }
             } else if about.is_empty()
@@ -505,9 +598,37 @@ impl Subscription {
         tracing::debug!("notification stream ended");
     }
 
+    /// Hands `notification` to the client; false when the stream is over:
+    /// the client went away, or left the buffer full for
+    /// [`STREAM_SEND_WAIT`] (the stream then ends with
+    /// `RESOURCE_EXHAUSTED`).
+    async fn forward(&mut self, notification: Notification) -> bool {
+        let item = match self.tx.try_send(Ok(notification)) {
+            Ok(()) => return true,
+            Err(TrySendError::Closed(_)) => return false,
+            Err(TrySendError::Full(item)) => item,
+        };
+        match tokio::time::timeout(STREAM_SEND_WAIT, self.tx.send(item)).await {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                tracing::info!("subscriber does not read its stream; ending it");
+                self.end(Status::resource_exhausted(NOT_READ));
+                false
+            }
+        }
+    }
+
+    /// Ends the stream with `status`, in the room kept for it, so it never
+    /// waits for the client.
+    fn end(&mut self, status: Status) {
+        if let Some(last) = self.last.take() {
+            last.send(Err(status));
+        }
+    }
+
     /// Checks the credential again; when it is refused, sends the refusal
     /// as the stream's end and returns true.
-    async fn end_if_refused(&self) -> bool {
+    async fn end_if_refused(&mut self) -> bool {
         let checked = match self.auth.caller_from_metadata(&self.credential).await {
             Ok(caller) => caller.require(&self.receiver, Right::UserNotificationsRead),
             Err(status) => Err(status),
@@ -520,7 +641,7 @@ impl Subscription {
             }
             Err(status) => {
                 tracing::info!(code = ?status.code(), "subscriber's credential refused; ending the stream");
-                let _ = self.tx.send(Err(status)).await;
+                self.end(status);
                 true
             }
         }
@@ -830,6 +951,25 @@ mod tests {
         }
         assert_eq!(greeting_name("Ada\nLovelace"), "Ada");
         assert_eq!(greeting_name(&"x".repeat(300)).len(), 100);
+    }
+
+    #[test]
+    fn a_receivers_streams_are_counted_until_their_slots_drop() {
+        let streams = StreamCounts::default();
+        let first = streams.take("alice", 2).expect("a first place");
+        let second = streams.take("alice", 2).expect("a second place");
+        assert!(streams.take("alice", 2).is_none(), "a third is refused");
+        let bobs = streams.take("bob", 2).expect("bob counts apart");
+        assert_eq!(streams.count("alice"), 2);
+        drop(first);
+        assert_eq!(streams.count("alice"), 1);
+        let third = streams.take("alice", 2).expect("a freed place");
+        drop((second, third, bobs));
+        assert_eq!(streams.count("alice"), 0);
+        assert!(
+            streams.open.lock().unwrap().is_empty(),
+            "no receiver is remembered without streams"
+        );
     }
 
     proptest::proptest! {

@@ -226,6 +226,13 @@ macro_rules! notification_store {
 
             async fn forget_user(&self, user_id: &str) -> Result<u64, StoreError> {
                 let mut tx = self.pool.begin().await?;
+                // The first statement writes (see the module comment): on
+                // SQLite a transaction that read first could not take the
+                // write lock once another writer committed.
+                sqlx::query("UPDATE notifications SET sender_id = NULL WHERE sender_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
                 // What only they received, and what is about them, goes
                 // with its status rows (written out: SQLite may not enforce
                 // the cascade).
@@ -249,10 +256,6 @@ macro_rules! notification_store {
                 }
                 // What others received too stays theirs, without this user.
                 sqlx::query("DELETE FROM notification_receivers WHERE user_id = $1")
-                    .bind(user_id)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("UPDATE notifications SET sender_id = NULL WHERE sender_id = $1")
                     .bind(user_id)
                     .execute(&mut *tx)
                     .await?;

@@ -407,3 +407,81 @@ async fn forgetting_a_user_removes_what_was_theirs_or_about_them_and_nothing_els
     assert!(case.store.get(&other).await.unwrap().is_some());
     assert_eq!(case.count("notification_receivers").await, 2, "{backend:?}");
 }
+
+/// On SQLite, a transaction that reads before it writes fails at once
+/// (`SQLITE_BUSY`, without waiting out the busy timeout) when another
+/// writer holds the lock; `forget_user` writes first, so it waits for that
+/// writer and then sees what it committed.
+#[tokio::test]
+async fn forgetting_a_user_on_sqlite_waits_for_another_writer() {
+    let case = Case::open(Backend::Sqlite).await;
+    let Db::Sqlite(pool) = &case.db else {
+        panic!("a SQLite case");
+    };
+    let at = now();
+    // About alice, to alice alone.
+    let own = new_id();
+    // About bob, to bob; alice is added by the other writer.
+    let shared = new_id();
+    let mut shared_record = record(&shared, at);
+    shared_record.entity = Entity::User("bob".into());
+    for (record, receiver) in [(record(&own, at), "alice"), (shared_record, "bob")] {
+        assert!(
+            case.store
+                .create(&record, &[receiver.to_string()], &[], &[])
+                .await
+                .expect("create")
+        );
+    }
+
+    let mut writer = pool.acquire().await.expect("a connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *writer)
+        .await
+        .expect("take the write lock");
+    sqlx::query(
+        "INSERT INTO notification_receivers \
+         (notification_id, user_id, status, status_updated_at, created_at) \
+         VALUES ($1, 'alice', 0, NULL, $2)",
+    )
+    .bind(&shared)
+    .bind(at)
+    .execute(&mut *writer)
+    .await
+    .expect("add alice as a receiver");
+
+    let store = case.store.clone();
+    let forget = tokio::spawn(async move { store.forget_user("alice").await });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !forget.is_finished(),
+        "forget_user waits for the other writer instead of failing: {:?}",
+        forget.await
+    );
+    sqlx::query("COMMIT")
+        .execute(&mut *writer)
+        .await
+        .expect("commit the other writer");
+    drop(writer);
+
+    let gone = tokio::time::timeout(std::time::Duration::from_secs(10), forget)
+        .await
+        .expect("forget_user ends once the other writer committed")
+        .expect("the task")
+        .expect("forget alice");
+    assert_eq!(gone, 1);
+    assert!(case.store.get(&own).await.unwrap().is_none());
+    let receivers: Vec<String> = case
+        .store
+        .receivers(&shared)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.user_id)
+        .collect();
+    assert_eq!(
+        receivers,
+        ["bob"],
+        "what the other writer committed is seen"
+    );
+}
