@@ -348,17 +348,13 @@ impl UserRegistryService {
         let claim = if req.invitation_token.is_empty() {
             None
         } else {
-            let claim = self
-                .invitations
-                .claim(&req.invitation_token, &record.user_id)
-                .await?;
-            // The invitation reached this address: it needs no second proof.
-            if Email::parse(&claim.email).is_ok_and(|e| e.normalized() == record.email_normalized)
-                && record.primary_email_address_validated_at.is_none()
-            {
-                record.primary_email_address_validated_at = Some(at);
-            }
-            Some(claim)
+            // The token proves the invitation, not the mailbox: whoever sent
+            // it saw it too. The address is validated as any other.
+            Some(
+                self.invitations
+                    .claim(&req.invitation_token, &record.user_id)
+                    .await?,
+            )
         };
         let mut mails = Vec::new();
         if record.primary_email_address_validated_at.is_none() {
@@ -385,8 +381,25 @@ impl UserRegistryService {
         if let Some(claim) = &claim
             && let Err(status) = self.invitations.accept(claim).await
         {
+            if status.code() == tonic::Code::FailedPrecondition {
+                // The claim was lost (the invitation deleted, or taken over
+                // after a stall): the user must not outlive it.
+                let purge = self.event(ctx, USER_PURGE, &record, Vec::new(), false);
+                self.store
+                    .purge_user(&record.user_id, false, &[purge])
+                    .await?;
+                tracing::warn!(
+                    invitation_id = %claim.invitation_id,
+                    user_id = %record.user_id,
+                    "invitation claim lost during registration; user removed"
+                );
+                return Err(Error::FailedPrecondition(
+                    "invitation_already_used: the invitation changed during registration",
+                ));
+            }
             // The user exists, so the invitations service accepts the claim
-            // for it when the claim lapses; nobody else can take it.
+            // for it when the claim lapses; nobody else can take it
+            // meanwhile.
             tracing::warn!(
                 invitation_id = %claim.invitation_id,
                 code = ?status.code(),
@@ -1035,16 +1048,18 @@ impl UserRegistryService {
         let at = now();
         let mut after = before.clone();
         let (code, mail) = self.start_email_validation(&mut after, at);
+        after.updated_at = at;
         let mails = if req.return_code {
             Vec::new()
         } else {
             vec![mail]
         };
-        // Nothing anyone can read changed (only the code's hash), so no
-        // event announces it; `updated_at` stays as it was.
+        // `updated_at` moves so that a concurrent change of the user cannot
+        // write the old code's hash back; the event names no readable path.
+        let event = self.event(ctx, USER_UPDATE, &after, Vec::new(), false);
         match self
             .store
-            .update_user_mailing(&after, before.updated_at, false, &[], &mails)
+            .update_user_mailing(&after, before.updated_at, false, &[event], &mails)
             .await
         {
             Ok(()) => {}
@@ -1077,10 +1092,11 @@ impl UserRegistryService {
             return Err(FieldViolation::new("code", "is required").into());
         }
         max_chars("code", &req.code, 128)?;
-        // Budgets of their own, apart from the forgotten-password flow's.
+        // Per address only, in a budget of its own: a code is 256 random
+        // bits, so guessing is hopeless, and a per-user budget would let
+        // anybody keep the user from validating.
         let client_key = format!("validate@{}", ctx.client_key());
-        let user_key = format!("validate:{}", user_id.as_str());
-        if !self.limiter.allow(&[&client_key, &user_key]) {
+        if !self.limiter.allow(&[&client_key]) {
             return Err(Error::RateLimited);
         }
         let wrong = || {
@@ -1097,12 +1113,10 @@ impl UserRegistryService {
         else {
             return Err(wrong());
         };
+        // Unknown user, nothing pending (validated already, say) or a wrong
+        // code: one answer, so nobody learns about an account without its
+        // code.
         let Some(hash) = before.email_validation_hash.as_deref() else {
-            if before.primary_email_address_validated_at.is_some() {
-                return Err(Error::FailedPrecondition(
-                    "email_already_validated: the primary email address is validated",
-                ));
-            }
             return Err(wrong());
         };
         if !roster_core::token::verify_secret(&req.code, hash) {

@@ -8,8 +8,19 @@ use roster_proto::v1::user_invitation_registry_client::UserInvitationRegistryCli
 use roster_proto::v1::{
     CreateUserRequest, DeleteInvitationRequest, ListInvitationsRequest, SendInvitationRequest, User,
 };
-use roster_test_support::{Backend, TestConfig, TestEnv, TestSmtp, event_data, with_token};
-use roster_user_registry::UserRegistryConfig;
+use std::sync::Arc;
+
+use roster_core::auth::{CallContext, Caller};
+use roster_core::password::PasswordHasher;
+use roster_proto::v1::ClaimInvitationRequest;
+use roster_proto::v1::invitation_tokens_client::InvitationTokensClient;
+use roster_test_support::env::TEST_CLUSTER_KEY;
+use roster_test_support::{
+    Backend, TestConfig, TestEnv, TestSmtp, event_data, test_password_config, with_cluster_key,
+    with_token,
+};
+use roster_user_registry::invitations::{Claim, GrpcInvitations, Invitations};
+use roster_user_registry::{UserRegistryConfig, UserRegistryService};
 use tonic::Code;
 
 use crate::support::*;
@@ -78,11 +89,14 @@ async fn the_token_from_the_mail_registers_one_user_once(backend: Backend) {
     let carol = register_with(&env, invited_user("carol", "carol@example.com"), &token)
         .await
         .expect("register with the invitation");
-    // The invitation reached this address: it counts as validated.
+    // The token proves the invitation, not the mailbox (its sender saw it
+    // too): the address is validated from its own mail.
     assert!(
-        carol.primary_email_address_validated_at.is_some(),
-        "{backend:?}: the invited address is validated"
+        carol.primary_email_address_validated_at.is_none(),
+        "{backend:?}: an invited address is not validated by the token"
     );
+    smtp.mail_to_with_subject("carol@example.com", "Confirm your email", WAIT)
+        .await;
     let event = next_event_where(&mut accepted, "invitation.accept", WAIT, |_| true)
         .await
         .expect("invitation.accept");
@@ -336,3 +350,100 @@ on_both_backends!(
     a_failed_registration_gives_the_invitation_back,
     racing_registrations_on_one_token_create_one_user,
 );
+
+/// The real invitations client, but between the claim and its acceptance
+/// another registration takes the claim over, as one would after this one
+/// stalled past `invitations.claim_timeout_secs`.
+struct ClaimTakenOver {
+    inner: GrpcInvitations,
+    env_db: roster_core::db::Db,
+    channel: tonic::transport::Channel,
+}
+
+#[tonic::async_trait]
+impl Invitations for ClaimTakenOver {
+    async fn claim(&self, token: &str, user_id: &str) -> Result<Claim, tonic::Status> {
+        let claim = self.inner.claim(token, user_id).await?;
+        // Age the claim, then let another registration take it.
+        let sql = "UPDATE invitations SET claimed_at = created_at - INTERVAL '1 hour'";
+        let sqlite = "UPDATE invitations SET claimed_at = '2000-01-01T00:00:00+00:00'";
+        match &self.env_db {
+            roster_core::db::Db::Postgres(pool) => {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+            roster_core::db::Db::Sqlite(pool) => {
+                sqlx::query(sqlite).execute(pool).await.unwrap();
+            }
+        }
+        InvitationTokensClient::new(self.channel.clone())
+            .claim(with_cluster_key(ClaimInvitationRequest {
+                token: token.into(),
+                user_id: "someone-else".into(),
+            }))
+            .await
+            .expect("the lapsed claim is taken over");
+        Ok(claim)
+    }
+
+    async fn accept(&self, claim: &Claim) -> Result<(), tonic::Status> {
+        self.inner.accept(claim).await
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<(), tonic::Status> {
+        self.inner.release(claim).await
+    }
+}
+
+async fn a_registration_that_loses_its_claim_leaves_no_user(backend: Backend) {
+    let smtp = TestSmtp::start().await;
+    let env = start(backend, &smtp).await;
+    let token = invite(&env, &smtp, "jo@example.com").await;
+    let invitations = ClaimTakenOver {
+        inner: GrpcInvitations::new(env.channel(), TEST_CLUSTER_KEY).unwrap(),
+        env_db: env.invitations_db.clone(),
+        channel: env.channel(),
+    };
+    // The same store and rules as the running registry, with that client.
+    let service = UserRegistryService::new(
+        env.user_registry.store().clone(),
+        PasswordHasher::new(&test_password_config()).unwrap(),
+        Arc::new(invitations),
+        UserRegistryConfig {
+            invitation_required: true,
+            ..UserRegistryConfig::default()
+        },
+    );
+    let ctx = CallContext {
+        caller: Caller::Anonymous,
+        remote_ip: "127.0.0.1".into(),
+        user_agent: "test".into(),
+        correlation_id: String::new(),
+    };
+    let status: tonic::Status = service
+        .create(
+            &ctx,
+            CreateUserRequest {
+                user: Some(invited_user("jo", "jo@example.com")),
+                invitation_token: token,
+            },
+        )
+        .await
+        .unwrap_err()
+        .into();
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{backend:?}: {status:?}"
+    );
+    assert!(
+        env.user_registry
+            .store()
+            .get_user("jo")
+            .await
+            .unwrap()
+            .is_none(),
+        "{backend:?}: no user outlives its lost claim"
+    );
+}
+
+on_both_backends!(a_registration_that_loses_its_claim_leaves_no_user);
