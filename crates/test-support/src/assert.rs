@@ -7,6 +7,20 @@ use tonic::{Code, Status};
 /// (SQLite and the in-process bus).
 #[macro_export]
 macro_rules! on_both_backends {
+    // Cases that race tasks against each other need threads to race on.
+    (multi_thread: $($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn on_postgres() {
+                super::$case($crate::Backend::Postgres).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn on_sqlite() {
+                super::$case($crate::Backend::Sqlite).await;
+            }
+        }
+    )*};
     ($($case:ident),* $(,)?) => {$(
         mod $case {
             #[tokio::test]

@@ -315,19 +315,7 @@ async fn concurrent_claims_let_exactly_one_through(backend: Backend) {
     assert!(winner.starts_with("racer-"), "{winner}");
 }
 
-mod concurrent_claims_let_exactly_one_through {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn on_postgres() {
-        super::concurrent_claims_let_exactly_one_through(roster_test_support::Backend::Postgres)
-            .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn on_sqlite() {
-        super::concurrent_claims_let_exactly_one_through(roster_test_support::Backend::Sqlite)
-            .await;
-    }
-}
+on_both_backends!(multi_thread: concurrent_claims_let_exactly_one_through);
 
 async fn a_stale_claim_whose_user_does_not_exist_is_taken_over(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;

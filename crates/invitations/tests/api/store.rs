@@ -540,21 +540,7 @@ async fn concurrent_claims_hand_each_mail_to_one_worker(backend: Backend) {
     }
 }
 
-mod concurrent_claims_hand_each_mail_to_one_worker {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn on_postgres() {
-        super::concurrent_claims_hand_each_mail_to_one_worker(
-            roster_test_support::Backend::Postgres,
-        )
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn on_sqlite() {
-        super::concurrent_claims_hand_each_mail_to_one_worker(roster_test_support::Backend::Sqlite)
-            .await;
-    }
-}
+on_both_backends!(multi_thread: concurrent_claims_hand_each_mail_to_one_worker);
 
 /// `mark_sent` and `give_up` while other mails are being queued, as the
 /// worker finishes mails while the service queues new ones.
@@ -1319,23 +1305,7 @@ async fn concurrent_claims_of_one_invitation_let_one_through(backend: Backend) {
     );
 }
 
-mod concurrent_claims_of_one_invitation_let_one_through {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn on_postgres() {
-        super::concurrent_claims_of_one_invitation_let_one_through(
-            roster_test_support::Backend::Postgres,
-        )
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn on_sqlite() {
-        super::concurrent_claims_of_one_invitation_let_one_through(
-            roster_test_support::Backend::Sqlite,
-        )
-        .await;
-    }
-}
+on_both_backends!(multi_thread: concurrent_claims_of_one_invitation_let_one_through);
 
 /// Eight stores send invitations to the same two addresses at once, in
 /// both orders: one send wins whole, every other is refused whole (no
@@ -1388,23 +1358,7 @@ async fn concurrent_sends_to_the_same_addresses_store_one_batch(backend: Backend
     );
 }
 
-mod concurrent_sends_to_the_same_addresses_store_one_batch {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn on_postgres() {
-        super::concurrent_sends_to_the_same_addresses_store_one_batch(
-            roster_test_support::Backend::Postgres,
-        )
-        .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn on_sqlite() {
-        super::concurrent_sends_to_the_same_addresses_store_one_batch(
-            roster_test_support::Backend::Sqlite,
-        )
-        .await;
-    }
-}
+on_both_backends!(multi_thread: concurrent_sends_to_the_same_addresses_store_one_batch);
 
 /// A claim reads the invitation by its token's ID and verifies the token;
 /// a resend that commits in between replaces the token. The claim then
