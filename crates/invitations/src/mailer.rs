@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lettre::Message;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentTransferEncoding;
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use tokio::sync::Notify;
 
 use crate::config::MailConfig;
@@ -181,10 +182,58 @@ impl Mailer {
             .subject(rendered.subject)
             .message_id(Some(format!("<{}@roster>", mail.id)))
             .date(mail.created_at.into())
-            .multipart(MultiPart::alternative_plain_html(
-                rendered.text,
-                rendered.html,
-            ))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::plain(readable(rendered.text)))
+                    .singlepart(SinglePart::html(readable(rendered.html))),
+            )
             .map_err(|e| format!("cannot build the mail: {e}"))
+    }
+}
+
+/// A text part as it is when it can travel so (`7bit`: ASCII, no NUL,
+/// lines of at most 998 characters, RFC 5322), so links stay whole and
+/// copyable in `.eml` files and mail sources; otherwise whatever encoding
+/// lettre finds best. (lettre itself keeps `7bit` to lines under 76
+/// characters, which every link breaks.)
+fn readable(text: String) -> Body {
+    let fits = text.is_ascii() && !text.contains('\0') && text.lines().all(|l| l.len() <= 998);
+    if !fits {
+        return Body::new(text);
+    }
+    let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::SevenBit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_text_with_long_links_travels_as_it_is() {
+        let link = format!(
+            "https://roster.example.com/register?token={}",
+            "a".repeat(90)
+        );
+        let body = readable(format!("Hello,\n\nRegister here: {link}\n"));
+        assert_eq!(body.encoding(), ContentTransferEncoding::SevenBit);
+        let raw = String::from_utf8(body.as_ref().to_vec()).unwrap();
+        assert!(raw.contains(&link), "{raw}");
+        assert!(
+            raw.contains("Hello,\r\n\r\nRegister"),
+            "CRLF line ends: {raw:?}"
+        );
+    }
+
+    #[test]
+    fn other_text_is_encoded() {
+        assert_ne!(
+            readable("Hello Zoë,\n".into()).encoding(),
+            ContentTransferEncoding::SevenBit
+        );
+        assert_ne!(
+            readable(format!("{}\n", "x".repeat(1200))).encoding(),
+            ContentTransferEncoding::SevenBit
+        );
     }
 }

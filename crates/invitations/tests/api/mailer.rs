@@ -74,6 +74,16 @@ async fn an_invitation_arrives_once_with_both_parts_its_link_and_its_message_id(
     assert!(text.contains("2030-01-31 12:00 UTC"), "{text}");
     let html = mail.html().expect("an HTML part");
     assert!(html.contains(&format!("href=\"{link}\"")), "{html}");
+    // Sent as it reads (7bit), so the link stands whole in the message
+    // source and in `.eml` files, ready to copy.
+    assert!(mail.raw_contains(&link), "{}", mail.raw());
+    assert!(
+        mail.parts()
+            .iter()
+            .all(|p| p.header("Content-Transfer-Encoding") == Some("7bit")),
+        "{:?}",
+        mail.parts()
+    );
 
     let sent = wait_for_record(&env.invitations_db, &id, "sent", |m| m.sent_at.is_some()).await;
     assert_eq!(sent.attempts, 1, "delivered at the first attempt");
