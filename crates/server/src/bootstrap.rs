@@ -58,10 +58,6 @@ impl Bootstrap {
         })
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        self.cluster.request(message)
-    }
-
     /// Creates the admin unless it exists, then the key file unless it
     /// exists. Retries while the services are unreachable.
     pub async fn run(&self) -> anyhow::Result<()> {
@@ -109,7 +105,7 @@ impl Bootstrap {
         let created = self
             .users
             .clone()
-            .create(self.request(CreateUserRequest {
+            .create(self.cluster.request(CreateUserRequest {
                 user: Some(User {
                     ids: Some(ids(&user_id)),
                     primary_email_address: email,
@@ -157,7 +153,7 @@ impl Bootstrap {
         let created = self
             .access
             .clone()
-            .create_api_key(self.request(CreateUserApiKeyRequest {
+            .create_api_key(self.cluster.request(CreateUserApiKeyRequest {
                 user_ids: Some(ids(user_id)),
                 name: "bootstrap".into(),
                 rights: vec![Right::All as i32],

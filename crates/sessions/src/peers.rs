@@ -73,10 +73,6 @@ impl GrpcPeers {
             cluster: ClusterCredential::new(cluster_key)?,
         })
     }
-
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        self.cluster.request(message)
-    }
 }
 
 /// A peer's failure as this service reports it: a bad request stays one,
@@ -99,7 +95,7 @@ impl Peers for GrpcPeers {
         password: String,
     ) -> Result<PasswordCheck, Status> {
         let checked = UserCredentialsClient::new(self.users.clone())
-            .check_password(self.request(CheckPasswordRequest {
+            .check_password(self.cluster.request(CheckPasswordRequest {
                 user_ids: Some(user_ids),
                 password,
             }))
@@ -125,7 +121,7 @@ impl Peers for GrpcPeers {
     async fn account(&self, user_id: &str) -> Result<Option<Account>, Status> {
         let got = UserRegistryClient::new(self.users.clone())
             .get(
-                self.request(GetUserRequest {
+                self.cluster.request(GetUserRequest {
                     user_ids: Some(UserIdentifiers {
                         user_id: user_id.to_string(),
                         email: String::new(),
@@ -157,7 +153,7 @@ impl Peers for GrpcPeers {
 
     async fn consume_login_token(&self, token: String) -> Result<String, Status> {
         let consumed = EntityAccessClient::new(self.access.clone())
-            .consume_login_token(self.request(ConsumeLoginTokenRequest { token }))
+            .consume_login_token(self.cluster.request(ConsumeLoginTokenRequest { token }))
             .await;
         match consumed {
             Ok(response) => response

@@ -56,10 +56,6 @@ impl GrpcInvitations {
         })
     }
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        self.cluster.request(message)
-    }
-
     fn settle(claim: &Claim) -> SettleInvitationClaimRequest {
         SettleInvitationClaimRequest {
             invitation_id: claim.invitation_id.clone(),
@@ -90,7 +86,7 @@ impl Invitations for GrpcInvitations {
         let response = self
             .client
             .clone()
-            .claim(self.request(ClaimInvitationRequest {
+            .claim(self.cluster.request(ClaimInvitationRequest {
                 token: token.to_string(),
                 user_id: user_id.to_string(),
             }))
@@ -108,7 +104,7 @@ impl Invitations for GrpcInvitations {
     async fn accept(&self, claim: &Claim) -> Result<(), Status> {
         self.client
             .clone()
-            .accept(self.request(Self::settle(claim)))
+            .accept(self.cluster.request(Self::settle(claim)))
             .await
             .map(|_| ())
     }
@@ -116,7 +112,7 @@ impl Invitations for GrpcInvitations {
     async fn release(&self, claim: &Claim) -> Result<(), Status> {
         self.client
             .clone()
-            .release(self.request(Self::settle(claim)))
+            .release(self.cluster.request(Self::settle(claim)))
             .await
             .map(|_| ())
     }
