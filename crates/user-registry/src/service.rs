@@ -139,6 +139,27 @@ fn notification_types(
     Ok(out)
 }
 
+/// The admin-only fields a Create request sets to something other than
+/// their default. A narrow admin credential may create users, but only a
+/// full admin may create them with any of these.
+fn admin_fields_set(user: &User) -> Vec<&'static str> {
+    [
+        ("admin", user.admin),
+        ("universal_rights", user.universal_rights.is_some()),
+        ("state", user.state != State::Requested as i32),
+        ("state_description", !user.state_description.is_empty()),
+        ("require_password_update", user.require_password_update),
+        (
+            "primary_email_address_validated_at",
+            user.primary_email_address_validated_at.is_some(),
+        ),
+        ("temporary_password", !user.temporary_password.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field))
+    .collect()
+}
+
 fn encode_picture(picture: Option<&Picture>) -> Result<Option<Vec<u8>>> {
     match picture {
         None => Ok(None),
@@ -247,6 +268,17 @@ impl UserRegistryService {
         let input = req
             .user
             .ok_or_else(|| FieldViolation::new("user", "is required"))?;
+        // Creating users is one right; handing a new user more than a
+        // plain account is another. A credential narrower than a full
+        // admin's could otherwise make a full admin and log in as it.
+        if admin
+            && !ctx.caller.is_admin()
+            && let Some(field) = admin_fields_set(&input).first()
+        {
+            return Err(Error::PermissionDenied(format!(
+                "admin_field: only a full admin may set `user.{field}`"
+            )));
+        }
         let user_id = user_id_of(input.ids.as_ref(), "user.ids")?;
         let email = Email::parse(&input.primary_email_address).map_err(|v| v.under("user"))?;
         self.config

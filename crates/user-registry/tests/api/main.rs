@@ -6,6 +6,7 @@ mod create;
 mod credentials;
 mod delete;
 mod email_validation;
+mod escalation;
 mod external;
 mod get;
 mod hardening;
