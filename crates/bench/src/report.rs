@@ -42,8 +42,9 @@ fn credentials_note(cache_ttl_ms: u64) -> String {
 
 /// The sessions service's settings, which differ from the defaults.
 const SESSIONS_NOTE: &str = "Authentication.Login with the defaults except \
-     login_rate_limit.max_attempts = 0 and lockout.max_failures = 0 (both \
-     off: every login comes from one address)";
+     sessions.login_rate_limit.max_attempts = 0 and \
+     user_registry.lockout.max_failures(_per_client) = 0 (all off: every \
+     login comes from one address)";
 
 /// Logins sent in the background of a scenario.
 pub struct BackgroundRun {

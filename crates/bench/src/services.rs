@@ -40,10 +40,10 @@ use roster_proto::v1::{
     AuthInfoResponse, CreateUserApiKeyRequest, CreateUserRequest, LoginRequest, Right, State, User,
     UserIdentifiers,
 };
-use roster_sessions::config::LockoutConfig;
 use roster_sessions::{GrpcPeers, SessionsComponent, SessionsConfig, SessionsService};
 use roster_test_support::env::TEST_CLUSTER_KEY;
 use roster_test_support::{TestDb, TestNats, with_cluster_key};
+use roster_user_registry::lockout::LockoutConfig;
 use roster_user_registry::{UserRegistryComponent, UserRegistryConfig};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -155,11 +155,16 @@ impl Services {
                 max_attempts: 0,
                 window_secs: 60,
             },
+            lockout: LockoutConfig {
+                max_failures: 0,
+                max_failures_per_client: 0,
+                ..LockoutConfig::default()
+            },
             ..UserRegistryConfig::default()
         };
-        // Likewise every login: no per-address login limit, and no lockout
-        // (no login fails in the benchmark, but a lockout must not turn a
-        // bug into a cascade of refusals).
+        // Likewise every login: no per-address login limit, and (above) no
+        // lockout (no login fails in the benchmark, but a lockout must not
+        // turn a bug into a cascade of refusals).
         let sessions_config = sessions_config();
 
         // The first server: all three services, as `rosterd start all`.
@@ -189,6 +194,7 @@ impl Services {
                 )?),
                 mailer: internal.clone(),
                 cluster_key: TEST_CLUSTER_KEY.to_string(),
+                clock: Arc::new(SystemClock),
             },
             true,
         )
@@ -268,6 +274,7 @@ impl Services {
                 )?),
                 mailer: internal_again,
                 cluster_key: TEST_CLUSTER_KEY.to_string(),
+                clock: Arc::new(SystemClock),
             },
             false,
         )
@@ -417,17 +424,13 @@ async fn authenticator(
 }
 
 /// The sessions service's settings in the benchmark: the defaults, but no
-/// login rate limit and no lockout.
+/// login rate limit.
 fn sessions_config() -> SessionsConfig {
     let defaults = SessionsConfig::default();
     SessionsConfig {
         login_rate_limit: RateLimitConfig {
             max_attempts: 0,
             ..defaults.login_rate_limit
-        },
-        lockout: LockoutConfig {
-            max_failures: 0,
-            ..defaults.lockout
         },
         ..defaults
     }

@@ -562,9 +562,23 @@ impl CallContext {
         }
     }
 
-    /// The client address, for rate limits.
+    /// The client address, for rate limits: the IPv4 address, or the /64
+    /// of an IPv6 one (one host is routinely given a whole /64, so limits
+    /// per IPv6 address would be limits per attempt).
     pub fn client_key(&self) -> String {
-        format!("ip:{}", self.remote_ip)
+        client_key_of(&self.remote_ip)
+    }
+}
+
+/// See [`CallContext::client_key`].
+pub fn client_key_of(remote_ip: &str) -> String {
+    match remote_ip.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
+        Ok(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("ip6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(IpAddr::V4(v4)) => format!("ip:{v4}"),
+        Err(_) => format!("ip:{remote_ip}"),
     }
 }
 
@@ -670,6 +684,20 @@ fn prefix_eq(a: &[u8], b: &[u8], len: u8) -> bool {
 mod tests {
     use super::*;
     use roster_proto::v1::{Rights, UserIdentifiers};
+
+    #[test]
+    fn ipv6_clients_are_limited_per_64_and_mapped_ipv4_as_ipv4() {
+        assert_eq!(
+            client_key_of("2001:db8:1:2:aaaa::1"),
+            client_key_of("2001:db8:1:2:ffff:1:2:3")
+        );
+        assert_ne!(
+            client_key_of("2001:db8:1:2::1"),
+            client_key_of("2001:db8:1:3::1")
+        );
+        assert_eq!(client_key_of("::ffff:192.0.2.1"), "ip:192.0.2.1");
+        assert_eq!(client_key_of("192.0.2.1"), "ip:192.0.2.1");
+    }
 
     #[test]
     fn the_client_is_the_peer_unless_the_peer_is_a_trusted_proxy() {

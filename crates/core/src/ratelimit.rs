@@ -28,12 +28,16 @@ impl Default for RateLimitConfig {
 }
 
 /// Most keys tracked at once. Past it, expired windows are pruned; if the
-/// table is still full, attempts under new keys are refused (failing closed
-/// protects the expensive work behind the limit).
+/// table is still full (a flood of keys from many addresses), the oldest
+/// tenth of the windows is forgotten. Refusing every new key instead would
+/// let such a flood keep every new client out; forgetting old windows
+/// only gives the oldest keys a fresh budget, and what the limits protect
+/// most (password guesses) is also counted in the database.
 const MAX_KEYS: usize = 100_000;
 
 pub struct RateLimiter {
     config: RateLimitConfig,
+    capacity: usize,
     state: Mutex<State>,
 }
 
@@ -44,8 +48,14 @@ struct State {
 
 impl RateLimiter {
     pub fn new(config: RateLimitConfig) -> Self {
+        Self::with_capacity(config, MAX_KEYS)
+    }
+
+    /// A limiter tracking at most `capacity` keys.
+    pub fn with_capacity(config: RateLimitConfig, capacity: usize) -> Self {
         Self {
             config,
+            capacity: capacity.max(10),
             state: Mutex::new(State {
                 windows: HashMap::new(),
                 last_prune: Instant::now(),
@@ -64,19 +74,9 @@ impl RateLimiter {
         let window = Duration::from_secs(self.config.window_secs.max(1));
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        // Pruning scans the table, so it runs at most once a second.
-        if state.windows.len() >= MAX_KEYS
-            && now.duration_since(state.last_prune) >= Duration::from_secs(1)
-        {
-            state
-                .windows
-                .retain(|_, (start, _)| now.duration_since(*start) < window);
-            state.last_prune = now;
-        }
         for key in keys.iter().filter(|k| !k.is_empty()) {
-            if !state.windows.contains_key(*key) && state.windows.len() >= MAX_KEYS {
-                tracing::warn!("rate limit table full; refusing attempts under new keys");
-                return false;
+            if !state.windows.contains_key(*key) && state.windows.len() >= self.capacity {
+                state.make_room(now, window, self.capacity);
             }
             let entry = state.windows.entry((*key).to_string()).or_insert((now, 0));
             if now.duration_since(entry.0) >= window {
@@ -88,6 +88,35 @@ impl RateLimiter {
             }
         }
         true
+    }
+}
+
+impl State {
+    /// Drops expired windows (a scan, so at most once a second) and, if
+    /// that is not enough, the oldest tenth: one linear selection, after
+    /// which the next tenth of the capacity is inserted without work.
+    fn make_room(&mut self, now: Instant, window: Duration, capacity: usize) {
+        if now.duration_since(self.last_prune) >= Duration::from_secs(1) {
+            self.windows
+                .retain(|_, (start, _)| now.duration_since(*start) < window);
+            self.last_prune = now;
+        }
+        if self.windows.len() < capacity {
+            return;
+        }
+        let mut starts: Vec<Instant> = self.windows.values().map(|(start, _)| *start).collect();
+        let cut = starts.len() / 10;
+        let (_, oldest_kept, _) = starts.select_nth_unstable(cut);
+        let oldest_kept = *oldest_kept;
+        self.windows.retain(|_, (start, _)| *start >= oldest_kept);
+        // Many windows may share one start: never keep more than fits.
+        if self.windows.len() >= capacity {
+            let drop: Vec<String> = self.windows.keys().take(cut.max(1)).cloned().collect();
+            for key in drop {
+                self.windows.remove(&key);
+            }
+        }
+        tracing::warn!("rate limit table full; forgot the oldest windows");
     }
 }
 
@@ -120,5 +149,24 @@ mod tests {
         for _ in 0..100 {
             assert!(limiter.allow(&["k"]));
         }
+    }
+
+    #[test]
+    fn a_full_table_still_lets_new_clients_in() {
+        let limiter = RateLimiter::with_capacity(
+            RateLimitConfig {
+                max_attempts: 1,
+                window_secs: 3600,
+            },
+            100,
+        );
+        for i in 0..100 {
+            assert!(limiter.allow(&[&format!("flood:{i}")]));
+        }
+        for i in 0..50 {
+            assert!(limiter.allow(&[&format!("newcomer:{i}")]), "newcomer {i}");
+        }
+        // A newcomer's own window is still counted.
+        assert!(!limiter.allow(&["newcomer:49"]));
     }
 }

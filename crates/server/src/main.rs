@@ -246,6 +246,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
                 )?),
                 mailer: invitations_channel.clone(),
                 cluster_key: keys[0].clone(),
+                clock: Arc::new(roster_core::time::SystemClock),
             },
             settings.database.migrate_on_start,
         )

@@ -12,34 +12,9 @@ pub struct SessionsConfig {
     /// How long expired sessions stay listed (marked expired) before they
     /// are deleted, in seconds.
     pub keep_expired_secs: u64,
-    /// Failed logins and the lock they lead to.
-    pub lockout: LockoutConfig,
     /// Login attempts (with a password or a login token) per client address
     /// and window.
     pub login_rate_limit: RateLimitConfig,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LockoutConfig {
-    /// This many wrong passwords within any `window_secs` (a sliding
-    /// window) lock the account; 0 never locks. Wrong passwords while
-    /// locked do not count.
-    pub max_failures: u32,
-    /// The window in which failures count, in seconds.
-    pub window_secs: u64,
-    /// How long the lock lasts, in seconds.
-    pub lock_secs: u64,
-}
-
-impl Default for LockoutConfig {
-    fn default() -> Self {
-        Self {
-            max_failures: 5,
-            window_secs: 15 * 60,
-            lock_secs: 15 * 60,
-        }
-    }
 }
 
 impl Default for SessionsConfig {
@@ -47,7 +22,6 @@ impl Default for SessionsConfig {
         Self {
             session_ttl_secs: 30 * 24 * 3600,
             keep_expired_secs: 7 * 24 * 3600,
-            lockout: LockoutConfig::default(),
             login_rate_limit: RateLimitConfig {
                 max_attempts: 30,
                 window_secs: 60,
@@ -68,8 +42,6 @@ impl SessionsConfig {
         );
         for (key, value) in [
             ("keep_expired_secs", self.keep_expired_secs),
-            ("lockout.window_secs", self.lockout.window_secs),
-            ("lockout.lock_secs", self.lockout.lock_secs),
             (
                 "login_rate_limit.window_secs",
                 self.login_rate_limit.window_secs,
@@ -101,20 +73,6 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("session_ttl_secs")
-        );
-        let config = SessionsConfig {
-            lockout: LockoutConfig {
-                lock_secs: u64::MAX,
-                ..LockoutConfig::default()
-            },
-            ..SessionsConfig::default()
-        };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("lockout.lock_secs")
         );
     }
 }

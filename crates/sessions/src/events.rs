@@ -4,4 +4,3 @@ pub const LOGIN: &str = "user.login";
 pub const LOGIN_FAILED: &str = "user.login_failed";
 pub const LOGOUT: &str = "user.logout";
 pub const SESSION_DELETE: &str = "user.session.delete";
-pub const LOCK: &str = "user.lock";

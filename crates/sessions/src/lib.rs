@@ -1,13 +1,13 @@
-//! The sessions service: login, sessions and lockout.
+//! The sessions service: login and sessions.
 //!
 //! It serves `Authentication` (Login, LoginWithToken, Logout),
 //! `UserSessionRegistry` (List, Delete) and the internal
 //! `SessionCredentials` (checking session tokens for the access service,
-//! which turns them into rights). It owns the `sessions` and
-//! `login_failures` tables and publishes `user.login`, `user.login_failed`,
-//! `user.logout`, `user.session.delete` and `user.lock` through its
-//! outbox. Passwords are checked by the user registry; login tokens are
-//! used up by the access service.
+//! which turns them into rights). It owns the `sessions` table and
+//! publishes `user.login`, `user.login_failed`, `user.logout` and
+//! `user.session.delete` through its outbox. Passwords are checked, and
+//! wrong ones counted, by the user registry; login tokens are used up by
+//! the access service.
 //!
 //! - [`api`]: the tonic services;
 //! - [`service`]: the use cases and their rules;

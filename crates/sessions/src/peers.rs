@@ -35,8 +35,16 @@ impl Account {
 pub enum PasswordCheck {
     /// No such (live) user.
     UnknownUser,
-    /// The user exists; the password is right or not.
-    Known { account: Account, valid: bool },
+    /// The user exists; the password is right or not. `throttled`: the
+    /// account is locked for this client, so even the right password was
+    /// refused (for the records; the caller hears "wrong").
+    Known {
+        account: Account,
+        valid: bool,
+        throttled: bool,
+        /// The account's wrong passwords in the lockout window.
+        failures: u32,
+    },
 }
 
 /// The services the sessions service depends on.
@@ -48,6 +56,7 @@ pub trait Peers: Send + Sync + 'static {
         &self,
         user_ids: UserIdentifiers,
         password: String,
+        client_key: String,
     ) -> Result<PasswordCheck, Status>;
 
     /// A live user, or `None`.
@@ -55,6 +64,9 @@ pub trait Peers: Send + Sync + 'static {
 
     /// Uses up a login token: the user it logs in, or UNAUTHENTICATED.
     async fn consume_login_token(&self, token: String) -> Result<String, Status>;
+
+    /// Lifts the user's password locks (the user proved the mailbox).
+    async fn forget_password_failures(&self, user_id: &str) -> Result<(), Status>;
 }
 
 /// The peers over gRPC.
@@ -93,11 +105,13 @@ impl Peers for GrpcPeers {
         &self,
         user_ids: UserIdentifiers,
         password: String,
+        client_key: String,
     ) -> Result<PasswordCheck, Status> {
         let checked = UserCredentialsClient::new(self.users.clone())
             .check_password(self.cluster.request(CheckPasswordRequest {
                 user_ids: Some(user_ids),
                 password,
+                client_key,
             }))
             .await;
         match checked {
@@ -111,6 +125,8 @@ impl Peers for GrpcPeers {
                 Ok(PasswordCheck::Known {
                     account,
                     valid: response.valid,
+                    throttled: response.throttled,
+                    failures: response.failures,
                 })
             }
             Err(status) if status.code() == Code::NotFound => Ok(PasswordCheck::UnknownUser),
@@ -149,6 +165,17 @@ impl Peers for GrpcPeers {
             }
             Err(status) => Err(unavailable(status)),
         }
+    }
+
+    async fn forget_password_failures(&self, user_id: &str) -> Result<(), Status> {
+        UserCredentialsClient::new(self.users.clone())
+            .forget_password_failures(self.cluster.request(UserIdentifiers {
+                user_id: user_id.to_string(),
+                email: String::new(),
+            }))
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 
     async fn consume_login_token(&self, token: String) -> Result<String, Status> {

@@ -1,5 +1,6 @@
 //! The sessions service's use cases: logging in and out, listing and ending
-//! sessions, lockout after failed logins, and checking session tokens for
+//! sessions (wrong passwords are counted by the user registry, which checks
+//! them), and checking session tokens for
 //! the access service.
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use roster_core::auth::{Authenticator, CallContext};
 use roster_core::events::{new_event, pack};
 use roster_core::list::{Order, Page};
 use roster_core::ratelimit::RateLimiter;
-use roster_core::time::{Clock, opt_timestamp, timestamp};
+use roster_core::time::{Clock, timestamp};
 use roster_core::token::{Token, TokenHasher, TokenType};
 use roster_core::validation::FieldViolation;
 use roster_proto::v1::{
@@ -22,9 +23,7 @@ use crate::config::SessionsConfig;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::peers::{Account, PasswordCheck, Peers};
-use crate::store::{
-    FailurePolicy, Failures, SessionOrder, SessionQuery, SessionRecord, SessionStore,
-};
+use crate::store::{SessionOrder, SessionQuery, SessionRecord, SessionStore};
 
 /// The orders List accepts.
 const SESSION_ORDERS: &[&str] = &["created_at", "updated_at", "expires_at"];
@@ -35,7 +34,7 @@ const WRONG: &str = "incorrect user or password";
 /// The longest user agent kept with a session.
 const MAX_USER_AGENT_CHARS: usize = 512;
 
-/// Logins, sessions and lockout.
+/// Logins and sessions.
 pub struct SessionsService {
     store: Arc<dyn SessionStore>,
     peers: Arc<dyn Peers>,
@@ -86,7 +85,7 @@ impl SessionsService {
         name: &str,
         user_id: Option<&str>,
         reason: &str,
-        failures: Option<&Failures>,
+        failures: u32,
     ) -> Event {
         self.event(
             ctx,
@@ -94,8 +93,8 @@ impl SessionsService {
             user_id,
             Some(pack(&LoginFailureEventData {
                 reason: reason.to_string(),
-                failures: failures.map_or(0, |f| f.failures),
-                locked_until: opt_timestamp(failures.and_then(|f| f.locked_until)),
+                failures,
+                locked_until: None,
             })),
         )
     }
@@ -129,81 +128,35 @@ impl SessionsService {
             return Err(FieldViolation::new("password", "is required").into());
         }
         self.allow_attempt(ctx)?;
-        let (account, valid) = match self.peers.check_password(ids, req.password).await? {
-            PasswordCheck::UnknownUser => {
-                let event =
-                    self.failure_event(ctx, events::LOGIN_FAILED, None, "unknown_user", None);
-                self.store.record_events(&[event]).await?;
-                return Err(Error::Unauthenticated(WRONG));
+        let checked = self
+            .peers
+            .check_password(ids, req.password, ctx.client_key())
+            .await?;
+        let (account, reason, failures) = match checked {
+            PasswordCheck::UnknownUser => (None, "unknown_user", 0),
+            PasswordCheck::Known {
+                throttled: true,
+                account,
+                ..
+            } => (Some(account), "throttled", 0),
+            PasswordCheck::Known {
+                valid: false,
+                account,
+                failures,
+                ..
+            } => (Some(account), "wrong_password", failures),
+            PasswordCheck::Known { account, .. } => {
+                self.refuse_inactive(ctx, &account).await?;
+                return self.start_session(ctx, &account, "password").await;
             }
-            PasswordCheck::Known { account, valid } => (account, valid),
         };
-        let user_id = account.user_id.clone();
-        let now = self.clock.now();
-        if !valid && self.config.lockout.max_failures == 0 {
-            let event = self.failure_event(
-                ctx,
-                events::LOGIN_FAILED,
-                Some(&user_id),
-                "wrong_password",
-                None,
-            );
-            self.store.record_events(&[event]).await?;
-            return Err(Error::Unauthenticated(WRONG));
-        }
-        if !valid {
-            let lockout = self.config.lockout;
-            let policy = FailurePolicy {
-                window_start: now - Self::seconds(lockout.window_secs),
-                max_failures: lockout.max_failures,
-                lock_until: now + Self::seconds(lockout.lock_secs),
-            };
-            let build = |outcome: &Failures| {
-                let mut out = vec![self.failure_event(
-                    ctx,
-                    events::LOGIN_FAILED,
-                    Some(&user_id),
-                    "wrong_password",
-                    Some(outcome),
-                )];
-                if outcome.newly_locked {
-                    out.push(self.failure_event(
-                        ctx,
-                        events::LOCK,
-                        Some(&user_id),
-                        "too_many_failures",
-                        Some(outcome),
-                    ));
-                }
-                out
-            };
-            let outcome = self
-                .store
-                .record_failure(&user_id, now, policy, &build)
-                .await?;
-            if outcome.newly_locked {
-                tracing::info!(%user_id, "account locked after failed logins");
-            }
-            return Err(Error::Unauthenticated(WRONG));
-        }
-        // The right password: now, and only now, the caller may learn why
-        // it cannot log in.
-        if let Some(until) = self
-            .store
-            .locked_until(&user_id)
-            .await?
-            .filter(|until| *until > now)
-        {
-            let event =
-                self.failure_event(ctx, events::LOGIN_FAILED, Some(&user_id), "locked", None);
-            self.store.record_events(&[event]).await?;
-            return Err(Error::FailedPrecondition(format!(
-                "the account is locked after failed logins until {}",
-                until.to_rfc3339()
-            )));
-        }
-        self.refuse_inactive(ctx, &account).await?;
-        self.start_session(ctx, &account, "password").await
+        // Unknown user, wrong password, or any password while the account
+        // is locked for this client: one answer, so a guesser learns
+        // nothing (the user registry counted the guess).
+        let user_id = account.as_ref().map(|a| a.user_id.as_str());
+        let event = self.failure_event(ctx, events::LOGIN_FAILED, user_id, reason, failures);
+        self.store.record_events(&[event]).await?;
+        Err(Error::Unauthenticated(WRONG))
     }
 
     /// Logs in with a login token.
@@ -228,14 +181,17 @@ impl SessionsService {
                     Error::Caller(status)
                 }
             })?;
-        // A token proves the mailbox: it also ends a lockout, which is
-        // about guessed passwords.
         let account = self
             .peers
             .account(&user_id)
             .await?
             .ok_or(Error::Unauthenticated("invalid login token"))?;
         self.refuse_inactive(ctx, &account).await?;
+        // A token proves the mailbox, so it logs in while the password is
+        // locked (the lock is about guessed passwords), and lifts the lock:
+        // whoever guessed the password into a lock cannot keep its owner
+        // out.
+        self.peers.forget_password_failures(&user_id).await?;
         self.start_session(ctx, &account, "login_token").await
     }
 
@@ -252,7 +208,7 @@ impl SessionsService {
             events::LOGIN_FAILED,
             Some(&account.user_id),
             "state",
-            None,
+            0,
         );
         self.store.record_events(&[event]).await?;
         Err(Error::FailedPrecondition(why.to_string()))

@@ -79,8 +79,9 @@ pub struct TestConfig {
     /// key a test creates would otherwise be announced).
     pub without_notification_worker: bool,
     pub auth: AuthConfig,
-    /// The sessions service's clock: the system's unless given (a
-    /// [`ManualClock`] lets a test move time for lockouts and expiry).
+    /// The clock of the sessions service and of the user registry's
+    /// lockout: the system's unless given (a [`ManualClock`] lets a test
+    /// move time for lockouts and expiry).
     pub clock: Option<ManualClock>,
 }
 
@@ -218,14 +219,24 @@ impl TestEnv {
             internal.clone(),
             TEST_CLUSTER_KEY.to_string(),
         ));
-        let auth = Arc::new(Authenticator::new(
-            resolver,
-            ClusterKeys::new([TEST_CLUSTER_KEY.to_string()]),
-            &config.auth,
-        ));
+        let auth = Arc::new(
+            Authenticator::new(
+                resolver,
+                ClusterKeys::new([TEST_CLUSTER_KEY.to_string()]),
+                &config.auth,
+            )
+            .with_trusted_proxies(
+                roster_core::auth::TrustedProxies::parse(&config.auth.trusted_proxies)
+                    .expect("auth.trusted_proxies"),
+            ),
+        );
         auth.spawn_invalidation(bus.clone())
             .await
             .expect("subscribe to invalidating events");
+        let clock: Arc<dyn Clock> = match config.clock {
+            Some(clock) => Arc::new(clock),
+            None => Arc::new(SystemClock),
+        };
         let user_registry = UserRegistryComponent::build(
             roster_user_registry::Dependencies {
                 db: db.clone(),
@@ -243,6 +254,7 @@ impl TestEnv {
                 ),
                 mailer: internal.clone(),
                 cluster_key: TEST_CLUSTER_KEY.to_string(),
+                clock: clock.clone(),
             },
             true,
         )
@@ -270,10 +282,6 @@ impl TestEnv {
         )
         .await
         .expect("build the access service");
-        let clock: Arc<dyn Clock> = match config.clock {
-            Some(clock) => Arc::new(clock),
-            None => Arc::new(SystemClock),
-        };
         let sessions = SessionsComponent::build(
             roster_sessions::Dependencies {
                 db: sessions_db.clone(),

@@ -186,6 +186,16 @@ impl UserCredentials for UserRegistryApi {
             .check_password(&ctx, msg))
         .map(Response::new)
     }
+
+    async fn forget_password_failures(
+        &self,
+        request: Request<UserIdentifiers>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .forget_password_failures(&ctx, msg))
+        .map(Response::new)
+    }
 }
 
 /// The lifecycle methods other than email validation belong to work that

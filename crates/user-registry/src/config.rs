@@ -4,6 +4,7 @@ use roster_core::ratelimit::RateLimitConfig;
 use serde::Deserialize;
 
 use crate::domain::PasswordPolicy;
+use crate::lockout::LockoutConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +36,8 @@ pub struct UserRegistryConfig {
     /// Limits on self-registration (Create by non-admins), per client
     /// address. Each registration costs a password hash.
     pub registration_rate_limit: RateLimitConfig,
+    /// Wrong passwords, and the locks they lead to (see `lockout.rs`).
+    pub lockout: LockoutConfig,
 }
 
 impl Default for UserRegistryConfig {
@@ -54,6 +57,7 @@ impl Default for UserRegistryConfig {
                 max_attempts: 60,
                 window_secs: 60,
             },
+            lockout: LockoutConfig::default(),
         }
     }
 }
@@ -81,6 +85,8 @@ impl UserRegistryConfig {
                 "registration_rate_limit.window_secs",
                 self.registration_rate_limit.window_secs,
             ),
+            ("lockout.window_secs", self.lockout.window_secs),
+            ("lockout.lock_secs", self.lockout.lock_secs),
         ] {
             anyhow::ensure!(
                 value <= MAX_SECS,

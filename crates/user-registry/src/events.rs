@@ -9,3 +9,6 @@ pub const USER_RESTORE: &str = "user.restore";
 pub const USER_PURGE: &str = "user.purge";
 pub const EXTERNAL_USER_CREATE: &str = "user.external.create";
 pub const EXTERNAL_USER_DELETE: &str = "user.external.delete";
+/// Too many wrong passwords locked the account for everyone for a while;
+/// carries a `LoginFailureEventData`.
+pub const USER_LOCK: &str = "user.lock";

@@ -24,6 +24,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod invitations;
+pub mod lockout;
 pub mod service;
 pub mod store;
 
@@ -61,6 +62,8 @@ pub struct Dependencies {
     pub mailer: tonic::transport::Channel,
     /// The cluster key presented to the mailer.
     pub cluster_key: String,
+    /// What time it is, for counting wrong passwords (tests move it).
+    pub clock: Arc<dyn roster_core::time::Clock>,
 }
 
 /// A built user registry: its gRPC services and its outbox relays (events
@@ -95,6 +98,7 @@ impl UserRegistryComponent {
             deps.hasher,
             deps.invitations,
             deps.config,
+            deps.clock,
         ));
         let api = api::UserRegistryApi::new(service.clone(), deps.auth);
         Ok(Self {

@@ -11,6 +11,7 @@ use roster_core::list::{FieldMask, Order, Page};
 use roster_core::mail::OutgoingMail;
 use roster_core::password::PasswordHasher;
 use roster_core::ratelimit::RateLimiter;
+use roster_core::time::Clock;
 use roster_core::validation::{FieldViolation, max_chars};
 use roster_proto::v1::{
     CheckPasswordRequest, CheckPasswordResponse, CreateExternalUserRequest,
@@ -31,9 +32,11 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::events::*;
 use crate::invitations::Invitations;
+use crate::lockout::{self, Failures};
 use crate::store::{
     ExternalUserRecord, ORDER_FIELDS, StoreError, UserQuery, UserRecord, UserStore,
 };
+use roster_proto::v1::LoginFailureEventData;
 
 /// Paths an Update may name; the `ADMIN_PATHS` among them need an admin.
 pub const UPDATE_PATHS: &[&str] = &[
@@ -73,6 +76,22 @@ pub struct UserRegistryService {
     config: UserRegistryConfig,
     limiter: RateLimiter,
     registrations: RateLimiter,
+    clock: Arc<dyn Clock>,
+}
+
+/// How a password guess went, as the service that asked may know it (its
+/// own caller hears only "wrong" unless it was [`Guess::Right`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guess {
+    Right,
+    /// With the account's wrong passwords in the window, this one included
+    /// (0 for an unknown user).
+    Wrong {
+        failures: u32,
+    },
+    /// The account is locked for this client: the password was not
+    /// accepted, right or not.
+    Throttled,
 }
 
 fn user_ids_event(user_id: &str) -> Vec<EntityIdentifiers> {
@@ -176,6 +195,7 @@ impl UserRegistryService {
         hasher: PasswordHasher,
         invitations: Arc<dyn Invitations>,
         config: UserRegistryConfig,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let limiter = RateLimiter::new(config.rate_limit);
         let registrations = RateLimiter::new(config.registration_rate_limit);
@@ -186,6 +206,7 @@ impl UserRegistryService {
             config,
             limiter,
             registrations,
+            clock,
         }
     }
 
@@ -258,6 +279,73 @@ impl UserRegistryService {
                 right.as_str_name()
             ))),
         }
+    }
+
+    /// Checks `password` against `user`'s (a dummy hash when there is no
+    /// user, so the time taken tells nothing), in the account's budget of
+    /// wrong passwords for the client `client_key`. A wrong one is
+    /// counted; while the account is locked for the client, even the right
+    /// one is [`Guess::Throttled`] and nothing is counted.
+    pub async fn guess_password(
+        &self,
+        ctx: &CallContext,
+        user: Option<&UserRecord>,
+        password: &str,
+        client_key: &str,
+    ) -> Result<Guess> {
+        let right = self
+            .hasher
+            .verify(password, user.map(|u| u.password_hash.as_str()))
+            .await
+            .map_err(Error::from)?;
+        let Some(user) = user else {
+            return Ok(Guess::Wrong { failures: 0 });
+        };
+        let client = lockout::client_counter(client_key);
+        let now = self.clock.now();
+        let state = self.store.guess_state(&user.user_id, &client, now).await?;
+        if state.locked_until.is_some() {
+            tracing::info!(user_id = %user.user_id, "password guess while locked");
+            return Ok(Guess::Throttled);
+        }
+        if right {
+            if state.counted {
+                self.store
+                    .clear_password_failures(&user.user_id, Some(&client))
+                    .await?;
+            }
+            return Ok(Guess::Right);
+        }
+        let policy = self.config.lockout.policy(now);
+        let build = |outcome: &Failures| {
+            if !outcome.newly_locked {
+                return Vec::new();
+            }
+            let data = LoginFailureEventData {
+                reason: "too_many_failures".into(),
+                failures: policy.max_failures,
+                locked_until: outcome.locked_until.map(roster_core::time::timestamp),
+            };
+            let mut event = new_event(USER_LOCK, user_ids_event(&user.user_id), Some(pack(&data)));
+            ctx.stamp(&mut event);
+            vec![event]
+        };
+        let outcome = self
+            .store
+            .record_password_failure(&user.user_id, &client, &policy, &build)
+            .await?;
+        if outcome.newly_locked {
+            tracing::info!(user_id = %user.user_id, "account locked after wrong passwords");
+        } else if outcome.client_newly_locked {
+            tracing::info!(user_id = %user.user_id, "a client locked out after wrong passwords");
+        }
+        Ok(Guess::Wrong {
+            failures: if outcome.newly_locked {
+                policy.max_failures
+            } else {
+                outcome.failures
+            },
+        })
     }
 
     // ---- UserRegistry -------------------------------------------------
@@ -883,8 +971,11 @@ impl UserRegistryService {
     }
 
     /// Changes a password proven by the current or a live temporary
-    /// password. Needs no other credential, so it is rate-limited per user
-    /// and per client address.
+    /// password. Needs no other credential: it is rate-limited per client
+    /// address, and a wrong current password counts in the account's
+    /// budget of wrong passwords (see `lockout.rs`). There is no per-user
+    /// rate limit, which anyone could use up to keep the user from
+    /// changing the password.
     #[tracing::instrument(skip_all)]
     pub async fn update_password(
         &self,
@@ -902,8 +993,10 @@ impl UserRegistryService {
         if req.new == req.old {
             return Err(FieldViolation::new("new", "must differ from the old password").into());
         }
-        let user_key = format!("user:{}", user_id.as_str());
-        if !self.limiter.allow(&[&ctx.client_key(), &user_key]) {
+        if !self
+            .limiter
+            .allow(&[&format!("password@{}", ctx.client_key())])
+        {
             return Err(Error::RateLimited);
         }
         let stored = self
@@ -913,12 +1006,14 @@ impl UserRegistryService {
             .filter(|u| u.deleted_at.is_none());
         // Both checks always run (against the dummy hash when there is
         // nothing to check), so the time taken tells nobody whether the user
-        // exists or has a temporary password.
+        // exists or has a temporary password. The password is a guess like
+        // a login's, in the same budget; the temporary password is 256
+        // random bits that nobody guesses, so it stays usable while the
+        // account is locked (it is how a locked-out user gets back in).
         let password_ok = self
-            .hasher
-            .verify(&req.old, stored.as_ref().map(|u| u.password_hash.as_str()))
-            .await
-            .map_err(Error::from)?;
+            .guess_password(ctx, stored.as_ref(), &req.old, &ctx.client_key())
+            .await?
+            == Guess::Right;
         let temporary_ok = self
             .hasher
             .verify(
@@ -975,7 +1070,11 @@ impl UserRegistryService {
             .update_user(&after, before.updated_at, false, &[event])
             .await
         {
-            Ok(()) => Ok(()),
+            // A new password makes earlier guesses moot, and lifts a lock.
+            Ok(()) => Ok(self
+                .store
+                .clear_password_failures(&after.user_id, None)
+                .await?),
             Err(StoreError::Conflict) => Err(Error::FailedPrecondition(
                 "the user is being changed concurrently; try again",
             )),
@@ -993,8 +1092,10 @@ impl UserRegistryService {
         req: CreateTemporaryPasswordRequest,
     ) -> Result<()> {
         let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
-        let user_key = format!("user:{}", user_id.as_str());
-        if !self.limiter.allow(&[&ctx.client_key(), &user_key]) {
+        // Budgets of their own: using these up blocks nothing else.
+        let user_key = format!("temporary-password:{}", user_id.as_str());
+        let client_key = format!("temporary-password@{}", ctx.client_key());
+        if !self.limiter.allow(&[&client_key, &user_key]) {
             return Err(Error::RateLimited);
         }
         let secret = roster_core::token::random_secret(32);
@@ -1214,14 +1315,11 @@ impl UserRegistryService {
             );
         }
         .filter(|u| u.deleted_at.is_none());
-        let ok = self
-            .hasher
-            .verify(
-                &req.password,
-                stored.as_ref().map(|u| u.password_hash.as_str()),
-            )
-            .await
-            .map_err(Error::from)?;
+        max_chars("client_key", &req.client_key, 128)?;
+        let guess = self
+            .guess_password(ctx, stored.as_ref(), &req.password, &req.client_key)
+            .await?;
+        let ok = guess == Guess::Right;
         match stored {
             Some(user) => {
                 if ok && self.hasher.needs_rehash(&user.password_hash) {
@@ -1243,10 +1341,31 @@ impl UserRegistryService {
                 Ok(CheckPasswordResponse {
                     user: Some(user),
                     valid: ok,
+                    throttled: guess == Guess::Throttled,
+                    failures: match guess {
+                        Guess::Wrong { failures } => failures,
+                        _ => 0,
+                    },
                 })
             }
             None => Err(Error::NotFound("user")),
         }
+    }
+
+    /// Forgets the user's wrong passwords and lifts their locks, for
+    /// another service that saw the user prove the mailbox (a login token).
+    #[tracing::instrument(skip_all)]
+    pub async fn forget_password_failures(
+        &self,
+        ctx: &CallContext,
+        ids: UserIdentifiers,
+    ) -> Result<()> {
+        ctx.caller.require_cluster()?;
+        let user_id = user_id_of(Some(&ids), "")?;
+        self.store
+            .clear_password_failures(user_id.as_str(), None)
+            .await?;
+        Ok(())
     }
 
     /// Replaces a hash made with older settings, or imported from another

@@ -492,7 +492,21 @@ fn rows() -> Vec<Row> {
                         .check_password(c.req(CheckPasswordRequest {
                             user_ids: c.ids(),
                             password: TEST_PASSWORD.into(),
+                            client_key: String::new(),
                         }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, P, P, O],
+        ),
+        row(
+            "UserCredentials.ForgetPasswordFailures",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    UserCredentialsClient::new(c.channel.clone())
+                        .forget_password_failures(c.req(ids(&c.target)))
                         .await
                         .map(drop)
                 })

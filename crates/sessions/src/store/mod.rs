@@ -77,33 +77,6 @@ pub struct SessionQuery<'a> {
     pub offset: i64,
 }
 
-/// The rules for counting failed logins: a sliding window.
-#[derive(Debug, Clone, Copy)]
-pub struct FailurePolicy {
-    /// Failures earlier than this no longer count.
-    pub window_start: DateTime<Utc>,
-    /// This many failures since `window_start` lock the account...
-    pub max_failures: u32,
-    /// ...until then.
-    pub lock_until: DateTime<Utc>,
-}
-
-/// A user's failed logins after one more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Failures {
-    /// Failures within the window, this one included (for the failure that
-    /// locks: the limit; the count then starts again from zero). Failures
-    /// while locked are not counted.
-    pub failures: u32,
-    /// Until when the account is locked, if it is.
-    pub locked_until: Option<DateTime<Utc>>,
-    /// This failure locked it.
-    pub newly_locked: bool,
-}
-
-/// Builds the events of a failed login once its outcome is known.
-pub type FailureEvents<'a> = &'a (dyn Fn(&Failures) -> Vec<Event> + Send + Sync);
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("an ID collided")]
@@ -115,8 +88,8 @@ pub enum StoreError {
 /// The sessions service's data.
 #[async_trait::async_trait]
 pub trait SessionStore: Send + Sync + 'static {
-    /// Stores a new session and forgets the user's failed logins. Sessions
-    /// of the user that expired before `prune_before` are deleted.
+    /// Stores a new session. Sessions of the user that expired before
+    /// `prune_before` are deleted.
     async fn insert_session(
         &self,
         session: &SessionRecord,
@@ -147,18 +120,4 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Writes events that go with no change of this store's data (a login
     /// refused for a reason that changes nothing) to the outbox.
     async fn record_events(&self, events: &[Event]) -> Result<(), StoreError>;
-
-    /// Until when the user is locked out, if a lock was ever set.
-    async fn locked_until(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
-
-    /// Counts a failed password login at `now` under `policy`, locking the
-    /// account when it reaches the limit, and writes the events `events`
-    /// builds from the outcome, all in one transaction.
-    async fn record_failure(
-        &self,
-        user_id: &str,
-        now: DateTime<Utc>,
-        policy: FailurePolicy,
-        events: FailureEvents<'_>,
-    ) -> Result<Failures, StoreError>;
 }

@@ -1,7 +1,6 @@
 //! The SQL behind [`SessionStore`](super::SessionStore), written once and
 //! expanded for PostgreSQL and SQLite by a macro. The backends differ only
-//! in how the failure counter serialises concurrent writers and in the
-//! outbox insert.
+//! in the outbox insert.
 
 use std::sync::Arc;
 
@@ -10,10 +9,7 @@ use roster_proto::v1::Event;
 use sqlx::Row;
 use tokio::sync::Notify;
 
-use super::{
-    FailureEvents, FailurePolicy, Failures, SessionOrder, SessionQuery, SessionRecord,
-    SessionStore, StoreError,
-};
+use super::{SessionOrder, SessionQuery, SessionRecord, SessionStore, StoreError};
 
 const SESSION_COLUMNS: &str = "id, user_id, secret_hash, created_at, updated_at, expires_at, \
     remote_ip, user_agent, password_update_only";
@@ -37,7 +33,6 @@ macro_rules! session_store {
         $store:ident,
         $db:ty,
         $pool:ty,
-        lock_failures = $lock_failures:literal,
         commit = $commit:path
     ) => {
         /// The session store on this backend.
@@ -97,10 +92,6 @@ macro_rules! session_store {
                     Err(err) if is_unique_violation(&err) => return Err(StoreError::AlreadyExists),
                     other => other?,
                 };
-                sqlx::query("DELETE FROM login_failures WHERE user_id = $1")
-                    .bind(&session.user_id)
-                    .execute(&mut *tx)
-                    .await?;
                 sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND expires_at < $2")
                     .bind(&session.user_id)
                     .bind(prune_before)
@@ -183,91 +174,6 @@ macro_rules! session_store {
                 $commit(tx, events, &self.relay).await?;
                 Ok(())
             }
-
-            async fn locked_until(
-                &self,
-                user_id: &str,
-            ) -> Result<Option<DateTime<Utc>>, StoreError> {
-                let until: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(
-                    "SELECT locked_until FROM login_failures WHERE user_id = $1",
-                )
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(until.flatten())
-            }
-
-            async fn record_failure(
-                &self,
-                user_id: &str,
-                now: DateTime<Utc>,
-                policy: FailurePolicy,
-                events: FailureEvents<'_>,
-            ) -> Result<Failures, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                // Make sure the row exists, then hold it: concurrent
-                // failures of one user count one after the other (SQLite's
-                // write lock already serialises them).
-                sqlx::query(
-                    "INSERT INTO login_failures (user_id) VALUES ($1) \
-                     ON CONFLICT (user_id) DO NOTHING",
-                )
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-                let row = sqlx::query(concat!(
-                    "SELECT recent_failures, locked_until FROM login_failures WHERE user_id = $1",
-                    $lock_failures
-                ))
-                .bind(user_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                let recent: String = row.try_get("recent_failures")?;
-                let mut locked_until: Option<DateTime<Utc>> = row.try_get("locked_until")?;
-                let locked = locked_until.is_some_and(|until| until > now);
-                // A sliding window: the failures since `window_start`, this
-                // one included. While locked, failures change nothing.
-                let mut failures: Vec<i64> = recent
-                    .split(',')
-                    .filter_map(|micros| micros.parse().ok())
-                    .filter(|micros| *micros >= policy.window_start.timestamp_micros())
-                    .collect();
-                let mut newly_locked = false;
-                let mut count = failures.len();
-                if !locked {
-                    failures.push(now.timestamp_micros());
-                    count = failures.len();
-                    if count >= usize::try_from(policy.max_failures).unwrap_or(usize::MAX) {
-                        locked_until = Some(policy.lock_until);
-                        newly_locked = true;
-                        failures.clear();
-                    }
-                }
-                let keep = usize::try_from(policy.max_failures).unwrap_or(usize::MAX);
-                let skip = failures.len().saturating_sub(keep);
-                let recent = failures[skip..]
-                    .iter()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",");
-                sqlx::query(
-                    "UPDATE login_failures SET recent_failures = $1, locked_until = $2 \
-                     WHERE user_id = $3",
-                )
-                .bind(recent)
-                .bind(locked_until)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-                let outcome = Failures {
-                    failures: u32::try_from(count).unwrap_or(u32::MAX),
-                    locked_until: locked_until.filter(|until| *until > now),
-                    newly_locked,
-                };
-                let events = events(&outcome);
-                $commit(tx, &events, &self.relay).await?;
-                Ok(outcome)
-            }
         }
     };
 }
@@ -276,7 +182,6 @@ session_store!(
     PostgresSessionStore,
     sqlx::Postgres,
     sqlx::PgPool,
-    lock_failures = " FOR UPDATE",
     commit = roster_core::events::outbox::commit_pg
 );
 
@@ -284,6 +189,5 @@ session_store!(
     SqliteSessionStore,
     sqlx::Sqlite,
     sqlx::SqlitePool,
-    lock_failures = "",
     commit = roster_core::events::outbox::commit_sqlite
 );

@@ -4,8 +4,7 @@
 //! its events in its own transaction, a change that does nothing none.
 
 use std::any::Any;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::FutureExt;
@@ -15,8 +14,7 @@ use roster_core::time::now;
 use roster_core::token::{Token, TokenHasher, TokenType};
 use roster_proto::v1::Event;
 use roster_sessions::store::{
-    self, FailurePolicy, Failures, SessionOrder, SessionQuery, SessionRecord, SessionStore,
-    StoreError,
+    self, SessionOrder, SessionQuery, SessionRecord, SessionStore, StoreError,
 };
 use roster_test_support::{Backend, TestDb};
 use tokio::sync::Notify;
@@ -28,18 +26,10 @@ on_both_backends!(
     a_taken_session_id_already_exists_and_changes_nothing,
     sessions_are_listed_in_every_order_in_both_directions,
     sessions_are_paged_and_counted_per_user,
-    a_new_session_clears_only_its_users_failed_logins,
     a_new_session_prunes_only_its_users_sessions_expired_before_the_cutoff,
     session_ids_of_names_every_session_of_the_user_and_no_other,
     deleting_sessions_removes_only_the_users_own_and_writes_events_only_when_one_went,
     recorded_events_reach_the_outbox_as_they_are,
-    failures_within_the_window_add_up,
-    failures_older_than_the_window_stop_counting,
-    reaching_max_failures_locks_once_and_failures_while_locked_do_not_count,
-    the_lock_is_reported_while_it_lasts_and_counting_starts_afresh_after_it,
-    failures_of_one_user_do_not_count_for_another,
-    concurrent_failures_of_one_user_lock_it_exactly_once,
-    the_events_of_a_failure_are_built_from_its_outcome_and_written_with_it,
 );
 
 /// One backend's migrated store, and what it writes behind its back.
@@ -97,24 +87,6 @@ impl Case {
         }
     }
 
-    /// Rows of `login_failures` for `user_id`, read behind the store's
-    /// back.
-    async fn failure_rows(&self, user_id: &str) -> i64 {
-        let sql = "SELECT COUNT(*) FROM login_failures WHERE user_id = $1";
-        match &self.db {
-            Db::Postgres(pool) => sqlx::query_scalar(sql)
-                .bind(user_id)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-            Db::Sqlite(pool) => sqlx::query_scalar(sql)
-                .bind(user_id)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-        }
-    }
-
     /// Whether the relay was woken since the last look (consumes the
     /// wake-up).
     fn relay_woken(&self) -> bool {
@@ -154,42 +126,10 @@ impl Case {
         assert_eq!(total as usize, sessions.len(), "{:?}", self.backend);
         sessions.into_iter().map(|s| s.id).collect()
     }
-
-    /// One failed login of `user_id` at `at` under `policy`, with one
-    /// `user.login_failed` event and a `user.lock` event when it locks.
-    async fn fail(&self, user_id: &str, at: DateTime<Utc>, policy: FailurePolicy) -> Failures {
-        self.store
-            .record_failure(user_id, at, policy, &failure_events)
-            .await
-            .unwrap_or_else(|e| panic!("{:?}: record a failure: {e:?}", self.backend))
-    }
 }
 
 fn events(name: &str, n: usize) -> Vec<Event> {
     (0..n).map(|_| new_event(name, vec![], None)).collect()
-}
-
-/// What the service writes for a failed login: one `user.login_failed`,
-/// and a `user.lock` when the failure locked the account.
-fn failure_events(outcome: &Failures) -> Vec<Event> {
-    let mut out = events("user.login_failed", 1);
-    if outcome.newly_locked {
-        out.extend(events("user.lock", 1));
-    }
-    out
-}
-
-/// Five failures in fifteen minutes lock for fifteen minutes, at `at`.
-fn policy(at: DateTime<Utc>) -> FailurePolicy {
-    policy_with(at, 5)
-}
-
-fn policy_with(at: DateTime<Utc>, max_failures: u32) -> FailurePolicy {
-    FailurePolicy {
-        window_start: at - Duration::minutes(15),
-        max_failures,
-        lock_until: at + Duration::minutes(15),
-    }
 }
 
 /// A session of `user_id` created at `at`, valid for 30 days, with a real
@@ -391,42 +331,6 @@ async fn sessions_are_paged_and_counted_per_user(backend: Backend) {
     }
 }
 
-async fn a_new_session_clears_only_its_users_failed_logins(backend: Backend) {
-    let c = Case::open(backend).await;
-    let at = now();
-    // Alice is locked, Bob has one failure, Carol is locked too.
-    for _ in 0..5 {
-        c.fail("alice", at, policy(at)).await;
-        c.fail("carol", at, policy(at)).await;
-    }
-    c.fail("bob", at, policy(at)).await;
-    assert!(c.store.locked_until("alice").await.unwrap().is_some());
-
-    c.insert(&session("alice", at)).await;
-    assert_eq!(c.failure_rows("alice").await, 0, "{backend:?}: row gone");
-    assert_eq!(
-        c.store.locked_until("alice").await.unwrap(),
-        None,
-        "{backend:?}: no lock left"
-    );
-    assert_eq!(
-        c.fail("alice", at, policy(at)).await.failures,
-        1,
-        "{backend:?}: counting starts over"
-    );
-
-    assert_eq!(
-        c.store.locked_until("carol").await.unwrap(),
-        Some(at + Duration::minutes(15)),
-        "{backend:?}: another user's lock stays"
-    );
-    assert_eq!(
-        c.fail("bob", at, policy(at)).await.failures,
-        2,
-        "{backend:?}: another user's count stays"
-    );
-}
-
 async fn a_new_session_prunes_only_its_users_sessions_expired_before_the_cutoff(backend: Backend) {
     let c = Case::open(backend).await;
     let at = now();
@@ -584,288 +488,4 @@ async fn recorded_events_reach_the_outbox_as_they_are(backend: Backend) {
         .collect();
     assert_eq!(c.outbox().await, expected, "{backend:?}: in order");
     assert!(c.relay_woken(), "{backend:?}");
-    // Nothing else changed.
-    assert_eq!(c.failure_rows("alice").await, 0, "{backend:?}");
-}
-
-async fn failures_within_the_window_add_up(backend: Backend) {
-    let c = Case::open(backend).await;
-    let start = now();
-    for (n, minutes) in [(1, 0), (2, 5), (3, 10), (4, 14)] {
-        let at = start + Duration::minutes(minutes);
-        let outcome = c.fail("alice", at, policy(at)).await;
-        assert_eq!(
-            outcome,
-            Failures {
-                failures: n,
-                locked_until: None,
-                newly_locked: false,
-            },
-            "{backend:?}: failure {n}"
-        );
-    }
-    assert_eq!(c.store.locked_until("alice").await.unwrap(), None);
-    assert_eq!(c.pending().await, 4, "{backend:?}: one event each");
-}
-
-async fn failures_older_than_the_window_stop_counting(backend: Backend) {
-    let c = Case::open(backend).await;
-    let t0 = now();
-    // A sliding window of fifteen minutes: each failure counts those of
-    // the fifteen minutes before it.
-    for (minutes, expected) in [(0, 1), (10, 2), (16, 2), (27, 2), (50, 1)] {
-        let at = t0 + Duration::minutes(minutes);
-        let outcome = c.fail("alice", at, policy(at)).await;
-        assert_eq!(
-            outcome,
-            Failures {
-                failures: expected,
-                locked_until: None,
-                newly_locked: false,
-            },
-            "{backend:?}: the failure at +{minutes} min"
-        );
-    }
-    // Exactly at the window's start still counts.
-    let edge = t0 + Duration::minutes(65);
-    assert_eq!(
-        c.fail("alice", edge, policy(edge)).await.failures,
-        2,
-        "{backend:?}: +50 min is exactly fifteen minutes before +65 min"
-    );
-    assert_eq!(c.store.locked_until("alice").await.unwrap(), None);
-}
-
-async fn reaching_max_failures_locks_once_and_failures_while_locked_do_not_count(backend: Backend) {
-    let c = Case::open(backend).await;
-    let at = now();
-    let until = at + Duration::minutes(15);
-    let mut outcomes = Vec::new();
-    for i in 0..8 {
-        let t = at + micros(i);
-        let mut p = policy(t);
-        p.lock_until = until;
-        outcomes.push(c.fail("alice", t, p).await);
-    }
-    assert_eq!(
-        outcomes.iter().map(|o| o.failures).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5, 0, 0, 0],
-        "{backend:?}: the locking failure reports the limit; failures while locked are not counted"
-    );
-    assert_eq!(
-        outcomes.iter().filter(|o| o.newly_locked).count(),
-        1,
-        "{backend:?}: locked once"
-    );
-    assert!(outcomes[4].newly_locked, "{backend:?}: by the fifth");
-    assert!(
-        outcomes[..4].iter().all(|o| o.locked_until.is_none()),
-        "{backend:?}"
-    );
-    assert!(
-        outcomes[4..].iter().all(|o| o.locked_until == Some(until)),
-        "{backend:?}: every later failure reports the lock: {outcomes:?}"
-    );
-    assert_eq!(
-        c.pending().await,
-        9,
-        "{backend:?}: eight failures and one lock"
-    );
-    let names: Vec<String> = c.outbox().await.into_iter().map(|(_, n)| n).collect();
-    assert_eq!(names[5], "user.lock", "{backend:?}: right after the fifth");
-}
-
-async fn the_lock_is_reported_while_it_lasts_and_counting_starts_afresh_after_it(backend: Backend) {
-    let c = Case::open(backend).await;
-    let at = now();
-    let lock = policy_with(at, 2);
-    c.fail("alice", at, lock).await;
-    let locked = c.fail("alice", at, lock).await;
-    assert!(locked.newly_locked, "{backend:?}");
-    assert_eq!(locked.locked_until, Some(lock.lock_until));
-    assert_eq!(
-        c.store.locked_until("alice").await.unwrap(),
-        Some(lock.lock_until),
-        "{backend:?}"
-    );
-    assert_eq!(c.store.locked_until("bob").await.unwrap(), None);
-
-    // Failing while locked neither extends nor renews the lock.
-    let during = at + Duration::minutes(5);
-    let mut p = policy_with(during, 2);
-    p.lock_until = during + Duration::minutes(15);
-    for _ in 0..3 {
-        let outcome = c.fail("alice", during, p).await;
-        assert!(!outcome.newly_locked, "{backend:?}");
-        assert_eq!(outcome.failures, 0, "{backend:?}: not counted while locked");
-        assert_eq!(outcome.locked_until, Some(lock.lock_until), "{backend:?}");
-    }
-    assert_eq!(
-        c.store.locked_until("alice").await.unwrap(),
-        Some(lock.lock_until),
-        "{backend:?}"
-    );
-
-    // Right after the lock, failures count afresh (those made while it
-    // lasted, ten minutes ago, are not held against the user) and lock
-    // again.
-    let after = lock.lock_until + micros(1);
-    let next = policy_with(after, 2);
-    let first = c.fail("alice", after, next).await;
-    assert_eq!(
-        first,
-        Failures {
-            failures: 1,
-            locked_until: None,
-            newly_locked: false,
-        },
-        "{backend:?}: an ended lock is not reported"
-    );
-    let second = c.fail("alice", after, next).await;
-    assert!(second.newly_locked, "{backend:?}: locked again");
-    assert_eq!(
-        c.store.locked_until("alice").await.unwrap(),
-        Some(next.lock_until),
-        "{backend:?}"
-    );
-}
-
-async fn failures_of_one_user_do_not_count_for_another(backend: Backend) {
-    let c = Case::open(backend).await;
-    let at = now();
-    for _ in 0..4 {
-        c.fail("alice", at, policy(at)).await;
-    }
-    let bob = c.fail("bob", at, policy(at)).await;
-    assert_eq!(bob.failures, 1, "{backend:?}");
-    let alice = c.fail("alice", at, policy(at)).await;
-    assert!(alice.newly_locked, "{backend:?}");
-    assert_eq!(c.store.locked_until("bob").await.unwrap(), None);
-    assert_eq!(c.fail("bob", at, policy(at)).await.failures, 2);
-}
-
-async fn concurrent_failures_of_one_user_lock_it_exactly_once(backend: Backend) {
-    let c = Case::open(backend).await;
-    let at = now();
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let store = c.store.clone();
-            tokio::spawn(async move {
-                store
-                    .record_failure("alice", at, policy(at), &failure_events)
-                    .await
-            })
-        })
-        .collect();
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        outcomes.push(
-            task.await
-                .expect("the task ran")
-                .unwrap_or_else(|e| panic!("{backend:?}: a concurrent failure failed: {e:?}")),
-        );
-    }
-    assert_eq!(
-        outcomes.iter().filter(|o| o.newly_locked).count(),
-        1,
-        "{backend:?}: exactly one locks: {outcomes:?}"
-    );
-    let mut counts: Vec<u32> = outcomes.iter().map(|o| o.failures).collect();
-    counts.sort();
-    assert_eq!(
-        counts,
-        [0, 0, 0, 1, 2, 3, 4, 5],
-        "{backend:?}: one after the other up to the lock, none counted after it"
-    );
-    assert_eq!(
-        c.pending().await,
-        9,
-        "{backend:?}: eight failures, one lock"
-    );
-    let locks = c
-        .outbox()
-        .await
-        .into_iter()
-        .filter(|(_, name)| name == "user.lock")
-        .count();
-    assert_eq!(locks, 1, "{backend:?}");
-}
-
-async fn the_events_of_a_failure_are_built_from_its_outcome_and_written_with_it(backend: Backend) {
-    let c = Case::open(backend).await;
-    let at = now();
-    let p = policy_with(at, 2);
-
-    // The closure sees the outcome the store returns, and what it builds
-    // is what lands in the outbox.
-    let seen = Mutex::new(Vec::new());
-    let built = Mutex::new(Vec::new());
-    let build = |outcome: &Failures| {
-        seen.lock().unwrap().push(*outcome);
-        let out = failure_events(outcome);
-        built.lock().unwrap().extend(out.iter().cloned());
-        out
-    };
-    let first = c
-        .store
-        .record_failure("alice", at, p, &build)
-        .await
-        .unwrap();
-    let second = c
-        .store
-        .record_failure("alice", at, p, &build)
-        .await
-        .unwrap();
-    assert_eq!(*seen.lock().unwrap(), [first, second], "{backend:?}");
-    let expected: Vec<(String, String)> = built
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|e| (e.unique_id.clone(), e.name.clone()))
-        .collect();
-    assert_eq!(expected.len(), 3, "{backend:?}: two failures and a lock");
-    assert_eq!(c.outbox().await, expected, "{backend:?}");
-
-    // No events, no outbox rows; the failure still counts.
-    let quiet = c
-        .store
-        .record_failure("bob", at, p, &|_: &Failures| Vec::new())
-        .await
-        .unwrap();
-    assert_eq!(quiet.failures, 1, "{backend:?}");
-    assert_eq!(c.pending().await, 3, "{backend:?}");
-
-    // The events are built inside the transaction: when building them
-    // fails, the failure is not counted either.
-    let before = c.pending().await;
-    let broken = AssertUnwindSafe(c.store.record_failure(
-        "bob",
-        at,
-        p,
-        &|_: &Failures| -> Vec<Event> { panic!("building the events failed (on purpose)") },
-    ))
-    .catch_unwind()
-    .await;
-    assert!(broken.is_err(), "{backend:?}: the build panicked");
-    let next = tokio::time::timeout(
-        std::time::Duration::from_secs(15),
-        c.store.record_failure("bob", at, p, &failure_events),
-    )
-    .await
-    .expect("the broken transaction let go of its locks")
-    .unwrap();
-    assert_eq!(
-        next,
-        Failures {
-            failures: 2,
-            locked_until: Some(p.lock_until),
-            newly_locked: true,
-        },
-        "{backend:?}: Bob's second counted failure locks; the broken one did not count"
-    );
-    assert_eq!(
-        c.pending().await,
-        before + 2,
-        "{backend:?}: nothing of the broken one"
-    );
 }

@@ -52,7 +52,8 @@ async fn a_wrong_password_and_an_unknown_user_take_the_same_order_of_time() {
         // Neither the per-address limit nor the lockout may answer
         // instead of the password check.
         config.sessions.login_rate_limit.max_attempts = 0;
-        config.sessions.lockout.max_failures = 0;
+        config.user_registry.lockout.max_failures = 0;
+        config.user_registry.lockout.max_failures_per_client = 0;
     })
     .await;
     env.ensure_user("alice", false).await;

@@ -17,6 +17,8 @@ use roster_core::mail::OutgoingMail;
 use roster_proto::v1::Event;
 use tokio::sync::Notify;
 
+use crate::lockout::{FailurePolicy, Failures, GuessState};
+
 pub use sql::{PostgresUserStore, SearchBudgets, SqliteUserStore};
 
 /// The migrations of this service, for both backends.
@@ -188,6 +190,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Builds the events of a wrong password once its outcome is known.
+pub type FailureEvents<'a> = &'a (dyn Fn(&Failures) -> Vec<Event> + Send + Sync);
+
 /// The user registry's storage.
 #[async_trait::async_trait]
 pub trait UserStore: Send + Sync + 'static {
@@ -254,6 +259,34 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Writes events that go with no state change (a failed password check).
     async fn append_events(&self, events: &[Event]) -> Result<(), StoreError>;
+
+    /// The account's wrong-password counters as the client with counter
+    /// key `client` sees them at `now`.
+    async fn guess_state(
+        &self,
+        user_id: &str,
+        client: &str,
+        now: DateTime<Utc>,
+    ) -> Result<GuessState, StoreError>;
+
+    /// Counts a wrong password for the account and for the account from
+    /// `client`, locking either at its limit, and writes the events
+    /// `events` builds from the outcome, all in one transaction.
+    async fn record_password_failure(
+        &self,
+        user_id: &str,
+        client: &str,
+        policy: &FailurePolicy,
+        events: FailureEvents<'_>,
+    ) -> Result<Failures, StoreError>;
+
+    /// Forgets the account's wrong passwords: those from `client` and the
+    /// account's own count, or (no client: a new password) all of them.
+    async fn clear_password_failures(
+        &self,
+        user_id: &str,
+        client: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     async fn insert_external_user(
         &self,

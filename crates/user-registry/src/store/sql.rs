@@ -12,9 +12,11 @@ use roster_proto::v1::Event;
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::Notify;
 
+use crate::lockout::{ACCOUNT, FailurePolicy, FailureWindow, Failures, GuessState};
+
 use super::{
-    ExternalUserRecord, StoreError, UserQuery, UserRecord, UserStore, contains_pattern,
-    decode_ints, encode_ints, unique_violation,
+    ExternalUserRecord, FailureEvents, StoreError, UserQuery, UserRecord, UserStore,
+    contains_pattern, decode_ints, encode_ints, unique_violation,
 };
 
 const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, email_normalized, \
@@ -111,6 +113,7 @@ macro_rules! user_store {
         like = $like:literal,
         trigram = $trigram:literal,
         lock_admins = $lock_admins:expr,
+        for_update = $for_update:literal,
         commit = $commit:path,
         commit_mailing = $commit_mailing:path
     ) => {
@@ -546,7 +549,7 @@ macro_rules! user_store {
                         sqlx::query(lock).execute(&mut *tx).await?;
                     }
                 }
-                for table in ["user_attributes", "external_users"] {
+                for table in ["user_attributes", "external_users", "password_failures"] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                         .bind(user_id)
                         .execute(&mut *tx)
@@ -633,6 +636,139 @@ macro_rules! user_store {
                 let tx = self.pool.begin().await?;
                 $commit(tx, events, &self.relay).await?;
             Ok(())
+            }
+
+            async fn guess_state(
+                &self,
+                user_id: &str,
+                client: &str,
+                now: DateTime<Utc>,
+            ) -> Result<GuessState, StoreError> {
+                let locks: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
+                    "SELECT locked_until FROM password_failures \
+                     WHERE user_id = $1 AND counter IN ($2, $3)",
+                )
+                .bind(user_id)
+                .bind(ACCOUNT)
+                .bind(client)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(GuessState {
+                    counted: !locks.is_empty(),
+                    locked_until: locks.into_iter().flatten().filter(|u| *u > now).max(),
+                })
+            }
+
+            async fn record_password_failure(
+                &self,
+                user_id: &str,
+                client: &str,
+                policy: &FailurePolicy,
+                events: FailureEvents<'_>,
+            ) -> Result<Failures, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let mut windows = Vec::with_capacity(2);
+                // The account's counter first, then the client's, in one
+                // order for every writer; each row made if missing, then
+                // held, so concurrent failures count one after the other
+                // (SQLite's write lock already serialises them).
+                for (counter, max) in [
+                    (ACCOUNT, policy.max_failures),
+                    (client, policy.max_failures_per_client),
+                ] {
+                    sqlx::query(
+                        "INSERT INTO password_failures (user_id, counter, updated_at) \
+                         VALUES ($1, $2, $3) ON CONFLICT (user_id, counter) DO NOTHING",
+                    )
+                    .bind(user_id)
+                    .bind(counter)
+                    .bind(policy.now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let row = sqlx::query(concat!(
+                        "SELECT recent_failures, locked_until FROM password_failures \
+                         WHERE user_id = $1 AND counter = $2",
+                        $for_update
+                    ))
+                    .bind(user_id)
+                    .bind(counter)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let mut window = FailureWindow::parse(
+                        row.try_get::<String, _>("recent_failures")?.as_str(),
+                        row.try_get("locked_until")?,
+                    );
+                    let newly_locked = window.count(policy, max);
+                    sqlx::query(
+                        "UPDATE password_failures \
+                         SET recent_failures = $1, locked_until = $2, updated_at = $3 \
+                         WHERE user_id = $4 AND counter = $5",
+                    )
+                    .bind(window.encode())
+                    .bind(window.locked_until)
+                    .bind(policy.now)
+                    .bind(user_id)
+                    .bind(counter)
+                    .execute(&mut *tx)
+                    .await?;
+                    windows.push((window, newly_locked));
+                }
+                // Counters of other clients whose window and lock have both
+                // passed count for nothing: they go, so an account guessed
+                // at from many addresses keeps a bounded number of rows.
+                sqlx::query(
+                    "DELETE FROM password_failures WHERE user_id = $1 AND counter <> $2 \
+                     AND updated_at < $3 AND (locked_until IS NULL OR locked_until < $4)",
+                )
+                .bind(user_id)
+                .bind(ACCOUNT)
+                .bind(policy.window_start)
+                .bind(policy.now)
+                .execute(&mut *tx)
+                .await?;
+                let (client_window, client_newly_locked) = windows.pop().unwrap_or_default();
+                let (account_window, newly_locked) = windows.pop().unwrap_or_default();
+                let outcome = Failures {
+                    failures: account_window.failures(),
+                    client_failures: client_window.failures(),
+                    locked_until: [account_window.locked_until, client_window.locked_until]
+                        .into_iter()
+                        .flatten()
+                        .filter(|u| *u > policy.now)
+                        .max(),
+                    newly_locked,
+                    client_newly_locked,
+                };
+                let events = events(&outcome);
+                $commit(tx, &events, &self.relay).await?;
+                Ok(outcome)
+            }
+
+            async fn clear_password_failures(
+                &self,
+                user_id: &str,
+                client: Option<&str>,
+            ) -> Result<(), StoreError> {
+                match client {
+                    Some(client) => {
+                        sqlx::query(
+                            "DELETE FROM password_failures \
+                             WHERE user_id = $1 AND counter IN ($2, $3)",
+                        )
+                        .bind(user_id)
+                        .bind(ACCOUNT)
+                        .bind(client)
+                        .execute(&self.pool)
+                        .await?
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM password_failures WHERE user_id = $1")
+                            .bind(user_id)
+                            .execute(&self.pool)
+                            .await?
+                    }
+                };
+                Ok(())
             }
 
             async fn insert_external_user(
@@ -732,6 +868,7 @@ user_store!(
     like = "ILIKE",
     trigram = true,
     lock_admins = Some("SELECT user_id FROM users WHERE admin AND deleted_at IS NULL FOR UPDATE"),
+    for_update = " FOR UPDATE",
     commit = roster_core::events::outbox::commit_pg,
     commit_mailing = roster_core::mail::commit_pg
 );
@@ -745,6 +882,7 @@ user_store!(
     like = "LIKE",
     trigram = false,
     lock_admins = None::<&str>,
+    for_update = "",
     commit = roster_core::events::outbox::commit_sqlite,
     commit_mailing = roster_core::mail::commit_sqlite
 );

@@ -24,6 +24,7 @@ fn request(user_ids: UserIdentifiers, password: &str) -> CheckPasswordRequest {
     CheckPasswordRequest {
         user_ids: Some(user_ids),
         password: password.into(),
+        client_key: String::new(),
     }
 }
 

@@ -412,6 +412,7 @@ async fn a_registration_that_loses_its_claim_leaves_no_user(backend: Backend) {
             invitation_required: true,
             ..UserRegistryConfig::default()
         },
+        Arc::new(roster_core::time::SystemClock),
     );
     let ctx = CallContext {
         caller: Caller::Anonymous,

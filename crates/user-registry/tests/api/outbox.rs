@@ -130,6 +130,7 @@ async fn a_failing_publish_delays_but_never_loses_the_event_of_a_change(backend:
             ),
             mailer: nowhere,
             cluster_key: "k".into(),
+            clock: Arc::new(roster_core::time::SystemClock),
         },
         true,
     )

@@ -52,6 +52,8 @@ conformance!(
     every_change_writes_exactly_its_events_to_the_outbox,
     concurrent_inserts_of_one_id_or_one_email_have_one_winner,
     concurrent_demotions_of_the_last_two_admins_leave_one,
+    password_failures_lock_the_client_then_the_account_and_clear,
+    concurrent_password_failures_lock_the_account_exactly_once,
 );
 
 /// A PHC string shaped like a real hash; the store treats it as opaque.
@@ -1337,6 +1339,131 @@ mod cases {
             // Clear the round: the survivor steps down without the guard.
             update(store, kept, |u| u.admin = false).await;
         }
+    }
+
+    /// The lockout's counters: a client reaches its limit first, other
+    /// clients are unaffected, the account locks when all together reach
+    /// its limit (with the events the outcome asks for, in the same
+    /// transaction), and clearing forgets them.
+    pub async fn password_failures_lock_the_client_then_the_account_and_clear(
+        store: &dyn UserStore,
+        db: &Db,
+        backend: &str,
+    ) {
+        use roster_user_registry::lockout::{Failures, LockoutConfig};
+        let at = now();
+        insert(store, &user("alice", at)).await;
+        let before = pending(db).await;
+        let config = LockoutConfig {
+            max_failures_per_client: 2,
+            max_failures: 4,
+            window_secs: 60,
+            lock_secs: 300,
+        };
+        let policy = config.policy(at);
+        let lock_event = |o: &Failures| {
+            if o.newly_locked {
+                vec![new_event("user.lock", vec![], None)]
+            } else {
+                Vec::new()
+            }
+        };
+        let fail = |client: &'static str| {
+            store.record_password_failure("alice", client, &policy, &lock_event)
+        };
+        let first = fail("client:a").await.unwrap();
+        assert_eq!((first.failures, first.client_failures), (1, 1), "{backend}");
+        assert_eq!(first.locked_until, None, "{backend}");
+        let second = fail("client:a").await.unwrap();
+        assert!(
+            second.client_newly_locked && !second.newly_locked,
+            "{backend}"
+        );
+        assert_eq!(second.locked_until, Some(policy.lock_until), "{backend}");
+        let state = store.guess_state("alice", "client:a", at).await.unwrap();
+        assert_eq!(state.locked_until, Some(policy.lock_until), "{backend}");
+        let other = store.guess_state("alice", "client:b", at).await.unwrap();
+        assert_eq!(other.locked_until, None, "{backend}: another client");
+        assert!(other.counted, "{backend}: the account's count is on record");
+        assert_eq!(pending(db).await, before, "{backend}: no event yet");
+
+        fail("client:b").await.unwrap();
+        let locking = fail("client:c").await.unwrap();
+        assert!(
+            locking.newly_locked,
+            "{backend}: four in all lock the account"
+        );
+        assert_eq!(pending(db).await, before + 1, "{backend}: its user.lock");
+        let state = store.guess_state("alice", "client:z", at).await.unwrap();
+        assert_eq!(state.locked_until, Some(policy.lock_until), "{backend}");
+        assert_eq!(
+            store
+                .guess_state("alice", "client:z", policy.lock_until)
+                .await
+                .unwrap()
+                .locked_until,
+            None,
+            "{backend}: the lock ends"
+        );
+
+        store.clear_password_failures("alice", None).await.unwrap();
+        let state = store.guess_state("alice", "client:a", at).await.unwrap();
+        assert_eq!(state, Default::default(), "{backend}: forgotten");
+        assert_eq!(
+            rows_of(db, "password_failures", "alice").await,
+            0,
+            "{backend}"
+        );
+
+        // Purging the user takes its counters too.
+        fail("client:a").await.unwrap();
+        store.purge_user("alice", false, &[]).await.unwrap();
+        assert_eq!(
+            rows_of(db, "password_failures", "alice").await,
+            0,
+            "{backend}"
+        );
+    }
+
+    /// Many wrong passwords at once from many clients: the account locks
+    /// once, with one event.
+    pub async fn concurrent_password_failures_lock_the_account_exactly_once(
+        store: &dyn UserStore,
+        db: &Db,
+        backend: &str,
+    ) {
+        use roster_user_registry::lockout::{Failures, LockoutConfig};
+        let at = now();
+        insert(store, &user("alice", at)).await;
+        let before = pending(db).await;
+        let policy = LockoutConfig {
+            max_failures_per_client: 0,
+            max_failures: 5,
+            window_secs: 60,
+            lock_secs: 300,
+        }
+        .policy(at);
+        let lock_event = |o: &Failures| {
+            if o.newly_locked {
+                vec![new_event("user.lock", vec![], None)]
+            } else {
+                Vec::new()
+            }
+        };
+        let clients: Vec<String> = (0..12).map(|n| format!("client:{n}")).collect();
+        let outcomes = futures::future::join_all(
+            clients
+                .iter()
+                .map(|c| store.record_password_failure("alice", c, &policy, &lock_event)),
+        )
+        .await;
+        let locks = outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|e| panic!("{backend}: {e:?}")))
+            .filter(|o| o.newly_locked)
+            .count();
+        assert_eq!(locks, 1, "{backend}");
+        assert_eq!(pending(db).await, before + 1, "{backend}");
     }
 }
 

@@ -293,6 +293,7 @@ pub async fn check_password(
             roster_proto::v1::CheckPasswordRequest {
                 user_ids: Some(user_ids),
                 password: password.into(),
+                client_key: String::new(),
             },
         ))
         .await
