@@ -142,6 +142,7 @@ async fn suspending_the_user_ends_the_session_everywhere() {
                     field_mask: Some(prost_types::FieldMask {
                         paths: vec!["state".into()],
                     }),
+                    password: String::new(),
                 },
                 &admin,
             ))

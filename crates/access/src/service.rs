@@ -377,6 +377,18 @@ impl AccessService {
             _ if admin => return Err(Error::NotFound("user")),
             _ => return Ok(CreateLoginTokenResponse::default()),
         };
+        // A login link goes only to an address the user has proven, or an
+        // address-changing credential would log in as the user. To anyone
+        // but an admin the answer is the one an unknown user gets.
+        if !subject.email_validated && !req.skip_email {
+            if admin {
+                return Err(Error::FailedPrecondition(
+                    "email_not_validated: a login token is only mailed to a validated address",
+                ));
+            }
+            tracing::info!(%user_id, "no login token: address not validated");
+            return Ok(CreateLoginTokenResponse::default());
+        }
         let token = Token::generate(TokenType::LoginToken);
         let at = now();
         let ttl = i64::try_from(self.config.login_token_ttl_secs).unwrap_or(i64::MAX);

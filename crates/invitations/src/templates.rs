@@ -70,6 +70,17 @@ const TEMPLATES: &[Template] = &[
         link: Some("/validate-email?user_id={{user_id}}&token={{secret_token}}"),
     },
     Template {
+        name: "email_changed",
+        required: &["user_id", "new_email"],
+        subject: "The email address of your account changed",
+        body: &[
+            "The primary email address of the account {{user_id}} was changed to {{new_email}}.",
+            "Mails about the account, password resets included, now go there once it is confirmed.",
+            "If you did not make this change, your account may be in someone else's hands: contact your administrator.",
+        ],
+        link: None,
+    },
+    Template {
         name: "notification",
         required: &["title"],
         subject: "{{title}}",

@@ -476,6 +476,12 @@ impl TestEnv {
                     password: TEST_PASSWORD.into(),
                     state: State::Approved as i32,
                     admin,
+                    // A proven address, as a real user's would be: mails
+                    // that reset or log in go only to such addresses.
+                    primary_email_address_validated_at: Some(prost_types::Timestamp {
+                        seconds: 1_700_000_000,
+                        nanos: 0,
+                    }),
                     ..Default::default()
                 }),
                 invitation_token: String::new(),

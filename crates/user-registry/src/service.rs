@@ -683,6 +683,9 @@ impl UserRegistryService {
                 "update_admin_field: only admins may update `{path}`"
             )));
         }
+        if mask.contains("primary_email_address") && !admin {
+            self.prove_password(ctx, &user_id, &req.password).await?;
+        }
         // Validate every requested value before touching the store.
         let name = if mask.contains("name") {
             Some(Name::parse(&input.name).map_err(|v| v.under("user"))?)
@@ -791,6 +794,15 @@ impl UserRegistryService {
                 after.primary_email_address_validated_at = validated_at;
             }
             let mut mails = Vec::new();
+            if after.email_normalized != before.email_normalized {
+                // The old address hears of it: if the change was not the
+                // owner's, this is the owner's warning.
+                mails.push(
+                    OutgoingMail::new("email_changed", &before.primary_email_address, &before.name)
+                        .with("user_id", &before.user_id)
+                        .with("new_email", &after.primary_email_address),
+                );
+            }
             if after.primary_email_address_validated_at.is_some() {
                 after.email_validation_hash = None;
                 after.email_validation_expires_at = None;
@@ -1109,6 +1121,13 @@ impl UserRegistryService {
         else {
             return Ok(());
         };
+        // A secret that resets the password goes only to an address the
+        // user has proven: else whoever could set the address (a profile
+        // key, a typo) would receive the account.
+        if before.primary_email_address_validated_at.is_none() {
+            tracing::info!(user_id = %before.user_id, "no temporary password: address not validated");
+            return Ok(());
+        }
         let at = now();
         if before.temporary_password_expires_at.is_some_and(|e| e > at) {
             return Ok(());
@@ -1349,6 +1368,38 @@ impl UserRegistryService {
                 })
             }
             None => Err(Error::NotFound("user")),
+        }
+    }
+
+    /// Requires `password` to be the user's current one, as a guess in the
+    /// account's budget: the proof a change of the primary email address
+    /// needs from anyone but a full admin.
+    async fn prove_password(
+        &self,
+        ctx: &CallContext,
+        user_id: &UserId,
+        password: &str,
+    ) -> Result<()> {
+        if password.is_empty() {
+            return Err(FieldViolation::new(
+                "password",
+                "is required to change primary_email_address: the current password",
+            )
+            .into());
+        }
+        let stored = self
+            .store
+            .get_user(user_id.as_str())
+            .await?
+            .filter(|u| u.deleted_at.is_none());
+        match self
+            .guess_password(ctx, stored.as_ref(), password, &ctx.client_key())
+            .await?
+        {
+            Guess::Right => Ok(()),
+            Guess::Wrong { .. } | Guess::Throttled => {
+                Err(Error::Unauthenticated("password: incorrect password"))
+            }
         }
     }
 

@@ -325,6 +325,17 @@ async fn an_unvalidated_email_limits_the_key_when_validation_is_required(backend
     .await;
     let admin = env.admin_token("root-admin").await;
     env.ensure_user("alice", false).await;
+    // Test users come validated: take it back, as if never proven.
+    update_user(
+        &env,
+        &admin,
+        User {
+            ids: Some(ids("alice")),
+            ..Default::default()
+        },
+        &["primary_email_address_validated_at"],
+    )
+    .await;
     let (_, key) = env.api_key("alice", &[Right::UserAll]).await;
 
     let info = auth_info(&env, &key).await.unwrap();

@@ -328,6 +328,7 @@ fn rows() -> Vec<Row> {
                                 ..Default::default()
                             }),
                             field_mask: mask(&["name"]),
+                            password: String::new(),
                         }))
                         .await
                         .map(drop)
@@ -823,6 +824,7 @@ async fn suspend(env: &TestEnv, admin: &str, user_id: &str) {
                     ..Default::default()
                 }),
                 field_mask: mask(&["state"]),
+                password: String::new(),
             },
             admin,
         ))

@@ -32,6 +32,7 @@ fn rename(user_id: &str, name: &str, token: &str) -> tonic::Request<UpdateUserRe
                 ..Default::default()
             }),
             field_mask: mask(&["name"]),
+            password: String::new(),
         },
         token,
     )
@@ -81,6 +82,7 @@ async fn suspending_a_user_takes_its_cached_key_down_to_info_within_a_second(bac
             ..Default::default()
         }),
         field_mask: mask(&["state"]),
+        password: String::new(),
     };
     suspend.user.as_mut().unwrap().state_description = "abuse".into();
     registry(&env)

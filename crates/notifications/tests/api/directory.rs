@@ -69,6 +69,7 @@ async fn admins_are_every_live_working_admin(backend: Backend) {
             field_mask: Some(prost_types::FieldMask {
                 paths: vec!["state".into()],
             }),
+            password: String::new(),
         }))
         .await
         .expect("suspend an admin");

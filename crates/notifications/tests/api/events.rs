@@ -175,6 +175,7 @@ async fn a_state_change_and_a_lock_are_told_to_their_user(backend: Backend) {
             field_mask: Some(prost_types::FieldMask {
                 paths: vec!["state".into()],
             }),
+            password: String::new(),
         }))
         .await
         .expect("suspend");

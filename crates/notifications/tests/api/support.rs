@@ -144,6 +144,7 @@ pub async fn prefer_mail_for(env: &TestEnv, user_id: &str, types: &[Notification
             field_mask: Some(prost_types::FieldMask {
                 paths: vec!["email_notification_preferences".into()],
             }),
+            password: String::new(),
         }))
         .await
         .unwrap_or_else(|s| panic!("set preferences of {user_id}: {s:?}"));

@@ -366,6 +366,7 @@ async fn a_user_who_must_change_the_password_gets_a_session_without_rights(backe
                         ..Default::default()
                     }),
                     field_mask: mask(&["name"]),
+                    password: String::new(),
                 },
                 &session.token,
             ))

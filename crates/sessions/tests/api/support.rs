@@ -371,6 +371,7 @@ pub async fn update_user(env: &TestEnv, admin: &str, user: User, paths: &[&str])
             UpdateUserRequest {
                 user: Some(user),
                 field_mask: mask(paths),
+                password: String::new(),
             },
             admin,
         ))

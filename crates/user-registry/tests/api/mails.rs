@@ -208,7 +208,7 @@ async fn an_expired_validation_code_is_refused(backend: Backend) {
 async fn a_temporary_password_from_the_mail_sets_a_new_password(backend: Backend) {
     let smtp = TestSmtp::start().await;
     let env = start(backend, &smtp).await;
-    register(&env, "alice").await;
+    register_validated(&env, "alice").await;
     registry(&env)
         .create_temporary_password(CreateTemporaryPasswordRequest {
             user_ids: Some(ids("alice")),

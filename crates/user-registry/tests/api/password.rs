@@ -332,7 +332,7 @@ async fn password_changes_are_rate_limited(backend: Backend) {
 
 async fn a_temporary_password_can_be_requested_without_credentials(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
-    register(&env, "alice").await;
+    register_validated(&env, "alice").await;
     let mut events = env.subscribe("user.>").await;
     let asked = Utc::now();
 
@@ -371,7 +371,7 @@ async fn a_temporary_password_can_be_requested_without_credentials(backend: Back
 
 async fn a_temporary_password_for_an_unknown_user_is_answered_alike_and_silently(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
-    register(&env, "alice").await;
+    register_validated(&env, "alice").await;
     let mut events = env.subscribe("user.>").await;
 
     create_temporary_password(&env, "stranger")
@@ -388,7 +388,7 @@ async fn a_temporary_password_for_an_unknown_user_is_answered_alike_and_silently
 
 async fn a_second_temporary_password_request_keeps_the_live_one(backend: Backend) {
     let env = TestEnv::start_with(backend, Default::default()).await;
-    register(&env, "alice").await;
+    register_validated(&env, "alice").await;
     let mut events = env.subscribe("user.>").await;
     create_temporary_password(&env, "alice").await.unwrap();
     let first = get_as_admin(&env, "alice").await;
@@ -410,9 +410,13 @@ async fn a_second_temporary_password_request_keeps_the_live_one(backend: Backend
 
     // Only the first request announced a change: the next user.update after
     // it is the admin's rename below.
-    let temporary = next_event_where(&mut events, "user.update", WAIT, |_| true)
-        .await
-        .expect("first user.update");
+    let temporary = next_event_where(&mut events, "user.update", WAIT, |e| {
+        !user_event_data(e)
+            .changed_paths
+            .contains(&"primary_email_address_validated_at".to_string())
+    })
+    .await
+    .expect("first user.update");
     assert!(
         user_event_data(&temporary)
             .changed_paths
@@ -491,3 +495,16 @@ on_both_backends!(
     a_temporary_password_request_with_a_bad_user_id_is_invalid,
     temporary_password_requests_are_rate_limited,
 );
+
+/// A password reset goes only to a proven address: a profile key that set
+/// the address (or a typo) must not receive the account.
+#[tokio::test]
+async fn no_temporary_password_goes_to_an_address_never_validated() {
+    let env = TestEnv::start().await;
+    register(&env, "alice").await;
+    create_temporary_password(&env, "alice")
+        .await
+        .expect("the answer an unknown user gets");
+    let user = get_as_admin(&env, "alice").await;
+    assert_eq!(user.temporary_password_created_at, None, "nothing was made");
+}

@@ -42,6 +42,27 @@ pub async fn register(env: &TestEnv, user_id: &str) -> User {
         .into_inner()
 }
 
+/// Registers `user_id`, then has an admin mark its address validated (as
+/// the validation link would): mails that reset a password go only to
+/// validated addresses.
+pub async fn register_validated(env: &TestEnv, user_id: &str) {
+    register(env, user_id).await;
+    update_user(
+        env,
+        &env.admin_token(ADMIN).await,
+        User {
+            primary_email_address_validated_at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            ..new_user(user_id)
+        },
+        &["primary_email_address_validated_at"],
+    )
+    .await
+    .expect("validate the address");
+}
+
 // ---- Helpers for the create, get, list, update, delete and search tests ----
 
 /// A client of `EntityRegistrySearch`.
@@ -122,6 +143,9 @@ pub async fn update_user(
             roster_proto::v1::UpdateUserRequest {
                 user: Some(user),
                 field_mask: mask(paths),
+                // The test users' current password, which a change of the
+                // primary email address needs unless a full admin makes it.
+                password: PASSWORD.into(),
             },
             token,
         ))
@@ -196,6 +220,7 @@ pub async fn update_as_admin(env: &TestEnv, user: User, paths: &[&str]) -> User 
             roster_proto::v1::UpdateUserRequest {
                 user: Some(user),
                 field_mask: mask(paths),
+                password: String::new(),
             },
             &env.admin_token(ADMIN).await,
         ))

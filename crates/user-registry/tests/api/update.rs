@@ -8,7 +8,7 @@ use std::time::Duration;
 use roster_proto::v1::{
     EmailNotificationPreferences, NotificationType, Picture, Right, Rights, State, User,
 };
-use roster_test_support::{Backend, TestEnv, next_event};
+use roster_test_support::{Backend, TestEnv, next_event, with_token};
 use tonic::Code;
 
 use crate::support::*;
@@ -652,6 +652,7 @@ async fn another_users_token_cannot_update() {
         .update(roster_proto::v1::UpdateUserRequest {
             user: Some(change("alice")),
             field_mask: mask(&["name"]),
+            password: String::new(),
         })
         .await
         .unwrap_err();
@@ -756,4 +757,61 @@ async fn an_admin_temporary_password_is_timestamped_and_never_returned() {
     .await
     .unwrap_err();
     assert_invalid_field(&status, "user.temporary_password");
+}
+
+/// Changing where password resets go needs the current password from
+/// anyone but a full admin: a profile-only key alone cannot redirect them.
+#[tokio::test]
+async fn changing_the_primary_email_needs_the_current_password_unless_a_full_admin() {
+    let env = TestEnv::start().await;
+    register_validated_alice(&env).await;
+    let profile_key = key_of(&env, "alice", &[Right::UserSettingsBasic]).await;
+    let before = get_as_admin(&env, "alice").await;
+    let change = |password: &str| roster_proto::v1::UpdateUserRequest {
+        user: Some(User {
+            primary_email_address: "attacker@example.net".into(),
+            ..change("alice")
+        }),
+        field_mask: mask(&["primary_email_address"]),
+        password: password.into(),
+    };
+    let mut client = registry(&env);
+    let missing = client
+        .update(with_token(change(""), &profile_key))
+        .await
+        .unwrap_err();
+    assert_invalid_field(&missing, "password");
+    let wrong = client
+        .update(with_token(change("Not-her-Passw0rd-at-all"), &profile_key))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    assert_eq!(get_as_admin(&env, "alice").await, before, "nothing changed");
+
+    // A narrow admin key (every universal right but one) is no full admin.
+    env.ensure_user("deputy", true).await;
+    let narrow: Vec<Right> = roster_core::rights::RightSet::all()
+        .to_vec()
+        .into_iter()
+        .filter(|r| *r != Right::UserPurge)
+        .collect();
+    let deputy = env.api_key("deputy", &narrow).await.1;
+    let refused = client
+        .update(with_token(change(""), &deputy))
+        .await
+        .unwrap_err();
+    assert_invalid_field(&refused, "password");
+
+    // The owner's right password, or a full admin, change it.
+    client
+        .update(with_token(change(PASSWORD), &profile_key))
+        .await
+        .expect("the owner proves the password");
+    let full = env.admin_token(ADMIN).await;
+    let mut back = change("");
+    back.user.as_mut().unwrap().primary_email_address = "alice@example.com".into();
+    client
+        .update(with_token(back, &full))
+        .await
+        .expect("a full admin needs no password");
 }
