@@ -8,6 +8,7 @@ pub mod db;
 pub mod env;
 pub mod events;
 pub mod nats;
+pub mod pki;
 pub mod smtp;
 
 pub use assert::{assert_invalid_field, expect_code, total_count};
@@ -18,4 +19,5 @@ pub use env::{
 };
 pub use events::{event_contains, event_data, next_event_where};
 pub use nats::TestNats;
+pub use pki::{TestCa, TestCert};
 pub use smtp::{ReceivedMail, TestSmtp};
