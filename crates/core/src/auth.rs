@@ -329,6 +329,9 @@ pub struct Authenticator {
     resolver: Arc<dyn CredentialResolver>,
     cluster_keys: ClusterKeys,
     wrong_keys: WrongClusterKeys,
+    // With a separate internal listener: its port, the only one where
+    // cluster keys are accepted.
+    cluster_port: Option<u16>,
     trusted_proxies: TrustedProxies,
     ttl: Duration,
     capacity: usize,
@@ -354,6 +357,7 @@ impl Authenticator {
             resolver,
             cluster_keys,
             wrong_keys: WrongClusterKeys::new(RateLimitConfig::default()),
+            cluster_port: None,
             trusted_proxies: TrustedProxies::default(),
             ttl: Duration::from_millis(config.cache_ttl_ms),
             capacity: config.cache_capacity.max(1),
@@ -379,9 +383,27 @@ impl Authenticator {
     /// Who is calling. No credential gives [`Caller::Anonymous`]; a
     /// malformed header, an unknown or expired token, or a wrong cluster
     /// key gives `UNAUTHENTICATED`.
+    /// Accepts cluster keys only on connections to local port `port` (the
+    /// internal listener), so a key that leaks is of no use from the
+    /// public side. `None`: on every port.
+    pub fn with_cluster_port(mut self, port: Option<u16>) -> Self {
+        self.cluster_port = port;
+        self
+    }
+
     /// A client address that presented too many wrong cluster keys gets
     /// `RESOURCE_EXHAUSTED` for its cluster-key calls until its window ends.
+    /// A cluster key on the public listener, when the internal services
+    /// have their own, gets `PERMISSION_DENIED`.
     pub async fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
+        if let Some(port) = self.cluster_port
+            && request.metadata().contains_key(CLUSTER_KEY_HEADER)
+            && request.local_addr().map(|a| a.port()) != Some(port)
+        {
+            return Err(Status::permission_denied(
+                "cluster keys are accepted on the internal listener only",
+            ));
+        }
         self.caller_at(request.metadata(), self.client_ip(request))
             .await
     }
@@ -904,6 +926,29 @@ mod tests {
         }
         // Other addresses are not affected.
         assert!(code(&right, "192.0.2.2:5000").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn with_an_internal_port_cluster_keys_are_refused_on_other_ports() {
+        let key = "k".repeat(32);
+        let auth = Authenticator::new(
+            Arc::new(Counting(Default::default())),
+            ClusterKeys::new([key.clone()]),
+            &AuthConfig::default(),
+        )
+        .with_cluster_port(Some(9002));
+        let on_port = |port: u16| {
+            let mut r = cluster_request(&key, "192.0.2.1:5000");
+            r.extensions_mut()
+                .insert(tonic::transport::server::TcpConnectInfo {
+                    local_addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+                    remote_addr: Some("192.0.2.1:5000".parse().unwrap()),
+                });
+            r
+        };
+        assert!(auth.caller(&on_port(9002)).await.unwrap().is_cluster());
+        let refused = auth.caller(&on_port(9001)).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     }
 
     struct Counting(std::sync::atomic::AtomicUsize);
