@@ -49,6 +49,7 @@ fn server_config(dir: &Path, cert: &TestCert, client_ca: Option<&Path>) -> TlsCo
 fn client_tls(dir: &Path, ca_file: &Path, cert: Option<&TestCert>) -> Arc<Tls> {
     let mut config = TlsConfig {
         ca_file: path(ca_file),
+        reload_interval_secs: 1,
         ..TlsConfig::default()
     };
     if let Some(cert) = cert {
@@ -199,6 +200,40 @@ async fn rewritten_certificate_files_are_served_to_new_connections_without_resta
     )
     .await
     .expect("gRPC works with the new certificate");
+}
+
+#[tokio::test]
+async fn a_rewritten_client_certificate_is_presented_from_the_next_connection_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Roster test CA");
+    let ca_file = write_ca(dir.path(), &ca, "ca.pem");
+    let server = serve(server_config(
+        dir.path(),
+        &ca.issue("server"),
+        Some(&ca_file),
+    ))
+    .await;
+    let address = format!("https://localhost:{}", server.addr.port());
+
+    // The client starts with a certificate the server does not accept.
+    let client_dir = tempfile::tempdir().unwrap();
+    let client = client_tls(
+        client_dir.path(),
+        &ca_file,
+        Some(&TestCa::new("Retired CA").issue("access")),
+    );
+    client.spawn_reloader();
+    assert!(health(&address, Some(&client)).await.is_err());
+
+    ca.issue("access").write(client_dir.path(), "client-");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while health(&address, Some(&client)).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the new client certificate is not used"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[test]
