@@ -928,6 +928,54 @@ mod tests {
         assert!(code(&right, "192.0.2.2:5000").await.unwrap());
     }
 
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_flood_of_wrong_cluster_keys_logs_one_line_naming_the_peer_and_not_the_key() {
+        let auth = Authenticator::new(
+            Arc::new(Counting(Default::default())),
+            ClusterKeys::new(["r".repeat(32)]),
+            &AuthConfig::default(),
+        )
+        .with_wrong_cluster_key_limit(RateLimitConfig {
+            max_attempts: 0,
+            window_secs: 60,
+        });
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..1000 {
+                let refused = auth
+                    .check_cluster_key(b"guess-1234", Some("198.51.100.7".parse().unwrap()))
+                    .unwrap_err();
+                assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+            }
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("WARN") && text.contains("198.51.100.7"),
+            "{text}"
+        );
+        assert!(!text.contains("guess-1234"), "{text}");
+    }
+
     #[tokio::test]
     async fn with_an_internal_port_cluster_keys_are_refused_on_other_ports() {
         let key = "k".repeat(32);
