@@ -237,6 +237,24 @@ async fn with_an_internal_listener_internal_services_are_served_there_only() {
         "the internal port serves it (and refuses the unknown token)"
     );
 
+    // Health agrees with what each port serves.
+    let health = |channel: Channel| async move {
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "roster.v1.EntityAccess".into(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+    };
+    assert_eq!(
+        health(public.clone()).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        health(internal.clone()).await.unwrap(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
     // The public services work on the public port, credentials resolved
     // through the internal one.
     create_user(public.clone(), "frank")

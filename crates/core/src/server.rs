@@ -45,6 +45,9 @@ pub struct GrpcServer {
     // The services outsiders may call, for a separate public listener.
     public_routes: RoutesBuilder,
     health: HealthReporter,
+    // The public listener's own health, which knows nothing of the
+    // internal services it does not serve.
+    public_health: HealthReporter,
     names: Vec<&'static str>,
     tls: Option<Arc<Tls>>,
 }
@@ -58,6 +61,7 @@ impl Default for GrpcServer {
 impl GrpcServer {
     pub fn new() -> Self {
         let (health, health_service) = tonic_health::server::health_reporter();
+        let (public_health, public_health_service) = tonic_health::server::health_reporter();
         let v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(roster_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -70,8 +74,9 @@ impl GrpcServer {
             .expect("the embedded descriptor set is valid");
         let mut routes = RoutesBuilder::default();
         let mut public_routes = RoutesBuilder::default();
+        routes.add_service(health_service);
+        public_routes.add_service(public_health_service);
         for builder in [&mut routes, &mut public_routes] {
-            builder.add_service(health_service.clone());
             builder.add_service(v1.clone());
             builder.add_service(v1alpha.clone());
         }
@@ -79,6 +84,7 @@ impl GrpcServer {
             routes,
             public_routes,
             health,
+            public_health,
             names: Vec::new(),
             tls: None,
         }
@@ -146,20 +152,29 @@ impl GrpcServer {
             self.health
                 .set_service_status(*name, tonic_health::ServingStatus::Serving)
                 .await;
+            if !INTERNAL_SERVICES.contains(name) {
+                self.public_health
+                    .set_service_status(*name, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
         }
         // The empty name is the whole server, as probes ask for it.
-        self.health
-            .set_service_status("", tonic_health::ServingStatus::Serving)
-            .await;
+        for health in [&self.health, &self.public_health] {
+            health
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
+        }
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-        let health = self.health.clone();
+        let healths = [self.health.clone(), self.public_health.clone()];
         let signal = async move {
             shutdown.await;
             // Probes see NOT_SERVING while requests drain, so load balancers
             // stop sending new ones.
-            health
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
+            for health in healths {
+                health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
             let _ = stopping_tx.send(true);
             std::future::pending::<()>().await;
         };
