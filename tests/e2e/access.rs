@@ -110,7 +110,7 @@ async fn a_reserved_bootstrap_admin_id_stops_rosterd_and_names_the_key() {
     );
 }
 
-const CLUSTER_KEYS: &str = "e2e-cluster-key";
+const CLUSTER_KEYS: &str = "e2e-cluster-key-of-at-least-32-bytes";
 
 /// A user registry, an access service and a sessions service as three processes on PostgreSQL
 /// and JetStream, each knowing the other's address.
@@ -313,7 +313,10 @@ async fn processes_with_different_cluster_keys_answer_unavailable_not_unauthenti
         access_port,
         dir.path(),
         &["start", "access"],
-        &[("ROSTER__CLUSTER__KEYS", "one-key".into())],
+        &[(
+            "ROSTER__CLUSTER__KEYS",
+            "one-cluster-key-of-at-least-32-bytes".into(),
+        )],
     )
     .await;
     let registry_dir = tempfile::tempdir().unwrap();
@@ -321,7 +324,10 @@ async fn processes_with_different_cluster_keys_answer_unavailable_not_unauthenti
         registry_dir.path(),
         &["start", "user-registry"],
         &[
-            ("ROSTER__CLUSTER__KEYS", "another-key".into()),
+            (
+                "ROSTER__CLUSTER__KEYS",
+                "another-cluster-key-at-least-32-bytes".into(),
+            ),
             (
                 "ROSTER__CLUSTER__ACCESS_ADDRESS",
                 format!("http://127.0.0.1:{access_port}"),

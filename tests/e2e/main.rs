@@ -8,3 +8,4 @@ mod mail;
 mod process;
 mod production;
 mod sessions;
+mod tls;

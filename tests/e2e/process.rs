@@ -3,14 +3,16 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use roster_core::tls::{Tls, connect};
 use tonic::transport::Channel;
 
 pub const ROSTERD: &str = env!("CARGO_BIN_EXE_rosterd");
 
 /// The cluster keys of the deployments these tests start.
-pub const CLUSTER_KEYS: &str = "[\"e2e-cluster-key\"]";
+pub const CLUSTER_KEYS: &str = "[\"e2e-cluster-key-of-at-least-32-bytes\"]";
 
 /// The settings every process of a production-like deployment shares:
 /// PostgreSQL, JetStream, a common cluster key, and an SMTP server that
@@ -39,6 +41,8 @@ pub fn deployment_env(
 pub struct Rosterd {
     pub child: Child,
     pub addr: String,
+    /// How clients reach it over TLS, when it serves TLS.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// A port that was free a moment ago.
@@ -72,6 +76,30 @@ impl Rosterd {
         env: &[(&str, String)],
         log: Option<&Path>,
     ) -> Rosterd {
+        Self::launch(port, dir, args, env, log, None).await
+    }
+
+    /// Like [`Rosterd::start_on`] for a `rosterd` serving TLS: `tls` is the
+    /// clients' side (a CA to trust, and a client certificate if the
+    /// process asks for one).
+    pub async fn start_tls(
+        port: u16,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        tls: Arc<Tls>,
+    ) -> Rosterd {
+        Self::launch(port, dir, args, env, None, Some(tls)).await
+    }
+
+    async fn launch(
+        port: u16,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        log: Option<&Path>,
+        tls: Option<Arc<Tls>>,
+    ) -> Rosterd {
         let addr = format!("127.0.0.1:{port}");
         let mut command = Command::new(ROSTERD);
         command
@@ -98,7 +126,7 @@ impl Rosterd {
             command.env(k, v);
         }
         let child = command.spawn().expect("start rosterd");
-        let rosterd = Rosterd { child, addr };
+        let rosterd = Rosterd { child, addr, tls };
         rosterd.wait_until_serving().await;
         rosterd
     }
@@ -106,11 +134,7 @@ impl Rosterd {
     async fn wait_until_serving(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(channel) = Channel::from_shared(format!("http://{}", self.addr))
-                .unwrap()
-                .connect()
-                .await
-            {
+            if let Ok(channel) = self.try_connect().await {
                 let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
                 if health
                     .check(tonic_health::pb::HealthCheckRequest {
@@ -128,11 +152,29 @@ impl Rosterd {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to rosterd")
+        self.try_connect().await.expect("connect to rosterd")
+    }
+
+    /// A connected channel: plaintext, or TLS checked for `localhost`.
+    async fn try_connect(&self) -> Result<Channel, tonic::transport::Error> {
+        match &self.tls {
+            None => {
+                Channel::from_shared(format!("http://{}", self.addr))
+                    .unwrap()
+                    .connect()
+                    .await
+            }
+            Some(tls) => {
+                let channel = connect::channel(
+                    &format!("https://{}", self.addr),
+                    "test address",
+                    Some(tls),
+                    Some("localhost"),
+                )
+                .expect("a TLS channel");
+                Ok(channel)
+            }
+        }
     }
 
     /// Sends SIGTERM and waits for a clean exit.

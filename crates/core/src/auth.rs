@@ -24,6 +24,7 @@ use tonic::Status;
 use tonic::transport::Channel;
 
 use crate::events::EventBus;
+use crate::ratelimit::RateLimitConfig;
 use crate::rights::RightSet;
 
 /// The metadata key carrying the cluster key on internal calls.
@@ -327,6 +328,10 @@ struct CacheEntry {
 pub struct Authenticator {
     resolver: Arc<dyn CredentialResolver>,
     cluster_keys: ClusterKeys,
+    wrong_keys: WrongClusterKeys,
+    // With a separate internal listener: its port, the only one where
+    // cluster keys are accepted.
+    cluster_port: Option<u16>,
     trusted_proxies: TrustedProxies,
     ttl: Duration,
     capacity: usize,
@@ -351,6 +356,8 @@ impl Authenticator {
         Self {
             resolver,
             cluster_keys,
+            wrong_keys: WrongClusterKeys::new(RateLimitConfig::default()),
+            cluster_port: None,
             trusted_proxies: TrustedProxies::default(),
             ttl: Duration::from_millis(config.cache_ttl_ms),
             capacity: config.cache_capacity.max(1),
@@ -366,23 +373,57 @@ impl Authenticator {
         self
     }
 
+    /// How many wrong cluster keys one client address may present per
+    /// window before its cluster-key calls are refused unchecked.
+    pub fn with_wrong_cluster_key_limit(mut self, limit: RateLimitConfig) -> Self {
+        self.wrong_keys = WrongClusterKeys::new(limit);
+        self
+    }
+
     /// Who is calling. No credential gives [`Caller::Anonymous`]; a
     /// malformed header, an unknown or expired token, or a wrong cluster
     /// key gives `UNAUTHENTICATED`.
-    pub async fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
-        self.caller_from_metadata(request.metadata()).await
+    /// Accepts cluster keys only on connections to local port `port` (the
+    /// internal listener), so a key that leaks is of no use from the
+    /// public side. `None`: on every port.
+    pub fn with_cluster_port(mut self, port: Option<u16>) -> Self {
+        self.cluster_port = port;
+        self
     }
 
+    /// A client address that presented too many wrong cluster keys gets
+    /// `RESOURCE_EXHAUSTED` for its cluster-key calls until its window ends.
+    /// A cluster key on the public listener, when the internal services
+    /// have their own, gets `PERMISSION_DENIED`.
+    pub async fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
+        if let Some(port) = self.cluster_port
+            && request.metadata().contains_key(CLUSTER_KEY_HEADER)
+            && request.local_addr().map(|a| a.port()) != Some(port)
+        {
+            return Err(Status::permission_denied(
+                "cluster keys are accepted on the internal listener only",
+            ));
+        }
+        self.caller_at(request.metadata(), self.client_ip(request))
+            .await
+    }
+
+    /// As [`Authenticator::caller`], for a credential kept from an earlier
+    /// request (no client address: wrong cluster keys are not counted).
     pub async fn caller_from_metadata(
         &self,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<Caller, Status> {
+        self.caller_at(metadata, None).await
+    }
+
+    async fn caller_at(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        client: Option<IpAddr>,
+    ) -> Result<Caller, Status> {
         if let Some(key) = metadata.get(CLUSTER_KEY_HEADER) {
-            return if self.cluster_keys.accepts(key.as_bytes()) {
-                Ok(Caller::Cluster)
-            } else {
-                Err(Status::unauthenticated(INVALID_CLUSTER_KEY))
-            };
+            return self.check_cluster_key(key.as_bytes(), client);
         }
         let Some(header) = metadata.get("authorization") else {
             return Ok(Caller::Anonymous);
@@ -397,6 +438,29 @@ impl Authenticator {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Status::unauthenticated("authorization must be `Bearer <token>`"))?;
         Ok(Caller::User(self.resolve(token).await?))
+    }
+
+    fn check_cluster_key(
+        &self,
+        presented: &[u8],
+        client: Option<IpAddr>,
+    ) -> Result<Caller, Status> {
+        let slot = client.map(|ip| format!("cluster-key:{ip}"));
+        if let Some(slot) = &slot
+            && self.wrong_keys.limiter.exhausted(slot)
+        {
+            return Err(Status::resource_exhausted(
+                "too many wrong cluster keys from this address; try again later",
+            ));
+        }
+        if self.cluster_keys.accepts(presented) {
+            return Ok(Caller::Cluster);
+        }
+        if let Some(slot) = &slot {
+            self.wrong_keys.limiter.allow(&[slot]);
+        }
+        self.wrong_keys.report(client);
+        Err(Status::unauthenticated(INVALID_CLUSTER_KEY))
     }
 
     async fn resolve(&self, token: &str) -> Result<Arc<AuthInfoResponse>, Status> {
@@ -586,27 +650,75 @@ impl Authenticator {
     /// The caller and origin of `request`.
     pub async fn context<T>(&self, request: &tonic::Request<T>) -> Result<CallContext, Status> {
         let caller = self.caller(request).await?;
-        let text = |key: &str| {
-            request
-                .metadata()
-                .get(key)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.chars().take(256).collect::<String>())
-                .unwrap_or_default()
-        };
+        Ok(CallContext {
+            caller,
+            remote_ip: self
+                .client_ip(request)
+                .map(|ip| ip.to_string())
+                .unwrap_or_default(),
+            user_agent: text(request, "user-agent"),
+            correlation_id: text(request, "x-request-id"),
+        })
+    }
+
+    /// The client behind `request`: its TCP peer, or the address a trusted
+    /// proxy forwarded.
+    fn client_ip<T>(&self, request: &tonic::Request<T>) -> Option<IpAddr> {
         let forwarded = request
             .metadata()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok());
-        Ok(CallContext {
-            caller,
-            remote_ip: request
-                .remote_addr()
-                .map(|a| self.trusted_proxies.client(a.ip(), forwarded).to_string())
-                .unwrap_or_default(),
-            user_agent: text("user-agent"),
-            correlation_id: text("x-request-id"),
-        })
+        request
+            .remote_addr()
+            .map(|a| self.trusted_proxies.client(a.ip(), forwarded))
+    }
+}
+
+/// A header's text, cut to 256 characters, or empty.
+fn text<T>(request: &tonic::Request<T>, key: &str) -> String {
+    request
+        .metadata()
+        .get(key)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(256).collect::<String>())
+        .unwrap_or_default()
+}
+
+/// Wrong cluster keys: counted per client address, and reported in the log
+/// at most once per [`WRONG_KEY_LOG_EVERY`], so a flood cannot fill it.
+struct WrongClusterKeys {
+    limiter: crate::ratelimit::RateLimiter,
+    log: Mutex<(Option<Instant>, u64)>,
+}
+
+/// The shortest gap between two log lines about wrong cluster keys.
+const WRONG_KEY_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl WrongClusterKeys {
+    fn new(limit: RateLimitConfig) -> Self {
+        Self {
+            limiter: crate::ratelimit::RateLimiter::new(limit),
+            log: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Logs the wrong key's origin (never the key), or counts it among the
+    /// ones the next line will mention.
+    fn report(&self, client: Option<IpAddr>) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let (last, suppressed) = &mut *log;
+        if last.is_some_and(|at| at.elapsed() < WRONG_KEY_LOG_EVERY) {
+            *suppressed += 1;
+            return;
+        }
+        let peer = client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        tracing::warn!(
+            %peer,
+            also_since_last_report = *suppressed,
+            "a caller presented a wrong cluster key (x-roster-cluster-key); if it is a Roster service, cluster.keys differ between processes"
+        );
+        *last = Some(Instant::now());
+        *suppressed = 0;
     }
 }
 
@@ -798,6 +910,121 @@ mod tests {
         assert!(keys.accepts(b"secret-one"));
         assert!(!keys.accepts(b"secret-on"));
         assert!(!keys.accepts(b""));
+    }
+
+    fn cluster_request(key: &str, from: &str) -> tonic::Request<()> {
+        let mut r = tonic::Request::new(());
+        r.metadata_mut()
+            .insert(CLUSTER_KEY_HEADER, key.parse().unwrap());
+        r.extensions_mut()
+            .insert(tonic::transport::server::TcpConnectInfo {
+                local_addr: None,
+                remote_addr: Some(from.parse().unwrap()),
+            });
+        r
+    }
+
+    #[tokio::test]
+    async fn an_address_presenting_wrong_cluster_keys_is_refused_without_checking() {
+        let right = "r".repeat(32);
+        let auth = Authenticator::new(
+            Arc::new(Counting(Default::default())),
+            ClusterKeys::new([right.clone()]),
+            &AuthConfig::default(),
+        )
+        .with_wrong_cluster_key_limit(RateLimitConfig {
+            max_attempts: 3,
+            window_secs: 60,
+        });
+        let code = |key: &str, from: &str| {
+            let request = cluster_request(key, from);
+            let auth = &auth;
+            async move { auth.caller(&request).await.map(|c| c.is_cluster()) }
+        };
+        assert!(code(&right, "192.0.2.1:5000").await.unwrap());
+        for _ in 0..3 {
+            let refused = code("wrong", "192.0.2.1:5000").await.unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        }
+        // Over the limit: even the right key is refused from that address,
+        // on every port, until the window ends.
+        for key in ["wrong", right.as_str()] {
+            let refused = code(key, "192.0.2.1:6000").await.unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        }
+        // Other addresses are not affected.
+        assert!(code(&right, "192.0.2.2:5000").await.unwrap());
+    }
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_flood_of_wrong_cluster_keys_logs_one_line_naming_the_peer_and_not_the_key() {
+        let auth = Authenticator::new(
+            Arc::new(Counting(Default::default())),
+            ClusterKeys::new(["r".repeat(32)]),
+            &AuthConfig::default(),
+        )
+        .with_wrong_cluster_key_limit(RateLimitConfig {
+            max_attempts: 0,
+            window_secs: 60,
+        });
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..1000 {
+                let refused = auth
+                    .check_cluster_key(b"guess-1234", Some("198.51.100.7".parse().unwrap()))
+                    .unwrap_err();
+                assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+            }
+        });
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(
+            text.contains("WARN") && text.contains("198.51.100.7"),
+            "{text}"
+        );
+        assert!(!text.contains("guess-1234"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn with_an_internal_port_cluster_keys_are_refused_on_other_ports() {
+        let key = "k".repeat(32);
+        let auth = Authenticator::new(
+            Arc::new(Counting(Default::default())),
+            ClusterKeys::new([key.clone()]),
+            &AuthConfig::default(),
+        )
+        .with_cluster_port(Some(9002));
+        let on_port = |port: u16| {
+            let mut r = cluster_request(&key, "192.0.2.1:5000");
+            r.extensions_mut()
+                .insert(tonic::transport::server::TcpConnectInfo {
+                    local_addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+                    remote_addr: Some("192.0.2.1:5000".parse().unwrap()),
+                });
+            r
+        };
+        assert!(auth.caller(&on_port(9002)).await.unwrap().is_cluster());
+        let refused = auth.caller(&on_port(9001)).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     }
 
     struct Counting(std::sync::atomic::AtomicUsize);

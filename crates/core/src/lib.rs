@@ -16,7 +16,9 @@
 //! - [`ratelimit`]: per-key attempt limits for unauthenticated methods;
 //! - [`rights`]: right sets and state limits;
 //! - [`password`]: Argon2id hashing on the blocking pool;
-//! - [`token`]: random secrets and `<type>.<id>.<secret>` tokens.
+//! - [`token`]: random secrets and `<type>.<id>.<secret>` tokens;
+//! - [`tls`]: TLS on the server and on channels to peers, reloaded when
+//!   the certificate files change.
 
 pub mod auth;
 pub mod config;
@@ -31,5 +33,6 @@ pub mod rights;
 pub mod server;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod token;
 pub mod validation;

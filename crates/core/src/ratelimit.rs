@@ -89,6 +89,19 @@ impl RateLimiter {
         }
         true
     }
+
+    /// Whether `key` has used up its window, without counting an attempt
+    /// (for limits that count only failures).
+    pub fn exhausted(&self, key: &str) -> bool {
+        if self.config.max_attempts == 0 {
+            return false;
+        }
+        let window = Duration::from_secs(self.config.window_secs.max(1));
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.windows.get(key).is_some_and(|(start, count)| {
+            start.elapsed() < window && *count >= self.config.max_attempts
+        })
+    }
 }
 
 impl State {
@@ -138,6 +151,21 @@ mod tests {
         assert!(!limiter.allow(&["ip:1", "user:c"]));
         assert!(!limiter.allow(&["ip:1", "user:c"]));
         assert!(limiter.allow(&["ip:3", "user:c"]));
+    }
+
+    #[test]
+    fn exhausted_looks_without_counting() {
+        let limiter = RateLimiter::new(RateLimitConfig {
+            max_attempts: 2,
+            window_secs: 60,
+        });
+        assert!(!limiter.exhausted("ip:1"));
+        assert!(limiter.allow(&["ip:1"]));
+        assert!(!limiter.exhausted("ip:1"));
+        assert!(!limiter.exhausted("ip:1"), "looking counts nothing");
+        assert!(limiter.allow(&["ip:1"]));
+        assert!(limiter.exhausted("ip:1"));
+        assert!(!limiter.exhausted("ip:2"));
     }
 
     #[test]

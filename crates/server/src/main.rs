@@ -22,7 +22,10 @@ use roster_core::auth::{Authenticator, ClusterKeys, GrpcCredentialResolver, Trus
 use roster_core::db::Db;
 use roster_core::events::outbox::OutboxRelay;
 use roster_core::password::PasswordHasher;
-use roster_core::server::{GrpcServer, bind, shutdown_signal};
+use roster_core::server::{
+    GrpcServer, Listeners, bind, shutdown_signal, warn_if_plaintext_off_loopback,
+};
+use roster_core::tls::{Tls, connect};
 use roster_core::token::TokenHasher;
 use roster_invitations::InvitationsComponent;
 use roster_notifications::NotificationsComponent;
@@ -144,17 +147,75 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A lazily connected channel to `configured`, or to this process when
-/// that is empty.
-fn peer(configured: &str, key: &str, own_port: u16) -> anyhow::Result<Channel> {
-    let address = if configured.is_empty() {
-        format!("http://127.0.0.1:{own_port}")
-    } else {
-        configured.to_string()
-    };
-    Ok(Channel::from_shared(address.clone())
-        .with_context(|| format!("invalid cluster.{key} `{address}`"))?
-        .connect_lazy())
+/// The listeners of this process and how its channels reach peers.
+struct Network {
+    listeners: Listeners,
+    tls: Option<Arc<Tls>>,
+    // The port a channel to this process itself uses: the internal
+    // listener's when there is one.
+    own_port: u16,
+}
+
+impl Network {
+    /// Binds `listen` (and `internal_listen`), loads the certificates and
+    /// starts watching them, and warns about plaintext off loopback.
+    async fn open(settings: &Settings) -> anyhow::Result<Network> {
+        let tls = Tls::load(&settings.tls)?;
+        if let Some(tls) = &tls {
+            tls.spawn_reloader();
+        }
+        let serves_tls = settings.tls.serves_tls();
+        let (public, public_addr) = bind(&settings.listen).await?;
+        warn_if_plaintext_off_loopback(&public, "listen", serves_tls);
+        let mut own_port = public_addr.port();
+        let internal = if settings.internal_listen.is_empty() {
+            None
+        } else {
+            let (internal, addr) = bind(&settings.internal_listen)
+                .await
+                .context("internal_listen")?;
+            warn_if_plaintext_off_loopback(&internal, "internal_listen", serves_tls);
+            own_port = addr.port();
+            Some(internal)
+        };
+        Ok(Network {
+            listeners: Listeners { public, internal },
+            tls,
+            own_port,
+        })
+    }
+
+    /// The internal port, when the internal services have their own.
+    fn internal_port(&self) -> Option<u16> {
+        let internal = self.listeners.internal.as_ref()?;
+        internal.local_addr().ok().map(|a| a.port())
+    }
+
+    /// A lazily connected channel to the address of setting `cluster.<key>`,
+    /// or to this process when that is empty (over TLS when it serves TLS,
+    /// checking the certificate for `tls.server_name`).
+    fn peer(&self, settings: &Settings, configured: &str, key: &str) -> anyhow::Result<Channel> {
+        let setting = format!("cluster.{key}");
+        if !configured.is_empty() {
+            return connect::channel(configured, &setting, self.tls.as_ref(), None);
+        }
+        if settings.tls.serves_tls() {
+            connect::channel(
+                &format!("https://127.0.0.1:{}", self.own_port),
+                &setting,
+                self.tls.as_ref(),
+                Some(&settings.tls.server_name),
+            )
+            .context("this process calls itself over TLS (for the empty cluster address)")
+        } else {
+            connect::channel(
+                &format!("http://127.0.0.1:{}", self.own_port),
+                &setting,
+                None,
+                None,
+            )
+        }
+    }
 }
 
 /// Opens the database of service `name` and says which backend it is.
@@ -174,7 +235,8 @@ fn spawn_relay(relay: OutboxRelay, stop: &watch::Receiver<bool>) -> tokio::task:
 
 async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
     roster_core::events::set_origin(&format!("rosterd@{}", roster_core::events::origin()));
-    let (listener, addr) = bind(&settings.listen).await?;
+    settings.cluster.check_keys()?;
+    let network = Network::open(&settings).await?;
     let bus = roster_core::events::connect(&settings.events)
         .await
         .context("connecting to the event bus")?;
@@ -192,25 +254,25 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
             );
         }
     }
-    let access_channel = peer(
+    let access_channel = network.peer(
+        &settings,
         &settings.cluster.access_address,
         "access_address",
-        addr.port(),
     )?;
-    let sessions_channel = peer(
+    let sessions_channel = network.peer(
+        &settings,
         &settings.cluster.sessions_address,
         "sessions_address",
-        addr.port(),
     )?;
-    let user_registry_channel = peer(
+    let user_registry_channel = network.peer(
+        &settings,
         &settings.cluster.user_registry_address,
         "user_registry_address",
-        addr.port(),
     )?;
-    let invitations_channel = peer(
+    let invitations_channel = network.peer(
+        &settings,
         &settings.cluster.invitations_address,
         "invitations_address",
-        addr.port(),
     )?;
     let resolver = Arc::new(GrpcCredentialResolver::new(
         access_channel.clone(),
@@ -218,7 +280,9 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
     ));
     let auth = Arc::new(
         Authenticator::new(resolver, ClusterKeys::new(keys.clone()), &settings.auth)
-            .with_trusted_proxies(TrustedProxies::parse(&settings.auth.trusted_proxies)?),
+            .with_trusted_proxies(TrustedProxies::parse(&settings.auth.trusted_proxies)?)
+            .with_wrong_cluster_key_limit(settings.cluster.wrong_key_rate_limit)
+            .with_cluster_port(network.internal_port()),
     );
     auth.spawn_invalidation(bus.clone()).await?;
     let hasher = PasswordHasher::new(&settings.password)?;
@@ -299,7 +363,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
                 settings.bootstrap.clone(),
                 user_registry_channel.clone(),
                 // The access service is this process.
-                peer("", "access_address", addr.port())?,
+                network.peer(&settings, "", "access_address")?,
                 keys[0].clone(),
             )?;
             tokio::spawn(async move {
@@ -404,8 +468,11 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         );
     }
 
+    if let Some(tls) = network.tls.clone().filter(|_| settings.tls.serves_tls()) {
+        server.with_tls(tls);
+    }
     server
-        .serve(listener, async {
+        .serve_on(network.listeners, async {
             shutdown_signal().await;
         })
         .await?;

@@ -7,7 +7,9 @@ use roster_core::auth::AuthConfig;
 use roster_core::db::DatabaseConfig;
 use roster_core::events::EventsConfig;
 use roster_core::password::PasswordConfig;
+use roster_core::ratelimit::RateLimitConfig;
 use roster_core::telemetry::TelemetryConfig;
+use roster_core::tls::TlsConfig;
 use roster_invitations::{InvitationsConfig, MailConfig};
 use roster_notifications::NotificationsConfig;
 use roster_sessions::SessionsConfig;
@@ -19,6 +21,13 @@ use serde::Deserialize;
 pub struct Settings {
     /// Where gRPC listens (`host:port`).
     pub listen: String,
+    /// Where the internal services (the ones only other Roster services
+    /// call, with the cluster key) listen, with every other service too,
+    /// for the deployment's own traffic. Set: `listen` serves only the
+    /// public services and refuses cluster keys, and peers' cluster
+    /// addresses must point here. Empty: everything on `listen`.
+    pub internal_listen: String,
+    pub tls: TlsConfig,
     pub database: DatabaseConfig,
     pub events: EventsConfig,
     pub telemetry: TelemetryConfig,
@@ -38,6 +47,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8884".into(),
+            internal_listen: String::new(),
+            tls: TlsConfig::default(),
             database: DatabaseConfig::default(),
             events: EventsConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -55,15 +66,27 @@ impl Default for Settings {
     }
 }
 
+/// The shortest cluster key accepted: 32 bytes, as many as a random key
+/// needs to be out of reach of guessing.
+pub const MIN_CLUSTER_KEY_BYTES: usize = 32;
+
 /// How the services of a deployment find and trust each other.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// Shared secrets that internal calls present in
     /// `x-roster-cluster-key`. The first one is used for outgoing calls.
-    /// With none, a process makes a random key of its own (fine for
-    /// `start all`; separate processes need a common key).
+    /// Each must be at least [`MIN_CLUSTER_KEY_BYTES`] bytes long. With
+    /// none, a process makes a random key of its own (fine for `start
+    /// all`; separate processes need a common key).
     pub keys: Vec<String>,
+    /// Wrong cluster keys one client address may present per window; past
+    /// that, its cluster-key calls get `RESOURCE_EXHAUSTED` unchecked until
+    /// the window ends.
+    pub wrong_key_rate_limit: RateLimitConfig,
+    /// Peer addresses are `http://host:port`, or `https://host:port` to
+    /// reach the peer over TLS (trusting `tls.ca_file`).
+    ///
     /// The address of the access service (`http://host:port`), which
     /// resolves credentials. Empty: this process itself.
     pub access_address: String,
@@ -78,6 +101,23 @@ pub struct ClusterConfig {
     /// mailer every service hands its mails to, and which checks invitation
     /// tokens at registration. Empty: this process.
     pub invitations_address: String,
+}
+
+impl ClusterConfig {
+    /// Refuses a configured key shorter than [`MIN_CLUSTER_KEY_BYTES`],
+    /// naming its position (never its value).
+    pub fn check_keys(&self) -> anyhow::Result<()> {
+        for (i, key) in self.keys.iter().enumerate() {
+            anyhow::ensure!(
+                key.len() >= MIN_CLUSTER_KEY_BYTES,
+                "cluster.keys: key {} of {} is {} bytes long; every cluster key must be at least {MIN_CLUSTER_KEY_BYTES} bytes (for example `openssl rand -hex 32`)",
+                i + 1,
+                self.keys.len(),
+                key.len()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The first admin, made once so that a fresh install can be driven by

@@ -8,6 +8,7 @@ pub mod db;
 pub mod env;
 pub mod events;
 pub mod nats;
+pub mod pki;
 pub mod smtp;
 
 pub use assert::{assert_invalid_field, expect_code, total_count};
@@ -18,6 +19,7 @@ pub use env::{
 };
 pub use events::{event_contains, event_data, next_event_where};
 pub use nats::TestNats;
+pub use pki::{TestCa, TestCert};
 /// The lockout settings of the user registry, for tests of other
 /// services that log in (they count where passwords are checked).
 pub use roster_user_registry::lockout::LockoutConfig;
