@@ -132,7 +132,11 @@ pub async fn split() -> Split {
     let (registry_port, access_port, sessions_port) = (free_port(), free_port(), free_port());
     let common = vec![
         ("ROSTER__DATABASE__URL", db.url.clone()),
-        ("ROSTER__EVENTS__NATS_URL", nats.config.nats_url.clone()),
+        ("ROSTER__AUTH__TOKEN_HASH_KEY", "e2e-token-hash-key".into()),
+        (
+            "ROSTER__EVENTS__NATS_URL",
+            nats.config.nats_url.expose().to_string(),
+        ),
         ("ROSTER__EVENTS__STREAM", nats.config.stream.clone()),
         (
             "ROSTER__EVENTS__SUBJECT_PREFIX",

@@ -16,8 +16,9 @@ use sqlx::{PgPool, SqlitePool};
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// A PostgreSQL URL (`postgres://user@host/db`). Empty: SQLite files
-    /// under `data_dir`, one per service.
-    pub url: String,
+    /// under `data_dir`, one per service. Its password is a secret: the
+    /// URL prints with credentials hidden.
+    pub url: crate::secret::SecretUrl,
     /// The folder for SQLite files (and other local data) when `url` is empty.
     pub data_dir: String,
     /// Most connections one service keeps open.
@@ -29,7 +30,7 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
-            url: String::new(),
+            url: Default::default(),
             data_dir: "data".into(),
             max_connections: 10,
             migrate_on_start: true,
@@ -53,7 +54,7 @@ impl Db {
             let path = Path::new(&config.data_dir).join(format!("{service}.db"));
             Self::open_sqlite(&path, config.max_connections).await
         } else {
-            Self::open_postgres_schema(&config.url, config.max_connections, service).await
+            Self::open_postgres_schema(config.url.expose(), config.max_connections, service).await
         }
     }
 

@@ -16,7 +16,8 @@
 //! - [`ratelimit`]: per-key attempt limits for unauthenticated methods;
 //! - [`rights`]: right sets and state limits;
 //! - [`password`]: Argon2id hashing on the blocking pool;
-//! - [`token`]: random secrets and `<type>.<id>.<secret>` tokens.
+//! - [`token`]: random secrets and `<type>.<id>.<secret>` tokens;
+//! - [`secret`]: secret settings whose `Debug` shows no value.
 
 pub mod auth;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod mail;
 pub mod password;
 pub mod ratelimit;
 pub mod rights;
+pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod time;

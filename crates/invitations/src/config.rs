@@ -11,7 +11,7 @@ pub struct MailConfig {
     /// `smtps://mail.example.com:465` (TLS), with `user:password@` when the
     /// server wants a login. Empty: mails are written as `.eml` files to
     /// `dir` instead (the embedded default).
-    pub smtp_url: String,
+    pub smtp_url: roster_core::secret::SecretUrl,
     /// The sender (`Name <address>`).
     pub from: String,
     /// Where links in mails point (registration, login, email validation).
@@ -35,7 +35,7 @@ pub struct MailConfig {
 impl Default for MailConfig {
     fn default() -> Self {
         Self {
-            smtp_url: String::new(),
+            smtp_url: Default::default(),
             from: "Roster <roster@localhost>".into(),
             base_url: "http://localhost:8080".into(),
             dir: String::new(),

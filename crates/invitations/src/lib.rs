@@ -106,7 +106,7 @@ impl InvitationsComponent {
             Arc::new(transport::FileTransport::new(dir))
         } else {
             Arc::new(transport::SmtpTransport::new(
-                &deps.mail.smtp_url,
+                deps.mail.smtp_url.expose(),
                 Duration::from_secs(deps.mail.timeout_secs),
             )?)
         };

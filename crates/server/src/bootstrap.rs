@@ -37,7 +37,7 @@ impl Bootstrap {
         cluster_key: String,
     ) -> anyhow::Result<Self> {
         let password = if config.admin_password_file.is_empty() {
-            config.admin_password.clone()
+            config.admin_password.expose().to_string()
         } else {
             std::fs::read_to_string(&config.admin_password_file)
                 .with_context(|| {

@@ -260,7 +260,7 @@ impl TestEnv {
                     GrpcSessionDirectory::new(internal.clone(), TEST_CLUSTER_KEY)
                         .expect("sessions directory"),
                 ),
-                hasher: TokenHasher::new(&config.auth.token_hash_key),
+                hasher: TokenHasher::new(config.auth.token_hash_key.expose()),
                 events: events.clone(),
                 config: config.access,
                 mailer: internal.clone(),
@@ -282,7 +282,7 @@ impl TestEnv {
                 peers: Arc::new(
                     GrpcPeers::new(internal.clone(), internal, TEST_CLUSTER_KEY).expect("peers"),
                 ),
-                hasher: TokenHasher::new(&config.auth.token_hash_key),
+                hasher: TokenHasher::new(config.auth.token_hash_key.expose()),
                 clock,
                 events: events.clone(),
                 config: config.sessions,
@@ -309,7 +309,7 @@ impl TestEnv {
                     GrpcUserLookup::new(invitations_internal, TEST_CLUSTER_KEY)
                         .expect("user lookup"),
                 ),
-                hasher: TokenHasher::new(&config.auth.token_hash_key),
+                hasher: TokenHasher::new(config.auth.token_hash_key.expose()),
                 events: events.clone(),
                 mail,
                 config: config.invitations,
