@@ -8,6 +8,7 @@
 //! - [`validation`]: field violations that name the field;
 //! - [`list`]: limit/page/order, `x-total-count` and field masks;
 //! - [`db`]: PostgreSQL and SQLite pools and per-service migrations;
+//! - [`files`]: files and folders readable by their owner only;
 //! - [`events`]: the event bus (NATS JetStream or in-process), the
 //!   transactional outbox and its relay;
 //! - [`auth`]: bearer token → `AuthInfo` → cached → rights checks;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod list;
 pub mod mail;
 pub mod password;

@@ -292,7 +292,8 @@ impl TestEnv {
         .await
         .expect("build the sessions service");
         let mail_tmp = tempfile::tempdir().expect("a mail folder");
-        let mail_dir = mail_tmp.path().to_path_buf();
+        // Made by the mailer with its first mail, as in a deployment.
+        let mail_dir = mail_tmp.path().join("mail");
         let mut mail = config.mail;
         mail.poll_interval_ms = mail.poll_interval_ms.min(200);
         // Its own lazy channel to this process, so this block does not
