@@ -1,7 +1,8 @@
 //! Logging in to NATS with the credentials of `events.*`: each test starts
-//! its own `nats-server` (with JetStream) that demands one kind of login,
-//! and checks that Roster's bus gets in with the right credentials, is
-//! turned away without them, and never repeats a secret in its error.
+//! its own `nats-server` (with JetStream) that demands one kind of login or
+//! TLS, and checks that Roster's bus gets in with the right credentials, is
+//! turned away without them, and never repeats a secret in its error. TLS
+//! certificates are made for each test with the `openssl` command.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -179,4 +180,143 @@ async fn conflicting_or_missing_login_settings_fail_naming_the_setting() {
     let mut half = base;
     half.nats_cert_file = "/nonexistent/client.pem".into();
     assert!(error(half).await.contains("events.nats_key_file"));
+}
+
+/// A CA, and a server and a client certificate it signed, as PEM files.
+struct Certificates {
+    dir: tempfile::TempDir,
+}
+
+impl Certificates {
+    fn make() -> Certificates {
+        let dir = tempfile::tempdir().unwrap();
+        let certificates = Certificates { dir };
+        certificates.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=roster-test-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ]);
+        certificates.sign("server", "serverAuth");
+        certificates.sign("client", "clientAuth");
+        certificates
+    }
+
+    fn sign(&self, name: &str, usage: &str) {
+        std::fs::write(
+            self.path(&format!("{name}.ext")),
+            format!("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={usage}\n"),
+        )
+        .unwrap();
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN=roster-test-{name}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "1",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("cannot run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// `nats-server` arguments for TLS with the server certificate, and
+    /// with `verify_clients` for client certificates signed by the CA.
+    fn server_args(&self, verify_clients: bool) -> Vec<String> {
+        let mut args = vec![
+            "--tls".to_string(),
+            "--tlscert".into(),
+            self.path("server.pem"),
+            "--tlskey".into(),
+            self.path("server.key"),
+        ];
+        if verify_clients {
+            args.extend([
+                "--tlsverify".into(),
+                "--tlscacert".into(),
+                self.path("ca.pem"),
+            ]);
+        }
+        args
+    }
+}
+
+fn args(owned: &[String]) -> Vec<&str> {
+    owned.iter().map(String::as_str).collect()
+}
+
+#[tokio::test]
+async fn a_tls_server_is_trusted_through_the_configured_ca_only() {
+    let certificates = Certificates::make();
+    let server = Server::start(&args(&certificates.server_args(false)), None);
+    let mut config = server.config();
+    config.nats_require_tls = true;
+    refused(&config, "").await;
+    config.nats_ca_file = certificates.path("ca.pem");
+    round_trip(&config).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_verifies_clients_lets_in_the_holder_of_a_certificate_only() {
+    let certificates = Certificates::make();
+    let server = Server::start(&args(&certificates.server_args(true)), None);
+    let mut config = server.config();
+    config.nats_ca_file = certificates.path("ca.pem");
+    refused(&config, "").await;
+    config.nats_cert_file = certificates.path("client.pem");
+    config.nats_key_file = certificates.path("client.key");
+    round_trip(&config).await.unwrap();
 }

@@ -60,6 +60,7 @@ async fn connect_options(config: &EventsConfig) -> anyhow::Result<async_nats::Co
         config.nats_password.is_empty() || !config.nats_user.is_empty(),
         "events.nats_password needs events.nats_user"
     );
+    install_crypto_provider();
     let mut options = async_nats::ConnectOptions::new().name("roster");
     if !config.nats_user.is_empty() {
         options = options.user_and_password(
@@ -82,6 +83,16 @@ async fn connect_options(config: &EventsConfig) -> anyhow::Result<async_nats::Co
             })?;
     }
     tls_options(config, options)
+}
+
+/// Makes ring rustls's process-wide crypto provider, unless one is set.
+/// The NATS client builds its TLS configuration from that default, and
+/// rustls cannot pick one itself when, as in `rosterd`, the crates linked
+/// in enable more than one (ring through lettre, aws-lc-rs through
+/// others): the first TLS connection would panic.
+fn install_crypto_provider() {
+    // An error only says that a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Adds the TLS settings of `config` to `options`, checking that the files
