@@ -180,6 +180,12 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_that_looks_like_a_number_stays_text() {
+        let settings = load(&[("ROSTER__BOOTSTRAP__ADMIN_PASSWORD", "0012345678901")]);
+        assert_eq!(settings.bootstrap.admin_password.expose(), "0012345678901");
+    }
+
+    #[test]
     fn postgres_without_a_token_hash_key_is_refused_naming_the_setting() {
         let url = ("ROSTER__DATABASE__URL", "postgres://roster@db/roster");
         let error = load(&[url]).validate().unwrap_err();
