@@ -90,6 +90,25 @@ async fn the_bootstrap_makes_the_first_admin_and_its_key_once() {
         .into_inner();
     assert_eq!(keys.api_keys.len(), 1, "no second key was made");
     assert!(rosterd.terminate().await.success());
+
+    // A lost key file does not mint another full-rights key at restart.
+    std::fs::remove_file(&key_file).unwrap();
+    let rosterd = Rosterd::start(dir.path(), &["start", "all"], &env).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!key_file.exists(), "a key file was written again");
+    let keys = UserAccessClient::new(rosterd.channel().await)
+        .list_api_keys(with_token(
+            ListUserApiKeysRequest {
+                user_ids: Some(ids("ops-admin")),
+                ..Default::default()
+            },
+            &key,
+        ))
+        .await
+        .expect("the old key still works")
+        .into_inner();
+    assert_eq!(keys.api_keys.len(), 1, "no second key was made");
+    assert!(rosterd.terminate().await.success());
 }
 
 #[tokio::test]
@@ -132,7 +151,11 @@ pub async fn split() -> Split {
     let (registry_port, access_port, sessions_port) = (free_port(), free_port(), free_port());
     let common = vec![
         ("ROSTER__DATABASE__URL", db.url.clone()),
-        ("ROSTER__EVENTS__NATS_URL", nats.config.nats_url.clone()),
+        ("ROSTER__AUTH__TOKEN_HASH_KEY", "e2e-token-hash-key".into()),
+        (
+            "ROSTER__EVENTS__NATS_URL",
+            nats.config.nats_url.expose().to_string(),
+        ),
         ("ROSTER__EVENTS__STREAM", nats.config.stream.clone()),
         (
             "ROSTER__EVENTS__SUBJECT_PREFIX",

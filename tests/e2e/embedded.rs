@@ -192,6 +192,56 @@ fn an_unknown_configuration_key_stops_rosterd_and_names_the_key() {
 }
 
 #[test]
+fn rosterd_config_prints_no_secret_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(ROSTERD)
+        .arg("config")
+        .current_dir(dir.path())
+        .env("ROSTER__CLUSTER__KEYS", "e2e-cluster-key")
+        .env("ROSTER__AUTH__TOKEN_HASH_KEY", "e2e-hash-key")
+        .env("ROSTER__BOOTSTRAP__ADMIN_PASSWORD", "e2e-admin-pass")
+        .env(
+            "ROSTER__DATABASE__URL",
+            "postgres://r:e2e-db-pass@db/roster",
+        )
+        .env("ROSTER__EVENTS__NATS_TOKEN", "e2e-nats-token")
+        .env("ROSTER__MAIL__SMTP_URL", "smtp://m:e2e-smtp-pass@mail:25")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(shown.contains("token_hash_key: [REDACTED]"), "{shown}");
+    for secret in [
+        "e2e-cluster-key",
+        "e2e-hash-key",
+        "e2e-admin-pass",
+        "e2e-db-pass",
+        "e2e-nats-token",
+        "e2e-smtp-pass",
+    ] {
+        assert!(!shown.contains(secret), "{secret} shows: {shown}");
+    }
+}
+
+#[test]
+fn postgres_without_a_token_hash_key_stops_rosterd_and_names_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(ROSTERD)
+        .args(["start", "all"])
+        .current_dir(dir.path())
+        .env(
+            "ROSTER__DATABASE__URL",
+            "postgres://roster@127.0.0.1:1/roster",
+        )
+        .env_remove("ROSTER__AUTH__TOKEN_HASH_KEY")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("auth.token_hash_key"), "{stderr}");
+}
+
+#[test]
 fn migrate_creates_the_databases_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(ROSTERD)

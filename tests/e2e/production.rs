@@ -21,7 +21,11 @@ async fn with_database_and_nats_configured_rosterd_uses_postgres_and_jetstream()
         &["start", "all"],
         &[
             ("ROSTER__DATABASE__URL", db.url.clone()),
-            ("ROSTER__EVENTS__NATS_URL", nats.config.nats_url.clone()),
+            ("ROSTER__AUTH__TOKEN_HASH_KEY", "e2e-token-hash-key".into()),
+            (
+                "ROSTER__EVENTS__NATS_URL",
+                nats.config.nats_url.expose().to_string(),
+            ),
             ("ROSTER__EVENTS__STREAM", nats.config.stream.clone()),
             (
                 "ROSTER__EVENTS__SUBJECT_PREFIX",

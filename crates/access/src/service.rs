@@ -590,8 +590,19 @@ impl AccessService {
         })
     }
 
-    /// Forgets every credential of a purged user.
+    /// Forgets every credential of a purged user, once the user registry
+    /// confirms that the user is gone: events are input like any other, so
+    /// a forged or stray `user.purge` for a live (or only soft-deleted)
+    /// user deletes nothing.
     pub async fn forget_user_credentials(&self, user_id: &str) -> Result<u64> {
+        if let Some(subject) = self.users.subject(user_id).await? {
+            tracing::warn!(
+                %user_id,
+                deleted = subject.deleted,
+                "a user.purge event names a user the registry still has; its credentials stay"
+            );
+            return Ok(0);
+        }
         let removed = self.store.delete_user_credentials(user_id).await?;
         self.auth.forget_user(user_id);
         if removed > 0 {

@@ -1,7 +1,8 @@
 //! The access service's work on other services' events: when a user is
 //! purged, its API keys and login tokens go too. A durable consumer shared
 //! by every replica handles each `user.purge` once (at least once; deleting
-//! twice is harmless).
+//! twice is harmless). Nothing is deleted before the user registry confirms
+//! the purge (see [`AccessService::forget_user_credentials`]).
 
 use std::sync::Arc;
 use std::time::Duration;

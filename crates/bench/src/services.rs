@@ -210,7 +210,7 @@ impl Services {
                     internal.clone(),
                     TEST_CLUSTER_KEY,
                 )?),
-                hasher: TokenHasher::new(&auth_config.token_hash_key),
+                hasher: TokenHasher::new(auth_config.token_hash_key.expose()),
                 events: events.clone(),
                 config: AccessConfig::default(),
                 // Login tokens are off here, so no mail is ever queued.
@@ -231,7 +231,7 @@ impl Services {
                     internal,
                     TEST_CLUSTER_KEY,
                 )?),
-                hasher: TokenHasher::new(&auth_config.token_hash_key),
+                hasher: TokenHasher::new(auth_config.token_hash_key.expose()),
                 clock: Arc::new(SystemClock),
                 events: events.clone(),
                 config: sessions_config,

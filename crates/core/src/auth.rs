@@ -46,9 +46,10 @@ pub struct AuthConfig {
     /// is not itself a trusted proxy. Empty: the TCP peer is the client.
     pub trusted_proxies: Vec<String>,
     /// The server key under which bearer-token secrets (API keys, session
-    /// and login tokens) are hashed for storage. Empty: a built-in key.
-    /// Changing it invalidates every stored token. A secret.
-    pub token_hash_key: String,
+    /// and login tokens) are hashed for storage. Changing it invalidates
+    /// every stored token. Required with PostgreSQL; empty: a built-in
+    /// key, accepted only for the embedded default (SQLite).
+    pub token_hash_key: crate::secret::Secret,
 }
 
 impl Default for AuthConfig {
@@ -57,7 +58,7 @@ impl Default for AuthConfig {
             cache_ttl_ms: 1000,
             cache_capacity: 100_000,
             trusted_proxies: Vec::new(),
-            token_hash_key: String::new(),
+            token_hash_key: Default::default(),
         }
     }
 }

@@ -36,6 +36,14 @@ pub fn load_from<T: DeserializeOwned>(
         .into_iter()
         .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
         .collect();
+    // Every other value, again, as the text it is: a secret such as
+    // `0012…`, `True` or `1.50` must not come out as `12…`, `true` or
+    // `1.5`. Typed settings parse their text as they are read.
+    let verbatim: config::Map<String, String> = env
+        .iter()
+        .filter(|(k, _)| !is_list_variable(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     builder = builder.add_source(
         config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
@@ -46,10 +54,23 @@ pub fn load_from<T: DeserializeOwned>(
             .try_parsing(true)
             .source(Some(env)),
     );
+    builder = builder.add_source(
+        config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .source(Some(verbatim)),
+    );
     let config = builder.build()?;
     config
         .try_deserialize::<T>()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
+/// Whether the environment variable `name` sets a comma-separated list.
+fn is_list_variable(name: &str) -> bool {
+    ["CLUSTER__KEYS", "AUTH__TRUSTED_PROXIES"]
+        .iter()
+        .any(|key| name.eq_ignore_ascii_case(&format!("{ENV_PREFIX}__{key}")))
 }
 
 /// A URL fit for logs and output: credentials (`user:password@`) and the
@@ -146,6 +167,35 @@ mod tests {
         assert_eq!(root.listen, "0.0.0.0:9000");
         assert_eq!(root.database.url, "postgres://a");
         assert_eq!(root.database.max, 7);
+    }
+
+    #[test]
+    fn environment_values_that_look_like_numbers_or_booleans_stay_text() {
+        #[derive(Debug, Deserialize, Default)]
+        #[serde(deny_unknown_fields, default)]
+        struct Secrets {
+            password: String,
+            flag: String,
+            ratio: String,
+            port: u16,
+            on: bool,
+        }
+        let secrets: Secrets = load_from(
+            None,
+            env(&[
+                ("ROSTER__PASSWORD", "0012345678901"),
+                ("ROSTER__FLAG", "True"),
+                ("ROSTER__RATIO", "1.50"),
+                ("ROSTER__PORT", "8884"),
+                ("ROSTER__ON", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(secrets.password, "0012345678901");
+        assert_eq!(secrets.flag, "True");
+        assert_eq!(secrets.ratio, "1.50");
+        assert_eq!(secrets.port, 8884);
+        assert!(secrets.on);
     }
 
     #[test]

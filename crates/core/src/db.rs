@@ -6,6 +6,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -16,8 +17,9 @@ use sqlx::{PgPool, SqlitePool};
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// A PostgreSQL URL (`postgres://user@host/db`). Empty: SQLite files
-    /// under `data_dir`, one per service.
-    pub url: String,
+    /// under `data_dir`, one per service. Its password is a secret: the
+    /// URL prints with credentials hidden.
+    pub url: crate::secret::SecretUrl,
     /// The folder for SQLite files (and other local data) when `url` is empty.
     pub data_dir: String,
     /// Most connections one service keeps open.
@@ -29,7 +31,7 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
-            url: String::new(),
+            url: Default::default(),
             data_dir: "data".into(),
             max_connections: 10,
             migrate_on_start: true,
@@ -53,7 +55,7 @@ impl Db {
             let path = Path::new(&config.data_dir).join(format!("{service}.db"));
             Self::open_sqlite(&path, config.max_connections).await
         } else {
-            Self::open_postgres_schema(&config.url, config.max_connections, service).await
+            Self::open_postgres_schema(config.url.expose(), config.max_connections, service).await
         }
     }
 
@@ -93,10 +95,17 @@ impl Db {
         Ok(Db::Postgres(pg_pool(url, max_connections, None).await?))
     }
 
+    /// Opens (or creates) the SQLite file `path`. A new file and the
+    /// folders made for it are the owner's only: they hold password hashes
+    /// and token digests. SQLite gives its `-wal` and `-shm` files the
+    /// database file's mode.
     pub async fn open_sqlite(path: &Path, max_connections: u32) -> anyhow::Result<Db> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::files::create_private_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
+        crate::files::ensure_private_file(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -193,4 +202,44 @@ pub fn decode_ints(text: &str) -> Result<Vec<i32>, String> {
     text.split(',')
         .map(|v| v.parse().map_err(|_| format!("integer list `{text}`")))
         .collect()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn the_embedded_database_files_and_folder_are_the_owners_only() {
+        let root = tempfile::tempdir().unwrap();
+        let config = DatabaseConfig {
+            data_dir: root.path().join("data").display().to_string(),
+            ..DatabaseConfig::default()
+        };
+        let db = Db::open(&config, "user-registry").await.unwrap();
+        let Db::Sqlite(pool) = &db else {
+            panic!("no database.url gives SQLite")
+        };
+        sqlx::query("CREATE TABLE t (secret TEXT)")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES ('hash')")
+            .execute(pool)
+            .await
+            .unwrap();
+        let data = root.path().join("data");
+        assert_eq!(mode(&data), 0o700);
+        for file in [
+            "user-registry.db",
+            "user-registry.db-wal",
+            "user-registry.db-shm",
+        ] {
+            assert_eq!(mode(&data.join(file)), 0o600, "{file}");
+        }
+    }
 }

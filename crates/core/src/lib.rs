@@ -8,6 +8,7 @@
 //! - [`validation`]: field violations that name the field;
 //! - [`list`]: limit/page/order, `x-total-count` and field masks;
 //! - [`db`]: PostgreSQL and SQLite pools and per-service migrations;
+//! - [`files`]: files and folders readable by their owner only;
 //! - [`events`]: the event bus (NATS JetStream or in-process), the
 //!   transactional outbox and its relay;
 //! - [`auth`]: bearer token → `AuthInfo` → cached → rights checks;
@@ -19,17 +20,20 @@
 //! - [`token`]: random secrets and `<type>.<id>.<secret>` tokens;
 //! - [`tls`]: TLS on the server and on channels to peers, reloaded when
 //!   the certificate files change.
+//! - [`secret`]: secret settings whose `Debug` shows no value.
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod list;
 pub mod mail;
 pub mod password;
 pub mod ratelimit;
 pub mod rights;
+pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod time;

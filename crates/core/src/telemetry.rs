@@ -25,7 +25,7 @@ pub struct TelemetryConfig {
     pub log_format: String,
     /// An OTLP/gRPC endpoint (`http://collector:4317`); empty disables
     /// export.
-    pub otlp_endpoint: String,
+    pub otlp_endpoint: crate::secret::SecretUrl,
     /// The service name reported with spans.
     pub service_name: String,
 }
@@ -35,7 +35,7 @@ impl Default for TelemetryConfig {
         Self {
             log_level: "info".into(),
             log_format: "text".into(),
-            otlp_endpoint: String::new(),
+            otlp_endpoint: Default::default(),
             service_name: "rosterd".into(),
         }
     }
@@ -111,7 +111,7 @@ pub fn init(config: &TelemetryConfig) -> anyhow::Result<TelemetryGuard> {
         use opentelemetry_otlp::WithExportConfig;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
-            .with_endpoint(&config.otlp_endpoint)
+            .with_endpoint(config.otlp_endpoint.expose())
             .build()?;
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_batch_exporter(exporter)

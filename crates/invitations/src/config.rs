@@ -11,7 +11,7 @@ pub struct MailConfig {
     /// `smtps://mail.example.com:465` (TLS), with `user:password@` when the
     /// server wants a login. Empty: mails are written as `.eml` files to
     /// `dir` instead (the embedded default).
-    pub smtp_url: String,
+    pub smtp_url: roster_core::secret::SecretUrl,
     /// The sender (`Name <address>`).
     pub from: String,
     /// Where links in mails point (registration, login, email validation).
@@ -19,6 +19,10 @@ pub struct MailConfig {
     /// The folder for `.eml` files when `smtp_url` is empty. Empty:
     /// `<database.data_dir>/mail`.
     pub dir: String,
+    /// How long `.eml` files stay in `dir`, in seconds: they carry secrets
+    /// (tokens, temporary passwords), so the mailer removes older ones.
+    /// 0 keeps them.
+    pub file_retention_secs: u64,
     /// How long one SMTP delivery may take, in seconds.
     pub timeout_secs: u64,
     /// The first retry waits this long, in milliseconds; each further one
@@ -35,10 +39,11 @@ pub struct MailConfig {
 impl Default for MailConfig {
     fn default() -> Self {
         Self {
-            smtp_url: String::new(),
+            smtp_url: Default::default(),
             from: "Roster <roster@localhost>".into(),
             base_url: "http://localhost:8080".into(),
             dir: String::new(),
+            file_retention_secs: 24 * 3600,
             timeout_secs: 30,
             retry_initial_ms: 1_000,
             retry_max_ms: 15 * 60 * 1_000,
@@ -71,9 +76,22 @@ impl MailConfig {
             self.retry_max_ms <= 24 * 3600 * 1000,
             "mail.retry_max_ms must be at most a day"
         );
+        anyhow::ensure!(
+            self.file_retention_secs <= MAX_FILE_RETENTION_SECS,
+            "mail.file_retention_secs must be at most {MAX_FILE_RETENTION_SECS} (a year)"
+        );
         Ok(())
     }
+
+    /// How long `.eml` files stay; `None`: for ever.
+    pub fn file_retention(&self) -> Option<std::time::Duration> {
+        (self.file_retention_secs > 0)
+            .then(|| std::time::Duration::from_secs(self.file_retention_secs))
+    }
 }
+
+/// The longest `mail.file_retention_secs`: a year.
+const MAX_FILE_RETENTION_SECS: u64 = 365 * 24 * 3600;
 
 /// The shortest invitation lifetime: a minute.
 pub const MIN_TOKEN_TTL_SECS: u64 = 60;

@@ -103,10 +103,10 @@ impl InvitationsComponent {
                 PathBuf::from(&deps.mail.dir)
             };
             tracing::info!(dir = %dir.display(), "mail is written to files");
-            Arc::new(transport::FileTransport::new(dir))
+            Arc::new(transport::FileTransport::new(dir).with_retention(deps.mail.file_retention()))
         } else {
             Arc::new(transport::SmtpTransport::new(
-                &deps.mail.smtp_url,
+                deps.mail.smtp_url.expose(),
                 Duration::from_secs(deps.mail.timeout_secs),
             )?)
         };

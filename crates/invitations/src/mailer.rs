@@ -22,6 +22,10 @@ use crate::store::{MailRecord, MailStore};
 use crate::templates;
 use crate::transport::{DeliveryError, MailTransport};
 
+/// The longest wait between two requests to the transport to remove old
+/// mail files.
+const MAX_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Delivers queued mails.
 pub struct Mailer {
     store: Arc<dyn MailStore>,
@@ -73,7 +77,18 @@ impl Mailer {
 
     async fn work(&self) {
         let poll = Duration::from_millis(self.config.poll_interval_ms);
+        // Often enough that no file outlives its retention by much more
+        // than half of it, and at most once a minute.
+        let prune_every = self
+            .config
+            .file_retention()
+            .map_or(MAX_PRUNE_INTERVAL, |r| (r / 2).min(MAX_PRUNE_INTERVAL));
+        let mut pruned: Option<tokio::time::Instant> = None;
         while !self.stopping.load(Ordering::SeqCst) {
+            if pruned.is_none_or(|at| at.elapsed() >= prune_every) {
+                self.transport.prune().await;
+                pruned = Some(tokio::time::Instant::now());
+            }
             match self.deliver_due().await {
                 // A full batch: there may be more.
                 Ok(n) if n >= self.config.batch as usize => continue,

@@ -1,8 +1,8 @@
 //! Where rendered mails go: an SMTP server (lettre), or `.eml` files in a
 //! folder for the embedded default.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -21,6 +21,10 @@ pub enum DeliveryError {
 #[async_trait::async_trait]
 pub trait MailTransport: Send + Sync + 'static {
     async fn deliver(&self, mail_id: &str, message: Message) -> Result<(), DeliveryError>;
+
+    /// Removes what the transport keeps of mails delivered long enough ago
+    /// (see [`FileTransport::with_retention`]). Most keep nothing.
+    async fn prune(&self) {}
 }
 
 /// An SMTP server.
@@ -68,15 +72,50 @@ impl MailTransport for SmtpTransport {
 }
 
 /// `.eml` files in a folder, one per mail, named after the mail's ID.
+/// Mails carry secrets (invitation and login tokens, temporary
+/// passwords): files and the folder Roster makes for them are the owner's
+/// only, and files older than the retention are removed.
 pub struct FileTransport {
     dir: PathBuf,
+    retention: Option<Duration>,
 }
 
 impl FileTransport {
-    /// Mails go to `dir`, created with the first one.
+    /// Mails go to `dir`, created with the first one, and stay there.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            retention: None,
+        }
     }
+
+    /// [`MailTransport::prune`] removes `.eml` files last written more
+    /// than `retention` ago; `None` keeps them.
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
+    }
+}
+
+/// Removes the `.eml` files (finished or partial) in `dir` last written
+/// more than `retention` ago; returns how many went.
+fn remove_old_mail_files(dir: &Path, retention: Duration) -> std::io::Result<usize> {
+    let now = SystemTime::now();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.ends_with(".eml") || name.ends_with(".eml.partial")) {
+            continue;
+        }
+        let modified = entry.metadata()?.modified()?;
+        let age = now.duration_since(modified).unwrap_or_default();
+        if age > retention && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 #[async_trait::async_trait]
@@ -90,16 +129,13 @@ impl MailTransport for FileTransport {
         // a second delivery of the same mail replaces it with itself.
         tokio::task::spawn_blocking(move || {
             use std::io::Write as _;
-            std::fs::create_dir_all(&dir)?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
             // The mail may hold a secret (a token, a temporary password).
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt as _;
-                options.mode(0o600);
-            }
-            let mut file = options.open(&partial)?;
+            roster_core::files::create_private_dir_all(&dir)?;
+            let mut file = roster_core::files::private_file_options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&partial)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
             std::fs::rename(&partial, &path)
@@ -107,5 +143,55 @@ impl MailTransport for FileTransport {
         .await
         .map_err(|e| DeliveryError::Temporary(e.to_string()))?
         .map_err(|e| DeliveryError::Temporary(e.to_string()))
+    }
+
+    async fn prune(&self) {
+        let Some(retention) = self.retention else {
+            return;
+        };
+        let dir = self.dir.clone();
+        let removed =
+            tokio::task::spawn_blocking(move || remove_old_mail_files(&dir, retention)).await;
+        match removed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::info!(removed, "old mail files removed"),
+            // No mail written yet: nothing to remove.
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot remove old mail files"),
+            Err(error) => tracing::warn!(%error, "removing old mail files failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn age(path: &Path, by: Duration) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() - by).unwrap();
+    }
+
+    #[tokio::test]
+    async fn pruning_removes_only_mail_files_older_than_the_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let [old, partial, fresh, other] =
+            ["old.eml", ".gone.eml.partial", "fresh.eml", "notes.txt"].map(|n| dir.path().join(n));
+        for path in [&old, &partial, &fresh, &other] {
+            std::fs::write(path, "x").unwrap();
+        }
+        for path in [&old, &partial, &other] {
+            age(path, Duration::from_secs(7200));
+        }
+        let transport =
+            FileTransport::new(dir.path()).with_retention(Some(Duration::from_secs(3600)));
+        transport.prune().await;
+        assert!(!old.exists() && !partial.exists());
+        assert!(fresh.exists(), "a mail younger than the retention stays");
+        assert!(other.exists(), "only mail files are removed");
+
+        age(&fresh, Duration::from_secs(7200));
+        FileTransport::new(dir.path()).prune().await;
+        assert!(fresh.exists(), "without a retention, files stay");
     }
 }

@@ -203,11 +203,27 @@ pub fn note_id(unique_id: &str, kind: NotificationType) -> String {
         .to_string()
 }
 
+/// Forgets `user_id` once the user registry confirms that no such user
+/// exists: events are input like any other, so a forged or stray
+/// `user.purge` for a user the registry still has forgets nothing.
+async fn forget_if_purged(service: &NotificationsService, user_id: &str) -> anyhow::Result<()> {
+    if let Some(contact) = service.directory().contact(user_id).await? {
+        tracing::warn!(
+            %user_id,
+            deleted = contact.deleted,
+            "a user.purge event names a user the registry still has; its notifications stay"
+        );
+        return Ok(());
+    }
+    service.forget_user(user_id).await?;
+    Ok(())
+}
+
 /// Makes the notifications `event` calls for.
 pub async fn handle(service: &NotificationsService, event: &Event) -> anyhow::Result<()> {
     if event.name == "user.purge" {
         for user_id in user_ids(event) {
-            service.forget_user(&user_id).await?;
+            forget_if_purged(service, &user_id).await?;
         }
         return Ok(());
     }

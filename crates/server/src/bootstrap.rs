@@ -1,6 +1,12 @@
 //! The first admin, from configuration: created once through the user
 //! registry, and (when asked) an API key with every right written to a
 //! file, so a fresh install can be driven by scripts.
+//!
+//! The key is minted once per admin, not once per missing file: when the
+//! file is gone but the admin holds a key named `bootstrap` already, no
+//! other key is made (a lost or deleted file must not turn every restart
+//! into a new full-rights key). To have a new one minted, delete the old
+//! key (`UserAccess.DeleteAPIKey`) and restart.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -11,7 +17,8 @@ use roster_core::auth::ClusterCredential;
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
-    CreateUserApiKeyRequest, CreateUserRequest, Right, State, User, UserIdentifiers,
+    CreateUserApiKeyRequest, CreateUserRequest, ListUserApiKeysRequest, Right, State, User,
+    UserIdentifiers,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -20,6 +27,12 @@ use crate::settings::BootstrapConfig;
 
 /// How long the bootstrap keeps trying while the services come up.
 const PATIENCE: Duration = Duration::from_secs(120);
+
+/// The name of the API key the bootstrap mints.
+const KEY_NAME: &str = "bootstrap";
+
+/// API keys read per page when looking for an earlier bootstrap key.
+const KEY_PAGE: u32 = 1000;
 
 pub struct Bootstrap {
     config: BootstrapConfig,
@@ -37,7 +50,7 @@ impl Bootstrap {
         cluster_key: String,
     ) -> anyhow::Result<Self> {
         let password = if config.admin_password_file.is_empty() {
-            config.admin_password.clone()
+            config.admin_password.expose().to_string()
         } else {
             std::fs::read_to_string(&config.admin_password_file)
                 .with_context(|| {
@@ -133,12 +146,26 @@ impl Bootstrap {
     async fn write_key_file(&self, user_id: &str) -> Result<(), Attempt> {
         let path = PathBuf::from(&self.config.admin_api_key_file);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
+            roster_core::files::create_private_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))
                 .map_err(Attempt::Fail)?;
         }
+        if path.exists() {
+            tracing::info!(path = %path.display(), "bootstrap API key file exists already");
+            return Ok(());
+        }
+        if let Some(key_id) = self.earlier_key(user_id).await? {
+            tracing::warn!(
+                %user_id,
+                api_key_id = %key_id,
+                path = %path.display(),
+                "the bootstrap API key file is missing, but the admin has a bootstrap key already: \
+                 no other is minted (delete that key to have a new one written)"
+            );
+            return Ok(());
+        }
         // Claim the file first: an existing file means the key was made.
-        let mut file = match create_secret_file(&path) {
+        let mut file = match roster_core::files::create_new_private_file(&path) {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                 tracing::info!(path = %path.display(), "bootstrap API key file exists already");
@@ -155,7 +182,7 @@ impl Bootstrap {
             .clone()
             .create_api_key(self.cluster.request(CreateUserApiKeyRequest {
                 user_ids: Some(ids(user_id)),
-                name: "bootstrap".into(),
+                name: KEY_NAME.into(),
                 rights: vec![Right::All as i32],
                 expires_at: None,
             }))
@@ -187,6 +214,34 @@ impl Bootstrap {
     }
 }
 
+impl Bootstrap {
+    /// The ID of a key named [`KEY_NAME`] that `user_id` holds, if any.
+    async fn earlier_key(&self, user_id: &str) -> Result<Option<String>, Attempt> {
+        for page in 1.. {
+            let keys = self
+                .access
+                .clone()
+                .list_api_keys(self.cluster.request(ListUserApiKeysRequest {
+                    user_ids: Some(ids(user_id)),
+                    order: String::new(),
+                    limit: KEY_PAGE,
+                    page,
+                }))
+                .await
+                .map_err(|status| classify(status, "listing the bootstrap admin's API keys"))?
+                .into_inner()
+                .api_keys;
+            if let Some(key) = keys.iter().find(|key| key.name == KEY_NAME) {
+                return Ok(Some(key.id.clone()));
+            }
+            if keys.len() < KEY_PAGE as usize {
+                break;
+            }
+        }
+        Ok(None)
+    }
+}
+
 enum Attempt {
     /// The services are not reachable yet.
     Retry(tonic::Status),
@@ -200,18 +255,6 @@ fn classify(status: tonic::Status, doing: &str) -> Attempt {
         }
         _ => Attempt::Fail(anyhow::anyhow!("{doing}: {status}")),
     }
-}
-
-/// A new file readable by its owner only; fails if the file exists.
-fn create_secret_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    options.open(path)
 }
 
 fn ids(user_id: &str) -> UserIdentifiers {

@@ -88,35 +88,15 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let _telemetry = roster_core::telemetry::init(&settings.telemetry)?;
         match cli.command {
-            Command::Start { service } => start(settings, service).await,
+            Command::Start { service } => {
+                settings.validate()?;
+                start(settings, service).await
+            }
             Command::Migrate => migrate(&settings).await,
             Command::Config => {
-                let mut shown = settings.clone();
-                shown.cluster.keys = shown
-                    .cluster
-                    .keys
-                    .iter()
-                    .map(|_| "<hidden>".into())
-                    .collect();
-                for secret in [
-                    &mut shown.auth.token_hash_key,
-                    &mut shown.bootstrap.admin_password,
-                ] {
-                    if !secret.is_empty() {
-                        *secret = "<hidden>".into();
-                    }
-                }
-                // URLs may carry credentials (`user:password@host`, or
-                // `?password=`).
-                for url in [
-                    &mut shown.database.url,
-                    &mut shown.events.nats_url,
-                    &mut shown.telemetry.otlp_endpoint,
-                    &mut shown.mail.smtp_url,
-                ] {
-                    *url = roster_core::config::redacted_url(url);
-                }
-                println!("{shown:#?}");
+                // Secret settings are secret types, whose `Debug` shows no
+                // value (URLs show with their credentials hidden).
+                println!("{settings:#?}");
                 Ok(())
             }
         }
@@ -241,7 +221,12 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         .await
         .context("connecting to the event bus")?;
 
-    let mut keys = settings.cluster.keys.clone();
+    let mut keys: Vec<String> = settings
+        .cluster
+        .keys
+        .iter()
+        .map(|key| key.expose().to_string())
+        .collect();
     if keys.is_empty() {
         // One process serving everything can trust itself with a key only
         // it knows.
@@ -335,7 +320,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
                     sessions_channel.clone(),
                     &keys[0],
                 )?),
-                hasher: TokenHasher::new(&settings.auth.token_hash_key),
+                hasher: TokenHasher::new(settings.auth.token_hash_key.expose()),
                 events: settings.events.clone(),
                 config: settings.access.clone(),
                 mailer: invitations_channel.clone(),
@@ -386,7 +371,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
                     access_channel.clone(),
                     &keys[0],
                 )?),
-                hasher: TokenHasher::new(&settings.auth.token_hash_key),
+                hasher: TokenHasher::new(settings.auth.token_hash_key.expose()),
                 clock: Arc::new(roster_core::time::SystemClock),
                 events: settings.events.clone(),
                 config: settings.sessions.clone(),
@@ -418,7 +403,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
                     user_registry_channel.clone(),
                     &keys[0],
                 )?),
-                hasher: TokenHasher::new(&settings.auth.token_hash_key),
+                hasher: TokenHasher::new(settings.auth.token_hash_key.expose()),
                 events: settings.events.clone(),
                 mail: settings.mail.clone(),
                 config: settings.invitations.clone(),

@@ -2,6 +2,7 @@
 //! cluster key: the user registry (passwords, users) and the access service
 //! (login tokens).
 
+use chrono::{DateTime, Utc};
 use roster_core::auth::ClusterCredential;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
@@ -67,6 +68,9 @@ pub trait Peers: Send + Sync + 'static {
 
     /// Lifts the user's password locks (the user proved the mailbox).
     async fn forget_password_failures(&self, user_id: &str) -> Result<(), Status>;
+    /// When a live user's password last changed, as the user registry
+    /// says; `None` for no such live user or a password never changed.
+    async fn password_changed_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status>;
 }
 
 /// The peers over gRPC.
@@ -176,6 +180,31 @@ impl Peers for GrpcPeers {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    async fn password_changed_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status> {
+        let got = UserRegistryClient::new(self.users.clone())
+            .get(self.cluster.request(GetUserRequest {
+                user_ids: Some(UserIdentifiers {
+                    user_id: user_id.to_string(),
+                    email: String::new(),
+                }),
+                field_mask: Some(prost_types::FieldMask {
+                    paths: vec!["password_updated_at".into()],
+                }),
+            }))
+            .await;
+        let user = match got {
+            Ok(response) => response.into_inner(),
+            Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
+                return Ok(None);
+            }
+            Err(status) => return Err(unavailable(status)),
+        };
+        Ok(user
+            .password_updated_at
+            .filter(|_| user.deleted_at.is_none())
+            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)))
     }
 
     async fn consume_login_token(&self, token: String) -> Result<String, Status> {

@@ -400,6 +400,37 @@ impl SessionsService {
         Ok(ended)
     }
 
+    /// Ends the user's sessions made before `before`: those a password
+    /// change at `before` revokes, and no session made since.
+    pub async fn end_sessions_made_before(
+        &self,
+        ctx: &CallContext,
+        user_id: &str,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64> {
+        let mut older = Vec::new();
+        for id in self.store.session_ids_of(user_id).await? {
+            let session = self.store.get_session(&id).await?;
+            if session.is_some_and(|s| s.created_at < before) {
+                older.push(id);
+            }
+        }
+        if older.is_empty() {
+            return Ok(0);
+        }
+        let ended = self
+            .end_sessions(ctx, user_id, &older, events::SESSION_DELETE)
+            .await?;
+        tracing::info!(%user_id, ended, "sessions older than a password change ended");
+        Ok(ended)
+    }
+
+    /// The services this one asks about users, for the event worker's
+    /// confirmations.
+    pub fn peers(&self) -> &Arc<dyn Peers> {
+        &self.peers
+    }
+
     // ---- SessionCredentials (internal) --------------------------------
 
     /// Checks a session token for the access service.

@@ -3,15 +3,25 @@
 //! asks to revoke all access, and when the user is suspended, rejected or
 //! sent back to approval. A durable consumer shared by every replica
 //! handles each event (at least once; ending sessions twice is harmless).
+//!
+//! An event only says what happened; before ending anything the worker asks
+//! the user registry, which owns users, whether it did: the user is gone,
+//! its state is one whose sessions end, or its password changed (and then
+//! only sessions older than that change end). A forged event for a live
+//! user ends nothing and is logged at `warn`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use prost::Message as _;
 use roster_core::auth::{CallContext, Caller};
 use roster_core::events::{EventBus, spawn_worker, user_ids};
 use roster_proto::v1::{Event, State, UserEventData};
 
+use tonic::Status;
+
+use crate::peers::Peers;
 use crate::service::SessionsService;
 
 /// The durable consumer's name.
@@ -23,29 +33,132 @@ pub const PATTERNS: &[&str] = &["user.update", "user.delete", "user.purge"];
 /// How long a failed event waits before it is tried again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
 
-/// Whether `event` ends every session of its user.
-pub fn ends_sessions(event: &Event) -> bool {
+/// Why an event would end a user's sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// `user.delete` or `user.purge`: the user is gone.
+    UserGone,
+    /// The user's state changed to one whose sessions end (suspended,
+    /// rejected, back to requested).
+    StateEnds,
+    /// A password change that asked to revoke all access.
+    PasswordChanged,
+}
+
+/// What `event` claims ends its user's sessions, in the order the claims
+/// are checked.
+pub fn endings(event: &Event) -> Vec<Ending> {
     match event.name.as_str() {
-        "user.delete" | "user.purge" => true,
+        "user.delete" | "user.purge" => vec![Ending::UserGone],
         "user.update" => {
             let Some(data) = event
                 .data
                 .as_ref()
                 .and_then(|any| UserEventData::decode(any.value.as_slice()).ok())
             else {
-                return false;
+                return Vec::new();
             };
             let state_ends = data.changed_paths.iter().any(|p| p == "state")
-                && data.user.as_ref().is_some_and(|user| {
-                    !matches!(
-                        State::try_from(user.state),
-                        Ok(State::Approved | State::Flagged)
-                    )
-                });
-            data.revoke_all_access || state_ends
+                && data
+                    .user
+                    .as_ref()
+                    .is_some_and(|user| !state_keeps_sessions(user.state));
+            let mut endings = Vec::new();
+            if state_ends {
+                endings.push(Ending::StateEnds);
+            }
+            if data.revoke_all_access {
+                endings.push(Ending::PasswordChanged);
+            }
+            endings
         }
-        _ => false,
+        _ => Vec::new(),
     }
+}
+
+/// Whether `event` claims to end every session of its user.
+pub fn ends_sessions(event: &Event) -> bool {
+    !endings(event).is_empty()
+}
+
+fn state_keeps_sessions(state: i32) -> bool {
+    matches!(State::try_from(state), Ok(State::Approved | State::Flagged))
+}
+
+/// Which of the user's sessions the user registry confirms `ending` ends:
+/// all of them, those made before a time, or none (the registry says
+/// otherwise than the event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confirmed {
+    All,
+    MadeBefore(DateTime<Utc>),
+    Nothing,
+}
+
+/// Asks the user registry whether `ending` holds for `user_id`: events are
+/// input like any other, and a forged one must not log a live user out.
+async fn confirm(peers: &dyn Peers, user_id: &str, ending: Ending) -> Result<Confirmed, Status> {
+    Ok(match ending {
+        Ending::UserGone => match peers.account(user_id).await? {
+            None => Confirmed::All,
+            Some(_) => Confirmed::Nothing,
+        },
+        Ending::StateEnds => match peers.account(user_id).await? {
+            Some(account) if state_keeps_sessions(account.state as i32) => Confirmed::Nothing,
+            _ => Confirmed::All,
+        },
+        // Only sessions older than the password the registry holds end, so
+        // a forged event cannot end a session made with that password.
+        Ending::PasswordChanged => match peers.password_changed_at(user_id).await? {
+            Some(at) => Confirmed::MadeBefore(at),
+            None => Confirmed::Nothing,
+        },
+    })
+}
+
+/// Ends the sessions of `user_id` that the registry confirms `ending`
+/// ends.
+async fn end_confirmed(
+    service: &SessionsService,
+    ctx: &CallContext,
+    user_id: &str,
+    ending: Ending,
+) -> anyhow::Result<()> {
+    let confirmed = confirm(service.peers().as_ref(), user_id, ending)
+        .await
+        .map_err(|status| anyhow::anyhow!("asking the user registry about {user_id}: {status}"))?;
+    let ended = match confirmed {
+        Confirmed::All => service.end_all_sessions(ctx, user_id).await,
+        Confirmed::MadeBefore(at) => service.end_sessions_made_before(ctx, user_id, at).await,
+        Confirmed::Nothing => {
+            tracing::warn!(%user_id, ?ending, correlation_id = %ctx.correlation_id, "an event claims what the user registry denies; sessions stay");
+            return Ok(());
+        }
+    };
+    ended.map_err(|e| anyhow::anyhow!("ending the sessions of {user_id}: {e}"))?;
+    Ok(())
+}
+
+/// Ends the sessions `event` calls to end, as far as the user registry
+/// confirms it.
+async fn handle(service: &SessionsService, event: Event) -> anyhow::Result<()> {
+    let endings = endings(&event);
+    if endings.is_empty() {
+        return Ok(());
+    }
+    // The work is done on behalf of the service that caused it.
+    let ctx = CallContext {
+        caller: Caller::Cluster,
+        remote_ip: event.remote_ip.clone(),
+        user_agent: event.user_agent.clone(),
+        correlation_id: format!("event:{}", event.unique_id),
+    };
+    for user_id in user_ids(&event) {
+        for ending in &endings {
+            end_confirmed(service, &ctx, &user_id, *ending).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Joins the durable consumer and returns the task that works through it
@@ -63,25 +176,7 @@ pub async fn spawn(
         shutdown,
         move |event| {
             let service = service.clone();
-            async move {
-                if !ends_sessions(&event) {
-                    return Ok(());
-                }
-                // The work is done on behalf of the service that caused it.
-                let ctx = CallContext {
-                    caller: Caller::Cluster,
-                    remote_ip: event.remote_ip.clone(),
-                    user_agent: event.user_agent.clone(),
-                    correlation_id: format!("event:{}", event.unique_id),
-                };
-                for user_id in user_ids(&event) {
-                    service
-                        .end_all_sessions(&ctx, &user_id)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("ending the sessions of {user_id}: {e}"))?;
-                }
-                Ok(())
-            }
+            async move { handle(&service, event).await }
         },
     )
     .await
@@ -128,5 +223,21 @@ mod tests {
         assert!(!ends_sessions(&update(&["name"], State::Suspended, false)));
         assert!(!ends_sessions(&new_event("user.update", vec![], None)));
         assert!(!ends_sessions(&new_event("user.restore", vec![], None)));
+    }
+
+    #[test]
+    fn a_suspension_with_a_revoking_password_change_makes_two_claims_to_check() {
+        assert_eq!(
+            endings(&update(
+                &["state", "password_updated_at"],
+                State::Suspended,
+                true
+            )),
+            vec![Ending::StateEnds, Ending::PasswordChanged]
+        );
+        assert_eq!(
+            endings(&new_event("user.purge", vec![], None)),
+            vec![Ending::UserGone]
+        );
     }
 }

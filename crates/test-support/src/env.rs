@@ -272,7 +272,7 @@ impl TestEnv {
                     GrpcSessionDirectory::new(internal.clone(), TEST_CLUSTER_KEY)
                         .expect("sessions directory"),
                 ),
-                hasher: TokenHasher::new(&config.auth.token_hash_key),
+                hasher: TokenHasher::new(config.auth.token_hash_key.expose()),
                 events: events.clone(),
                 config: config.access,
                 mailer: internal.clone(),
@@ -290,7 +290,7 @@ impl TestEnv {
                 peers: Arc::new(
                     GrpcPeers::new(internal.clone(), internal, TEST_CLUSTER_KEY).expect("peers"),
                 ),
-                hasher: TokenHasher::new(&config.auth.token_hash_key),
+                hasher: TokenHasher::new(config.auth.token_hash_key.expose()),
                 clock,
                 events: events.clone(),
                 config: config.sessions,
@@ -300,7 +300,8 @@ impl TestEnv {
         .await
         .expect("build the sessions service");
         let mail_tmp = tempfile::tempdir().expect("a mail folder");
-        let mail_dir = mail_tmp.path().to_path_buf();
+        // Made by the mailer with its first mail, as in a deployment.
+        let mail_dir = mail_tmp.path().join("mail");
         let mut mail = config.mail;
         mail.poll_interval_ms = mail.poll_interval_ms.min(200);
         // Its own lazy channel to this process, so this block does not
@@ -317,7 +318,7 @@ impl TestEnv {
                     GrpcUserLookup::new(invitations_internal, TEST_CLUSTER_KEY)
                         .expect("user lookup"),
                 ),
-                hasher: TokenHasher::new(&config.auth.token_hash_key),
+                hasher: TokenHasher::new(config.auth.token_hash_key.expose()),
                 events: events.clone(),
                 mail,
                 config: config.invitations,

@@ -37,7 +37,7 @@ impl TestNats {
         let id = uuid::Uuid::new_v4().simple().to_string();
         TestNats {
             config: EventsConfig {
-                nats_url: nats_url(),
+                nats_url: nats_url().into(),
                 stream: format!("ROSTER_T_{}", id.to_uppercase()),
                 subject_prefix: format!("roster_t_{id}"),
                 // Tests wait for retries; a short interval keeps them quick.
@@ -57,7 +57,7 @@ impl TestNats {
 
     /// How many messages the stream holds, or `None` if it does not exist.
     pub async fn stream_messages(&self) -> Option<u64> {
-        let client = async_nats::connect(self.config.nats_url.as_str())
+        let client = async_nats::connect(self.config.nats_url.expose())
             .await
             .unwrap_or_else(|e| panic!("cannot connect to NATS: {e}"));
         let jetstream = async_nats::jetstream::new(client);
@@ -77,7 +77,7 @@ impl Drop for TestNats {
     fn drop(&mut self) {
         // As for test databases: a thread with its own runtime, so the
         // test's runtime is never blocked on itself, and a bounded wait.
-        let url = self.config.nats_url.clone();
+        let url = self.config.nats_url.expose().to_string();
         let stream = self.config.stream.clone();
         let (done, wait) = mpsc::channel();
         let spawned = std::thread::Builder::new()

@@ -210,7 +210,7 @@ impl TestSmtp {
     /// Mailer settings delivering here, retrying quickly.
     pub fn mail_config(&self) -> roster_invitations::MailConfig {
         roster_invitations::MailConfig {
-            smtp_url: self.url(),
+            smtp_url: self.url().into(),
             timeout_secs: 5,
             retry_initial_ms: 20,
             retry_max_ms: 200,

@@ -93,9 +93,19 @@ impl UserRegistryConfig {
                 "user_registry.{key} must be at most {MAX_SECS} (100 years)"
             );
         }
+        let policy = &self.password_policy;
         anyhow::ensure!(
-            self.password_policy.min_length <= self.password_policy.max_length,
+            policy.min_length <= policy.max_length,
             "user_registry.password_policy.min_length must not exceed max_length"
+        );
+        // NIST SP 800-63B's floor and OWASP ASVS 2.1.2's ceiling.
+        anyhow::ensure!(
+            policy.min_length >= 8,
+            "user_registry.password_policy.min_length must be at least 8"
+        );
+        anyhow::ensure!(
+            policy.max_length >= 64,
+            "user_registry.password_policy.max_length must be at least 64"
         );
         Ok(())
     }

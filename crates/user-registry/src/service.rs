@@ -372,6 +372,10 @@ impl UserRegistryService {
         self.config
             .password_policy
             .check(&input.password, &user_id)
+            .and_then(|()| {
+                let policy = &self.config.password_policy;
+                policy.check_against_email(&input.password, email.as_str())
+            })
             .map_err(|v| v.under("user"))?;
         let name = Name::parse(&input.name).map_err(|v| v.under("user"))?;
         let description = Description::parse(&input.description).map_err(|v| v.under("user"))?;
@@ -790,6 +794,12 @@ impl UserRegistryService {
                     after.primary_email_address_validated_at = None;
                 }
             }
+            if temporary.is_some() {
+                self.config
+                    .password_policy
+                    .check_against_email(&input.temporary_password, &after.primary_email_address)
+                    .map_err(|v| FieldViolation::new("user.temporary_password", v.reason))?;
+            }
             if mask.contains("primary_email_address_validated_at") {
                 after.primary_email_address_validated_at = validated_at;
             }
@@ -1060,6 +1070,12 @@ impl UserRegistryService {
             }
             used_temporary = true;
         }
+        // Only now that the caller proved the old password may the answer
+        // say anything about the address.
+        self.config
+            .password_policy
+            .check_against_email(&req.new, &before.primary_email_address)
+            .map_err(|v| FieldViolation::new("new", v.reason))?;
         let mut after = before.clone();
         after.password_hash = self.hasher.hash(&req.new).await.map_err(Error::from)?;
         after.password_updated_at = at;

@@ -4,6 +4,7 @@
 mod api_keys;
 mod auth_info;
 mod escalation;
+mod forged_events;
 mod login_tokens;
 mod smoke;
 mod store;

@@ -31,6 +31,8 @@ use std::time::SystemTime;
 
 use serde::Deserialize;
 
+use crate::secret::Secret;
+
 pub use bus::{Acknowledge, BusError, Delivery, DeliveryStream, EventBus, EventStream};
 pub use memory::{MemoryBus, name_matches};
 pub use nats::NatsBus;
@@ -44,7 +46,29 @@ pub use worker::{spawn_worker, user_ids};
 pub struct EventsConfig {
     /// A NATS URL (`nats://host:4222`). Empty: the in-process bus, which
     /// only reaches subscribers in this process.
-    pub nats_url: String,
+    pub nats_url: crate::secret::SecretUrl,
+    /// The NATS user to log in as, with `nats_password`. At most one of
+    /// `nats_user`, `nats_token`, `nats_nkey_seed` and `nats_creds_file`.
+    pub nats_user: String,
+    /// The NATS user's password (a secret).
+    pub nats_password: Secret,
+    /// A NATS authentication token (a secret).
+    pub nats_token: Secret,
+    /// An NKey user seed (`SU…`, a secret) that signs the server's
+    /// challenge.
+    pub nats_nkey_seed: Secret,
+    /// A `.creds` file (a user JWT and its NKey seed), as NATS's
+    /// decentralised authentication issues them.
+    pub nats_creds_file: String,
+    /// A PEM file of CA certificates to trust for the server's certificate.
+    pub nats_ca_file: String,
+    /// A PEM client certificate for servers that verify clients (mutual
+    /// TLS), with `nats_key_file`.
+    pub nats_cert_file: String,
+    /// The PEM private key of `nats_cert_file`.
+    pub nats_key_file: String,
+    /// Refuse a connection that is not TLS, even to a `nats://` URL.
+    pub nats_require_tls: bool,
     /// The JetStream stream that stores events.
     pub stream: String,
     /// Events are published on `<subject_prefix>.<event name>`.
@@ -62,7 +86,16 @@ pub struct EventsConfig {
 impl Default for EventsConfig {
     fn default() -> Self {
         Self {
-            nats_url: String::new(),
+            nats_url: Default::default(),
+            nats_user: String::new(),
+            nats_password: Secret::default(),
+            nats_token: Secret::default(),
+            nats_nkey_seed: Secret::default(),
+            nats_creds_file: String::new(),
+            nats_ca_file: String::new(),
+            nats_cert_file: String::new(),
+            nats_key_file: String::new(),
+            nats_require_tls: false,
             stream: "ROSTER_EVENTS".into(),
             subject_prefix: "roster".into(),
             create_stream: true,

@@ -42,6 +42,92 @@ pub const CONSUMER_ACK_WAIT: Duration = Duration::from_secs(30);
 /// wait when a replica stops with some buffered.
 const CONSUMER_BATCH: usize = 16;
 
+/// The connection options `config` asks for: Roster's client name, at
+/// most one way to log in, and TLS. Each error names its setting.
+async fn connect_options(config: &EventsConfig) -> anyhow::Result<async_nats::ConnectOptions> {
+    let logins = [
+        !config.nats_user.is_empty(),
+        !config.nats_token.is_empty(),
+        !config.nats_nkey_seed.is_empty(),
+        !config.nats_creds_file.is_empty(),
+    ];
+    anyhow::ensure!(
+        logins.iter().filter(|set| **set).count() <= 1,
+        "set at most one of events.nats_user, events.nats_token, events.nats_nkey_seed \
+         and events.nats_creds_file"
+    );
+    anyhow::ensure!(
+        config.nats_password.is_empty() || !config.nats_user.is_empty(),
+        "events.nats_password needs events.nats_user"
+    );
+    install_crypto_provider();
+    let mut options = async_nats::ConnectOptions::new().name("roster");
+    if !config.nats_user.is_empty() {
+        options = options.user_and_password(
+            config.nats_user.clone(),
+            config.nats_password.expose().to_string(),
+        );
+    } else if !config.nats_token.is_empty() {
+        options = options.token(config.nats_token.expose().to_string());
+    } else if !config.nats_nkey_seed.is_empty() {
+        options = options.nkey(config.nats_nkey_seed.expose().to_string());
+    } else if !config.nats_creds_file.is_empty() {
+        options = options
+            .credentials_file(&config.nats_creds_file)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "events.nats_creds_file: cannot use {}: {e}",
+                    config.nats_creds_file
+                )
+            })?;
+    }
+    tls_options(config, options)
+}
+
+/// Makes ring rustls's process-wide crypto provider, unless one is set.
+/// The NATS client builds its TLS configuration from that default, and
+/// rustls cannot pick one itself when, as in `rosterd`, the crates linked
+/// in enable more than one (ring through lettre, aws-lc-rs through
+/// others): the first TLS connection would panic.
+fn install_crypto_provider() {
+    // An error only says that a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Adds the TLS settings of `config` to `options`, checking that the files
+/// are there (the client would only find out at the first connection).
+fn tls_options(
+    config: &EventsConfig,
+    mut options: async_nats::ConnectOptions,
+) -> anyhow::Result<async_nats::ConnectOptions> {
+    let readable = |key: &str, path: &str| {
+        std::fs::File::open(path)
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("events.{key}: cannot read {path}: {e}"))
+    };
+    if !config.nats_ca_file.is_empty() {
+        readable("nats_ca_file", &config.nats_ca_file)?;
+        options = options.add_root_certificates(config.nats_ca_file.clone().into());
+    }
+    match (
+        config.nats_cert_file.is_empty(),
+        config.nats_key_file.is_empty(),
+    ) {
+        (true, true) => {}
+        (false, false) => {
+            readable("nats_cert_file", &config.nats_cert_file)?;
+            readable("nats_key_file", &config.nats_key_file)?;
+            options = options.add_client_certificate(
+                config.nats_cert_file.clone().into(),
+                config.nats_key_file.clone().into(),
+            );
+        }
+        _ => anyhow::bail!("events.nats_cert_file and events.nats_key_file go together"),
+    }
+    Ok(options.require_tls(config.nats_require_tls))
+}
+
 /// An [`EventBus`] over NATS JetStream.
 #[derive(Debug, Clone)]
 pub struct NatsBus {
@@ -62,14 +148,14 @@ impl NatsBus {
             !config.subject_prefix.is_empty(),
             "events.subject_prefix must not be empty"
         );
-        let client = async_nats::ConnectOptions::new()
-            .name("roster")
-            .connect(config.nats_url.as_str())
+        let client = connect_options(config)
+            .await?
+            .connect(config.nats_url.expose())
             .await
             .map_err(|e| {
                 anyhow::anyhow!(
                     "cannot connect to NATS at {}: {e}",
-                    crate::config::redacted_url(&config.nats_url)
+                    config.nats_url.redacted()
                 )
             })?;
         let jetstream = jetstream::new(client.clone());
@@ -446,7 +532,7 @@ mod tests {
                 .unwrap_or_else(|| "nats://127.0.0.1:4222".into());
             Self {
                 config: EventsConfig {
-                    nats_url,
+                    nats_url: nats_url.into(),
                     stream: format!("ROSTER_T_{}", id.to_uppercase()),
                     subject_prefix: format!("roster_t_{id}"),
                     ..EventsConfig::default()
@@ -466,7 +552,7 @@ mod tests {
         fn drop(&mut self) {
             // A thread with its own runtime, so the test's runtime is never
             // blocked on itself, and a bounded wait.
-            let url = self.config.nats_url.clone();
+            let url = self.config.nats_url.expose().to_string();
             let stream = self.config.stream.clone();
             let deleted = std::thread::spawn(move || {
                 let Ok(runtime) = tokio::runtime::Builder::new_current_thread()

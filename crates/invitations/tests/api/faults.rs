@@ -185,8 +185,11 @@ fn mailer(db: &Db, smtp: &TestSmtp) -> Mailer {
         ..smtp_config(smtp)
     };
     config.validate().expect("valid mail settings");
-    let transport = SmtpTransport::new(&config.smtp_url, Duration::from_secs(config.timeout_secs))
-        .expect("an SMTP transport");
+    let transport = SmtpTransport::new(
+        config.smtp_url.expose(),
+        Duration::from_secs(config.timeout_secs),
+    )
+    .expect("an SMTP transport");
     Mailer::new(store::open(db), Arc::new(transport), config).expect("a mailer")
 }
 

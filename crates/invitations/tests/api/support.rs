@@ -33,7 +33,7 @@ pub use roster_test_support::{assert_invalid_field, expect_code};
 /// Mail settings delivering to `smtp`, retrying quickly.
 pub fn smtp_config(smtp: &TestSmtp) -> MailConfig {
     MailConfig {
-        smtp_url: smtp.url(),
+        smtp_url: smtp.url().into(),
         timeout_secs: 5,
         retry_initial_ms: 20,
         retry_max_ms: 200,

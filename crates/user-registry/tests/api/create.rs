@@ -276,13 +276,14 @@ async fn a_weak_password_is_refused_naming_the_field() {
     let env = TestEnv::start().await;
     for (weak, why) in [
         ("", "empty"),
-        ("Sh0rt-p", "shorter than 8 characters"),
-        ("no-uppercase-9", "no uppercase letter"),
-        ("No-Digits-Here", "no digit"),
+        ("Sh0rt-pass1", "shorter than 12 characters"),
+        ("QwertyUIOP123", "a common password"),
         ("My-Alice-Pass-9", "contains the user ID"),
+        ("Mail: A.Liddell@Example.com", "contains the email address"),
     ] {
         let user = User {
             password: weak.into(),
+            primary_email_address: "a.liddell@example.com".into(),
             ..new_user("alice")
         };
         let status = create_anonymously(&env, user).await.unwrap_err();
