@@ -206,6 +206,26 @@ mod tests {
     }
 
     #[test]
+    fn mail_files_stay_a_day_unless_configured() {
+        let config = MailConfig::default();
+        assert_eq!(
+            config.file_retention(),
+            Some(std::time::Duration::from_secs(24 * 3600))
+        );
+        let keep = MailConfig {
+            file_retention_secs: 0,
+            ..MailConfig::default()
+        };
+        assert_eq!(keep.file_retention(), None);
+        let long = MailConfig {
+            file_retention_secs: MAX_FILE_RETENTION_SECS + 1,
+            ..MailConfig::default()
+        };
+        let error = long.validate().unwrap_err().to_string();
+        assert!(error.contains("mail.file_retention_secs"), "{error}");
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let parsed: Result<InvitationsConfig, _> =
             serde_json::from_str(r#"{"token_ttl_secs": 60, "ttl": 1}"#);

@@ -18,7 +18,6 @@ use prost::Message as _;
 use roster_core::auth::{CallContext, Caller};
 use roster_core::events::{EventBus, spawn_worker, user_ids};
 use roster_proto::v1::{Event, State, UserEventData};
-
 use tonic::Status;
 
 use crate::peers::Peers;

@@ -110,3 +110,33 @@ impl UserRegistryConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_policy(min_length: usize, max_length: usize) -> UserRegistryConfig {
+        UserRegistryConfig {
+            password_policy: PasswordPolicy {
+                min_length,
+                max_length,
+                ..PasswordPolicy::default()
+            },
+            ..UserRegistryConfig::default()
+        }
+    }
+
+    #[test]
+    fn password_lengths_below_the_standards_are_refused_naming_the_setting() {
+        UserRegistryConfig::default().validate().unwrap();
+        with_policy(8, 64).validate().unwrap();
+        for (config, key) in [
+            (with_policy(7, 128), "password_policy.min_length"),
+            (with_policy(12, 63), "password_policy.max_length"),
+            (with_policy(100, 64), "password_policy.min_length"),
+        ] {
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
+        }
+    }
+}

@@ -45,6 +45,16 @@ const CONSUMER_BATCH: usize = 16;
 /// The connection options `config` asks for: Roster's client name, at
 /// most one way to log in, and TLS. Each error names its setting.
 async fn connect_options(config: &EventsConfig) -> anyhow::Result<async_nats::ConnectOptions> {
+    install_crypto_provider();
+    let options = login_options(config, async_nats::ConnectOptions::new().name("roster")).await?;
+    tls_options(config, options)
+}
+
+/// Adds the one way of logging in that `config` sets, if any.
+async fn login_options(
+    config: &EventsConfig,
+    options: async_nats::ConnectOptions,
+) -> anyhow::Result<async_nats::ConnectOptions> {
     let logins = [
         !config.nats_user.is_empty(),
         !config.nats_token.is_empty(),
@@ -60,29 +70,22 @@ async fn connect_options(config: &EventsConfig) -> anyhow::Result<async_nats::Co
         config.nats_password.is_empty() || !config.nats_user.is_empty(),
         "events.nats_password needs events.nats_user"
     );
-    install_crypto_provider();
-    let mut options = async_nats::ConnectOptions::new().name("roster");
-    if !config.nats_user.is_empty() {
-        options = options.user_and_password(
-            config.nats_user.clone(),
-            config.nats_password.expose().to_string(),
-        );
+    Ok(if !config.nats_user.is_empty() {
+        let password = config.nats_password.expose().to_string();
+        options.user_and_password(config.nats_user.clone(), password)
     } else if !config.nats_token.is_empty() {
-        options = options.token(config.nats_token.expose().to_string());
+        options.token(config.nats_token.expose().to_string())
     } else if !config.nats_nkey_seed.is_empty() {
-        options = options.nkey(config.nats_nkey_seed.expose().to_string());
+        options.nkey(config.nats_nkey_seed.expose().to_string())
     } else if !config.nats_creds_file.is_empty() {
-        options = options
-            .credentials_file(&config.nats_creds_file)
+        let path = &config.nats_creds_file;
+        options
+            .credentials_file(path)
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "events.nats_creds_file: cannot use {}: {e}",
-                    config.nats_creds_file
-                )
-            })?;
-    }
-    tls_options(config, options)
+            .map_err(|e| anyhow::anyhow!("events.nats_creds_file: cannot use {path}: {e}"))?
+    } else {
+        options
+    })
 }
 
 /// Makes ring rustls's process-wide crypto provider, unless one is set.
