@@ -7,5 +7,6 @@ mod journey;
 mod mail;
 mod process;
 mod production;
+mod security;
 mod sessions;
 mod tls;

@@ -170,6 +170,13 @@ async fn every_template_renders_and_arrives(backend: Backend) {
             )],
         },
         TemplateCase {
+            template: "email_changed",
+            vars: vars(&[("user_id", "ada"), ("new_email", "ada@new.example")]),
+            subject: "The email address of your account changed".into(),
+            text: vec!["account ada".into(), "changed to ada@new.example".into()],
+            html: vec!["ada@new.example".into()],
+        },
+        TemplateCase {
             template: "notification",
             vars: vars(&[
                 ("title", "Welcome aboard ✓ — Zoë"),

@@ -151,7 +151,12 @@ async fn api_keys_and_passwords_are_told_to_their_user(backend: Backend) {
 }
 
 async fn a_state_change_and_a_lock_are_told_to_their_user(backend: Backend) {
-    let env = TestEnv::start_with(backend, Default::default()).await;
+    // Every attempt comes from one address: let the account's own limit
+    // (not the per-address one, which publishes no lock) be the first hit.
+    let mut config = UserRegistryConfig::default();
+    config.lockout.max_failures_per_client = 0;
+    config.lockout.max_failures = 5;
+    let env = TestEnv::start_with(backend, config).await;
     env.ensure_user("alice", false).await;
     // Five wrong passwords lock the account.
     let mut auth = AuthenticationClient::new(env.channel());

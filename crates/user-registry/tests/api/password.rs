@@ -379,9 +379,13 @@ async fn a_temporary_password_can_be_requested_without_credentials(backend: Back
     assert_eq!(expires - created, chrono::Duration::hours(1));
     assert!(password_works(&env, "alice", PASSWORD).await);
 
-    let event = next_event_where(&mut events, "user.update", WAIT, |_| true)
-        .await
-        .expect("user.update published");
+    let event = next_event_where(&mut events, "user.update", WAIT, |e| {
+        user_event_data(e)
+            .changed_paths
+            .contains(&"temporary_password".to_string())
+    })
+    .await
+    .expect("user.update published");
     assert_eq!(event_user_ids(&event), ["alice"]);
     let data = user_event_data(&event);
     assert!(
