@@ -627,6 +627,18 @@ impl CallContext {
         }
     }
 
+    /// The context of work a service does because of `event`: done as the
+    /// cluster, on behalf of whoever caused the event, whose origin and
+    /// event ID it carries on.
+    pub fn for_event(event: &roster_proto::v1::Event) -> Self {
+        CallContext {
+            caller: Caller::Cluster,
+            remote_ip: event.remote_ip.clone(),
+            user_agent: event.user_agent.clone(),
+            correlation_id: format!("event:{}", event.unique_id),
+        }
+    }
+
     /// The client address, for rate limits: the IPv4 address, or the /64
     /// of an IPv6 one (one host is routinely given a whole /64, so limits
     /// per IPv6 address would be limits per attempt).

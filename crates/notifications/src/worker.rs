@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message as _;
-use roster_core::auth::{CallContext, Caller};
+use roster_core::auth::CallContext;
 use roster_core::events::{EventBus, spawn_worker, user_ids};
 use roster_proto::v1::{
     EntityIdentifiers, Event, Invitation, NotificationReceiver, NotificationType, State, User,
@@ -232,12 +232,7 @@ pub async fn handle(service: &NotificationsService, event: &Event) -> anyhow::Re
         return Ok(());
     }
     // The work is done on behalf of the service that caused it.
-    let ctx = CallContext {
-        caller: Caller::Cluster,
-        remote_ip: event.remote_ip.clone(),
-        user_agent: event.user_agent.clone(),
-        correlation_id: format!("event:{}", event.unique_id),
-    };
+    let ctx = CallContext::for_event(event);
     let sender_ids = event
         .authentication
         .as_ref()

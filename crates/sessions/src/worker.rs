@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use roster_core::auth::{CallContext, Caller};
+use roster_core::auth::CallContext;
 use roster_core::events::{EventBus, spawn_worker, user_ids};
 use roster_proto::v1::{Event, State, UserEventData};
 use tonic::Status;
@@ -146,12 +146,7 @@ async fn handle(service: &SessionsService, event: Event) -> anyhow::Result<()> {
         return Ok(());
     }
     // The work is done on behalf of the service that caused it.
-    let ctx = CallContext {
-        caller: Caller::Cluster,
-        remote_ip: event.remote_ip.clone(),
-        user_agent: event.user_agent.clone(),
-        correlation_id: format!("event:{}", event.unique_id),
-    };
+    let ctx = CallContext::for_event(&event);
     for user_id in user_ids(&event) {
         for ending in &endings {
             end_confirmed(service, &ctx, &user_id, *ending).await?;

@@ -139,6 +139,16 @@ fn link(provider_id: &str, external_id: &str, user_id: &str) -> ExternalUserReco
     }
 }
 
+/// The events of a wrong password as the service builds them: a
+/// `user.lock` when it locked the account.
+fn lock_event(outcome: &roster_user_registry::lockout::Failures) -> Vec<Event> {
+    if outcome.newly_locked {
+        vec![new_event("user.lock", vec![], None)]
+    } else {
+        Vec::new()
+    }
+}
+
 async fn pending(db: &Db) -> i64 {
     outbox::pending(db).await.expect("count the outbox")
 }
@@ -1350,7 +1360,7 @@ mod cases {
         db: &Db,
         backend: &str,
     ) {
-        use roster_user_registry::lockout::{Failures, LockoutConfig};
+        use roster_user_registry::lockout::LockoutConfig;
         let at = now();
         insert(store, &user("alice", at)).await;
         let before = pending(db).await;
@@ -1361,13 +1371,6 @@ mod cases {
             lock_secs: 300,
         };
         let policy = config.policy(at);
-        let lock_event = |o: &Failures| {
-            if o.newly_locked {
-                vec![new_event("user.lock", vec![], None)]
-            } else {
-                Vec::new()
-            }
-        };
         let fail = |client: &'static str| {
             store.record_password_failure("alice", client, &policy, &lock_event)
         };
@@ -1432,7 +1435,7 @@ mod cases {
         db: &Db,
         backend: &str,
     ) {
-        use roster_user_registry::lockout::{Failures, LockoutConfig};
+        use roster_user_registry::lockout::LockoutConfig;
         let at = now();
         insert(store, &user("alice", at)).await;
         let before = pending(db).await;
@@ -1443,13 +1446,6 @@ mod cases {
             lock_secs: 300,
         }
         .policy(at);
-        let lock_event = |o: &Failures| {
-            if o.newly_locked {
-                vec![new_event("user.lock", vec![], None)]
-            } else {
-                Vec::new()
-            }
-        };
         let clients: Vec<String> = (0..12).map(|n| format!("client:{n}")).collect();
         let outcomes = futures::future::join_all(
             clients
