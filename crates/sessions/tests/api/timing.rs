@@ -11,6 +11,7 @@ use roster_test_support::{Backend, TestEnv};
 use tonic::Code;
 
 use crate::support::{expect_code, login, start_with};
+use roster_test_support::TEST_PASSWORD;
 
 /// A password that meets the policy and is not the user's.
 const WRONG_PASSWORD: &str = "Not-the-Passw0rd-at-all";
@@ -22,8 +23,12 @@ const WARM_UP: usize = 3;
 const ROUNDS: usize = 20;
 
 async fn timed_refusal(env: &TestEnv, user_id: &str) -> Duration {
+    timed_refusal_of(env, user_id, WRONG_PASSWORD).await
+}
+
+async fn timed_refusal_of(env: &TestEnv, user_id: &str, password: &str) -> Duration {
     let started = Instant::now();
-    let result = login(env, user_id, WRONG_PASSWORD).await;
+    let result = login(env, user_id, password).await;
     let took = started.elapsed();
     expect_code(result, Code::Unauthenticated);
     took
@@ -80,5 +85,40 @@ async fn a_wrong_password_and_an_unknown_user_take_the_same_order_of_time() {
         (1.0 / 3.0..=3.0).contains(&ratio),
         "a wrong password took {known:?} (median) and an unknown user {unknown:?}: \
          ratio {ratio:.2} is outside 1/3..3"
+    );
+}
+
+/// While an account is locked, its right password is refused after the
+/// same work as a wrong one: the password is hashed either way and nothing
+/// more happens, so the time taken does not give the right guess away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_locked_the_right_password_takes_as_long_as_a_wrong_one() {
+    let env = start_with(Backend::Postgres, |config| {
+        config.sessions.login_rate_limit.max_attempts = 0;
+        config.user_registry.lockout.max_failures_per_client = 3;
+    })
+    .await;
+    env.ensure_user("alice", false).await;
+    for _ in 0..3 {
+        timed_refusal(&env, "alice").await;
+    }
+    for _ in 0..WARM_UP {
+        timed_refusal_of(&env, "alice", TEST_PASSWORD).await;
+        timed_refusal(&env, "alice").await;
+    }
+    let mut right = Vec::with_capacity(ROUNDS);
+    let mut wrong = Vec::with_capacity(ROUNDS);
+    for _ in 0..ROUNDS {
+        right.push(timed_refusal_of(&env, "alice", TEST_PASSWORD).await);
+        wrong.push(timed_refusal(&env, "alice").await);
+    }
+    let right = median(right);
+    let wrong = median(wrong);
+    let ratio = right.as_secs_f64() / wrong.as_secs_f64();
+    println!("locked medians over {ROUNDS}: right {right:?}, wrong {wrong:?}, ratio {ratio:.2}");
+    assert!(
+        (1.0 / 3.0..=3.0).contains(&ratio),
+        "while locked, the right password took {right:?} (median) and a wrong one \
+         {wrong:?}: ratio {ratio:.2} is outside 1/3..3"
     );
 }
