@@ -1093,9 +1093,17 @@ impl UserRegistryService {
                 .filter(|p| p != "password_updated_at"),
         );
         let event = self.event(ctx, USER_UPDATE, &after, changed, req.revoke_all_access);
+        // The owner hears of it: a change they did not make is their cue
+        // to take the account back.
+        let notice = OutgoingMail::new(
+            "password_changed",
+            &after.primary_email_address,
+            &after.name,
+        )
+        .with("user_id", &after.user_id);
         match self
             .store
-            .update_user(&after, before.updated_at, false, &[event])
+            .update_user_mailing(&after, before.updated_at, false, &[event], &[notice])
             .await
         {
             // A new password makes earlier guesses moot, and lifts a lock.

@@ -177,6 +177,13 @@ async fn every_template_renders_and_arrives(backend: Backend) {
             html: vec!["ada@new.example".into()],
         },
         TemplateCase {
+            template: "password_changed",
+            vars: vars(&[("user_id", "ada")]),
+            subject: "The password of your account changed".into(),
+            text: vec!["account ada was changed".into()],
+            html: vec!["account ada was changed".into()],
+        },
+        TemplateCase {
             template: "notification",
             vars: vars(&[
                 ("title", "Welcome aboard ✓ — Zoë"),
