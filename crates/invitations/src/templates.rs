@@ -81,6 +81,16 @@ const TEMPLATES: &[Template] = &[
         link: None,
     },
     Template {
+        name: "address_in_use",
+        required: &[],
+        subject: "Someone tried to register with your address",
+        body: &[
+            "Someone tried to register a new account with this address, which already belongs to an account.",
+            "If it was you, log in to your account, or ask for a temporary password if you forgot yours. If it was not, ignore this mail: nothing was created.",
+        ],
+        link: None,
+    },
+    Template {
         name: "password_changed",
         required: &["user_id"],
         subject: "The password of your account changed",

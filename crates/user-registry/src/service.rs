@@ -500,6 +500,9 @@ impl UserRegistryService {
                     "could not release an invitation claim"
                 );
             }
+            if !admin && matches!(error, StoreError::AlreadyExists("primary_email_address")) {
+                return self.answer_taken_address(ctx, &record).await;
+            }
             return Err(error.into());
         }
         if let Some(claim) = &claim
@@ -536,6 +539,17 @@ impl UserRegistryService {
             "user created"
         );
         Ok(convert::user_full(&record))
+    }
+
+    /// A registration with an address that has an account already: the
+    /// answer a success gets (the user as it would have been), so the
+    /// answer does not confirm who has an account, and a mail to the
+    /// address, whose owner learns of the attempt. Nothing is created.
+    async fn answer_taken_address(&self, ctx: &CallContext, record: &UserRecord) -> Result<User> {
+        let mail = OutgoingMail::new("address_in_use", &record.primary_email_address, "");
+        self.store.append_mailing(&[], &[mail]).await?;
+        tracing::info!(client = %ctx.client_key(), "registration with a taken address answered as a success");
+        Ok(convert::user_full(record))
     }
 
     #[tracing::instrument(skip_all)]

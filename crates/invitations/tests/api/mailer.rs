@@ -177,6 +177,13 @@ async fn every_template_renders_and_arrives(backend: Backend) {
             html: vec!["ada@new.example".into()],
         },
         TemplateCase {
+            template: "address_in_use",
+            vars: vars(&[]),
+            subject: "Someone tried to register with your address".into(),
+            text: vec!["already belongs to an account".into()],
+            html: vec!["nothing was created".into()],
+        },
+        TemplateCase {
             template: "password_changed",
             vars: vars(&[("user_id", "ada")]),
             subject: "The password of your account changed".into(),

@@ -258,7 +258,17 @@ pub trait UserStore: Send + Sync + 'static {
     async fn count_effective_admins(&self) -> Result<u64, StoreError>;
 
     /// Writes events that go with no state change (a failed password check).
-    async fn append_events(&self, events: &[Event]) -> Result<(), StoreError>;
+    async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
+        self.append_mailing(events, &[]).await
+    }
+
+    /// Writes events and queues mails that go with no state change, in one
+    /// transaction.
+    async fn append_mailing(
+        &self,
+        events: &[Event],
+        mails: &[OutgoingMail],
+    ) -> Result<(), StoreError>;
 
     /// The account's wrong-password counters as the client with counter
     /// key `client` sees them at `now`.

@@ -632,10 +632,14 @@ macro_rules! user_store {
                 Ok(n.max(0) as u64)
             }
 
-            async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {
+            async fn append_mailing(
+                &self,
+                events: &[Event],
+                mails: &[OutgoingMail],
+            ) -> Result<(), StoreError> {
                 let tx = self.pool.begin().await?;
-                $commit(tx, events, &self.relay).await?;
-            Ok(())
+                $commit_mailing(tx, events, mails, &self.relay, &self.mail_relay).await?;
+                Ok(())
             }
 
             async fn guess_state(

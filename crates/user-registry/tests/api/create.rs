@@ -470,7 +470,8 @@ async fn a_taken_email_is_refused_whatever_its_case(backend: Backend) {
         "ALICE@EXAMPLE.COM",
         "Alice@Example.com",
     ] {
-        let status = create_anonymously(
+        // An admin hears it plainly...
+        let status = create_as_admin(
             &env,
             User {
                 primary_email_address: taken.into(),
@@ -480,6 +481,19 @@ async fn a_taken_email_is_refused_whatever_its_case(backend: Backend) {
         .await
         .unwrap_err();
         assert_eq!(status.code(), Code::AlreadyExists, "{taken}");
+        // ...an anonymous registrant gets the answer a success gets, so
+        // the answer confirms no account; nothing is created.
+        let answer = create_anonymously(
+            &env,
+            User {
+                primary_email_address: taken.into(),
+                ..new_user("bob")
+            },
+        )
+        .await
+        .expect("answered as a success");
+        assert_eq!(answer.ids.unwrap().user_id, "bob");
+        assert_eq!(answer.primary_email_address, taken);
     }
     let (ids, total) = list_as_admin(&env, Default::default()).await;
     assert_eq!(ids, vec!["alice", ADMIN]);

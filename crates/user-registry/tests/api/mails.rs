@@ -298,3 +298,35 @@ on_both_backends!(
     a_temporary_password_from_the_mail_sets_a_new_password,
     the_internal_lifecycle_methods_not_built_say_so,
 );
+
+/// A registration with a taken address creates nothing, answers as a
+/// success would, and tells the address's owner of the attempt.
+#[tokio::test]
+async fn registering_with_a_taken_address_mails_its_owner_and_creates_nothing() {
+    let smtp = TestSmtp::start().await;
+    let env = start(Backend::Postgres, &smtp).await;
+    register(&env, "alice").await;
+    let answer = registry(&env)
+        .create(roster_proto::v1::CreateUserRequest {
+            user: Some(roster_proto::v1::User {
+                primary_email_address: "alice@example.com".into(),
+                ..new_user("prober")
+            }),
+            invitation_token: String::new(),
+        })
+        .await
+        .expect("the answer a success gets")
+        .into_inner();
+    assert_eq!(answer.ids.unwrap().user_id, "prober");
+    let notice = smtp
+        .mail_to_with_subject("alice@example.com", "tried to register", WAIT)
+        .await;
+    assert!(
+        !notice.raw_contains("prober"),
+        "the mail names no chosen ID"
+    );
+    let status = get_user(&env, "prober", Some(&env.admin_token(ADMIN).await), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "nothing was created");
+}
