@@ -91,16 +91,6 @@ const TEMPLATES: &[Template] = &[
         link: None,
     },
     Template {
-        name: "password_changed",
-        required: &["user_id"],
-        subject: "The password of your account changed",
-        body: &[
-            "The password of the account {{user_id}} was changed.",
-            "If you did not change it, ask for a temporary password to take the account back, and tell your administrator.",
-        ],
-        link: None,
-    },
-    Template {
         name: "notification",
         required: &["title"],
         subject: "{{title}}",

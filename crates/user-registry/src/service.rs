@@ -546,6 +546,11 @@ impl UserRegistryService {
     /// answer does not confirm who has an account, and a mail to the
     /// address, whose owner learns of the attempt. Nothing is created.
     async fn answer_taken_address(&self, ctx: &CallContext, record: &UserRecord) -> Result<User> {
+        // A taken ID is said plainly (IDs are public handles), whichever
+        // of the two the database happened to report.
+        if self.store.get_user(&record.user_id).await?.is_some() {
+            return Err(Error::AlreadyExists("user_id"));
+        }
         let mail = OutgoingMail::new("address_in_use", &record.primary_email_address, "");
         self.store.append_mailing(&[], &[mail]).await?;
         tracing::info!(client = %ctx.client_key(), "registration with a taken address answered as a success");
@@ -1107,17 +1112,9 @@ impl UserRegistryService {
                 .filter(|p| p != "password_updated_at"),
         );
         let event = self.event(ctx, USER_UPDATE, &after, changed, req.revoke_all_access);
-        // The owner hears of it: a change they did not make is their cue
-        // to take the account back.
-        let notice = OutgoingMail::new(
-            "password_changed",
-            &after.primary_email_address,
-            &after.name,
-        )
-        .with("user_id", &after.user_id);
         match self
             .store
-            .update_user_mailing(&after, before.updated_at, false, &[event], &[notice])
+            .update_user(&after, before.updated_at, false, &[event])
             .await
         {
             // A new password makes earlier guesses moot, and lifts a lock.

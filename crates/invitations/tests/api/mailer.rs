@@ -184,13 +184,6 @@ async fn every_template_renders_and_arrives(backend: Backend) {
             html: vec!["nothing was created".into()],
         },
         TemplateCase {
-            template: "password_changed",
-            vars: vars(&[("user_id", "ada")]),
-            subject: "The password of your account changed".into(),
-            text: vec!["account ada was changed".into()],
-            html: vec!["account ada was changed".into()],
-        },
-        TemplateCase {
             template: "notification",
             vars: vars(&[
                 ("title", "Welcome aboard ✓ — Zoë"),

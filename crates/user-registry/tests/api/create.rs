@@ -494,6 +494,17 @@ async fn a_taken_email_is_refused_whatever_its_case(backend: Backend) {
         .expect("answered as a success");
         assert_eq!(answer.ids.unwrap().user_id, "bob");
         assert_eq!(answer.primary_email_address, taken);
+        // A taken ID is said plainly, whatever the address.
+        let status = create_anonymously(
+            &env,
+            User {
+                primary_email_address: taken.into(),
+                ..new_user("alice")
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(status.code(), Code::AlreadyExists, "{taken}");
     }
     let (ids, total) = list_as_admin(&env, Default::default()).await;
     assert_eq!(ids, vec!["alice", ADMIN]);
