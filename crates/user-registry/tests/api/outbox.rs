@@ -58,8 +58,10 @@ async fn a_failed_change_publishes_no_event_and_leaves_the_outbox_empty(backend:
     })
     .await;
 
-    let mut taken = new_user("bob");
-    taken.primary_email_address = "ALICE@example.com".into();
+    // A taken ID (a taken address would be answered as a success, with a
+    // mail to its owner and no event).
+    let mut taken = new_user("alice");
+    taken.primary_email_address = "bob@example.com".into();
     let status = registry(&env)
         .create(CreateUserRequest {
             user: Some(taken),
