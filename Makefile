@@ -8,7 +8,10 @@ BENCH_ARGS ?=
 export ROSTER_TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export ROSTER_TEST_NATS_URL ?= nats://127.0.0.1:4222
 
-.PHONY: help run build test bench fmt lint migrate clean-data
+PYTHON ?= python3
+VENV := .venv
+
+.PHONY: help run build test test-chart bench fmt lint migrate clean-data
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -24,6 +27,7 @@ test: ## Start test services, check formatting and lints, run all tests
 	scripts/ensure-services.sh
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MAKE) --no-print-directory test-chart
 	# Doc tests first, so the run ends with the summary of the full suite.
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		rc=0; \
@@ -33,6 +37,15 @@ test: ## Start test services, check formatting and lints, run all tests
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+test-chart: $(VENV)/.installed ## Lint, render and validate the Helm chart (k8s/roster)
+	$(VENV)/bin/python k8s/tests/check_chart.py
+
+# A project-local virtualenv with the chart checks' Python packages.
+$(VENV)/.installed: k8s/tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r k8s/tests/requirements.txt
+	touch $@
 
 bench: ## Start services and run the benchmark (pass options via BENCH_ARGS=...)
 	scripts/ensure-services.sh
