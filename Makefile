@@ -40,8 +40,11 @@ test: ## Start test services, check formatting and lints, run all tests
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
 
-test-chart: $(VENV)/.installed ## Lint, render and validate the Helm chart (k8s/roster)
+test-chart: $(VENV)/.installed ## Lint, render and validate the Helm chart; run what it renders as local processes
 	$(VENV)/bin/python k8s/tests/check_chart.py
+	scripts/ensure-services.sh
+	$(CARGO) build --release -p roster-server --bin rosterd
+	ROSTERD=target/release/rosterd $(VENV)/bin/python k8s/tests/run_chart.py
 
 image: ## Build the rosterd image with podman (localhost/roster/rosterd:<version>)
 	scripts/ensure-podman.sh
