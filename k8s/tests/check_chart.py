@@ -331,6 +331,8 @@ def check_release(case: str, values: dict, docs: list[dict]) -> None:
         data = secret["stringData"]
         check(len(data["token-hash-key"]) >= 32 and all(len(k) >= 32 for k in data["cluster-keys"].split(",")), f"{case}: generated keys")
         check(secret["metadata"]["annotations"].get("helm.sh/resource-policy") == "keep", f"{case}: Secret not kept")
+        # A hook only where a hook needs it: GitOps tools re-create hooks.
+        check(("helm.sh/hook" in secret["metadata"]["annotations"]) == (migrations == "job"), f"{case}: Secret hook")
 
     # NetworkPolicies: each service reaches exactly the services it calls,
     # and is reached on its internal port only by its callers.
