@@ -82,12 +82,14 @@ def serving(port: int, service: str, timeout: float) -> str:
 class Cluster:
     """The rendered objects of one release, and where its Services are."""
 
-    def __init__(self, docs: list[dict], workdir: Path):
+    def __init__(self, docs: list[dict], workdir: Path, outside_secrets: dict[str, dict[str, str]]):
         self.docs = docs
         self.workdir = workdir
+        # The rendered Secrets, and the ones the chart expects to exist
+        # (a TLS Secret cert-manager would write).
         self.secrets = {
             d["metadata"]["name"]: d.get("stringData", {}) for d in docs if d["kind"] == "Secret"
-        }
+        } | outside_secrets
         self.config_maps = {d["metadata"]["name"]: d["data"] for d in docs if d["kind"] == "ConfigMap"}
         # Each Service gets a local port per port it exposes; its DNS names
         # map to 127.0.0.1.
@@ -103,10 +105,13 @@ class Cluster:
         name = host.split(".")[0]
         return f"127.0.0.1:{self.ports[(name, port)]}"
 
-    def settings_file(self, config_map: str, service: str | None, tag: str) -> Path:
+    def settings_file(self, config_map: str, service: str | None, tag: str, mounts: dict[str, Path]) -> Path:
         """The ConfigMap's settings, with Service addresses mapped to local
-        ports and the listeners on the ports this pod's Service gets."""
+        ports, the listeners on the ports this pod's Service gets, and the
+        paths of mounted Secrets on the local folders holding their files."""
         text = self.config_maps[config_map]["roster.toml"]
+        for mount_path, local in mounts.items():
+            text = text.replace(f'"{mount_path}/', f'"{local}/')
         text = re.sub(
             r"(https?)://([a-z0-9-]+)\.[a-z0-9.-]+\.svc(?:\.cluster\.local)?:(\d+)",
             lambda m: f"{m.group(1)}://{self.local_address(m.group(2), int(m.group(3)))}",
@@ -138,7 +143,18 @@ class Cluster:
         volumes = {v["name"]: v for v in pod["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         config_map = volumes[mounts[str(Path(CONFIG_PATH).parent)]]["configMap"]["name"]
-        settings = self.settings_file(config_map, service, tag)
+        local_mounts = {}
+        for m in container["volumeMounts"]:
+            secret = volumes[m["name"]].get("secret")
+            if secret:
+                local = self.workdir / f"{tag}-{m['name']}"
+                local.mkdir()
+                data = self.secrets[secret["secretName"]]
+                items = secret.get("items") or [{"key": k, "path": k} for k in data]
+                for item in items:
+                    (local / item["path"]).write_text(data[item["key"]])
+                local_mounts[m["mountPath"]] = local
+        settings = self.settings_file(config_map, service, tag, local_mounts)
         args = [str(settings) if a == CONFIG_PATH else a for a in container["args"]]
         env = self.env(container)
         # The emptyDir at /var/lib/roster (data_dir): a local folder.
@@ -146,6 +162,62 @@ class Cluster:
         data.mkdir()
         env["ROSTER__DATABASE__DATA_DIR"] = str(data)
         return [rosterd(), *args], env
+
+
+def tls_secret(workdir: Path) -> dict[str, str]:
+    """A CA and one certificate for every service (serverAuth and
+    clientAuth), naming localhost and 127.0.0.1, as cert-manager would
+    write them into a Secret."""
+    d = workdir / "pki"
+    d.mkdir()
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
+        "-out", "ca.crt", "-days", "2", "-subj", "/CN=roster test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tls.key",
+        "-out", "tls.csr", "-subj", "/CN=roster")
+    (d / "ext.cnf").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n"
+    )
+    ssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "tls.crt", "-days", "2", "-extfile", "ext.cnf")
+    return {name: (d / name).read_text() for name in ("tls.crt", "tls.key", "ca.crt")}
+
+
+def serving_tls(port: int, service: str, tls: dict[str, str], timeout: float) -> str:
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=tls["ca.crt"].encode(),
+        private_key=tls["tls.key"].encode(),
+        certificate_chain=tls["tls.crt"].encode(),
+    )
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+                if last == "SERVING":
+                    return last
+            except grpc.RpcError as e:
+                last = f"{e.code().name}: {e.details()}"
+            time.sleep(0.2)
+    return last
+
+
+def tcp_open(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
 
 
 def run_release(case: str, values: dict) -> list[str]:
@@ -162,7 +234,12 @@ def run_release(case: str, values: dict) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         docs = [check_chart.strip(d) for d in check_chart.render(values)]
-        cluster = Cluster(docs, workdir)
+        tls = None
+        outside = {}
+        if values.get("tls", {}).get("enabled"):
+            tls = tls_secret(workdir)
+            outside[values["tls"]["secretName"]] = tls
+        cluster = Cluster(docs, workdir, outside)
         try:
             for job in (d for d in docs if d["kind"] == "Job"):
                 pod = job["spec"]["template"]["spec"]
@@ -194,7 +271,24 @@ def run_release(case: str, values: dict) -> list[str]:
             for dep in deployments:
                 name = dep["metadata"]["name"]
                 c = next(c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "rosterd")
+                health = HEALTH_NAMES[name.removeprefix(check_chart.FULLNAME + "-")]
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    if "tcpSocket" in c[probe]:
+                        # Under TLS: the port must accept connections, and
+                        # health answers SERVING to a client with the CA.
+                        named = {p["name"]: p["containerPort"] for p in c["ports"]}
+                        port = cluster.ports[(name, named[c[probe]["tcpSocket"]["port"]])]
+                        if not tcp_open(port, 60):
+                            failures.append(f"{case}: {name} {probe}: port closed")
+                            continue
+                        service = health if probe == "readinessProbe" else ""
+                        status = serving_tls(port, service, tls, timeout=60)
+                        if status != "SERVING":
+                            log = (workdir / f"{name}.log").read_text()[-3000:]
+                            failures.append(f"{case}: {name} {probe} over TLS {service or '(server)'}: {status}\n{log}")
+                        else:
+                            print(f"ok  {case}: {name} {probe} (tcpSocket), over TLS {service or '(server)'}: SERVING")
+                        continue
                     g = c[probe]["grpc"]
                     port = cluster.ports[(name, g["port"])]
                     status = serving(port, g.get("service", ""), timeout=60)
@@ -254,9 +348,12 @@ def delete_stream(name: str) -> None:
         pass
 
 
+HEALTH_NAMES = check_chart.HEALTH
+
 CASES = {
     "split, migration Job": {"bootstrap": {"adminUserId": "ops"}},
     "all, init containers": {"mode": "all", "migrations": {"mode": "initContainer"}, "bootstrap": {"adminUserId": "ops"}},
+    "split, mutual TLS": {"tls": {"enabled": True, "secretName": "roster-tls", "mutual": True}, "bootstrap": {"adminUserId": "ops"}},
 }
 
 
