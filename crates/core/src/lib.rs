@@ -1,5 +1,7 @@
 //! What every Roster service shares, and nothing that only one service uses:
 //!
+//! - [`component`]: what every service's `*Component` does for its process
+//!   (register gRPC services, run background tasks until shutdown);
 //! - [`config`]: layered configuration (defaults → TOML file → environment);
 //! - [`telemetry`]: tracing subscriber and optional OTLP export;
 //! - [`server`]: the gRPC server bootstrap (health, reflection, tracing,
@@ -23,6 +25,7 @@
 //! - [`secret`]: secret settings whose `Debug` shows no value.
 
 pub mod auth;
+pub mod component;
 pub mod config;
 pub mod db;
 pub mod error;
