@@ -10,6 +10,7 @@
 //! - [`validation`]: field violations that name the field;
 //! - [`list`]: limit/page/order, `x-total-count` and field masks;
 //! - [`db`]: PostgreSQL and SQLite pools and per-service migrations;
+//! - [`health`]: readiness checks behind `grpc.health.v1`;
 //! - [`files`]: files and folders readable by their owner only;
 //! - [`events`]: the event bus (NATS JetStream or in-process), the
 //!   transactional outbox and its relay;
@@ -31,6 +32,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod health;
 pub mod list;
 pub mod mail;
 pub mod password;

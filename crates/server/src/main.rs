@@ -255,6 +255,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
     let (stop, shutdown) = Shutdown::new();
     let tasks = services.spawn(&shutdown).await?;
 
+    server.with_config(&settings.server);
     if let Some(tls) = network.tls.clone().filter(|_| settings.tls.serves_tls()) {
         server.with_tls(tls);
     }

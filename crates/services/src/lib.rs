@@ -16,6 +16,7 @@ use roster_core::auth::Authenticator;
 use roster_core::component::{Component, Shutdown};
 use roster_core::db::{DatabaseConfig, Db, Migrations};
 use roster_core::events::{EventBus, EventsConfig};
+use roster_core::health::DatabaseReadiness;
 use roster_core::password::PasswordHasher;
 use roster_core::server::GrpcServer;
 use roster_core::time::Clock;
@@ -181,10 +182,16 @@ impl Services {
             .map(|(_, db)| db)
     }
 
-    /// Adds every built service's gRPC services to `server`.
+    /// Adds every built service's gRPC services to `server`, each name
+    /// SERVING in `grpc.health.v1` only while that service's database
+    /// answers and has all its migrations.
     pub fn register(&self, server: &mut GrpcServer) {
-        for component in &self.components {
+        for (component, (service, db)) in self.components.iter().zip(&self.databases) {
+            let before = server.service_names().len();
             component.register(server);
+            let names = server.service_names()[before..].to_vec();
+            let readiness = DatabaseReadiness::new(db.clone(), &service.migrations());
+            server.add_readiness(&names, Arc::new(readiness));
         }
     }
 
