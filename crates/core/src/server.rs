@@ -88,10 +88,7 @@ pub struct GrpcServer {
     routes: RoutesBuilder,
     // The services outsiders may call, for a separate public listener.
     public_routes: RoutesBuilder,
-    health: HealthReporter,
-    // The public listener's own health, which knows nothing of the
-    // internal services it does not serve.
-    public_health: HealthReporter,
+    health: Health,
     names: Vec<&'static str>,
     tls: Option<Arc<Tls>>,
     // Service names whose SERVING depends on a check, with that check.
@@ -130,8 +127,10 @@ impl GrpcServer {
         Self {
             routes,
             public_routes,
-            health,
-            public_health,
+            health: Health {
+                all: health,
+                public: public_health,
+            },
             names: Vec::new(),
             tls: None,
             readiness: Vec::new(),
@@ -162,7 +161,8 @@ impl GrpcServer {
         self
     }
 
-    /// Adds a service; health reports it SERVING once the server runs.
+    /// Adds a service; health reports it SERVING once the server runs
+    /// (while its readiness check passes, when it has one).
     pub fn add_service<S>(&mut self, service: S) -> &mut Self
     where
         S: tower::Service<
@@ -213,10 +213,7 @@ impl GrpcServer {
         listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        let health = Health {
-            all: self.health.clone(),
-            public: self.public_health.clone(),
-        };
+        let health = self.health.clone();
         let watches = self.watch_readiness(&health).await;
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let mut every_name = self.names.clone();
@@ -328,7 +325,8 @@ impl Drop for Watches {
 }
 
 /// Both health reporters: the internal listener's (every service) and the
-/// public one's (public services only).
+/// public one's, which knows nothing of the internal services it does not
+/// serve.
 #[derive(Clone)]
 struct Health {
     all: HealthReporter,
