@@ -3,6 +3,7 @@
 
 mod access;
 mod embedded;
+mod health;
 mod journey;
 mod mail;
 mod process;

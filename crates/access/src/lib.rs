@@ -31,7 +31,11 @@ pub mod worker;
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+
 use roster_core::auth::Authenticator;
+use roster_core::component::{Component, Shutdown};
 use roster_core::db::Db;
 use roster_core::events::EventBus;
 use roster_core::events::outbox::OutboxRelay;
@@ -71,6 +75,8 @@ pub struct AccessComponent {
     pub api: api::AccessApi,
     pub relay: OutboxRelay,
     pub mail_relay: OutboxRelay,
+    // Its work consumer's source of events.
+    bus: Arc<dyn EventBus>,
 }
 
 impl AccessComponent {
@@ -103,12 +109,27 @@ impl AccessComponent {
             api,
             relay,
             mail_relay,
+            bus: deps.bus,
         })
     }
+}
 
+#[async_trait::async_trait]
+impl Component for AccessComponent {
     /// Adds the access service's gRPC services to `server`.
-    pub fn register(&self, server: &mut GrpcServer) {
+    fn register(&self, server: &mut GrpcServer) {
         server.add_service(UserAccessServer::new(self.api.clone()));
         server.add_service(EntityAccessServer::new(self.api.clone()));
+    }
+
+    async fn spawn(self: Box<Self>, shutdown: Shutdown) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let worker = worker::spawn(self.service, self.bus, shutdown.wait())
+            .await
+            .context("joining the access service's event consumer")?;
+        Ok(vec![
+            tokio::spawn(self.relay.run(shutdown.wait())),
+            tokio::spawn(self.mail_relay.run(shutdown.wait())),
+            worker,
+        ])
     }
 }

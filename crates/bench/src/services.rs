@@ -21,12 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
-use roster_access::{AccessComponent, AccessConfig, AccessService, GrpcUserDirectory};
 use roster_core::auth::{
     AuthConfig, Authenticator, ClusterKeys, CredentialResolver, GrpcCredentialResolver,
 };
-use roster_core::db::Db;
-use roster_core::events::outbox::OutboxRelay;
+use roster_core::component::Shutdown;
+use roster_core::db::{DatabaseConfig, Db};
 use roster_core::events::{EventBus, EventsConfig, NatsBus};
 use roster_core::password::PasswordHasher;
 use roster_core::ratelimit::RateLimitConfig;
@@ -40,11 +39,12 @@ use roster_proto::v1::{
     AuthInfoResponse, CreateUserApiKeyRequest, CreateUserRequest, LoginRequest, Right, State, User,
     UserIdentifiers,
 };
-use roster_sessions::{GrpcPeers, SessionsComponent, SessionsConfig, SessionsService};
+use roster_services::{Configs, Context, Peers, Service};
+use roster_sessions::SessionsConfig;
 use roster_test_support::env::TEST_CLUSTER_KEY;
 use roster_test_support::{TestDb, TestNats, with_cluster_key};
+use roster_user_registry::UserRegistryConfig;
 use roster_user_registry::lockout::LockoutConfig;
-use roster_user_registry::{UserRegistryComponent, UserRegistryConfig};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -110,30 +110,12 @@ impl Services {
     /// both servers on ephemeral loopback ports.
     pub async fn start(hasher: PasswordHasher, pool_size: u32) -> anyhow::Result<Services> {
         let test_db = TestDb::new().await;
-        // As `rosterd` opens them (`Db::open`): one schema per service,
-        // with the production pool size (`TestDb::pool_for` keeps test
-        // pools small).
-        let open = |service: &'static str| {
-            let url = test_db.url.clone();
-            async move {
-                Db::open_postgres_schema(&url, pool_size, service)
-                    .await
-                    .with_context(|| format!("opening the {service} schema"))
-            }
+        // As `rosterd` opens them: one schema per service, with the
+        // production pool size (`TestDb::config` keeps test pools small).
+        let database = DatabaseConfig {
+            max_connections: pool_size,
+            ..test_db.config()
         };
-        let registry_db = open(roster_user_registry::NAME).await?;
-        let access_db = open(roster_access::NAME).await?;
-        let sessions_db = open(roster_sessions::NAME).await?;
-        // The second server is another process as far as the database is
-        // concerned: a pool of its own.
-        let uncached_db = open(roster_user_registry::NAME).await?;
-        let pools = [&registry_db, &access_db, &sessions_db, &uncached_db]
-            .map(|db| match db {
-                Db::Postgres(pool) => pool.clone(),
-                _ => unreachable!("open_postgres_schema opens PostgreSQL"),
-            })
-            .to_vec();
-
         let nats = TestNats::new();
         // TestNats shortens the relay's polling interval so tests need not
         // wait on retries; the benchmark keeps the production interval.
@@ -148,163 +130,74 @@ impl Services {
         );
         let resolutions = Resolutions::default();
         let auth_config = AuthConfig::default();
-        // Every Create comes from this one client address: the per-address
-        // registration limit would measure itself.
-        let registry_config = UserRegistryConfig {
-            registration_rate_limit: RateLimitConfig {
-                max_attempts: 0,
-                window_secs: 60,
-            },
-            lockout: LockoutConfig {
-                max_failures: 0,
-                max_failures_per_client: 0,
-                ..LockoutConfig::default()
-            },
-            ..UserRegistryConfig::default()
-        };
-        // Likewise every login: no per-address login limit, and (above) no
-        // lockout (no login fails in the benchmark, but a lockout must not
-        // turn a bug into a cascade of refusals).
-        let sessions_config = sessions_config();
 
-        // The first server: all three services, as `rosterd start all`.
-        // They reach each other at the process's own address.
+        // The first server: the three services, as `rosterd start all`.
+        // They reach each other at the process's own address. No
+        // invitations service runs here: registering with a token answers
+        // UNAVAILABLE, and queued mails wait (login tokens are off, so
+        // none is queued).
         let (listener, addr) = bind("127.0.0.1:0").await?;
-        let internal = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
+        let peers = Peers::at(&format!("http://{addr}"))?;
         let auth = authenticator(
-            internal.clone(),
+            peers.access.clone(),
             &auth_config,
             resolutions.cached.clone(),
             bus.clone(),
         )
         .await?;
-        let user_registry = UserRegistryComponent::build(
-            roster_user_registry::Dependencies {
-                db: registry_db,
-                bus: bus.clone(),
-                auth: auth.clone(),
-                hasher: hasher.clone(),
-                events: events.clone(),
-                config: registry_config.clone(),
-                // No invitations service runs here: registering with a
-                // token answers UNAVAILABLE, and queued mails wait.
-                invitations: Arc::new(roster_user_registry::invitations::GrpcInvitations::new(
-                    internal.clone(),
-                    TEST_CLUSTER_KEY,
-                )?),
-                mailer: internal.clone(),
-                cluster_key: TEST_CLUSTER_KEY.to_string(),
-                clock: Arc::new(SystemClock),
-            },
-            true,
-        )
-        .await
-        .context("building the user registry")?;
-        let access = AccessComponent::build(
-            roster_access::Dependencies {
-                db: access_db,
-                bus: bus.clone(),
-                auth: auth.clone(),
-                users: Arc::new(GrpcUserDirectory::new(internal.clone(), TEST_CLUSTER_KEY)?),
-                sessions: Arc::new(roster_access::GrpcSessionDirectory::new(
-                    internal.clone(),
-                    TEST_CLUSTER_KEY,
-                )?),
-                hasher: TokenHasher::new(auth_config.token_hash_key.expose()),
-                events: events.clone(),
-                config: AccessConfig::default(),
-                // Login tokens are off here, so no mail is ever queued.
-                mailer: internal.clone(),
-                cluster_key: TEST_CLUSTER_KEY.to_string(),
-            },
-            true,
-        )
-        .await
-        .context("building the access service")?;
-        let sessions = SessionsComponent::build(
-            roster_sessions::Dependencies {
-                db: sessions_db,
-                bus: bus.clone(),
-                auth: auth.clone(),
-                peers: Arc::new(GrpcPeers::new(
-                    internal.clone(),
-                    internal,
-                    TEST_CLUSTER_KEY,
-                )?),
-                hasher: TokenHasher::new(auth_config.token_hash_key.expose()),
-                clock: Arc::new(SystemClock),
-                events: events.clone(),
-                config: sessions_config,
-            },
-            true,
-        )
-        .await
-        .context("building the sessions service")?;
-        let mut server = GrpcServer::new();
-        user_registry.register(&mut server);
-        access.register(&mut server);
-        sessions.register(&mut server);
+        let context = Context {
+            database,
+            migrate: true,
+            bus: bus.clone(),
+            auth,
+            password_hasher: hasher,
+            token_hasher: TokenHasher::new(auth_config.token_hash_key.expose()),
+            clock: Arc::new(SystemClock),
+            events,
+            cluster_key: TEST_CLUSTER_KEY.to_string(),
+            peers,
+            configs: configs(),
+            notification_worker: true,
+        };
+        let three = [Service::UserRegistry, Service::Access, Service::Sessions];
+        let first = roster_services::Services::build(&context, &three).await?;
 
         // The second server: the user registry alone, resolving credentials
-        // through the first server's access service, caching nothing.
+        // through the first server's access service, caching nothing. It is
+        // another process as far as the database is concerned: pools of
+        // its own.
         let (uncached_listener, uncached_addr) = bind("127.0.0.1:0").await?;
-        let to_access = Channel::from_shared(format!("http://{addr}"))?.connect_lazy();
-        let internal_again = to_access.clone();
         let uncached_auth = authenticator(
-            to_access,
+            context.peers.access.clone(),
             &AuthConfig {
                 cache_ttl_ms: 0,
                 ..auth_config.clone()
             },
             resolutions.uncached.clone(),
-            bus.clone(),
+            bus,
         )
         .await?;
-        let uncached_registry = UserRegistryComponent::build(
-            roster_user_registry::Dependencies {
-                db: uncached_db,
-                bus: bus.clone(),
-                auth: uncached_auth,
-                hasher,
-                events,
-                config: registry_config,
-                invitations: Arc::new(roster_user_registry::invitations::GrpcInvitations::new(
-                    internal_again.clone(),
-                    TEST_CLUSTER_KEY,
-                )?),
-                mailer: internal_again,
-                cluster_key: TEST_CLUSTER_KEY.to_string(),
-                clock: Arc::new(SystemClock),
-            },
-            false,
-        )
-        .await
-        .context("building the second user registry")?;
-        let mut uncached_server = GrpcServer::new();
-        uncached_registry.register(&mut uncached_server);
+        let uncached_context = Context {
+            auth: uncached_auth,
+            migrate: false,
+            ..context
+        };
+        let second =
+            roster_services::Services::build(&uncached_context, &[Service::UserRegistry]).await?;
 
+        let pools: Vec<PgPool> = [&first, &second]
+            .iter()
+            .flat_map(|built| built.databases.iter())
+            .map(|(_, db)| match db {
+                Db::Postgres(pool) => pool.clone(),
+                _ => unreachable!("a database.url opens PostgreSQL"),
+            })
+            .collect();
+        // The second server first: it calls the other, so it stops first.
         let servers = vec![
-            spawn(
-                uncached_server,
-                uncached_listener,
-                vec![uncached_registry.relay],
-                Vec::new(),
-                bus.clone(),
-            )
-            .await?,
-            spawn(
-                server,
-                listener,
-                vec![user_registry.relay, access.relay, sessions.relay],
-                vec![
-                    Worker::Access(access.service.clone()),
-                    Worker::Sessions(sessions.service.clone()),
-                ],
-                bus,
-            )
-            .await?,
+            spawn(second, uncached_listener).await?,
+            spawn(first, listener).await?,
         ];
-
         Ok(Services {
             addr,
             uncached_addr,
@@ -423,64 +316,58 @@ async fn authenticator(
     Ok(auth)
 }
 
-/// The sessions service's settings in the benchmark: the defaults, but no
-/// login rate limit.
-fn sessions_config() -> SessionsConfig {
-    let defaults = SessionsConfig::default();
-    SessionsConfig {
-        login_rate_limit: RateLimitConfig {
-            max_attempts: 0,
-            ..defaults.login_rate_limit
+/// The services' settings in the benchmark: the defaults, but no
+/// registration or login limit and no lockout. Every request comes from
+/// one client address, so the limits would measure themselves (no login
+/// fails in the benchmark, but a lockout must not turn a bug into a
+/// cascade of refusals).
+fn configs() -> Configs {
+    let sessions = SessionsConfig::default();
+    Configs {
+        user_registry: UserRegistryConfig {
+            registration_rate_limit: RateLimitConfig {
+                max_attempts: 0,
+                window_secs: 60,
+            },
+            lockout: LockoutConfig {
+                max_failures: 0,
+                max_failures_per_client: 0,
+                ..LockoutConfig::default()
+            },
+            ..UserRegistryConfig::default()
         },
-        ..defaults
+        sessions: SessionsConfig {
+            login_rate_limit: RateLimitConfig {
+                max_attempts: 0,
+                ..sessions.login_rate_limit
+            },
+            ..sessions
+        },
+        ..Configs::default()
     }
 }
 
-/// A service's consumer of other services' events.
-enum Worker {
-    Access(Arc<AccessService>),
-    Sessions(Arc<SessionsService>),
-}
-
-/// Serves `server` with its background tasks (outbox relays and event
-/// consumers) until the returned sender sends `true`; then, as rosterd
-/// does once requests have drained, stops the tasks and lets the relays
-/// publish what is left.
+/// Serves `built` on `listener` with its background tasks (outbox relays
+/// and event consumers) until the returned sender sends `true`; then, as
+/// rosterd does once requests have drained, stops the tasks and lets the
+/// relays publish what is left.
 async fn spawn(
-    server: GrpcServer,
+    mut built: roster_services::Services,
     listener: TcpListener,
-    relays: Vec<OutboxRelay>,
-    workers: Vec<Worker>,
-    bus: Arc<dyn EventBus>,
 ) -> anyhow::Result<(watch::Sender<bool>, JoinHandle<()>)> {
-    let (stop, stopped) = watch::channel(false);
-    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    };
-    let (tasks_stop, tasks_stopped) = watch::channel(false);
-    let mut tasks: Vec<JoinHandle<()>> = relays
-        .into_iter()
-        .map(|relay| tokio::spawn(relay.run(until_stopped(tasks_stopped.clone()))))
-        .collect();
-    for worker in workers {
-        let shutdown = until_stopped(tasks_stopped.clone());
-        tasks.push(match worker {
-            Worker::Access(service) => roster_access::worker::spawn(service, bus.clone(), shutdown)
-                .await
-                .context("joining the access service's event consumer")?,
-            Worker::Sessions(service) => {
-                roster_sessions::worker::spawn(service, bus.clone(), shutdown)
-                    .await
-                    .context("joining the sessions service's event consumer")?
-            }
-        });
-    }
+    let mut server = GrpcServer::new();
+    built.register(&mut server);
+    let (tasks_stop, shutdown) = Shutdown::new();
+    let tasks = built.spawn(&shutdown).await?;
+    let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
-        let served = server.serve(listener, until_stopped(stopped)).await;
-        if let Err(err) = served {
+        let until_stopped = async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        };
+        if let Err(err) = server.serve(listener, until_stopped).await {
             eprintln!("a gRPC server failed: {err:#}");
         }
-        let _ = tasks_stop.send(true);
+        tasks_stop.fire();
         for task in tasks {
             let _ = task.await;
         }

@@ -1,5 +1,7 @@
 //! What every Roster service shares, and nothing that only one service uses:
 //!
+//! - [`component`]: what every service's `*Component` does for its process
+//!   (register gRPC services, run background tasks until shutdown);
 //! - [`config`]: layered configuration (defaults → TOML file → environment);
 //! - [`telemetry`]: tracing subscriber and optional OTLP export;
 //! - [`server`]: the gRPC server bootstrap (health, reflection, tracing,
@@ -8,6 +10,7 @@
 //! - [`validation`]: field violations that name the field;
 //! - [`list`]: limit/page/order, `x-total-count` and field masks;
 //! - [`db`]: PostgreSQL and SQLite pools and per-service migrations;
+//! - [`health`]: readiness checks behind `grpc.health.v1`;
 //! - [`files`]: files and folders readable by their owner only;
 //! - [`events`]: the event bus (NATS JetStream or in-process), the
 //!   transactional outbox and its relay;
@@ -23,11 +26,13 @@
 //! - [`secret`]: secret settings whose `Debug` shows no value.
 
 pub mod auth;
+pub mod component;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod health;
 pub mod list;
 pub mod mail;
 pub mod password;

@@ -4,17 +4,61 @@
 //! a shutdown signal drains in-flight requests before the server returns.
 //! It serves over TLS when given certificates, and can put the internal
 //! services (cluster-key callers only) on a listener of their own.
+//!
+//! Health: the empty name is the process (liveness); each service's names
+//! are SERVING only while its [`Readiness`] check passes (readiness). On
+//! shutdown every name turns NOT_SERVING, and the listeners keep serving for
+//! `server.drain_delay_ms` more, so Kubernetes stops routing traffic here
+//! before they close.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 use tonic::service::{Routes, RoutesBuilder};
+use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::health::Readiness;
 use crate::tls::Tls;
+
+/// How the gRPC server reports health and shuts down.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// How long the listeners keep serving after a shutdown signal, with
+    /// every health name NOT_SERVING, before they close: time for
+    /// Kubernetes to see the pod unready and stop sending it requests.
+    pub drain_delay_ms: u64,
+    /// How often each service's readiness (its database reachable, its
+    /// migrations applied) is checked.
+    pub readiness_interval_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            drain_delay_ms: 5000,
+            readiness_interval_ms: 2000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Refuses a readiness interval of zero, naming the setting.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.readiness_interval_ms > 0,
+            "server.readiness_interval_ms must be at least 1"
+        );
+        Ok(())
+    }
+}
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(25);
@@ -44,12 +88,12 @@ pub struct GrpcServer {
     routes: RoutesBuilder,
     // The services outsiders may call, for a separate public listener.
     public_routes: RoutesBuilder,
-    health: HealthReporter,
-    // The public listener's own health, which knows nothing of the
-    // internal services it does not serve.
-    public_health: HealthReporter,
+    health: Health,
     names: Vec<&'static str>,
     tls: Option<Arc<Tls>>,
+    // Service names whose SERVING depends on a check, with that check.
+    readiness: Vec<(Vec<&'static str>, Arc<dyn Readiness>)>,
+    config: ServerConfig,
 }
 
 impl Default for GrpcServer {
@@ -83,11 +127,31 @@ impl GrpcServer {
         Self {
             routes,
             public_routes,
-            health,
-            public_health,
+            health: Health {
+                all: health,
+                public: public_health,
+            },
             names: Vec::new(),
             tls: None,
+            readiness: Vec::new(),
+            config: ServerConfig {
+                drain_delay_ms: 0,
+                ..ServerConfig::default()
+            },
         }
+    }
+
+    /// Drains and checks readiness as `config` says. Without it there is
+    /// no drain delay: only a deployment behind a load balancer needs one.
+    pub fn with_config(&mut self, config: &ServerConfig) -> &mut Self {
+        self.config = config.clone();
+        self
+    }
+
+    /// Reports `names` SERVING only while `check` passes, checked every
+    /// `server.readiness_interval_ms`.
+    pub fn add_readiness(&mut self, names: &[&'static str], check: Arc<dyn Readiness>) {
+        self.readiness.push((names.to_vec(), check));
     }
 
     /// Serves over TLS only, with the certificates `tls` holds at each
@@ -97,7 +161,8 @@ impl GrpcServer {
         self
     }
 
-    /// Adds a service; health reports it SERVING once the server runs.
+    /// Adds a service; health reports it SERVING once the server runs
+    /// (while its readiness check passes, when it has one).
     pub fn add_service<S>(&mut self, service: S) -> &mut Self
     where
         S: tower::Service<
@@ -144,37 +209,30 @@ impl GrpcServer {
     /// As [`GrpcServer::serve`], on the public listener and, when given,
     /// the internal one.
     pub async fn serve_on(
-        self,
+        mut self,
         listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        for name in &self.names {
-            self.health
-                .set_service_status(*name, tonic_health::ServingStatus::Serving)
-                .await;
-            if !INTERNAL_SERVICES.contains(name) {
-                self.public_health
-                    .set_service_status(*name, tonic_health::ServingStatus::Serving)
-                    .await;
-            }
-        }
-        // The empty name is the whole server, as probes ask for it.
-        for health in [&self.health, &self.public_health] {
-            health
-                .set_service_status("", tonic_health::ServingStatus::Serving)
-                .await;
-        }
+        let health = self.health.clone();
+        let watches = self.watch_readiness(&health).await;
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-        let healths = [self.health.clone(), self.public_health.clone()];
+        let mut every_name = self.names.clone();
+        every_name.push("");
+        let drain_delay = Duration::from_millis(self.config.drain_delay_ms);
         let signal = async move {
             shutdown.await;
-            // Probes see NOT_SERVING while requests drain, so load balancers
-            // stop sending new ones.
-            for health in healths {
-                health
-                    .set_service_status("", tonic_health::ServingStatus::NotServing)
-                    .await;
+            // Readiness checks must not turn a name SERVING again.
+            watches.stop().await;
+            // Probes see NOT_SERVING while the listeners still serve, so
+            // load balancers stop sending new requests before they close.
+            for name in every_name {
+                health.set(name, false).await;
             }
+            tracing::info!(
+                ?drain_delay,
+                "NOT_SERVING; closing the listeners after the drain delay"
+            );
+            tokio::time::sleep(drain_delay).await;
             let _ = stopping_tx.send(true);
             std::future::pending::<()>().await;
         };
@@ -214,6 +272,124 @@ impl GrpcServer {
             result = futures::future::try_join_all(servers) => result.map(|_| ()),
             () = signal => Ok(()),
         }
+    }
+}
+
+impl GrpcServer {
+    /// Sets the process and the unchecked names SERVING, checks each
+    /// readiness once (so a healthy service is SERVING from its first
+    /// request on), then keeps checking in the background.
+    async fn watch_readiness(&mut self, health: &Health) -> Watches {
+        health.set("", true).await;
+        let checked: Vec<&str> = self.readiness.iter().flat_map(|(n, _)| n.clone()).collect();
+        for name in self.names.iter().filter(|n| !checked.contains(n)) {
+            health.set(name, true).await;
+        }
+        let interval = Duration::from_millis(self.config.readiness_interval_ms.max(1));
+        let mut watches = Vec::new();
+        for (names, check) in self.readiness.drain(..) {
+            let mut watch = ReadinessWatch {
+                names,
+                check,
+                health: health.clone(),
+                interval,
+                ready: None,
+            };
+            watch.update().await;
+            watches.push(tokio::spawn(watch.run()));
+        }
+        Watches(watches)
+    }
+}
+
+/// The running readiness checks, stopped when the server stops for any
+/// reason: they hold the services' database pools.
+struct Watches(Vec<JoinHandle<()>>);
+
+impl Watches {
+    /// Stops every check and waits until none can change a status.
+    async fn stop(mut self) {
+        for watch in std::mem::take(&mut self.0) {
+            watch.abort();
+            let _ = watch.await;
+        }
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for watch in &self.0 {
+            watch.abort();
+        }
+    }
+}
+
+/// Both health reporters: the internal listener's (every service) and the
+/// public one's, which knows nothing of the internal services it does not
+/// serve.
+#[derive(Clone)]
+struct Health {
+    all: HealthReporter,
+    public: HealthReporter,
+}
+
+impl Health {
+    async fn set(&self, name: &str, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        self.all.set_service_status(name, status).await;
+        if !INTERNAL_SERVICES.contains(&name) {
+            self.public.set_service_status(name, status).await;
+        }
+    }
+}
+
+/// One service's names, kept SERVING while its check passes.
+struct ReadinessWatch {
+    names: Vec<&'static str>,
+    check: Arc<dyn Readiness>,
+    health: Health,
+    interval: Duration,
+    ready: Option<bool>,
+}
+
+impl ReadinessWatch {
+    async fn run(mut self) {
+        loop {
+            tokio::time::sleep(self.interval).await;
+            self.update().await;
+        }
+    }
+
+    /// Checks once (a check slower than the interval counts as failed)
+    /// and reports a change.
+    async fn update(&mut self) {
+        let result = match tokio::time::timeout(self.interval, self.check.check()).await {
+            Ok(result) => result,
+            Err(_) => Err(anyhow::anyhow!(
+                "the readiness check took longer than {:?}",
+                self.interval
+            )),
+        };
+        let ready = result.is_ok();
+        if self.ready == Some(ready) {
+            return;
+        }
+        match result {
+            Ok(()) => tracing::info!(services = ?self.names, "ready: SERVING"),
+            Err(error) => tracing::warn!(
+                services = ?self.names,
+                error = format!("{error:#}"),
+                "not ready: NOT_SERVING"
+            ),
+        }
+        for name in &self.names {
+            self.health.set(name, ready).await;
+        }
+        self.ready = Some(ready);
     }
 }
 

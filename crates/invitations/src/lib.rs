@@ -41,7 +41,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
+
 use roster_core::auth::Authenticator;
+use roster_core::component::{Component, Shutdown};
 use roster_core::db::Db;
 use roster_core::events::EventBus;
 use roster_core::events::outbox::OutboxRelay;
@@ -127,11 +130,21 @@ impl InvitationsComponent {
             relay,
         })
     }
+}
 
+#[async_trait::async_trait]
+impl Component for InvitationsComponent {
     /// Adds the invitations service's gRPC services to `server`.
-    pub fn register(&self, server: &mut GrpcServer) {
+    fn register(&self, server: &mut GrpcServer) {
         server.add_service(MailerServer::new(self.api.clone()));
         server.add_service(UserInvitationRegistryServer::new(self.api.clone()));
         server.add_service(InvitationTokensServer::new(self.api.clone()));
+    }
+
+    async fn spawn(self: Box<Self>, shutdown: Shutdown) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        Ok(vec![
+            tokio::spawn(self.mailer.run(shutdown.wait())),
+            tokio::spawn(self.relay.run(shutdown.wait())),
+        ])
     }
 }

@@ -41,7 +41,11 @@ pub mod worker;
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+
 use roster_core::auth::Authenticator;
+use roster_core::component::{Component, Shutdown};
 use roster_core::db::Db;
 use roster_core::events::EventBus;
 use roster_core::events::outbox::OutboxRelay;
@@ -77,6 +81,8 @@ pub struct NotificationsComponent {
     pub api: api::NotificationsApi,
     pub relay: OutboxRelay,
     pub mail_relay: OutboxRelay,
+    // Its work consumer's source of events; `None` leaves the worker out.
+    worker_bus: Option<Arc<dyn EventBus>>,
 }
 
 impl NotificationsComponent {
@@ -98,7 +104,7 @@ impl NotificationsComponent {
         let service = Arc::new(NotificationsService::new(
             store,
             deps.directory,
-            deps.bus,
+            deps.bus.clone(),
             deps.auth.clone(),
             deps.config,
         ));
@@ -108,11 +114,36 @@ impl NotificationsComponent {
             api,
             relay,
             mail_relay,
+            worker_bus: Some(deps.bus),
         })
     }
 
+    /// Leaves out the worker that makes notifications from events, for
+    /// tests that must see only the notifications they make themselves.
+    pub fn without_worker(mut self) -> Self {
+        self.worker_bus = None;
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl Component for NotificationsComponent {
     /// Adds `NotificationService` to `server`.
-    pub fn register(&self, server: &mut GrpcServer) {
+    fn register(&self, server: &mut GrpcServer) {
         server.add_service(NotificationServiceServer::new(self.api.clone()));
+    }
+
+    async fn spawn(self: Box<Self>, shutdown: Shutdown) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let mut tasks = vec![
+            tokio::spawn(self.relay.run(shutdown.wait())),
+            tokio::spawn(self.mail_relay.run(shutdown.wait())),
+        ];
+        if let Some(bus) = self.worker_bus {
+            let worker = worker::spawn(self.service, bus, shutdown.wait())
+                .await
+                .context("joining the notifications service's event consumer")?;
+            tasks.push(worker);
+        }
+        Ok(tasks)
     }
 }

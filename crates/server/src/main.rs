@@ -14,24 +14,18 @@ mod settings;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::RngCore;
-use roster_access::{AccessComponent, GrpcSessionDirectory, GrpcUserDirectory};
 use roster_core::auth::{Authenticator, ClusterKeys, GrpcCredentialResolver, TrustedProxies};
-use roster_core::db::Db;
-use roster_core::events::outbox::OutboxRelay;
+use roster_core::component::Shutdown;
 use roster_core::password::PasswordHasher;
 use roster_core::server::{
     GrpcServer, Listeners, bind, shutdown_signal, warn_if_plaintext_off_loopback,
 };
 use roster_core::tls::{Tls, connect};
 use roster_core::token::TokenHasher;
-use roster_invitations::InvitationsComponent;
-use roster_notifications::NotificationsComponent;
-use roster_sessions::{GrpcPeers, SessionsComponent};
-use roster_user_registry::UserRegistryComponent;
-use tokio::sync::watch;
+use roster_services::{Configs, Context, Peers, Service, Services};
 use tonic::transport::Channel;
 
 use settings::Settings;
@@ -77,6 +71,18 @@ impl ServiceName {
     fn includes(self, other: ServiceName) -> bool {
         self == ServiceName::All || self == other
     }
+
+    /// The services this name stands for.
+    fn services(self) -> Vec<Service> {
+        match self {
+            ServiceName::All => Service::ALL.to_vec(),
+            ServiceName::UserRegistry => vec![Service::UserRegistry],
+            ServiceName::Access => vec![Service::Access],
+            ServiceName::Sessions => vec![Service::Sessions],
+            ServiceName::Invitations => vec![Service::Invitations],
+            ServiceName::Notifications => vec![Service::Notifications],
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -92,7 +98,7 @@ fn main() -> anyhow::Result<()> {
                 settings.validate()?;
                 start(settings, service).await
             }
-            Command::Migrate => migrate(&settings).await,
+            Command::Migrate => roster_services::migrate(&settings.database).await,
             Command::Config => {
                 // Secret settings are secret types, whose `Debug` shows no
                 // value (URLs show with their credentials hidden).
@@ -101,30 +107,6 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
-}
-
-async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    for (service, migrations) in [
-        (
-            roster_user_registry::NAME,
-            roster_user_registry::store::migrations(),
-        ),
-        (roster_access::NAME, roster_access::store::migrations()),
-        (roster_sessions::NAME, roster_sessions::store::migrations()),
-        (
-            roster_invitations::NAME,
-            roster_invitations::store::migrations(),
-        ),
-        (
-            roster_notifications::NAME,
-            roster_notifications::store::migrations(),
-        ),
-    ] {
-        let db = Db::open(&settings.database, service).await?;
-        migrations.run(&db).await?;
-        tracing::info!(service, backend = db.backend(), "migrated");
-    }
-    Ok(())
 }
 
 /// The listeners of this process and how its channels reach peers.
@@ -198,25 +180,11 @@ impl Network {
     }
 }
 
-/// Opens the database of service `name` and says which backend it is.
-async fn open_db(settings: &Settings, name: &str) -> anyhow::Result<Db> {
-    let db = Db::open(&settings.database, name).await?;
-    tracing::info!(service = name, backend = db.backend(), "opened database");
-    Ok(db)
-}
-
-/// Runs `relay` until the process stops, then lets it drain.
-fn spawn_relay(relay: OutboxRelay, stop: &watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-    let mut stop = stop.clone();
-    tokio::spawn(relay.run(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    }))
-}
-
 async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
     roster_core::events::set_origin(&format!("rosterd@{}", roster_core::events::origin()));
     settings.cluster.check_keys()?;
     let network = Network::open(&settings).await?;
+    let cluster = &settings.cluster;
     let bus = roster_core::events::connect(&settings.events)
         .await
         .context("connecting to the event bus")?;
@@ -239,28 +207,22 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
             );
         }
     }
-    let access_channel = network.peer(
-        &settings,
-        &settings.cluster.access_address,
-        "access_address",
-    )?;
-    let sessions_channel = network.peer(
-        &settings,
-        &settings.cluster.sessions_address,
-        "sessions_address",
-    )?;
-    let user_registry_channel = network.peer(
-        &settings,
-        &settings.cluster.user_registry_address,
-        "user_registry_address",
-    )?;
-    let invitations_channel = network.peer(
-        &settings,
-        &settings.cluster.invitations_address,
-        "invitations_address",
-    )?;
+    let peers = Peers {
+        user_registry: network.peer(
+            &settings,
+            &cluster.user_registry_address,
+            "user_registry_address",
+        )?,
+        access: network.peer(&settings, &cluster.access_address, "access_address")?,
+        sessions: network.peer(&settings, &cluster.sessions_address, "sessions_address")?,
+        invitations: network.peer(
+            &settings,
+            &cluster.invitations_address,
+            "invitations_address",
+        )?,
+    };
     let resolver = Arc::new(GrpcCredentialResolver::new(
-        access_channel.clone(),
+        peers.access.clone(),
         keys[0].clone(),
     ));
     let auth = Arc::new(
@@ -270,189 +232,30 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
             .with_cluster_port(network.internal_port()),
     );
     auth.spawn_invalidation(bus.clone()).await?;
-    let hasher = PasswordHasher::new(&settings.password)?;
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopping = |mut stop: watch::Receiver<bool>| async move {
-        let _ = stop.wait_for(|s| *s).await;
+    let context = Context {
+        database: settings.database.clone(),
+        migrate: settings.database.migrate_on_start,
+        bus,
+        auth,
+        password_hasher: PasswordHasher::new(&settings.password)?,
+        token_hasher: TokenHasher::new(settings.auth.token_hash_key.expose()),
+        clock: Arc::new(roster_core::time::SystemClock),
+        events: settings.events.clone(),
+        cluster_key: keys[0].clone(),
+        peers: peers.clone(),
+        configs: configs(&settings),
+        notification_worker: true,
     };
-    let mut server = GrpcServer::new();
-    let mut tasks = Vec::new();
-
-    if service.includes(ServiceName::UserRegistry) {
-        let db = open_db(&settings, roster_user_registry::NAME).await?;
-        let component = UserRegistryComponent::build(
-            roster_user_registry::Dependencies {
-                db,
-                bus: bus.clone(),
-                auth: auth.clone(),
-                hasher: hasher.clone(),
-                events: settings.events.clone(),
-                config: settings.user_registry.clone(),
-                invitations: Arc::new(roster_user_registry::invitations::GrpcInvitations::new(
-                    invitations_channel.clone(),
-                    &keys[0],
-                )?),
-                mailer: invitations_channel.clone(),
-                cluster_key: keys[0].clone(),
-                clock: Arc::new(roster_core::time::SystemClock),
-            },
-            settings.database.migrate_on_start,
-        )
-        .await?;
-        component.register(&mut server);
-        tasks.push(spawn_relay(component.relay, &stop_rx));
-        tasks.push(spawn_relay(component.mail_relay, &stop_rx));
-    }
-
+    let mut services = Services::build(&context, &service.services()).await?;
     if service.includes(ServiceName::Access) {
-        let db = open_db(&settings, roster_access::NAME).await?;
-        let component = AccessComponent::build(
-            roster_access::Dependencies {
-                db,
-                bus: bus.clone(),
-                auth: auth.clone(),
-                users: Arc::new(GrpcUserDirectory::new(
-                    user_registry_channel.clone(),
-                    &keys[0],
-                )?),
-                sessions: Arc::new(GrpcSessionDirectory::new(
-                    sessions_channel.clone(),
-                    &keys[0],
-                )?),
-                hasher: TokenHasher::new(settings.auth.token_hash_key.expose()),
-                events: settings.events.clone(),
-                config: settings.access.clone(),
-                mailer: invitations_channel.clone(),
-                cluster_key: keys[0].clone(),
-            },
-            settings.database.migrate_on_start,
-        )
-        .await?;
-        component.register(&mut server);
-        tasks.push(spawn_relay(component.relay, &stop_rx));
-        tasks.push(spawn_relay(component.mail_relay, &stop_rx));
-        tasks.push(
-            roster_access::worker::spawn(
-                component.service.clone(),
-                bus.clone(),
-                stopping(stop_rx.clone()),
-            )
-            .await
-            .context("joining the access service's event consumer")?,
-        );
-        if !settings.bootstrap.admin_user_id.is_empty() {
-            roster_user_registry::domain::UserId::parse(&settings.bootstrap.admin_user_id)
-                .map_err(|v| anyhow::anyhow!("bootstrap.admin_user_id: {}", v.reason))?;
-            let bootstrap = bootstrap::Bootstrap::new(
-                settings.bootstrap.clone(),
-                user_registry_channel.clone(),
-                // The access service is this process.
-                network.peer(&settings, "", "access_address")?,
-                keys[0].clone(),
-            )?;
-            tokio::spawn(async move {
-                if let Err(error) = bootstrap.run().await {
-                    tracing::error!(error = format!("{error:#}"), "bootstrap failed");
-                }
-            });
-        }
+        spawn_bootstrap(&settings, &network, &peers, &keys[0])?;
     }
+    let mut server = GrpcServer::new();
+    services.register(&mut server);
+    let (stop, shutdown) = Shutdown::new();
+    let tasks = services.spawn(&shutdown).await?;
 
-    if service.includes(ServiceName::Sessions) {
-        let db = open_db(&settings, roster_sessions::NAME).await?;
-        let component = SessionsComponent::build(
-            roster_sessions::Dependencies {
-                db,
-                bus: bus.clone(),
-                auth: auth.clone(),
-                peers: Arc::new(GrpcPeers::new(
-                    user_registry_channel.clone(),
-                    access_channel.clone(),
-                    &keys[0],
-                )?),
-                hasher: TokenHasher::new(settings.auth.token_hash_key.expose()),
-                clock: Arc::new(roster_core::time::SystemClock),
-                events: settings.events.clone(),
-                config: settings.sessions.clone(),
-            },
-            settings.database.migrate_on_start,
-        )
-        .await?;
-        component.register(&mut server);
-        tasks.push(spawn_relay(component.relay, &stop_rx));
-        tasks.push(
-            roster_sessions::worker::spawn(
-                component.service.clone(),
-                bus.clone(),
-                stopping(stop_rx.clone()),
-            )
-            .await
-            .context("joining the sessions service's event consumer")?,
-        );
-    }
-
-    if service.includes(ServiceName::Invitations) {
-        let db = open_db(&settings, roster_invitations::NAME).await?;
-        let component = InvitationsComponent::build(
-            roster_invitations::Dependencies {
-                db,
-                bus: bus.clone(),
-                auth: auth.clone(),
-                users: Arc::new(roster_invitations::GrpcUserLookup::new(
-                    user_registry_channel.clone(),
-                    &keys[0],
-                )?),
-                hasher: TokenHasher::new(settings.auth.token_hash_key.expose()),
-                events: settings.events.clone(),
-                mail: settings.mail.clone(),
-                config: settings.invitations.clone(),
-                default_mail_dir: std::path::Path::new(&settings.database.data_dir).join("mail"),
-            },
-            settings.database.migrate_on_start,
-        )
-        .await?;
-        component.register(&mut server);
-        tasks.push(tokio::spawn(
-            component.mailer.clone().run(stopping(stop_rx.clone())),
-        ));
-        tasks.push(spawn_relay(component.relay, &stop_rx));
-    }
-
-    if service.includes(ServiceName::Notifications) {
-        let db = open_db(&settings, roster_notifications::NAME).await?;
-        let component = NotificationsComponent::build(
-            roster_notifications::Dependencies {
-                db,
-                bus: bus.clone(),
-                auth: auth.clone(),
-                directory: Arc::new(roster_notifications::GrpcDirectory::new(
-                    user_registry_channel.clone(),
-                    invitations_channel.clone(),
-                    &keys[0],
-                )?),
-                events: settings.events.clone(),
-                config: settings.notifications.clone(),
-                mailer: invitations_channel.clone(),
-                cluster_key: keys[0].clone(),
-            },
-            settings.database.migrate_on_start,
-        )
-        .await?;
-        component.register(&mut server);
-        tasks.push(spawn_relay(component.relay, &stop_rx));
-        tasks.push(spawn_relay(component.mail_relay, &stop_rx));
-        tasks.push(
-            roster_notifications::worker::spawn(
-                component.service.clone(),
-                bus.clone(),
-                stopping(stop_rx.clone()),
-            )
-            .await
-            .context("joining the notifications service's event consumer")?,
-        );
-    }
-
+    server.with_config(&settings.server);
     if let Some(tls) = network.tls.clone().filter(|_| settings.tls.serves_tls()) {
         server.with_tls(tls);
     }
@@ -462,10 +265,51 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
         })
         .await?;
     // Requests have drained; let the relays publish what is left.
-    let _ = stop_tx.send(true);
+    stop.fire();
     for task in tasks {
         let _ = task.await;
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Each service's settings.
+fn configs(settings: &Settings) -> Configs {
+    Configs {
+        user_registry: settings.user_registry.clone(),
+        access: settings.access.clone(),
+        sessions: settings.sessions.clone(),
+        invitations: settings.invitations.clone(),
+        notifications: settings.notifications.clone(),
+        mail: settings.mail.clone(),
+        default_mail_dir: std::path::Path::new(&settings.database.data_dir).join("mail"),
+    }
+}
+
+/// Creates the first admin from `bootstrap.*`, in the background, once the
+/// user registry and this process's access service answer.
+fn spawn_bootstrap(
+    settings: &Settings,
+    network: &Network,
+    peers: &Peers,
+    cluster_key: &str,
+) -> anyhow::Result<()> {
+    if settings.bootstrap.admin_user_id.is_empty() {
+        return Ok(());
+    }
+    roster_user_registry::domain::UserId::parse(&settings.bootstrap.admin_user_id)
+        .map_err(|v| anyhow::anyhow!("bootstrap.admin_user_id: {}", v.reason))?;
+    let bootstrap = bootstrap::Bootstrap::new(
+        settings.bootstrap.clone(),
+        peers.user_registry.clone(),
+        // The access service is this process.
+        network.peer(settings, "", "access_address")?,
+        cluster_key.to_string(),
+    )?;
+    tokio::spawn(async move {
+        if let Err(error) = bootstrap.run().await {
+            tracing::error!(error = format!("{error:#}"), "bootstrap failed");
+        }
+    });
     Ok(())
 }

@@ -9,6 +9,7 @@ use roster_core::events::EventsConfig;
 use roster_core::password::PasswordConfig;
 use roster_core::ratelimit::RateLimitConfig;
 use roster_core::secret::Secret;
+use roster_core::server::ServerConfig;
 use roster_core::telemetry::TelemetryConfig;
 use roster_core::tls::TlsConfig;
 use roster_invitations::{InvitationsConfig, MailConfig};
@@ -28,6 +29,8 @@ pub struct Settings {
     /// public services and refuses cluster keys, and peers' cluster
     /// addresses must point here. Empty: everything on `listen`.
     pub internal_listen: String,
+    /// Health and shutdown: `drain_delay_ms`, `readiness_interval_ms`.
+    pub server: ServerConfig,
     pub tls: TlsConfig,
     pub database: DatabaseConfig,
     pub events: EventsConfig,
@@ -49,6 +52,7 @@ impl Default for Settings {
         Self {
             listen: "127.0.0.1:8884".into(),
             internal_listen: String::new(),
+            server: ServerConfig::default(),
             tls: TlsConfig::default(),
             database: DatabaseConfig::default(),
             events: EventsConfig::default(),
@@ -74,6 +78,7 @@ pub const MIN_CLUSTER_KEY_BYTES: usize = 32;
 impl Settings {
     /// Refuses settings that are unsafe together, naming the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.server.validate()?;
         // The built-in key is in Roster's source: fine for the embedded
         // default on one machine, not for a database other hosts reach.
         anyhow::ensure!(

@@ -28,7 +28,11 @@ pub mod worker;
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
+use tokio::task::JoinHandle;
+
 use roster_core::auth::Authenticator;
+use roster_core::component::{Component, Shutdown};
 use roster_core::db::Db;
 use roster_core::events::EventBus;
 use roster_core::events::outbox::OutboxRelay;
@@ -63,6 +67,8 @@ pub struct SessionsComponent {
     pub service: Arc<SessionsService>,
     pub api: api::SessionsApi,
     pub relay: OutboxRelay,
+    // Its work consumer's source of events.
+    bus: Arc<dyn EventBus>,
 }
 
 impl SessionsComponent {
@@ -88,13 +94,24 @@ impl SessionsComponent {
             service,
             api,
             relay,
+            bus: deps.bus,
         })
     }
+}
 
+#[async_trait::async_trait]
+impl Component for SessionsComponent {
     /// Adds the sessions service's gRPC services to `server`.
-    pub fn register(&self, server: &mut GrpcServer) {
+    fn register(&self, server: &mut GrpcServer) {
         server.add_service(AuthenticationServer::new(self.api.clone()));
         server.add_service(UserSessionRegistryServer::new(self.api.clone()));
         server.add_service(SessionCredentialsServer::new(self.api.clone()));
+    }
+
+    async fn spawn(self: Box<Self>, shutdown: Shutdown) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        let worker = worker::spawn(self.service, self.bus, shutdown.wait())
+            .await
+            .context("joining the sessions service's event consumer")?;
+        Ok(vec![tokio::spawn(self.relay.run(shutdown.wait())), worker])
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use roster_core::db::{Db, Migrations};
+use roster_core::db::{DatabaseConfig, Db, Migrations};
 use sqlx::{Connection, PgConnection};
 
 /// The server tests create their databases on.
@@ -70,6 +70,16 @@ impl TestDb {
         Db::open_postgres_schema(&self.url, POOL_SIZE, service)
             .await
             .unwrap_or_else(|e| panic!("cannot open database {}: {e:#}", self.name))
+    }
+
+    /// The settings that open this database as `rosterd` would, with the
+    /// small test pools.
+    pub fn config(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: self.url.clone().into(),
+            max_connections: POOL_SIZE,
+            ..DatabaseConfig::default()
+        }
     }
 
     /// A new pool on this database. Migrations are not run.

@@ -9,29 +9,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use roster_access::{AccessComponent, AccessConfig, GrpcSessionDirectory, GrpcUserDirectory};
+use roster_access::AccessConfig;
 use roster_core::auth::{
     AuthConfig, Authenticator, CLUSTER_KEY_HEADER, ClusterKeys, GrpcCredentialResolver,
 };
-use roster_core::db::Db;
+use roster_core::component::Shutdown;
+use roster_core::db::{DatabaseConfig, Db};
 use roster_core::events::{EventBus, EventStream, EventsConfig, MemoryBus, NatsBus};
 use roster_core::password::{PasswordConfig, PasswordHasher};
 use roster_core::server::{GrpcServer, bind};
-use roster_core::time::{Clock, ManualClock, SystemClock};
+use roster_core::time::{ManualClock, SystemClock};
 use roster_core::token::TokenHasher;
-use roster_invitations::{GrpcUserLookup, InvitationsComponent, InvitationsConfig, MailConfig};
-use roster_notifications::{GrpcDirectory, NotificationsComponent, NotificationsConfig};
+use roster_invitations::{InvitationsConfig, MailConfig};
+use roster_notifications::NotificationsConfig;
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
     CreateUserApiKeyRequest, CreateUserRequest, Event, Right, State, User, UserIdentifiers,
 };
-use roster_sessions::{GrpcPeers, SessionsComponent, SessionsConfig};
-use roster_user_registry::{UserRegistryComponent, UserRegistryConfig};
+use roster_services::{Configs, Context, Peers, Service, Services};
+use roster_sessions::SessionsConfig;
+use roster_user_registry::UserRegistryConfig;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
-use crate::db::{TestDb, sqlite_file};
+use crate::db::TestDb;
 use crate::nats::TestNats;
 
 /// The cluster key services under test accept.
@@ -112,9 +114,7 @@ pub struct TestEnv {
     pub addr: SocketAddr,
     channel: Channel,
     stop: Option<oneshot::Sender<()>>,
-    _pg: Option<TestDb>,
-    _nats: Option<TestNats>,
-    _sqlite: Option<tempfile::TempDir>,
+    _storage: Keep,
     _mail: tempfile::TempDir,
 }
 
@@ -138,292 +138,47 @@ impl TestEnv {
 
     /// The services on `backend` with `config`.
     pub async fn start_configured(backend: Backend, config: TestConfig) -> TestEnv {
-        let (db, access_db, sessions_db, invitations_db, bus, events, pg, nats, sqlite): (
-            Db,
-            Db,
-            Db,
-            Db,
-            Arc<dyn EventBus>,
-            EventsConfig,
-            _,
-            _,
-            _,
-        ) = match backend {
-            Backend::Postgres => {
-                let pg = TestDb::new().await;
-                let db = pg.pool_for(roster_user_registry::NAME).await;
-                let access_db = pg.pool_for(roster_access::NAME).await;
-                let sessions_db = pg.pool_for(roster_sessions::NAME).await;
-                let invitations_db = pg.pool_for(roster_invitations::NAME).await;
-                let nats = TestNats::new();
-                let bus = NatsBus::connect(&nats.config)
-                    .await
-                    .expect("connect to NATS");
-                let mut events = nats.config.clone();
-                events.relay_interval_ms = 50;
-                (
-                    db,
-                    access_db,
-                    sessions_db,
-                    invitations_db,
-                    Arc::new(bus),
-                    events,
-                    Some(pg),
-                    Some(nats),
-                    None,
-                )
-            }
-            Backend::Sqlite => {
-                let (dir, path) = sqlite_file();
-                let db = Db::open_sqlite(&path, 4).await.expect("open SQLite");
-                let access_db = Db::open_sqlite(&dir.path().join("access.db"), 4)
-                    .await
-                    .expect("open SQLite");
-                let sessions_db = Db::open_sqlite(&dir.path().join("sessions.db"), 4)
-                    .await
-                    .expect("open SQLite");
-                let invitations_db = Db::open_sqlite(&dir.path().join("invitations.db"), 4)
-                    .await
-                    .expect("open SQLite");
-                let events = EventsConfig {
-                    relay_interval_ms: 50,
-                    ..EventsConfig::default()
-                };
-                (
-                    db,
-                    access_db,
-                    sessions_db,
-                    invitations_db,
-                    Arc::new(MemoryBus::new()),
-                    events,
-                    None,
-                    None,
-                    Some(dir),
-                )
-            }
-        };
-        let notifications_db = match (&pg, &sqlite) {
-            (Some(pg), _) => pg.pool_for(roster_notifications::NAME).await,
-            (None, Some(dir)) => Db::open_sqlite(&dir.path().join("notifications.db"), 4)
-                .await
-                .expect("open SQLite"),
-            (None, None) => unreachable!("every backend keeps its database"),
-        };
+        let mail_tmp = tempfile::tempdir().expect("a mail folder");
+        let storage = Storage::new(backend).await;
         let (listener, addr) = bind("127.0.0.1:0").await.expect("bind");
         // As in `rosterd start all`: the services reach each other at the
         // process's own address.
-        let internal = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect_lazy();
-        let resolver = Arc::new(GrpcCredentialResolver::new(
-            internal.clone(),
-            TEST_CLUSTER_KEY.to_string(),
-        ));
-        let auth = Arc::new(
-            Authenticator::new(
-                resolver,
-                ClusterKeys::new([TEST_CLUSTER_KEY.to_string()]),
-                &config.auth,
-            )
-            .with_trusted_proxies(
-                roster_core::auth::TrustedProxies::parse(&config.auth.trusted_proxies)
-                    .expect("auth.trusted_proxies"),
-            ),
-        );
-        auth.spawn_invalidation(bus.clone())
-            .await
-            .expect("subscribe to invalidating events");
-        let clock: Arc<dyn Clock> = match config.clock {
-            Some(clock) => Arc::new(clock),
-            None => Arc::new(SystemClock),
+        let peers = Peers::at(&format!("http://{addr}")).expect("peer channels");
+        let auth = authenticator(&config.auth, &peers, storage.bus.clone()).await;
+        let context = Context {
+            database: storage.database.clone(),
+            migrate: true,
+            bus: storage.bus.clone(),
+            auth: auth.clone(),
+            password_hasher: PasswordHasher::new(&test_password_config()).expect("hasher"),
+            token_hasher: TokenHasher::new(config.auth.token_hash_key.expose()),
+            clock: match config.clock.clone() {
+                Some(clock) => Arc::new(clock),
+                None => Arc::new(SystemClock),
+            },
+            events: storage.events.clone(),
+            cluster_key: TEST_CLUSTER_KEY.to_string(),
+            peers,
+            // Made by the mailer with its first mail, as in a deployment.
+            notification_worker: !config.without_notification_worker,
+            configs: configs(config, mail_tmp.path().join("mail")),
         };
-        let user_registry = UserRegistryComponent::build(
-            roster_user_registry::Dependencies {
-                db: db.clone(),
-                bus: bus.clone(),
-                auth: auth.clone(),
-                hasher: PasswordHasher::new(&test_password_config()).expect("hasher"),
-                events: events.clone(),
-                config: config.user_registry,
-                invitations: Arc::new(
-                    roster_user_registry::invitations::GrpcInvitations::new(
-                        internal.clone(),
-                        TEST_CLUSTER_KEY,
-                    )
-                    .expect("invitations client"),
-                ),
-                mailer: internal.clone(),
-                cluster_key: TEST_CLUSTER_KEY.to_string(),
-                clock: clock.clone(),
-            },
-            true,
-        )
-        .await
-        .expect("build the user registry");
-        let access = AccessComponent::build(
-            roster_access::Dependencies {
-                db: access_db.clone(),
-                bus: bus.clone(),
-                auth: auth.clone(),
-                users: Arc::new(
-                    GrpcUserDirectory::new(internal.clone(), TEST_CLUSTER_KEY).expect("directory"),
-                ),
-                sessions: Arc::new(
-                    GrpcSessionDirectory::new(internal.clone(), TEST_CLUSTER_KEY)
-                        .expect("sessions directory"),
-                ),
-                hasher: TokenHasher::new(config.auth.token_hash_key.expose()),
-                events: events.clone(),
-                config: config.access,
-                mailer: internal.clone(),
-                cluster_key: TEST_CLUSTER_KEY.to_string(),
-            },
-            true,
-        )
-        .await
-        .expect("build the access service");
-        let sessions = SessionsComponent::build(
-            roster_sessions::Dependencies {
-                db: sessions_db.clone(),
-                bus: bus.clone(),
-                auth: auth.clone(),
-                peers: Arc::new(
-                    GrpcPeers::new(internal.clone(), internal, TEST_CLUSTER_KEY).expect("peers"),
-                ),
-                hasher: TokenHasher::new(config.auth.token_hash_key.expose()),
-                clock,
-                events: events.clone(),
-                config: config.sessions,
-            },
-            true,
-        )
-        .await
-        .expect("build the sessions service");
-        let mail_tmp = tempfile::tempdir().expect("a mail folder");
-        // Made by the mailer with its first mail, as in a deployment.
-        let mail_dir = mail_tmp.path().join("mail");
-        let mut mail = config.mail;
-        mail.poll_interval_ms = mail.poll_interval_ms.min(200);
-        // Its own lazy channel to this process, so this block does not
-        // depend on the other services' wiring.
-        let invitations_internal = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect_lazy();
-        let invitations = InvitationsComponent::build(
-            roster_invitations::Dependencies {
-                db: invitations_db.clone(),
-                bus: bus.clone(),
-                auth: auth.clone(),
-                users: Arc::new(
-                    GrpcUserLookup::new(invitations_internal, TEST_CLUSTER_KEY)
-                        .expect("user lookup"),
-                ),
-                hasher: TokenHasher::new(config.auth.token_hash_key.expose()),
-                events: events.clone(),
-                mail,
-                config: config.invitations,
-                default_mail_dir: mail_dir.clone(),
-            },
-            true,
-        )
-        .await
-        .expect("build the invitations service");
-        // Its own lazy channel to this process, as for the invitations.
-        let notifications_internal = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect_lazy();
-        let notifications = NotificationsComponent::build(
-            roster_notifications::Dependencies {
-                db: notifications_db.clone(),
-                bus: bus.clone(),
-                auth: auth.clone(),
-                directory: Arc::new(
-                    GrpcDirectory::new(
-                        notifications_internal.clone(),
-                        notifications_internal.clone(),
-                        TEST_CLUSTER_KEY,
-                    )
-                    .expect("directory"),
-                ),
-                events: events.clone(),
-                config: config.notifications,
-                mailer: notifications_internal,
-                cluster_key: TEST_CLUSTER_KEY.to_string(),
-            },
-            true,
-        )
-        .await
-        .expect("build the notifications service");
-        let mut server = GrpcServer::new();
-        user_registry.register(&mut server);
-        access.register(&mut server);
-        sessions.register(&mut server);
-        invitations.register(&mut server);
-        notifications.register(&mut server);
-        let user_registry_service = user_registry.service.clone();
-        let access_service = access.service.clone();
-        let sessions_service = sessions.service.clone();
-        let invitations_service = invitations.service.clone();
-        let mailer = invitations.mailer.clone();
-        let invitations_relay = invitations.relay;
-        let notifications_service = notifications.service.clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (relay_stop, relay_stopped) = tokio::sync::watch::channel(false);
-        for relay in [
-            user_registry.relay,
-            user_registry.mail_relay,
-            access.relay,
-            access.mail_relay,
-            sessions.relay,
-        ] {
-            let mut stopped = relay_stopped.clone();
-            tokio::spawn(relay.run(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }));
-        }
-        let mut worker_stopped = relay_stopped.clone();
-        roster_access::worker::spawn(access_service.clone(), bus.clone(), async move {
-            let _ = worker_stopped.wait_for(|s| *s).await;
-        })
-        .await
-        .expect("join the access service's work consumer");
-        let mut mailer_stopped = relay_stopped.clone();
-        tokio::spawn(mailer.clone().run(async move {
-            let _ = mailer_stopped.wait_for(|s| *s).await;
-        }));
-        let mut invitations_relay_stopped = relay_stopped.clone();
-        tokio::spawn(invitations_relay.run(async move {
-            let _ = invitations_relay_stopped.wait_for(|s| *s).await;
-        }));
-        for relay in [notifications.relay, notifications.mail_relay] {
-            let mut stopped = relay_stopped.clone();
-            tokio::spawn(relay.run(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }));
-        }
-        if !config.without_notification_worker {
-            let mut worker_stopped = relay_stopped.clone();
-            roster_notifications::worker::spawn(
-                notifications_service.clone(),
-                bus.clone(),
-                async move {
-                    let _ = worker_stopped.wait_for(|s| *s).await;
-                },
-            )
+        let mut services = Services::build(&context, &Service::ALL)
             .await
-            .expect("join the notifications service's work consumer");
-        }
-        let mut worker_stopped = relay_stopped.clone();
-        roster_sessions::worker::spawn(sessions_service.clone(), bus.clone(), async move {
-            let _ = worker_stopped.wait_for(|s| *s).await;
-        })
-        .await
-        .expect("join the sessions service's work consumer");
+            .expect("build the services");
+        let mut server = GrpcServer::new();
+        services.register(&mut server);
+        let (relay_stop, shutdown) = Shutdown::new();
+        services
+            .spawn(&shutdown)
+            .await
+            .expect("start the services' relays and workers");
+        let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = server
                 .serve(listener, async {
                     let _ = stopped.await;
-                    let _ = relay_stop.send(true);
+                    relay_stop.fire();
                 })
                 .await;
         });
@@ -432,29 +187,28 @@ impl TestEnv {
             .connect()
             .await
             .expect("connect to the test server");
+        let db = |service| services.database(service).cloned().expect("built");
         TestEnv {
             backend,
-            db,
-            access_db,
-            sessions_db,
-            invitations_db,
-            notifications_db,
-            mail_dir,
-            bus,
-            events,
+            db: db(Service::UserRegistry),
+            access_db: db(Service::Access),
+            sessions_db: db(Service::Sessions),
+            invitations_db: db(Service::Invitations),
+            notifications_db: db(Service::Notifications),
+            mail_dir: context.configs.default_mail_dir.clone(),
+            bus: storage.bus,
+            events: storage.events,
             auth,
-            user_registry: user_registry_service,
-            access: access_service,
-            sessions: sessions_service,
-            invitations: invitations_service,
-            mailer,
-            notifications: notifications_service,
+            user_registry: services.user_registry.clone().expect("built"),
+            access: services.access.clone().expect("built"),
+            sessions: services.sessions.clone().expect("built"),
+            invitations: services.invitations.clone().expect("built"),
+            mailer: services.mailer.clone().expect("built"),
+            notifications: services.notifications.clone().expect("built"),
             addr,
             channel,
             stop: Some(stop),
-            _pg: pg,
-            _nats: nats,
-            _sqlite: sqlite,
+            _storage: storage.keep,
             _mail: mail_tmp,
         }
     }
@@ -543,6 +297,105 @@ impl TestEnv {
     /// Subscribes to events (fan-out) whose name matches `pattern`.
     pub async fn subscribe(&self, pattern: &str) -> EventStream {
         self.bus.subscribe(pattern).await.expect("subscribe")
+    }
+}
+
+/// Where a [`TestEnv`] keeps its data and events.
+struct Storage {
+    database: DatabaseConfig,
+    bus: Arc<dyn EventBus>,
+    events: EventsConfig,
+    keep: Keep,
+}
+
+/// What must live as long as the services: the database, the stream or
+/// the SQLite folder go with it.
+enum Keep {
+    Postgres { _db: TestDb, _nats: Box<TestNats> },
+    Sqlite { _dir: tempfile::TempDir },
+}
+
+impl Storage {
+    async fn new(backend: Backend) -> Storage {
+        match backend {
+            Backend::Postgres => {
+                let pg = TestDb::new().await;
+                let nats = TestNats::new();
+                let bus = NatsBus::connect(&nats.config)
+                    .await
+                    .expect("connect to NATS");
+                Storage {
+                    database: pg.config(),
+                    bus: Arc::new(bus),
+                    events: EventsConfig {
+                        relay_interval_ms: 50,
+                        ..nats.config.clone()
+                    },
+                    keep: Keep::Postgres {
+                        _db: pg,
+                        _nats: Box::new(nats),
+                    },
+                }
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("a folder for SQLite files");
+                Storage {
+                    database: DatabaseConfig {
+                        data_dir: dir.path().display().to_string(),
+                        max_connections: 4,
+                        ..DatabaseConfig::default()
+                    },
+                    bus: Arc::new(MemoryBus::new()),
+                    events: EventsConfig {
+                        relay_interval_ms: 50,
+                        ..EventsConfig::default()
+                    },
+                    keep: Keep::Sqlite { _dir: dir },
+                }
+            }
+        }
+    }
+}
+
+/// An Authenticator as `rosterd` builds one, trusting the test cluster key.
+async fn authenticator(
+    config: &AuthConfig,
+    peers: &Peers,
+    bus: Arc<dyn EventBus>,
+) -> Arc<Authenticator> {
+    let resolver = Arc::new(GrpcCredentialResolver::new(
+        peers.access.clone(),
+        TEST_CLUSTER_KEY.to_string(),
+    ));
+    let trusted_proxies = roster_core::auth::TrustedProxies::parse(&config.trusted_proxies)
+        .expect("auth.trusted_proxies");
+    let auth = Arc::new(
+        Authenticator::new(
+            resolver,
+            ClusterKeys::new([TEST_CLUSTER_KEY.to_string()]),
+            config,
+        )
+        .with_trusted_proxies(trusted_proxies),
+    );
+    auth.spawn_invalidation(bus)
+        .await
+        .expect("subscribe to invalidating events");
+    auth
+}
+
+/// The services' settings from a [`TestConfig`]: mails polled often, so
+/// tests need not wait for them.
+fn configs(config: TestConfig, default_mail_dir: std::path::PathBuf) -> Configs {
+    let mut mail = config.mail;
+    mail.poll_interval_ms = mail.poll_interval_ms.min(200);
+    Configs {
+        user_registry: config.user_registry,
+        access: config.access,
+        sessions: config.sessions,
+        invitations: config.invitations,
+        notifications: config.notifications,
+        mail,
+        default_mail_dir,
     }
 }
 

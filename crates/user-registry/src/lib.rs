@@ -30,7 +30,10 @@ pub mod store;
 
 use std::sync::Arc;
 
+use tokio::task::JoinHandle;
+
 use roster_core::auth::Authenticator;
+use roster_core::component::{Component, Shutdown};
 use roster_core::db::Db;
 use roster_core::events::EventBus;
 use roster_core::events::outbox::OutboxRelay;
@@ -108,13 +111,23 @@ impl UserRegistryComponent {
             mail_relay,
         })
     }
+}
 
+#[async_trait::async_trait]
+impl Component for UserRegistryComponent {
     /// Adds the user registry's gRPC services to `server`.
-    pub fn register(&self, server: &mut GrpcServer) {
+    fn register(&self, server: &mut GrpcServer) {
         server.add_service(UserRegistryServer::new(self.api.clone()));
         server.add_service(EntityRegistrySearchServer::new(self.api.clone()));
         server.add_service(ExternalUserRegistryServer::new(self.api.clone()));
         server.add_service(UserCredentialsServer::new(self.api.clone()));
         server.add_service(UserLifecycleServer::new(self.api.clone()));
+    }
+
+    async fn spawn(self: Box<Self>, shutdown: Shutdown) -> anyhow::Result<Vec<JoinHandle<()>>> {
+        Ok(vec![
+            tokio::spawn(self.relay.run(shutdown.wait())),
+            tokio::spawn(self.mail_relay.run(shutdown.wait())),
+        ])
     }
 }
