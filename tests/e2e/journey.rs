@@ -23,7 +23,7 @@ use roster_test_support::{TestDb, TestNats, TestSmtp, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::process::{Rosterd, deployment_env, free_port, read_key_file};
+use crate::process::{Rosterd, SERVICES, deployment_env, read_key_file, split_deployment};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PASSWORD: &str = "Violet-Horse-1234";
@@ -268,22 +268,10 @@ async fn the_whole_journey_with_five_processes() {
     let smtp = TestSmtp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("admin.key");
-    let services = [
-        "user-registry",
-        "access",
-        "sessions",
-        "invitations",
-        "notifications",
-    ];
-    let ports: Vec<u16> = services.iter().map(|_| free_port()).collect();
-    let address = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    let services = SERVICES;
+    let (ports, peers) = split_deployment("http");
     let mut env = deployment_env(&db, &nats, &smtp);
-    env.extend([
-        ("ROSTER__CLUSTER__USER_REGISTRY_ADDRESS", address(0)),
-        ("ROSTER__CLUSTER__ACCESS_ADDRESS", address(1)),
-        ("ROSTER__CLUSTER__SESSIONS_ADDRESS", address(2)),
-        ("ROSTER__CLUSTER__INVITATIONS_ADDRESS", address(3)),
-    ]);
+    env.extend(peers);
     let mut processes = Vec::new();
     for (i, service) in services.iter().enumerate() {
         let mut own = env.clone();

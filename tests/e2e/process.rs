@@ -41,6 +41,29 @@ pub fn deployment_env(
     ]
 }
 
+/// The services of a deployment with one process each, in start order.
+pub const SERVICES: [&str; 5] = [
+    "user-registry",
+    "access",
+    "sessions",
+    "invitations",
+    "notifications",
+];
+
+/// Free ports for the [`SERVICES`], in their order, and the settings that
+/// tell each process where the others are (`scheme`: `http` or `https`).
+pub fn split_deployment(scheme: &str) -> (Vec<u16>, Vec<(&'static str, String)>) {
+    let ports: Vec<u16> = SERVICES.iter().map(|_| free_port()).collect();
+    let address = |i: usize| format!("{scheme}://127.0.0.1:{}", ports[i]);
+    let env = vec![
+        ("ROSTER__CLUSTER__USER_REGISTRY_ADDRESS", address(0)),
+        ("ROSTER__CLUSTER__ACCESS_ADDRESS", address(1)),
+        ("ROSTER__CLUSTER__SESSIONS_ADDRESS", address(2)),
+        ("ROSTER__CLUSTER__INVITATIONS_ADDRESS", address(3)),
+    ];
+    (ports, env)
+}
+
 /// A running `rosterd`, killed when dropped.
 pub struct Rosterd {
     pub child: Child,

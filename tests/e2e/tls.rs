@@ -18,7 +18,7 @@ use roster_test_support::{TestCa, TestDb, TestNats, TestSmtp, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::process::{ROSTERD, Rosterd, deployment_env, free_port};
+use crate::process::{ROSTERD, Rosterd, SERVICES, deployment_env, free_port, split_deployment};
 
 const PASSWORD: &str = "Violet-Horse-1234";
 const KEY: &str = "e2e-cluster-key-of-at-least-32-bytes";
@@ -104,23 +104,12 @@ async fn five_processes_over_mutual_tls_serve_a_user_who_registers_logs_in_and_u
     let ca = TestCa::new("Roster deployment CA");
     let ca_file = dir.path().join("ca.pem");
     ca.write(&ca_file);
-    let services = [
-        "user-registry",
-        "access",
-        "sessions",
-        "invitations",
-        "notifications",
-    ];
-    let ports: Vec<u16> = services.iter().map(|_| free_port()).collect();
+    let services = SERVICES;
+    let (ports, peers) = split_deployment("https");
     let address = |i: usize| format!("https://127.0.0.1:{}", ports[i]);
     let mut env = deployment_env(&db, &nats, &smtp);
-    env.extend([
-        ("ROSTER__CLUSTER__USER_REGISTRY_ADDRESS", address(0)),
-        ("ROSTER__CLUSTER__ACCESS_ADDRESS", address(1)),
-        ("ROSTER__CLUSTER__SESSIONS_ADDRESS", address(2)),
-        ("ROSTER__CLUSTER__INVITATIONS_ADDRESS", address(3)),
-        ("ROSTER__TLS__CLIENT_CA_FILE", path(&ca_file)),
-    ]);
+    env.extend(peers);
+    env.push(("ROSTER__TLS__CLIENT_CA_FILE", path(&ca_file)));
     let operator_dir = tempfile::tempdir().unwrap();
     let operator = client(operator_dir.path(), &ca_file, Some(&ca.issue("operator")));
     let mut processes = Vec::new();
