@@ -76,6 +76,10 @@ pub struct UserRegistryService {
     config: UserRegistryConfig,
     limiter: RateLimiter,
     registrations: RateLimiter,
+    /// At most one "someone tried to register with your address" mail per
+    /// address and hour, so the answer to a taken address cannot be used
+    /// to flood its owner's mailbox.
+    address_notices: RateLimiter,
     clock: Arc<dyn Clock>,
 }
 
@@ -206,6 +210,10 @@ impl UserRegistryService {
             config,
             limiter,
             registrations,
+            address_notices: RateLimiter::new(roster_core::ratelimit::RateLimitConfig {
+                max_attempts: 1,
+                window_secs: 3600,
+            }),
             clock,
         }
     }
@@ -551,8 +559,13 @@ impl UserRegistryService {
         if self.store.get_user(&record.user_id).await?.is_some() {
             return Err(Error::AlreadyExists("user_id"));
         }
-        let mail = OutgoingMail::new("address_in_use", &record.primary_email_address, "");
-        self.store.append_mailing(&[], &[mail]).await?;
+        if self
+            .address_notices
+            .allow(&[&format!("address-in-use:{}", record.email_normalized)])
+        {
+            let mail = OutgoingMail::new("address_in_use", &record.primary_email_address, "");
+            self.store.append_mailing(&[], &[mail]).await?;
+        }
         tracing::info!(client = %ctx.client_key(), "registration with a taken address answered as a success");
         Ok(convert::user_full(record))
     }

@@ -322,4 +322,25 @@ async fn registering_with_a_taken_address_mails_its_owner_and_creates_nothing() 
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound, "nothing was created");
+
+    // Trying again does not flood the owner's mailbox: one notice an hour.
+    for n in 0..3 {
+        registry(&env)
+            .create(roster_proto::v1::CreateUserRequest {
+                user: Some(roster_proto::v1::User {
+                    primary_email_address: "alice@example.com".into(),
+                    ..new_user(&format!("prober-{n}"))
+                }),
+                invitation_token: String::new(),
+            })
+            .await
+            .expect("the answer a success gets");
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let notices = smtp
+        .messages()
+        .iter()
+        .filter(|m| m.is_to("alice@example.com") && m.raw_contains("tried to register"))
+        .count();
+    assert_eq!(notices, 1);
 }
