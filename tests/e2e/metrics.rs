@@ -1,0 +1,199 @@
+//! Prometheus metrics: with `metrics.listen` set, `rosterd` serves the
+//! gRPC server series and Roster's own on `GET /metrics`; without it,
+//! nothing listens.
+
+use roster_proto::v1::authentication_client::AuthenticationClient;
+use roster_proto::v1::user_registry_client::UserRegistryClient;
+use roster_proto::v1::{CreateUserRequest, GetUserRequest, LoginRequest, User, UserIdentifiers};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+use crate::process::{Rosterd, free_port};
+
+fn ids(id: &str) -> UserIdentifiers {
+    UserIdentifiers {
+        user_id: id.into(),
+        email: String::new(),
+    }
+}
+
+fn login(id: &str, password: &str) -> LoginRequest {
+    LoginRequest {
+        user_ids: Some(ids(id)),
+        password: password.into(),
+    }
+}
+
+/// The body of `GET /metrics` at `addr`, over plain HTTP/1.0.
+async fn scrape(addr: &str) -> std::io::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default())
+}
+
+/// The value of the series `series` (name and labels, as exported).
+fn value(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn rosterd_counts_calls_and_logins_for_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let rosterd = Rosterd::start(
+        dir.path(),
+        &["start", "all"],
+        &[("ROSTER__METRICS__LISTEN", metrics_addr.clone())],
+    )
+    .await;
+    let channel = rosterd.channel().await;
+    let mut users = UserRegistryClient::new(channel.clone());
+    users
+        .create(CreateUserRequest {
+            user: Some(User {
+                ids: Some(ids("alice")),
+                primary_email_address: "alice@example.com".into(),
+                password: "Correct-Horse-9".into(),
+                ..Default::default()
+            }),
+            invitation_token: String::new(),
+        })
+        .await
+        .expect("alice registers");
+    let get = users
+        .get(GetUserRequest {
+            user_ids: Some(ids("alice")),
+            field_mask: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(get.code(), Code::Unauthenticated);
+
+    let mut auth = AuthenticationClient::new(channel);
+    let wrong = auth.login(login("alice", "Wrong-Horse-9")).await;
+    assert_eq!(wrong.unwrap_err().code(), Code::Unauthenticated);
+    let unknown = auth.login(login("bob", "Correct-Horse-9")).await;
+    assert_eq!(unknown.unwrap_err().code(), Code::Unauthenticated);
+    auth.login(login("alice", "Correct-Horse-9"))
+        .await
+        .expect("alice logs in");
+
+    let body = scrape(&metrics_addr).await.expect("metrics are served");
+    let expect = |series: &str, count: f64| {
+        assert_eq!(value(&body, series), Some(count), "{series} in:\n{body}");
+    };
+    // Labels in the order the layer records them: service, method, code.
+    let registry = "grpc_service=\"roster.v1.UserRegistry\"";
+    let authentication = "grpc_service=\"roster.v1.Authentication\"";
+    for (series, count) in [
+        (
+            format!("grpc_server_started_total{{{registry},grpc_method=\"Create\"}}"),
+            1.0,
+        ),
+        (
+            format!(
+                "grpc_server_handled_total{{{registry},grpc_method=\"Create\",grpc_code=\"OK\"}}"
+            ),
+            1.0,
+        ),
+        (
+            format!(
+                "grpc_server_handled_total{{{registry},grpc_method=\"Get\",grpc_code=\"Unauthenticated\"}}"
+            ),
+            1.0,
+        ),
+        (
+            format!(
+                "grpc_server_handled_total{{{authentication},grpc_method=\"Login\",grpc_code=\"Unauthenticated\"}}"
+            ),
+            2.0,
+        ),
+        (
+            format!(
+                "grpc_server_handled_total{{{authentication},grpc_method=\"Login\",grpc_code=\"OK\"}}"
+            ),
+            1.0,
+        ),
+        (
+            format!("grpc_server_handling_seconds_count{{{authentication},grpc_method=\"Login\"}}"),
+            3.0,
+        ),
+        ("roster_logins_total{outcome=\"success\"}".to_string(), 1.0),
+    ] {
+        expect(&series, count);
+    }
+    expect("roster_logins_total{outcome=\"wrong_password\"}", 1.0);
+    expect("roster_logins_total{outcome=\"unknown_user\"}", 1.0);
+}
+
+/// How many TCP ports process `pid` listens on (Linux: its socket inodes
+/// matched against the listening sockets in `/proc/net/tcp{,6}`).
+fn listening_ports(pid: u32) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .map(|line| {
+                    line.split_whitespace()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        // Column 3 is the state (0A: LISTEN), column 9 the inode.
+        .filter(|fields| fields.len() > 9 && fields[3] == "0A" && inodes.contains(&fields[9]))
+        .count()
+}
+
+#[tokio::test]
+async fn metrics_listen_on_their_own_port_only_when_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let off = Rosterd::start(dir.path(), &["start", "all"], &[]).await;
+    // The gRPC listener and nothing else.
+    assert_eq!(listening_ports(off.child.id()), 1);
+    drop(off);
+
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let on = Rosterd::start(
+        dir.path(),
+        &["start", "all"],
+        &[("ROSTER__METRICS__LISTEN", metrics_addr.clone())],
+    )
+    .await;
+    assert_eq!(listening_ports(on.child.id()), 2);
+    let body = scrape(&metrics_addr).await.expect("metrics are served");
+    assert!(
+        body.contains("# TYPE grpc_server_handled_total counter"),
+        "{body}"
+    );
+}
