@@ -5,6 +5,7 @@
 use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{CreateUserRequest, GetUserRequest, LoginRequest, User, UserIdentifiers};
+use roster_test_support::with_token;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
@@ -50,29 +51,38 @@ fn value(body: &str, series: &str) -> Option<f64> {
 }
 
 #[tokio::test]
-async fn rosterd_counts_calls_and_logins_for_prometheus() {
+async fn rosterd_counts_calls_logins_lockouts_and_cache_hits_for_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let rosterd = Rosterd::start(
         dir.path(),
         &["start", "all"],
-        &[("ROSTER__METRICS__LISTEN", metrics_addr.clone())],
+        &[
+            ("ROSTER__METRICS__LISTEN", metrics_addr.clone()),
+            // Two wrong passwords lock a client out of an account.
+            (
+                "ROSTER__USER_REGISTRY__LOCKOUT__MAX_FAILURES_PER_CLIENT",
+                "2".into(),
+            ),
+        ],
     )
     .await;
     let channel = rosterd.channel().await;
     let mut users = UserRegistryClient::new(channel.clone());
-    users
-        .create(CreateUserRequest {
-            user: Some(User {
-                ids: Some(ids("alice")),
-                primary_email_address: "alice@example.com".into(),
-                password: "Correct-Horse-9".into(),
-                ..Default::default()
-            }),
-            invitation_token: String::new(),
-        })
-        .await
-        .expect("alice registers");
+    for name in ["alice", "carol"] {
+        users
+            .create(CreateUserRequest {
+                user: Some(User {
+                    ids: Some(ids(name)),
+                    primary_email_address: format!("{name}@example.com"),
+                    password: "Correct-Horse-9".into(),
+                    ..Default::default()
+                }),
+                invitation_token: String::new(),
+            })
+            .await
+            .expect("the user registers");
+    }
     let get = users
         .get(GetUserRequest {
             user_ids: Some(ids("alice")),
@@ -87,9 +97,34 @@ async fn rosterd_counts_calls_and_logins_for_prometheus() {
     assert_eq!(wrong.unwrap_err().code(), Code::Unauthenticated);
     let unknown = auth.login(login("bob", "Correct-Horse-9")).await;
     assert_eq!(unknown.unwrap_err().code(), Code::Unauthenticated);
-    auth.login(login("alice", "Correct-Horse-9"))
+    let token = auth
+        .login(login("alice", "Correct-Horse-9"))
         .await
-        .expect("alice logs in");
+        .expect("alice logs in")
+        .into_inner()
+        .token;
+    // The first use of alice's session asks the access service, the
+    // second finds it in the cache.
+    for _ in 0..2 {
+        users
+            .get(with_token(
+                GetUserRequest {
+                    user_ids: Some(ids("alice")),
+                    field_mask: None,
+                },
+                &token,
+            ))
+            .await
+            .expect("alice reads herself");
+    }
+    // Carol's client guesses twice and is locked out of her account; her
+    // right password from there is refused too.
+    for _ in 0..2 {
+        let wrong = auth.login(login("carol", "Wrong-Horse-9")).await;
+        assert_eq!(wrong.unwrap_err().code(), Code::Unauthenticated);
+    }
+    let locked = auth.login(login("carol", "Correct-Horse-9")).await;
+    assert_eq!(locked.unwrap_err().code(), Code::Unauthenticated);
 
     let body = scrape(&metrics_addr).await.expect("metrics are served");
     let expect = |series: &str, count: f64| {
@@ -101,13 +136,13 @@ async fn rosterd_counts_calls_and_logins_for_prometheus() {
     for (series, count) in [
         (
             format!("grpc_server_started_total{{{registry},grpc_method=\"Create\"}}"),
-            1.0,
+            2.0,
         ),
         (
             format!(
                 "grpc_server_handled_total{{{registry},grpc_method=\"Create\",grpc_code=\"OK\"}}"
             ),
-            1.0,
+            2.0,
         ),
         (
             format!(
@@ -119,7 +154,7 @@ async fn rosterd_counts_calls_and_logins_for_prometheus() {
             format!(
                 "grpc_server_handled_total{{{authentication},grpc_method=\"Login\",grpc_code=\"Unauthenticated\"}}"
             ),
-            2.0,
+            5.0,
         ),
         (
             format!(
@@ -129,14 +164,18 @@ async fn rosterd_counts_calls_and_logins_for_prometheus() {
         ),
         (
             format!("grpc_server_handling_seconds_count{{{authentication},grpc_method=\"Login\"}}"),
-            3.0,
+            6.0,
         ),
         ("roster_logins_total{outcome=\"success\"}".to_string(), 1.0),
     ] {
         expect(&series, count);
     }
-    expect("roster_logins_total{outcome=\"wrong_password\"}", 1.0);
+    expect("roster_logins_total{outcome=\"wrong_password\"}", 3.0);
     expect("roster_logins_total{outcome=\"unknown_user\"}", 1.0);
+    expect("roster_logins_total{outcome=\"throttled\"}", 1.0);
+    expect("roster_lockouts_total{scope=\"client\"}", 1.0);
+    expect("roster_credential_cache_total{result=\"miss\"}", 1.0);
+    expect("roster_credential_cache_total{result=\"hit\"}", 1.0);
 }
 
 /// How many TCP ports process `pid` listens on (Linux: its socket inodes

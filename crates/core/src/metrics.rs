@@ -30,6 +30,14 @@ pub const GRPC_SERVER_HANDLING_SECONDS: &str = "grpc_server_handling_seconds";
 /// may not log in).
 pub const LOGINS: &str = "roster_logins_total";
 
+/// Accounts (`scope="account"`) or single clients (`scope="client"`)
+/// locked out after wrong passwords.
+pub const LOCKOUTS: &str = "roster_lockouts_total";
+/// Credential lookups by `result`: hit (answered from this process's
+/// cache) or miss (asked the access service, alone or with concurrent
+/// requests for the same credential).
+pub const CREDENTIAL_CACHE: &str = "roster_credential_cache_total";
+
 /// Values of the `outcome` label of [`LOGINS`].
 pub mod login_outcome {
     pub const SUCCESS: &str = "success";
@@ -57,6 +65,18 @@ pub struct MetricsConfig {
 /// Counts a password login with `outcome` (one of [`login_outcome`]).
 pub fn login(outcome: &'static str) {
     ::metrics::counter!(LOGINS, "outcome" => outcome).increment(1);
+}
+
+/// Counts a lockout: of the whole account, or of one client only.
+pub fn lockout(whole_account: bool) {
+    let scope = if whole_account { "account" } else { "client" };
+    ::metrics::counter!(LOCKOUTS, "scope" => scope).increment(1);
+}
+
+/// Counts a credential lookup answered from the cache (`hit`) or not.
+pub fn credential_cache(hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    ::metrics::counter!(CREDENTIAL_CACHE, "result" => result).increment(1);
 }
 
 /// Installs the Prometheus recorder and serves it on `config.listen`,
@@ -102,6 +122,11 @@ fn describe() {
         "Time from a request's arrival to its response headers."
     );
     ::metrics::describe_counter!(LOGINS, "Password logins, by outcome.");
+    ::metrics::describe_counter!(LOCKOUTS, "Lockouts after wrong passwords, by scope.");
+    ::metrics::describe_counter!(
+        CREDENTIAL_CACHE,
+        "Credential lookups, by whether the cache answered."
+    );
 }
 
 /// Counts every gRPC call of the services it wraps: started, handled by
