@@ -51,7 +51,7 @@ fn value(body: &str, series: &str) -> Option<f64> {
 }
 
 #[tokio::test]
-async fn rosterd_counts_calls_logins_lockouts_and_cache_hits_for_prometheus() {
+async fn rosterd_reports_calls_logins_lockouts_cache_hits_and_outboxes() {
     let dir = tempfile::tempdir().unwrap();
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let rosterd = Rosterd::start(
@@ -176,6 +176,27 @@ async fn rosterd_counts_calls_logins_lockouts_and_cache_hits_for_prometheus() {
     expect("roster_lockouts_total{scope=\"client\"}", 1.0);
     expect("roster_credential_cache_total{result=\"miss\"}", 1.0);
     expect("roster_credential_cache_total{result=\"hit\"}", 1.0);
+
+    // The relays report their outboxes, which empty once the bus took the
+    // events (and the mailer the mails).
+    let drained = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let body = scrape(&metrics_addr).await.expect("metrics are served");
+        let waiting = [
+            "roster_outbox_waiting{service=\"user-registry\",rows=\"event\"}",
+            "roster_outbox_waiting{service=\"sessions\",rows=\"event\"}",
+            "roster_outbox_waiting{service=\"user-registry\",rows=\"mail\"}",
+        ]
+        .map(|series| value(&body, series));
+        if waiting.iter().all(|w| *w == Some(0.0)) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < drained,
+            "outboxes not reported empty: {waiting:?} in:\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// How many TCP ports process `pid` listens on (Linux: its socket inodes

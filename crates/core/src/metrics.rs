@@ -38,6 +38,10 @@ pub const LOCKOUTS: &str = "roster_lockouts_total";
 /// requests for the same credential).
 pub const CREDENTIAL_CACHE: &str = "roster_credential_cache_total";
 
+/// Rows waiting in a transactional outbox, by `service` and `rows`
+/// (`event` or `mail`), as its relay last saw them.
+pub const OUTBOX_WAITING: &str = "roster_outbox_waiting";
+
 /// Values of the `outcome` label of [`LOGINS`].
 pub mod login_outcome {
     pub const SUCCESS: &str = "success";
@@ -77,6 +81,11 @@ pub fn lockout(whole_account: bool) {
 pub fn credential_cache(hit: bool) {
     let result = if hit { "hit" } else { "miss" };
     ::metrics::counter!(CREDENTIAL_CACHE, "result" => result).increment(1);
+}
+
+/// Sets how many rows wait in `service`'s outbox of `rows`.
+pub fn outbox_waiting(service: &'static str, rows: &'static str, waiting: f64) {
+    ::metrics::gauge!(OUTBOX_WAITING, "service" => service, "rows" => rows).set(waiting);
 }
 
 /// Installs the Prometheus recorder and serves it on `config.listen`,
@@ -123,6 +132,7 @@ fn describe() {
     );
     ::metrics::describe_counter!(LOGINS, "Password logins, by outcome.");
     ::metrics::describe_counter!(LOCKOUTS, "Lockouts after wrong passwords, by scope.");
+    ::metrics::describe_gauge!(OUTBOX_WAITING, "Rows waiting in an outbox.");
     ::metrics::describe_counter!(
         CREDENTIAL_CACHE,
         "Credential lookups, by whether the cache answered."
