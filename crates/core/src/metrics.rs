@@ -42,6 +42,17 @@ pub const CREDENTIAL_CACHE: &str = "roster_credential_cache_total";
 /// (`event` or `mail`), as its relay last saw them.
 pub const OUTBOX_WAITING: &str = "roster_outbox_waiting";
 
+/// Mail delivery attempts by `result`: sent, retry (a temporary failure,
+/// tried again later) or failed (given up).
+pub const MAIL_DELIVERIES: &str = "roster_mail_deliveries_total";
+
+/// Values of the `result` label of [`MAIL_DELIVERIES`].
+pub mod mail_result {
+    pub const SENT: &str = "sent";
+    pub const RETRY: &str = "retry";
+    pub const FAILED: &str = "failed";
+}
+
 /// Values of the `outcome` label of [`LOGINS`].
 pub mod login_outcome {
     pub const SUCCESS: &str = "success";
@@ -88,6 +99,11 @@ pub fn outbox_waiting(service: &'static str, rows: &'static str, waiting: f64) {
     ::metrics::gauge!(OUTBOX_WAITING, "service" => service, "rows" => rows).set(waiting);
 }
 
+/// Counts a mail delivery attempt with `result` (one of [`mail_result`]).
+pub fn mail_delivery(result: &'static str) {
+    ::metrics::counter!(MAIL_DELIVERIES, "result" => result).increment(1);
+}
+
 /// Installs the Prometheus recorder and serves it on `config.listen`,
 /// until the runtime stops. Does nothing when `listen` is empty. Must run
 /// inside the Tokio runtime, once per process.
@@ -132,6 +148,7 @@ fn describe() {
     );
     ::metrics::describe_counter!(LOGINS, "Password logins, by outcome.");
     ::metrics::describe_counter!(LOCKOUTS, "Lockouts after wrong passwords, by scope.");
+    ::metrics::describe_counter!(MAIL_DELIVERIES, "Mail delivery attempts, by result.");
     ::metrics::describe_gauge!(OUTBOX_WAITING, "Rows waiting in an outbox.");
     ::metrics::describe_counter!(
         CREDENTIAL_CACHE,
