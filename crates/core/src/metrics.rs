@@ -280,6 +280,36 @@ fn code_name(code: tonic::Code) -> &'static str {
 mod tests {
     use super::*;
 
+    /// The Grafana dashboard shipped in `deploy/` parses and charts every
+    /// series Roster exports.
+    #[test]
+    fn the_dashboard_charts_every_series() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../deploy/grafana-dashboard.json"))
+                .expect("the dashboard is JSON");
+        let exprs: Vec<&str> = dashboard["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .flat_map(|panel| panel["targets"].as_array().expect("targets"))
+            .map(|target| target["expr"].as_str().expect("expr"))
+            .collect();
+        for name in [
+            GRPC_SERVER_HANDLED,
+            GRPC_SERVER_HANDLING_SECONDS,
+            LOGINS,
+            LOCKOUTS,
+            CREDENTIAL_CACHE,
+            OUTBOX_WAITING,
+            MAIL_DELIVERIES,
+        ] {
+            assert!(
+                exprs.iter().any(|expr| expr.contains(name)),
+                "no panel charts {name}"
+            );
+        }
+    }
+
     #[test]
     fn paths_split_into_service_and_method() {
         assert_eq!(
