@@ -259,6 +259,8 @@ def check_release(case: str, values: dict, docs: list[dict]) -> None:
     conf = settings(docs, f"{FULLNAME}-config")
     check(conf["listen"] == "0.0.0.0:8884" and conf["internal_listen"] == "0.0.0.0:8885", f"{case}: listeners {conf}")
     check(conf["database"]["migrate_on_start"] is False, f"{case}: migrate_on_start")
+    metrics_on = values.get("metrics", {}).get("enabled", False)
+    check((conf.get("metrics", {}).get("listen") == "0.0.0.0:9090") == metrics_on, f"{case}: metrics.listen {conf.get('metrics')}")
     scheme = "https" if tls else "http"
     if mode == "all":
         check("cluster" not in conf or not any(k.endswith("_address") for k in conf["cluster"]), f"{case}: all mode calls itself")

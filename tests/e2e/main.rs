@@ -6,6 +6,7 @@ mod embedded;
 mod health;
 mod journey;
 mod mail;
+mod metrics;
 mod process;
 mod production;
 mod security;

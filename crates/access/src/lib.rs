@@ -87,13 +87,15 @@ impl AccessComponent {
         if migrate {
             store::migrations().run(&deps.db).await?;
         }
-        let relay = OutboxRelay::new(deps.db.clone(), deps.bus.clone(), &deps.events);
+        let relay =
+            OutboxRelay::new(deps.db.clone(), deps.bus.clone(), &deps.events).for_service("access");
         let mail_relay = roster_core::mail::relay(
             deps.db.clone(),
             deps.mailer,
             &deps.cluster_key,
             &deps.events,
-        )?;
+        )?
+        .for_service("access");
         let store = store::open(&deps.db, relay.waker(), mail_relay.waker());
         let service = Arc::new(AccessService::new(
             store,

@@ -467,8 +467,10 @@ impl Authenticator {
     async fn resolve(&self, token: &str) -> Result<Arc<AuthInfoResponse>, Status> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         if let Some(info) = self.cached(&key) {
+            crate::metrics::credential_cache(true);
             return Ok(info);
         }
+        crate::metrics::credential_cache(false);
         if self.ttl.is_zero() {
             // Caching is off: every request has its credential checked.
             return self.resolve_uncached(key, token).await;

@@ -23,6 +23,8 @@
 //! - [`token`]: random secrets and `<type>.<id>.<secret>` tokens;
 //! - [`tls`]: TLS on the server and on channels to peers, reloaded when
 //!   the certificate files change.
+//! - [`metrics`]: Prometheus metrics, their names, and the gRPC layer
+//!   that counts every call;
 //! - [`secret`]: secret settings whose `Debug` shows no value.
 
 pub mod auth;
@@ -35,6 +37,7 @@ pub mod files;
 pub mod health;
 pub mod list;
 pub mod mail;
+pub mod metrics;
 pub mod password;
 pub mod ratelimit;
 pub mod rights;

@@ -416,6 +416,7 @@ async fn serve_routes(
             crate::telemetry::continue_trace(&span, req.headers());
             span
         })
+        .layer(crate::metrics::GrpcMetricsLayer)
         .add_routes(routes);
     let serve: std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
         match tls {

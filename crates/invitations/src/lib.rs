@@ -96,7 +96,8 @@ impl InvitationsComponent {
         if migrate {
             store::migrations().run(&deps.db).await?;
         }
-        let relay = OutboxRelay::new(deps.db.clone(), deps.bus.clone(), &deps.events);
+        let relay = OutboxRelay::new(deps.db.clone(), deps.bus.clone(), &deps.events)
+            .for_service("invitations");
         let store = store::open(&deps.db);
         let invitations = store::open_invitations(&deps.db, relay.waker());
         let transport: Arc<dyn transport::MailTransport> = if deps.mail.smtp_url.is_empty() {

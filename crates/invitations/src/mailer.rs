@@ -15,6 +15,7 @@ use std::time::Duration;
 use lettre::Message;
 use lettre::message::header::ContentTransferEncoding;
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use roster_core::metrics::{self, mail_result};
 use tokio::sync::Notify;
 
 use crate::config::MailConfig;
@@ -145,6 +146,11 @@ impl Mailer {
             Err(reason) => Err(DeliveryError::Permanent(reason)),
         };
         let now = roster_core::time::now();
+        metrics::mail_delivery(match &outcome {
+            Ok(()) => mail_result::SENT,
+            Err(DeliveryError::Temporary(_)) => mail_result::RETRY,
+            Err(DeliveryError::Permanent(_)) => mail_result::FAILED,
+        });
         let recorded = match &outcome {
             Ok(()) => {
                 tracing::info!(mail_id = %mail.id, template = %mail.template, attempt = mail.attempts, "mail delivered");

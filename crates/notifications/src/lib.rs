@@ -93,13 +93,15 @@ impl NotificationsComponent {
         if migrate {
             store::migrations().run(&deps.db).await?;
         }
-        let relay = OutboxRelay::new(deps.db.clone(), deps.bus.clone(), &deps.events);
+        let relay = OutboxRelay::new(deps.db.clone(), deps.bus.clone(), &deps.events)
+            .for_service("notifications");
         let mail_relay = roster_core::mail::relay(
             deps.db.clone(),
             deps.mailer,
             &deps.cluster_key,
             &deps.events,
-        )?;
+        )?
+        .for_service("notifications");
         let store = store::open(&deps.db, relay.waker(), mail_relay.waker());
         let service = Arc::new(NotificationsService::new(
             store,

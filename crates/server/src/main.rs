@@ -184,6 +184,7 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
     roster_core::events::set_origin(&format!("rosterd@{}", roster_core::events::origin()));
     settings.cluster.check_keys()?;
     let network = Network::open(&settings).await?;
+    roster_core::metrics::install(&settings.metrics)?;
     let cluster = &settings.cluster;
     let bus = roster_core::events::connect(&settings.events)
         .await

@@ -6,6 +6,7 @@ use roster_access::AccessConfig;
 use roster_core::auth::AuthConfig;
 use roster_core::db::DatabaseConfig;
 use roster_core::events::EventsConfig;
+use roster_core::metrics::MetricsConfig;
 use roster_core::password::PasswordConfig;
 use roster_core::ratelimit::RateLimitConfig;
 use roster_core::secret::Secret;
@@ -35,6 +36,8 @@ pub struct Settings {
     pub database: DatabaseConfig,
     pub events: EventsConfig,
     pub telemetry: TelemetryConfig,
+    /// Prometheus metrics on `GET /metrics` at `listen`; empty: off.
+    pub metrics: MetricsConfig,
     pub auth: AuthConfig,
     pub password: PasswordConfig,
     pub cluster: ClusterConfig,
@@ -57,6 +60,7 @@ impl Default for Settings {
             database: DatabaseConfig::default(),
             events: EventsConfig::default(),
             telemetry: TelemetryConfig::default(),
+            metrics: MetricsConfig::default(),
             auth: AuthConfig::default(),
             password: PasswordConfig::default(),
             cluster: ClusterConfig::default(),

@@ -79,7 +79,8 @@ impl SessionsComponent {
         if migrate {
             store::migrations().run(&deps.db).await?;
         }
-        let relay = OutboxRelay::new(deps.db.clone(), deps.bus.clone(), &deps.events);
+        let relay = OutboxRelay::new(deps.db.clone(), deps.bus.clone(), &deps.events)
+            .for_service("sessions");
         let store = store::open(&deps.db, relay.waker());
         let service = Arc::new(SessionsService::new(
             store,

@@ -9,6 +9,7 @@ use chrono::Duration;
 use roster_core::auth::{Authenticator, CallContext};
 use roster_core::events::{new_event, pack};
 use roster_core::list::{Order, Page};
+use roster_core::metrics::{self, login_outcome};
 use roster_core::ratelimit::RateLimiter;
 use roster_core::time::{Clock, timestamp};
 use roster_core::token::{Token, TokenHasher, TokenType};
@@ -133,23 +134,29 @@ impl SessionsService {
             .check_password(ids, req.password, ctx.client_key())
             .await?;
         let (account, reason, failures) = match checked {
-            PasswordCheck::UnknownUser => (None, "unknown_user", 0),
+            PasswordCheck::UnknownUser => (None, login_outcome::UNKNOWN_USER, 0),
             PasswordCheck::Known {
                 throttled: true,
                 account,
                 ..
-            } => (Some(account), "throttled", 0),
+            } => (Some(account), login_outcome::THROTTLED, 0),
             PasswordCheck::Known {
                 valid: false,
                 account,
                 failures,
                 ..
-            } => (Some(account), "wrong_password", failures),
+            } => (Some(account), login_outcome::WRONG_PASSWORD, failures),
             PasswordCheck::Known { account, .. } => {
-                self.refuse_inactive(ctx, &account).await?;
-                return self.start_session(ctx, &account, "password").await;
+                if let Err(error) = self.refuse_inactive(ctx, &account).await {
+                    metrics::login(login_outcome::STATE);
+                    return Err(error);
+                }
+                let response = self.start_session(ctx, &account, "password").await?;
+                metrics::login(login_outcome::SUCCESS);
+                return Ok(response);
             }
         };
+        metrics::login(reason);
         // Unknown user, wrong password, or any password while the account
         // is locked for this client: one answer, so a guesser learns
         // nothing (the user registry counted the guess).

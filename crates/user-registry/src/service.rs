@@ -344,8 +344,10 @@ impl UserRegistryService {
             .await?;
         if outcome.newly_locked {
             tracing::info!(user_id = %user.user_id, "account locked after wrong passwords");
+            roster_core::metrics::lockout(true);
         } else if outcome.client_newly_locked {
             tracing::info!(user_id = %user.user_id, "a client locked out after wrong passwords");
+            roster_core::metrics::lockout(false);
         }
         Ok(Guess::Wrong {
             failures: if outcome.newly_locked {

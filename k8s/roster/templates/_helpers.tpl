@@ -127,6 +127,9 @@ all:
 {{- if $events -}}
 {{- $_ := set $wiring "events" $events -}}
 {{- end -}}
+{{- if .Values.metrics.enabled -}}
+{{- $_ := set $wiring "metrics" (dict "listen" (printf "0.0.0.0:%v" .Values.metrics.port)) -}}
+{{- end -}}
 {{- if .Values.bootstrap.adminUserId -}}
 {{- $_ := set $wiring "bootstrap" (dict "admin_user_id" .Values.bootstrap.adminUserId "admin_email" .Values.bootstrap.adminEmail) -}}
 {{- end -}}

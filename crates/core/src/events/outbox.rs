@@ -158,17 +158,15 @@ pub async fn commit_sqlite(
 
 /// How many events wait in the outbox, due or backing off.
 pub async fn pending(db: &Db) -> anyhow::Result<i64> {
+    count_rows(db, EVENTS_TABLE).await
+}
+
+/// How many rows wait in outbox `table`.
+async fn count_rows(db: &Db, table: &'static str) -> anyhow::Result<i64> {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
     let count = match db {
-        Db::Postgres(pool) => {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM roster_outbox")
-                .fetch_one(pool)
-                .await?
-        }
-        Db::Sqlite(pool) => {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM roster_outbox")
-                .fetch_one(pool)
-                .await?
-        }
+        Db::Postgres(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await?,
+        Db::Sqlite(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await?,
     };
     Ok(count)
 }
@@ -234,19 +232,23 @@ pub struct OutboxRelay {
     batch: usize,
     interval: Duration,
     waker: Arc<Notify>,
+    /// The `service` label of the waiting-rows gauge.
+    service: &'static str,
 }
 
 /// The relay's statements for its table and backend.
 struct RelaySql {
+    table: &'static str,
     select: String,
     delete: String,
     fail: String,
 }
 
 impl RelaySql {
-    fn new(db: &Db, table: &str) -> Self {
+    fn new(db: &Db, table: &'static str) -> Self {
         match db {
             Db::Postgres(_) => Self {
+                table,
                 select: format!(
                     "SELECT id, unique_id, name, payload, attempts, next_attempt_at \
                      FROM {table} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
@@ -258,6 +260,7 @@ impl RelaySql {
                 ),
             },
             Db::Sqlite(_) => Self {
+                table,
                 select: format!(
                     "SELECT id, unique_id, name, payload, attempts, next_attempt_at \
                      FROM {table} ORDER BY id LIMIT ?1"
@@ -325,6 +328,8 @@ struct Failure {
 
 /// What one pass did.
 struct Pass {
+    /// Rows the pass selected.
+    seen: usize,
     published: usize,
     /// The pass stopped early (a failure, or a row still backing off).
     stopped: bool,
@@ -359,7 +364,14 @@ impl OutboxRelay {
             batch: config.relay_batch.max(1),
             interval: Duration::from_millis(config.relay_interval_ms.max(1)),
             waker: Arc::new(Notify::new()),
+            service: "",
         }
+    }
+
+    /// Names the service whose outbox this is, in the metrics.
+    pub fn for_service(mut self, service: &'static str) -> Self {
+        self.service = service;
+        self
     }
 
     /// Wakes the relay at once instead of at its next interval. Stores call
@@ -409,12 +421,33 @@ impl OutboxRelay {
     /// One pass, with errors logged; whether more rows may be waiting.
     async fn pass_logged(&self) -> bool {
         match self.pass().await {
-            Ok(pass) => pass.more_waiting(),
+            Ok(pass) => {
+                self.report_waiting(&pass).await;
+                pass.more_waiting()
+            }
             Err(error) => {
                 tracing::warn!(error = format!("{error:#}"), "outbox relay pass failed");
                 false
             }
         }
+    }
+
+    /// Sets the waiting-rows gauge. A pass that saw fewer rows than it
+    /// asked for saw them all, so only after a full batch does the table
+    /// need counting: an idle relay costs no extra query.
+    async fn report_waiting(&self, pass: &Pass) {
+        let waiting = if pass.full {
+            match count_rows(&self.db, self.sql.table).await {
+                Ok(count) => count as f64,
+                Err(error) => {
+                    tracing::debug!(%error, "counting the outbox failed");
+                    return;
+                }
+            }
+        } else {
+            (pass.seen - pass.published) as f64
+        };
+        crate::metrics::outbox_waiting(self.service, self.sink.noun(), waiting);
     }
 
     #[tracing::instrument(skip_all)]
@@ -434,6 +467,7 @@ impl OutboxRelay {
                     .collect::<Result<Vec<_>, _>>()?;
                 let full = rows.len() == self.batch;
                 let mut pass = Pass {
+                    seen: rows.len(),
                     published: 0,
                     stopped: false,
                     full,
@@ -479,6 +513,7 @@ impl OutboxRelay {
                     .collect::<Result<Vec<_>, _>>()?;
                 let full = rows.len() == self.batch;
                 let mut pass = Pass {
+                    seen: rows.len(),
                     published: 0,
                     stopped: false,
                     full,
