@@ -191,16 +191,14 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let (service, method) = split_path(request.uri().path());
-        let (service, method) = (service.to_owned(), method.to_owned());
+        let path = request.uri().path().to_owned();
         let start = Instant::now();
-        ::metrics::counter!(
-            GRPC_SERVER_STARTED,
-            "grpc_service" => service.clone(),
-            "grpc_method" => method.clone()
-        )
-        .increment(1);
         let future = self.inner.call(request);
+        // Everything is recorded once the call is answered, when its code
+        // is known: the path is the caller's to choose, and a path that
+        // names no service or method (answered UNIMPLEMENTED) must not
+        // become a series of its own, or a caller could grow the
+        // exporter's memory without bound.
         Box::pin(async move {
             let result = future.await;
             let code = match &result {
@@ -209,6 +207,14 @@ where
                 // it sends, the call did not complete normally.
                 Err(_) => tonic::Code::Unknown,
             };
+            let (service, method) = labels(&path, code);
+            let (service, method) = (service.to_owned(), method.to_owned());
+            ::metrics::counter!(
+                GRPC_SERVER_STARTED,
+                "grpc_service" => service.clone(),
+                "grpc_method" => method.clone()
+            )
+            .increment(1);
             ::metrics::histogram!(
                 GRPC_SERVER_HANDLING_SECONDS,
                 "grpc_service" => service.clone(),
@@ -224,6 +230,16 @@ where
             .increment(1);
             result
         })
+    }
+}
+
+/// The labels of a call to `path` answered with `code`: its service and
+/// method, or `unknown` for both when the server knew neither.
+fn labels(path: &str, code: tonic::Code) -> (&str, &str) {
+    if code == tonic::Code::Unimplemented {
+        ("unknown", "unknown")
+    } else {
+        split_path(path)
     }
 }
 
@@ -278,6 +294,19 @@ fn code_name(code: tonic::Code) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_path_the_server_does_not_serve_becomes_no_series_of_its_own() {
+        assert_eq!(
+            labels("/roster.v1.UserRegistry/Create", tonic::Code::Ok),
+            ("roster.v1.UserRegistry", "Create")
+        );
+        assert_eq!(
+            labels("/made.up.Service/Anything", tonic::Code::Unimplemented),
+            ("unknown", "unknown")
+        );
+    }
+
     use super::*;
 
     /// The Grafana dashboard shipped in `deploy/` parses and charts every
