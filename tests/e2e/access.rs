@@ -7,19 +7,13 @@ use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
     CreateUserApiKeyRequest, CreateUserRequest, DeleteUserApiKeyRequest, GetUserRequest,
-    ListUserApiKeysRequest, ListUsersRequest, Right, State, User, UserIdentifiers,
+    ListUserApiKeysRequest, ListUsersRequest, Right, State, User,
 };
 use roster_test_support::{TestDb, TestNats, with_token};
 use tonic::Code;
 
+use crate::ids;
 use crate::process::{Rosterd, free_port, read_key_file};
-
-fn ids(id: &str) -> UserIdentifiers {
-    UserIdentifiers {
-        user_id: id.into(),
-        email: String::new(),
-    }
-}
 
 /// A Get of `alice` with a well-formed key nobody made.
 fn get_with_some_key() -> tonic::Request<GetUserRequest> {

@@ -17,23 +17,17 @@ use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
     CreateUserApiKeyRequest, CreateUserRequest, DeleteUserApiKeyRequest,
     EmailNotificationPreferences, GetUserRequest, ListNotificationsRequest, LoginRequest,
-    NotificationType, Right, SendInvitationRequest, User, UserIdentifiers, ValidateEmailRequest,
+    NotificationType, Right, SendInvitationRequest, User, ValidateEmailRequest,
 };
 use roster_test_support::{TestDb, TestNats, TestSmtp, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
 
+use crate::ids;
 use crate::process::{Rosterd, SERVICES, deployment_env, read_key_file, split_deployment};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PASSWORD: &str = "Violet-Horse-1234";
-
-fn ids(id: &str) -> UserIdentifiers {
-    UserIdentifiers {
-        user_id: id.into(),
-        email: String::new(),
-    }
-}
 
 /// Where each service answers (all the same address for `start all`).
 struct Endpoints {

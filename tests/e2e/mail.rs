@@ -12,20 +12,14 @@ use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
     CreateLoginTokenRequest, CreateTemporaryPasswordRequest, CreateUserApiKeyRequest,
     CreateUserRequest, GetUserRequest, LoginRequest, LoginWithTokenRequest, Right,
-    SendInvitationRequest, UpdateUserPasswordRequest, User, UserIdentifiers, ValidateEmailRequest,
+    SendInvitationRequest, UpdateUserPasswordRequest, User, ValidateEmailRequest,
 };
 use roster_test_support::{TestDb, TestNats, TestSmtp, with_token};
 
+use crate::ids;
 use crate::process::{Rosterd, deployment_env, free_port, read_key_file};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn ids(id: &str) -> UserIdentifiers {
-    UserIdentifiers {
-        user_id: id.into(),
-        email: String::new(),
-    }
-}
 
 fn user(id: &str, password: &str) -> User {
     User {

@@ -12,3 +12,11 @@ mod production;
 mod security;
 mod sessions;
 mod tls;
+
+/// The identifiers of the user `id`, as most calls take them.
+pub fn ids(id: &str) -> roster_proto::v1::UserIdentifiers {
+    roster_proto::v1::UserIdentifiers {
+        user_id: id.into(),
+        email: String::new(),
+    }
+}

@@ -4,19 +4,13 @@
 
 use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
-use roster_proto::v1::{CreateUserRequest, GetUserRequest, LoginRequest, User, UserIdentifiers};
+use roster_proto::v1::{CreateUserRequest, GetUserRequest, LoginRequest, User};
 use roster_test_support::with_token;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
+use crate::ids;
 use crate::process::{Rosterd, free_port};
-
-fn ids(id: &str) -> UserIdentifiers {
-    UserIdentifiers {
-        user_id: id.into(),
-        email: String::new(),
-    }
-}
 
 fn login(id: &str, password: &str) -> LoginRequest {
     LoginRequest {

@@ -17,24 +17,17 @@ use roster_proto::v1::{
     CreateLoginTokenRequest, CreateTemporaryPasswordRequest, CreateUserApiKeyRequest,
     CreateUserRequest, GetUserRequest, ListUsersRequest, LoginRequest, LoginResponse,
     LoginWithTokenRequest, Right, State, UpdateUserPasswordRequest, UpdateUserRequest, User,
-    UserIdentifiers,
 };
 use roster_test_support::{TestDb, TestNats, TestSmtp, with_token};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::ids;
 use crate::process::{Rosterd, deployment_env, free_port, read_key_file};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 const PASSWORD: &str = "Victims-Own-Passw0rd";
-
-fn ids(id: &str) -> UserIdentifiers {
-    UserIdentifiers {
-        user_id: id.into(),
-        email: String::new(),
-    }
-}
 
 fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask {

@@ -10,22 +10,16 @@ use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
     CreateUserRequest, GetUserRequest, ListUserApiKeysRequest, LoginRequest, State,
-    UpdateUserPasswordRequest, UpdateUserRequest, User, UserIdentifiers,
+    UpdateUserPasswordRequest, UpdateUserRequest, User,
 };
 use roster_test_support::with_token;
 use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::access::{Split, split};
+use crate::ids;
 
 const PASSWORD: &str = "Correct-Horse-9";
-
-fn ids(id: &str) -> UserIdentifiers {
-    UserIdentifiers {
-        user_id: id.into(),
-        email: String::new(),
-    }
-}
 
 /// Alice, created by the admin, logged in through the sessions process.
 async fn alice_logged_in(split: &Split) -> String {

@@ -11,24 +11,16 @@ use roster_core::tls::{Tls, TlsConfig};
 use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
-use roster_proto::v1::{
-    AuthInfoRequest, CreateUserRequest, GetUserRequest, LoginRequest, User, UserIdentifiers,
-};
+use roster_proto::v1::{AuthInfoRequest, CreateUserRequest, GetUserRequest, LoginRequest, User};
 use roster_test_support::{TestCa, TestDb, TestNats, TestSmtp, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
 
+use crate::ids;
 use crate::process::{ROSTERD, Rosterd, SERVICES, deployment_env, free_port, split_deployment};
 
 const PASSWORD: &str = "Violet-Horse-1234";
 const KEY: &str = "e2e-cluster-key-of-at-least-32-bytes";
-
-fn ids(id: &str) -> UserIdentifiers {
-    UserIdentifiers {
-        user_id: id.into(),
-        email: String::new(),
-    }
-}
 
 fn path(p: &Path) -> String {
     p.display().to_string()

@@ -139,6 +139,20 @@ fn link(provider_id: &str, external_id: &str, user_id: &str) -> ExternalUserReco
     }
 }
 
+/// Lockout settings with these limits, a one-minute window and a
+/// five-minute lock.
+fn lockout(
+    max_failures_per_client: u32,
+    max_failures: u32,
+) -> roster_user_registry::lockout::LockoutConfig {
+    roster_user_registry::lockout::LockoutConfig {
+        max_failures_per_client,
+        max_failures,
+        window_secs: 60,
+        lock_secs: 300,
+    }
+}
+
 /// The events of a wrong password as the service builds them: a
 /// `user.lock` when it locked the account.
 fn lock_event(outcome: &roster_user_registry::lockout::Failures) -> Vec<Event> {
@@ -1360,17 +1374,10 @@ mod cases {
         db: &Db,
         backend: &str,
     ) {
-        use roster_user_registry::lockout::LockoutConfig;
         let at = now();
         insert(store, &user("alice", at)).await;
         let before = pending(db).await;
-        let config = LockoutConfig {
-            max_failures_per_client: 2,
-            max_failures: 4,
-            window_secs: 60,
-            lock_secs: 300,
-        };
-        let policy = config.policy(at);
+        let policy = lockout(2, 4).policy(at);
         let fail = |client: &'static str| {
             store.record_password_failure("alice", client, &policy, &lock_event)
         };
@@ -1435,17 +1442,10 @@ mod cases {
         db: &Db,
         backend: &str,
     ) {
-        use roster_user_registry::lockout::LockoutConfig;
         let at = now();
         insert(store, &user("alice", at)).await;
         let before = pending(db).await;
-        let policy = LockoutConfig {
-            max_failures_per_client: 0,
-            max_failures: 5,
-            window_secs: 60,
-            lock_secs: 300,
-        }
-        .policy(at);
+        let policy = lockout(0, 5).policy(at);
         let clients: Vec<String> = (0..12).map(|n| format!("client:{n}")).collect();
         let outcomes = futures::future::join_all(
             clients
