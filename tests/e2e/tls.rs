@@ -4,15 +4,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 use roster_core::auth::CLUSTER_KEY_HEADER;
-use roster_core::tls::{Tls, TlsConfig};
 use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{AuthInfoRequest, CreateUserRequest, GetUserRequest, LoginRequest, User};
-use roster_test_support::{TestCa, TestDb, TestNats, TestSmtp, with_token};
+use roster_test_support::{TestCa, TestDb, TestNats, TestSmtp, client_tls, with_token};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -73,20 +71,6 @@ async fn get_user(channel: Channel, token: &str, id: &str) -> Result<User, tonic
         .map(|r| r.into_inner())
 }
 
-/// A client of the deployment: trusts `ca_file`, presents `cert` if given.
-fn client(dir: &Path, ca_file: &Path, cert: Option<&roster_test_support::TestCert>) -> Arc<Tls> {
-    let mut config = TlsConfig {
-        ca_file: path(ca_file),
-        ..TlsConfig::default()
-    };
-    if let Some(cert) = cert {
-        let (cert_file, key_file) = cert.write(dir, "client-");
-        config.cert_file = path(&cert_file);
-        config.key_file = path(&key_file);
-    }
-    Tls::load(&config).unwrap().expect("a CA to trust")
-}
-
 #[tokio::test]
 async fn five_processes_over_mutual_tls_serve_a_user_who_registers_logs_in_and_uses_the_session() {
     let db = TestDb::new().await;
@@ -103,7 +87,7 @@ async fn five_processes_over_mutual_tls_serve_a_user_who_registers_logs_in_and_u
     env.extend(peers);
     env.push(("ROSTER__TLS__CLIENT_CA_FILE", path(&ca_file)));
     let operator_dir = tempfile::tempdir().unwrap();
-    let operator = client(operator_dir.path(), &ca_file, Some(&ca.issue("operator")));
+    let operator = client_tls(operator_dir.path(), &ca_file, Some(&ca.issue("operator")));
     let mut processes = Vec::new();
     for (i, service) in services.iter().enumerate() {
         // Each service has a certificate of its own.
@@ -160,7 +144,7 @@ async fn five_processes_over_mutual_tls_serve_a_user_who_registers_logs_in_and_u
         .connect_lazy();
     assert!(create_user(plaintext, "mallory").await.is_err());
     let stranger_dir = tempfile::tempdir().unwrap();
-    let stranger = client(
+    let stranger = client_tls(
         stranger_dir.path(),
         &ca_file,
         Some(&TestCa::new("Another CA").issue("mallory")),

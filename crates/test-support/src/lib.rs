@@ -19,7 +19,7 @@ pub use env::{
 };
 pub use events::{event_contains, event_data, next_event_where};
 pub use nats::TestNats;
-pub use pki::{TestCa, TestCert};
+pub use pki::{TestCa, TestCert, client_tls};
 /// The lockout settings of the user registry, for tests of other
 /// services that log in (they count where passwords are checked).
 pub use roster_user_registry::lockout::LockoutConfig;

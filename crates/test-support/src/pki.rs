@@ -88,3 +88,26 @@ impl TestCert {
         std::fs::write(key, &self.key_pem).expect("write the key");
     }
 }
+
+/// Client TLS settings trusting `ca_file` and presenting `cert`, if
+/// given (written into `dir`), reloaded every second.
+pub fn client_tls(
+    dir: &Path,
+    ca_file: &Path,
+    cert: Option<&TestCert>,
+) -> std::sync::Arc<roster_core::tls::Tls> {
+    let text = |p: &Path| p.display().to_string();
+    let mut config = roster_core::tls::TlsConfig {
+        ca_file: text(ca_file),
+        reload_interval_secs: 1,
+        ..roster_core::tls::TlsConfig::default()
+    };
+    if let Some(cert) = cert {
+        let (cert_file, key_file) = cert.write(dir, "client-");
+        config.cert_file = text(&cert_file);
+        config.key_file = text(&key_file);
+    }
+    roster_core::tls::Tls::load(&config)
+        .expect("client TLS settings")
+        .expect("a CA to trust")
+}

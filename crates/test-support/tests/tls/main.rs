@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use roster_core::server::{GrpcServer, bind};
 use roster_core::tls::{Tls, TlsConfig, connect};
-use roster_test_support::{TestCa, TestCert};
+use roster_test_support::{TestCa, TestCert, client_tls};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::sync::oneshot;
 use tonic_health::pb::HealthCheckRequest;
@@ -43,21 +43,6 @@ fn server_config(dir: &Path, cert: &TestCert, client_ca: Option<&Path>) -> TlsCo
         reload_interval_secs: 1,
         ..TlsConfig::default()
     }
-}
-
-/// Client settings trusting `ca_file`, presenting `cert` if given.
-fn client_tls(dir: &Path, ca_file: &Path, cert: Option<&TestCert>) -> Arc<Tls> {
-    let mut config = TlsConfig {
-        ca_file: path(ca_file),
-        reload_interval_secs: 1,
-        ..TlsConfig::default()
-    };
-    if let Some(cert) = cert {
-        let (cert_file, key_file) = cert.write(dir, "client-");
-        config.cert_file = path(&cert_file);
-        config.key_file = path(&key_file);
-    }
-    Tls::load(&config).unwrap().expect("a CA to trust")
 }
 
 fn path(p: &Path) -> String {
