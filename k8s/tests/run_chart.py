@@ -63,19 +63,24 @@ def query(url: str, sql: str) -> str:
 
 
 def serving(port: int, service: str, timeout: float) -> str:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        return ask_health(channel, service, timeout)
+
+
+def ask_health(channel: grpc.Channel, service: str, timeout: float) -> str:
+    """Asks `service`'s health until it is SERVING or `timeout` passes; the last answer."""
     deadline = time.monotonic() + timeout
     last = "no answer"
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-                if last == "SERVING":
-                    return last
-            except grpc.RpcError as e:
-                last = f"{e.code().name}: {e.details()}"
-            time.sleep(0.2)
+    stub = health_pb2_grpc.HealthStub(channel)
+    while time.monotonic() < deadline:
+        try:
+            status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
+            last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+            if last == "SERVING":
+                return last
+        except grpc.RpcError as e:
+            last = f"{e.code().name}: {e.details()}"
+        time.sleep(0.2)
     return last
 
 
@@ -193,20 +198,9 @@ def serving_tls(port: int, service: str, tls: dict[str, str], timeout: float) ->
         private_key=tls["tls.key"].encode(),
         certificate_chain=tls["tls.crt"].encode(),
     )
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    with grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=[("grpc.ssl_target_name_override", "localhost")]) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                status = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2).status
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-                if last == "SERVING":
-                    return last
-            except grpc.RpcError as e:
-                last = f"{e.code().name}: {e.details()}"
-            time.sleep(0.2)
-    return last
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    with grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=options) as channel:
+        return ask_health(channel, service, timeout)
 
 
 def tcp_open(port: int, timeout: float) -> bool:
