@@ -129,6 +129,56 @@ impl Db {
             Db::Sqlite(_) => "sqlite",
         }
     }
+
+    /// How the pool's connections are used now.
+    pub fn pool_use(&self) -> PoolUse {
+        fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> PoolUse {
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            PoolUse {
+                in_use: pool.size().saturating_sub(idle),
+                idle,
+                max: pool.options().get_max_connections(),
+            }
+        }
+        match self {
+            Db::Postgres(pool) => of(pool),
+            Db::Sqlite(pool) => of(pool),
+        }
+    }
+}
+
+/// A pool's connections at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUse {
+    /// Connections lent to a query or transaction.
+    pub in_use: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
+/// Sets the connection gauges of every `(service, pool)` of `pools` at
+/// once and then every `every`, until `shutdown` completes. Sampling
+/// reads counters the pool keeps anyway: it costs no query.
+pub async fn report_pool_use(
+    pools: Vec<(&'static str, Db)>,
+    every: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = ticks.tick() => {}
+        }
+        for (service, db) in &pools {
+            let used = db.pool_use();
+            crate::metrics::db_pool(service, db.backend(), used.in_use, used.idle, used.max);
+        }
+    }
 }
 
 /// A PostgreSQL pool on `url`, optionally with its own search path.

@@ -4,10 +4,12 @@
 //!
 //! Every hash and verification runs on the blocking pool: one Argon2id call
 //! takes tens of milliseconds of CPU, long enough to stall every other task
-//! on a runtime worker.
+//! on a runtime worker. The time each waits for a hashing slot and a
+//! blocking thread, and the time it runs, go to the metrics.
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context as _;
 use argon2::password_hash::{self, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
@@ -17,6 +19,8 @@ use rand::RngCore as _;
 use rand::rngs::OsRng;
 use serde::Deserialize;
 use subtle::ConstantTimeEq as _;
+
+use crate::metrics::{self, password_operation};
 
 // Limits on costs read back from stored hashes. A corrupted or planted row
 // must not be able to make one login allocate gigabytes or spin for minutes.
@@ -163,12 +167,15 @@ impl PasswordHasher {
     /// Hashes a password into an Argon2id PHC string with a fresh random
     /// salt.
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
+        let queued = Instant::now();
         let permit = self.permit().await?;
         let inner = Arc::clone(&self.inner);
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            hash_argon2(&inner.argon2, password.as_bytes()).map_err(PasswordError::Hashing)
+            timed(password_operation::HASH, queued, || {
+                hash_argon2(&inner.argon2, password.as_bytes()).map_err(PasswordError::Hashing)
+            })
         })
         .await
         .map_err(PasswordError::Task)?
@@ -182,13 +189,14 @@ impl PasswordHasher {
         password: &str,
         stored: Option<&str>,
     ) -> Result<bool, PasswordError> {
+        let queued = Instant::now();
         let permit = self.permit().await?;
         let inner = Arc::clone(&self.inner);
         let password = password.to_owned();
         let stored = stored.map(str::to_owned);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            match stored {
+            timed(password_operation::VERIFY, queued, || match stored {
                 Some(stored) => verify_stored(&inner.argon2, password.as_bytes(), &stored),
                 None => {
                     let outcome =
@@ -197,7 +205,7 @@ impl PasswordHasher {
                     std::hint::black_box(outcome.ok());
                     Ok(false)
                 }
-            }
+            })
         })
         .await
         .map_err(PasswordError::Task)?
@@ -242,6 +250,18 @@ impl PasswordHasher {
             || params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
                 != current.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)
     }
+}
+
+/// Runs `work` (a password `operation` queued at `queued`) on the
+/// blocking thread it got, recording how long it waited for its slot and
+/// thread, and how long it ran. A request turned away as busy never
+/// starts and is not recorded.
+fn timed<T>(operation: &'static str, queued: Instant, work: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    metrics::password_hash_wait(operation, started - queued);
+    let outcome = work();
+    metrics::password_hash(operation, started.elapsed());
+    outcome
 }
 
 fn hash_argon2(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, password_hash::Error> {

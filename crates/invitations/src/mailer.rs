@@ -90,7 +90,9 @@ impl Mailer {
                 self.transport.prune().await;
                 pruned = Some(tokio::time::Instant::now());
             }
-            match self.deliver_due().await {
+            let delivered = self.deliver_due().await;
+            self.report_waiting().await;
+            match delivered {
                 // A full batch: there may be more.
                 Ok(n) if n >= self.config.batch as usize => continue,
                 Ok(_) => {}
@@ -103,6 +105,15 @@ impl Mailer {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
             }
+        }
+    }
+
+    /// Sets the mail-queue gauges after a pass: one count over the mails
+    /// still due, at most once per poll interval when idle.
+    async fn report_waiting(&self) {
+        match self.store.waiting().await {
+            Ok(waiting) => metrics::mail_queue(waiting.pending, waiting.retrying),
+            Err(error) => tracing::debug!(%error, "cannot count the mail queue"),
         }
     }
 

@@ -477,6 +477,7 @@ impl StreamCounts {
         Some(StreamSlot {
             open: self.open.clone(),
             user_id: user_id.to_string(),
+            _counted: roster_core::metrics::OpenNotificationStream::open(),
         })
     }
 
@@ -489,11 +490,14 @@ impl StreamCounts {
 }
 
 /// One open stream's place, given back when dropped (with the stream's
-/// task, however it ends).
+/// task, however it ends: the client went away, the credential was
+/// refused, the client stopped reading, the server stopped).
 #[derive(Debug)]
 struct StreamSlot {
     open: Arc<Mutex<HashMap<String, usize>>>,
     user_id: String,
+    /// The stream in the open-streams gauge, for as long as the slot.
+    _counted: roster_core::metrics::OpenNotificationStream,
 }
 
 impl Drop for StreamSlot {

@@ -28,6 +28,10 @@ use roster_user_registry::{UserRegistryComponent, UserRegistryConfig};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+/// How often the connection gauges of the database pools are set: a few
+/// times per Prometheus scrape interval.
+const POOL_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One of Roster's services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -196,9 +200,19 @@ impl Services {
     }
 
     /// Starts every built service's background tasks (relays, workers,
-    /// the mail worker), which stop when `shutdown` fires.
+    /// the mail worker, the sampling of the database pools for the
+    /// metrics), which stop when `shutdown` fires.
     pub async fn spawn(&mut self, shutdown: &Shutdown) -> anyhow::Result<Vec<JoinHandle<()>>> {
-        let mut tasks = Vec::new();
+        let pools = self
+            .databases
+            .iter()
+            .map(|(service, db)| (service.name(), db.clone()))
+            .collect();
+        let mut tasks = vec![tokio::spawn(roster_core::db::report_pool_use(
+            pools,
+            POOL_SAMPLE_INTERVAL,
+            shutdown.wait(),
+        ))];
         for component in self.components.drain(..) {
             tasks.extend(component.spawn(shutdown.clone()).await?);
         }

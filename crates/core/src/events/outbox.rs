@@ -163,12 +163,20 @@ pub async fn pending(db: &Db) -> anyhow::Result<i64> {
 
 /// How many rows wait in outbox `table`.
 async fn count_rows(db: &Db, table: &'static str) -> anyhow::Result<i64> {
-    let sql = format!("SELECT COUNT(*) FROM {table}");
-    let count = match db {
-        Db::Postgres(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await?,
-        Db::Sqlite(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await?,
+    Ok(waiting_rows(db, table).await?.0)
+}
+
+/// How many rows wait in outbox `table`, and when the oldest was written.
+async fn waiting_rows(
+    db: &Db,
+    table: &'static str,
+) -> anyhow::Result<(i64, Option<DateTime<Utc>>)> {
+    let sql = format!("SELECT COUNT(*), MIN(created_at) FROM {table}");
+    let waiting = match db {
+        Db::Postgres(pool) => sqlx::query_as(&sql).fetch_one(pool).await?,
+        Db::Sqlite(pool) => sqlx::query_as(&sql).fetch_one(pool).await?,
     };
-    Ok(count)
+    Ok(waiting)
 }
 
 /// Where the relay delivers the rows of its table.
@@ -250,7 +258,7 @@ impl RelaySql {
             Db::Postgres(_) => Self {
                 table,
                 select: format!(
-                    "SELECT id, unique_id, name, payload, attempts, next_attempt_at \
+                    "SELECT id, unique_id, name, payload, attempts, next_attempt_at, created_at \
                      FROM {table} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
                 ),
                 delete: format!("DELETE FROM {table} WHERE id = $1"),
@@ -262,7 +270,7 @@ impl RelaySql {
             Db::Sqlite(_) => Self {
                 table,
                 select: format!(
-                    "SELECT id, unique_id, name, payload, attempts, next_attempt_at \
+                    "SELECT id, unique_id, name, payload, attempts, next_attempt_at, created_at \
                      FROM {table} ORDER BY id LIMIT ?1"
                 ),
                 delete: format!("DELETE FROM {table} WHERE id = ?1"),
@@ -286,6 +294,7 @@ pub struct OutboxRow {
     pub payload: Vec<u8>,
     attempts: i32,
     next_attempt_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
 }
 
 type Pending = OutboxRow;
@@ -300,6 +309,7 @@ impl Pending {
         for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         for<'r> Option<DateTime<Utc>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     {
         Ok(Pending {
             id: row.try_get("id")?,
@@ -308,6 +318,7 @@ impl Pending {
             payload: row.try_get("payload")?,
             attempts: row.try_get("attempts")?,
             next_attempt_at: row.try_get("next_attempt_at")?,
+            created_at: row.try_get("created_at")?,
         })
     }
 
@@ -335,6 +346,8 @@ struct Pass {
     stopped: bool,
     /// The pass saw as many rows as it asked for: more may be waiting.
     full: bool,
+    /// When the oldest row the pass left in the table was written.
+    oldest_left: Option<DateTime<Utc>>,
 }
 
 impl Pass {
@@ -432,22 +445,30 @@ impl OutboxRelay {
         }
     }
 
-    /// Sets the waiting-rows gauge. A pass that saw fewer rows than it
-    /// asked for saw them all, so only after a full batch does the table
-    /// need counting: an idle relay costs no extra query.
+    /// Sets the waiting-rows and oldest-row gauges. A pass that saw fewer
+    /// rows than it asked for saw them all, in id order, so only after a
+    /// full batch does the table need counting: an idle relay costs no
+    /// extra query.
     async fn report_waiting(&self, pass: &Pass) {
-        let waiting = if pass.full {
-            match count_rows(&self.db, self.sql.table).await {
-                Ok(count) => count as f64,
+        let (waiting, oldest) = if pass.full {
+            match waiting_rows(&self.db, self.sql.table).await {
+                Ok(found) => found,
                 Err(error) => {
                     tracing::debug!(%error, "counting the outbox failed");
                     return;
                 }
             }
         } else {
-            (pass.seen - pass.published) as f64
+            ((pass.seen - pass.published) as i64, pass.oldest_left)
         };
-        crate::metrics::outbox_waiting(self.service, self.sink.noun(), waiting);
+        // The database's clock stamped the row; a clock slightly ahead of
+        // this host's must not show a negative age.
+        let age = oldest.map_or(0.0, |at| {
+            ((Utc::now() - at).num_milliseconds() as f64 / 1000.0).max(0.0)
+        });
+        let rows = self.sink.noun();
+        crate::metrics::outbox_waiting(self.service, rows, waiting as f64);
+        crate::metrics::outbox_oldest_age(self.service, rows, age);
     }
 
     #[tracing::instrument(skip_all)]
@@ -471,6 +492,7 @@ impl OutboxRelay {
                     published: 0,
                     stopped: false,
                     full,
+                    oldest_left: None,
                 };
                 for row in &rows {
                     match self.publish_row(row).await {
@@ -499,6 +521,7 @@ impl OutboxRelay {
                     }
                 }
                 tx.commit().await?;
+                pass.oldest_left = rows.get(pass.published).map(|row| row.created_at);
                 Ok(pass)
             }
             Db::Sqlite(pool) => {
@@ -517,6 +540,7 @@ impl OutboxRelay {
                     published: 0,
                     stopped: false,
                     full,
+                    oldest_left: None,
                 };
                 for row in &rows {
                     match self.publish_row(row).await {
@@ -544,6 +568,7 @@ impl OutboxRelay {
                         }
                     }
                 }
+                pass.oldest_left = rows.get(pass.published).map(|row| row.created_at);
                 Ok(pass)
             }
         }

@@ -150,6 +150,20 @@ pub trait MailStore: Send + Sync + 'static {
 
     /// Mails neither delivered nor given up.
     async fn pending(&self) -> Result<u64, StoreError>;
+
+    /// Mails neither delivered nor given up, split by whether an attempt
+    /// failed yet.
+    async fn waiting(&self) -> Result<WaitingMails, StoreError>;
+}
+
+/// The mails waiting in the queue (see [`MailStore::waiting`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitingMails {
+    /// No attempt failed yet (never tried, or being sent the first time).
+    pub pending: u64,
+    /// An attempt failed (or the worker handed the mail back): waiting
+    /// for the next one.
+    pub retrying: u64,
 }
 
 /// `data` without its secret variables.

@@ -13,7 +13,7 @@ use roster_core::time::now;
 use roster_core::token::{Token, TokenHasher, TokenType};
 use roster_invitations::store::{
     self, ClaimRecord, InvitationOrder, InvitationQuery, InvitationRecord, InvitationStore,
-    MailRecord, MailStore, StoreError,
+    MailRecord, MailStore, StoreError, WaitingMails,
 };
 use roster_proto::v1::Event;
 use roster_test_support::{Backend, TestDb};
@@ -32,6 +32,7 @@ on_both_backends!(
     mark_failed_records_the_error_and_the_next_attempt_and_keeps_secrets,
     give_up_deletes_secrets_records_the_error_and_stops_claims,
     pending_counts_mails_neither_sent_nor_given_up,
+    waiting_splits_the_pending_mails_by_whether_an_attempt_failed,
     unknown_ids_read_as_none_and_finishing_them_changes_nothing,
     concurrent_enqueues_with_one_key_store_one_mail,
 );
@@ -458,6 +459,26 @@ async fn pending_counts_mails_neither_sent_nor_given_up(backend: Backend) {
     assert_eq!(case.pending().await, 3, "{backend:?}");
     case.store.give_up(&mails[2].id, "e", t).await.unwrap();
     assert_eq!(case.pending().await, 2, "{backend:?}");
+}
+
+async fn waiting_splits_the_pending_mails_by_whether_an_attempt_failed(backend: Backend) {
+    let case = Case::open(backend).await;
+    let waiting = || async { case.store.waiting().await.expect("waiting") };
+    assert_eq!(waiting().await, WaitingMails::default(), "{backend:?}");
+    let t = now();
+    let mails: Vec<MailRecord> = (0..4).map(|_| mail_due(t)).collect();
+    for mail in &mails {
+        case.enqueue(mail).await;
+    }
+    case.claim(t, LEASE, 10).await;
+    let expect = |pending, retrying| WaitingMails { pending, retrying };
+    assert_eq!(waiting().await, expect(4, 0), "{backend:?}: being sent");
+    case.store.mark_failed(&mails[0].id, "e", t).await.unwrap();
+    assert_eq!(waiting().await, expect(3, 1), "{backend:?}: one failed");
+    case.store.mark_sent(&mails[1].id, t).await.unwrap();
+    case.store.give_up(&mails[0].id, "e", t).await.unwrap();
+    assert_eq!(waiting().await, expect(2, 0), "{backend:?}: two finished");
+    assert_eq!(case.pending().await, 2, "{backend:?}: the same total");
 }
 
 async fn unknown_ids_read_as_none_and_finishing_them_changes_nothing(backend: Backend) {
