@@ -2,9 +2,16 @@
 //! gRPC server series and Roster's own on `GET /metrics`; without it,
 //! nothing listens.
 
+use std::time::{Duration, Instant};
+
 use roster_proto::v1::authentication_client::AuthenticationClient;
+use roster_proto::v1::notification_service_client::NotificationServiceClient;
+use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
-use roster_proto::v1::{CreateUserRequest, GetUserRequest, LoginRequest, User};
+use roster_proto::v1::{
+    CreateUserApiKeyRequest, CreateUserRequest, GetUserRequest, LoginRequest, NotificationType,
+    Right, SubscribeNotificationsRequest, User,
+};
 use roster_test_support::with_token;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
@@ -174,7 +181,7 @@ async fn rosterd_reports_calls_logins_lockouts_cache_outboxes_and_mails() {
     // The relays report their outboxes, which empty once the bus took the
     // events (and the mailer the mails), and the mailer counts what it
     // sent.
-    let drained = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let drained = Instant::now() + Duration::from_secs(10);
     loop {
         let body = scrape(&metrics_addr).await.expect("metrics are served");
         let waiting = [
@@ -189,11 +196,311 @@ async fn rosterd_reports_calls_logins_lockouts_cache_outboxes_and_mails() {
             break;
         }
         assert!(
-            std::time::Instant::now() < drained,
+            Instant::now() < drained,
             "outboxes not reported empty ({waiting:?}) or mails not sent ({sent:?}) in:\n{body}"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Scrapes `addr` until `done` holds for the body (10 s at most); returns
+/// that body.
+async fn scrape_until(addr: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = scrape(addr).await.expect("metrics are served");
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what}, never seen in:\n{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn register(name: &str) -> CreateUserRequest {
+    CreateUserRequest {
+        user: Some(User {
+            ids: Some(ids(name)),
+            primary_email_address: format!("{name}@example.com"),
+            password: "Correct-Horse-9".into(),
+            ..Default::default()
+        }),
+        invitation_token: String::new(),
+    }
+}
+
+fn subscribe(user: &str, token: &str) -> tonic::Request<SubscribeNotificationsRequest> {
+    with_token(
+        SubscribeNotificationsRequest {
+            receiver_ids: Some(ids(user)),
+        },
+        token,
+    )
+}
+
+#[tokio::test]
+async fn rosterd_reports_open_streams_their_codes_pools_and_password_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let rosterd = Rosterd::start(
+        dir.path(),
+        &["start", "all"],
+        &[("ROSTER__METRICS__LISTEN", metrics_addr.clone())],
+    )
+    .await;
+    let channel = rosterd.channel().await;
+    UserRegistryClient::new(channel.clone())
+        .create(register("alice"))
+        .await
+        .expect("alice registers");
+    let mut auth = AuthenticationClient::new(channel.clone());
+    let wrong = auth.login(login("alice", "Wrong-Horse-9")).await;
+    assert_eq!(wrong.unwrap_err().code(), Code::Unauthenticated);
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let token = auth
+            .login(login("alice", "Correct-Horse-9"))
+            .await
+            .expect("alice logs in")
+            .into_inner()
+            .token;
+        sessions.push(token);
+    }
+    // One hash (the registration) and three verifications (the logins).
+    let (hashes, verifications) = (1.0, 3.0);
+
+    // Alice listens with her first session, is told of the key she makes,
+    // and logs that session out: the stream ends UNAUTHENTICATED after its
+    // first message, so its status travels in the trailers.
+    let mut notifications = NotificationServiceClient::new(channel.clone());
+    let mut stream = notifications
+        .subscribe(subscribe("alice", &sessions[0]))
+        .await
+        .expect("alice subscribes")
+        .into_inner();
+    let open = "roster_notification_streams_open";
+    scrape_until(&metrics_addr, "one open stream", |body| {
+        value(body, open) == Some(1.0)
+    })
+    .await;
+    UserAccessClient::new(channel.clone())
+        .create_api_key(with_token(
+            CreateUserApiKeyRequest {
+                user_ids: Some(ids("alice")),
+                name: "laptop".into(),
+                rights: vec![Right::UserInfo as i32],
+                expires_at: None,
+            },
+            &sessions[0],
+        ))
+        .await
+        .expect("alice makes a key");
+    let told = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("a notification within 5 s")
+        .expect("the stream is open")
+        .expect("a notification");
+    assert_eq!(
+        told.notification_type,
+        NotificationType::ApiKeyCreated as i32
+    );
+    auth.logout(with_token((), &sessions[0]))
+        .await
+        .expect("alice logs out");
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("the stream ends soon after the logout");
+    assert_eq!(end.unwrap_err().code(), Code::Unauthenticated);
+
+    let subscribe_series = |code: &str| {
+        format!(
+            "grpc_server_handled_total{{grpc_service=\"roster.v1.NotificationService\",grpc_method=\"Subscribe\",grpc_code=\"{code}\"}}"
+        )
+    };
+    let body = scrape_until(
+        &metrics_addr,
+        "the stream closed as UNAUTHENTICATED",
+        |body| {
+            value(body, open) == Some(0.0)
+                && value(body, &subscribe_series("Unauthenticated")) == Some(1.0)
+        },
+    )
+    .await;
+    assert_eq!(value(&body, &subscribe_series("OK")), None, "{body}");
+
+    // A stream the client drops counts as cancelled, and closes too.
+    let dropped = notifications
+        .subscribe(subscribe("alice", &sessions[1]))
+        .await
+        .expect("alice subscribes again")
+        .into_inner();
+    scrape_until(&metrics_addr, "the second stream open", |body| {
+        value(body, open) == Some(1.0)
+    })
+    .await;
+    drop(dropped);
+    let body = scrape_until(
+        &metrics_addr,
+        "the dropped stream closed as Canceled",
+        |body| {
+            value(body, open) == Some(0.0)
+                && value(body, &subscribe_series("Canceled")) == Some(1.0)
+        },
+    )
+    .await;
+    let started = "grpc_server_started_total{grpc_service=\"roster.v1.NotificationService\",grpc_method=\"Subscribe\"}";
+    assert_eq!(value(&body, started), Some(2.0), "{body}");
+    assert_eq!(
+        value(
+            &body,
+            "grpc_server_handling_seconds_count{grpc_service=\"roster.v1.NotificationService\",grpc_method=\"Subscribe\"}"
+        ),
+        Some(2.0),
+        "{body}"
+    );
+
+    // Every password operation waited and ran once.
+    for (operation, count) in [("hash", hashes), ("verify", verifications)] {
+        for histogram in [
+            "roster_password_hash_wait_seconds",
+            "roster_password_hash_seconds",
+        ] {
+            let series = format!("{histogram}_count{{operation=\"{operation}\"}}");
+            assert_eq!(value(&body, &series), Some(count), "{series} in:\n{body}");
+            let sum = format!("{histogram}_sum{{operation=\"{operation}\"}}");
+            let sum = value(&body, &sum).unwrap_or(-1.0);
+            assert!(
+                (0.0..10.0 * count).contains(&sum),
+                "{histogram} {operation}: {sum}"
+            );
+        }
+        // Argon2id takes a measurable time; waiting for a free slot on an
+        // idle server does not exceed it by much.
+        let ran = value(
+            &body,
+            &format!("roster_password_hash_seconds_sum{{operation=\"{operation}\"}}"),
+        );
+        assert!(ran.is_some_and(|ran| ran > 0.0), "{operation}: {ran:?}");
+    }
+
+    // Each service's pool, on SQLite: at least the connection it keeps,
+    // none beyond its maximum (database.max_connections, 10).
+    for service in [
+        "user-registry",
+        "access",
+        "sessions",
+        "invitations",
+        "notifications",
+    ] {
+        let labels = format!("service=\"{service}\",backend=\"sqlite\"");
+        let max = value(&body, &format!("roster_db_connections_max{{{labels}}}"));
+        assert_eq!(max, Some(10.0), "{service} in:\n{body}");
+        let in_use = value(
+            &body,
+            &format!("roster_db_connections{{{labels},state=\"in_use\"}}"),
+        );
+        let idle = value(
+            &body,
+            &format!("roster_db_connections{{{labels},state=\"idle\"}}"),
+        );
+        let (Some(in_use), Some(idle)) = (in_use, idle) else {
+            panic!("{service}: no connection gauges in:\n{body}");
+        };
+        assert!(
+            in_use + idle >= 1.0 && in_use + idle <= 10.0,
+            "{service}: {in_use} + {idle}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn mails_held_back_show_in_the_outbox_age_and_the_mail_queue() {
+    // The user registry cannot reach the mailer: the validation mail it owes
+    // waits in its outbox and grows old.
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let registry = Rosterd::start(
+        dir.path(),
+        &["start", "all"],
+        &[
+            ("ROSTER__METRICS__LISTEN", metrics_addr.clone()),
+            (
+                "ROSTER__CLUSTER__INVITATIONS_ADDRESS",
+                format!("http://127.0.0.1:{}", free_port()),
+            ),
+        ],
+    )
+    .await;
+    UserRegistryClient::new(registry.channel().await)
+        .create(register("amy"))
+        .await
+        .expect("amy registers");
+    let waiting = "roster_outbox_waiting{service=\"user-registry\",rows=\"mail\"}";
+    let age = "roster_outbox_oldest_age_seconds{service=\"user-registry\",rows=\"mail\"}";
+    // Rows are stamped to the second: two seconds on, the row is at least
+    // one second old.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let body = scrape_until(&metrics_addr, "an outbox row a second old", |body| {
+        value(body, waiting) == Some(1.0) && value(body, age).is_some_and(|age| age >= 1.0)
+    })
+    .await;
+    assert!(value(&body, age).is_some_and(|age| age < 60.0), "{body}");
+    // The events went out: their outbox is empty, so no age.
+    assert_eq!(
+        value(
+            &body,
+            "roster_outbox_oldest_age_seconds{service=\"user-registry\",rows=\"event\"}"
+        ),
+        Some(0.0),
+        "{body}"
+    );
+    drop(registry);
+
+    // The mailer has the mail but no SMTP server takes it: it waits in the
+    // mail queue for its next attempt.
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let rosterd = Rosterd::start(
+        dir.path(),
+        &["start", "all"],
+        &[
+            ("ROSTER__METRICS__LISTEN", metrics_addr.clone()),
+            (
+                "ROSTER__MAIL__SMTP_URL",
+                format!("smtp://127.0.0.1:{}", free_port()),
+            ),
+            ("ROSTER__MAIL__RETRY_INITIAL_MS", "100".into()),
+            ("ROSTER__MAIL__POLL_INTERVAL_MS", "100".into()),
+        ],
+    )
+    .await;
+    UserRegistryClient::new(rosterd.channel().await)
+        .create(register("ben"))
+        .await
+        .expect("ben registers");
+    let body = scrape_until(&metrics_addr, "a mail retrying", |body| {
+        value(body, "roster_mail_queue_waiting{state=\"retrying\"}") == Some(1.0)
+            && value(body, "roster_mail_queue_waiting{state=\"pending\"}") == Some(0.0)
+    })
+    .await;
+    assert!(
+        value(&body, "roster_mail_deliveries_total{result=\"retry\"}").is_some_and(|n| n >= 1.0),
+        "{body}"
+    );
+    assert_eq!(
+        value(&body, "roster_mail_deliveries_total{result=\"sent\"}"),
+        None,
+        "{body}"
+    );
+    // The mail left the registry's outbox for the queue.
+    assert_eq!(
+        value(
+            &body,
+            "roster_outbox_waiting{service=\"user-registry\",rows=\"mail\"}"
+        ),
+        Some(0.0),
+        "{body}"
+    );
 }
 
 /// How many TCP ports process `pid` listens on (Linux: its socket inodes
