@@ -61,6 +61,35 @@ for name in SERVICES:
     check(env["ROSTER__MAIL__SMTP_URL"] == "smtp://mailpit:1025" and env["ROSTER__EVENTS__NATS_URL"] == "nats://nats:4222", f"{name}: backends")
 check(svc["access"]["environment"].get("ROSTER__BOOTSTRAP__ADMIN_USER_ID") == "", "bootstrap on the access service")
 
+
+def published(service):
+    """The ports of a service as (host address, host port, container port)."""
+    found = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append((port.get("host_ip", ""), str(port.get("published", "")), str(port.get("target", ""))))
+        else:
+            ip, host, target = str(port).rsplit(":", 2) if str(port).count(":") == 2 else ("", *str(port).split(":"))
+            found.append((ip, host, target))
+    return found
+
+
+# Every service serves metrics on 9090, published on loopback, one host
+# port each, as the README lists them.
+METRICS_PORTS = {"user-registry": "9091", "access": "9092", "sessions": "9093", "invitations": "9094", "notifications": "9095"}
+for name in SERVICES:
+    env = svc[name]["environment"]
+    check(env.get("ROSTER__METRICS__LISTEN") == "0.0.0.0:9090", f"{name}: metrics.listen {env.get('ROSTER__METRICS__LISTEN')!r}")
+    ports = published(svc[name])
+    check(("127.0.0.1", METRICS_PORTS[name], "9090") in ports, f"{name}: metrics not published on 127.0.0.1:{METRICS_PORTS[name]}: {ports}")
+    check(all(ip == "127.0.0.1" for ip, _, _ in ports), f"{name}: a port published off loopback: {ports}")
+hosts = [host for name in SERVICES for _, host, _ in published(svc[name])]
+check(len(hosts) == len(set(hosts)), f"a host port published twice: {sorted(hosts)}")
+check("ROSTER__METRICS__LISTEN" not in svc["migrate"]["environment"], "migrate serves metrics")
+readme = (COMPOSE.parents[1] / "README.md").read_text()
+for name, port in METRICS_PORTS.items():
+    check(f"127.0.0.1:{port}" in readme, f"README does not name the metrics port of {name} ({port})")
+
 for f in failures:
     print("FAIL", f)
 if failures:
