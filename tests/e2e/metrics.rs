@@ -51,36 +51,42 @@ fn value(body: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A `rosterd start all` serving metrics, with `env` besides; its data
+/// folder lives as long as it does.
+struct Metered {
+    rosterd: Rosterd,
+    /// Where its metrics are scraped (`host:port`).
+    metrics: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_metered(env: &[(&'static str, String)]) -> Metered {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut env = env.to_vec();
+    env.push(("ROSTER__METRICS__LISTEN", metrics.clone()));
+    let rosterd = Rosterd::start(dir.path(), &["start", "all"], &env).await;
+    Metered {
+        rosterd,
+        metrics,
+        _dir: dir,
+    }
+}
+
 #[tokio::test]
 async fn rosterd_reports_calls_logins_lockouts_cache_outboxes_and_mails() {
-    let dir = tempfile::tempdir().unwrap();
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let rosterd = Rosterd::start(
-        dir.path(),
-        &["start", "all"],
-        &[
-            ("ROSTER__METRICS__LISTEN", metrics_addr.clone()),
-            // Two wrong passwords lock a client out of an account.
-            (
-                "ROSTER__USER_REGISTRY__LOCKOUT__MAX_FAILURES_PER_CLIENT",
-                "2".into(),
-            ),
-        ],
-    )
+    // Two wrong passwords lock a client out of an account.
+    let metered = start_metered(&[(
+        "ROSTER__USER_REGISTRY__LOCKOUT__MAX_FAILURES_PER_CLIENT",
+        "2".into(),
+    )])
     .await;
+    let (rosterd, metrics_addr) = (&metered.rosterd, metered.metrics.clone());
     let channel = rosterd.channel().await;
     let mut users = UserRegistryClient::new(channel.clone());
     for name in ["alice", "carol"] {
         users
-            .create(CreateUserRequest {
-                user: Some(User {
-                    ids: Some(ids(name)),
-                    primary_email_address: format!("{name}@example.com"),
-                    password: "Correct-Horse-9".into(),
-                    ..Default::default()
-                }),
-                invitation_token: String::new(),
-            })
+            .create(register(name))
             .await
             .expect("the user registers");
     }
@@ -181,26 +187,22 @@ async fn rosterd_reports_calls_logins_lockouts_cache_outboxes_and_mails() {
     // The relays report their outboxes, which empty once the bus took the
     // events (and the mailer the mails), and the mailer counts what it
     // sent.
-    let drained = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = scrape(&metrics_addr).await.expect("metrics are served");
-        let waiting = [
-            "roster_outbox_waiting{service=\"user-registry\",rows=\"event\"}",
-            "roster_outbox_waiting{service=\"sessions\",rows=\"event\"}",
-            "roster_outbox_waiting{service=\"user-registry\",rows=\"mail\"}",
-        ]
-        .map(|series| value(&body, series));
-        // At least alice's and carol's validation mails went out.
-        let sent = value(&body, "roster_mail_deliveries_total{result=\"sent\"}");
-        if waiting.iter().all(|w| *w == Some(0.0)) && sent.is_some_and(|sent| sent >= 2.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < drained,
-            "outboxes not reported empty ({waiting:?}) or mails not sent ({sent:?}) in:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let waiting = [
+        "roster_outbox_waiting{service=\"user-registry\",rows=\"event\"}",
+        "roster_outbox_waiting{service=\"sessions\",rows=\"event\"}",
+        "roster_outbox_waiting{service=\"user-registry\",rows=\"mail\"}",
+    ];
+    scrape_until(
+        &metrics_addr,
+        "outboxes reported empty and mails sent",
+        |body| {
+            // At least alice's and carol's validation mails went out.
+            let sent = value(body, "roster_mail_deliveries_total{result=\"sent\"}");
+            waiting.iter().all(|w| value(body, w) == Some(0.0))
+                && sent.is_some_and(|sent| sent >= 2.0)
+        },
+    )
+    .await;
 }
 
 /// Scrapes `addr` until `done` holds for the body (10 s at most); returns
@@ -238,16 +240,27 @@ fn subscribe(user: &str, token: &str) -> tonic::Request<SubscribeNotificationsRe
     )
 }
 
+/// The series of `Subscribe` calls handled with `code`.
+fn subscribe_handled(code: &str) -> String {
+    format!(
+        "grpc_server_handled_total{{grpc_service=\"roster.v1.NotificationService\",grpc_method=\"Subscribe\",grpc_code=\"{code}\"}}"
+    )
+}
+
+/// Scrapes `addr` until no stream is open and one `Subscribe` counts as
+/// handled with `code`; returns that body.
+async fn closed_stream_counted(addr: &str, code: &str) -> String {
+    scrape_until(addr, &format!("the stream closed as {code}"), |body| {
+        value(body, "roster_notification_streams_open") == Some(0.0)
+            && value(body, &subscribe_handled(code)) == Some(1.0)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn rosterd_reports_open_streams_their_codes_pools_and_password_work() {
-    let dir = tempfile::tempdir().unwrap();
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let rosterd = Rosterd::start(
-        dir.path(),
-        &["start", "all"],
-        &[("ROSTER__METRICS__LISTEN", metrics_addr.clone())],
-    )
-    .await;
+    let metered = start_metered(&[]).await;
+    let (rosterd, metrics_addr) = (&metered.rosterd, metered.metrics.clone());
     let channel = rosterd.channel().await;
     UserRegistryClient::new(channel.clone())
         .create(register("alice"))
@@ -312,21 +325,8 @@ async fn rosterd_reports_open_streams_their_codes_pools_and_password_work() {
         .expect("the stream ends soon after the logout");
     assert_eq!(end.unwrap_err().code(), Code::Unauthenticated);
 
-    let subscribe_series = |code: &str| {
-        format!(
-            "grpc_server_handled_total{{grpc_service=\"roster.v1.NotificationService\",grpc_method=\"Subscribe\",grpc_code=\"{code}\"}}"
-        )
-    };
-    let body = scrape_until(
-        &metrics_addr,
-        "the stream closed as UNAUTHENTICATED",
-        |body| {
-            value(body, open) == Some(0.0)
-                && value(body, &subscribe_series("Unauthenticated")) == Some(1.0)
-        },
-    )
-    .await;
-    assert_eq!(value(&body, &subscribe_series("OK")), None, "{body}");
+    let body = closed_stream_counted(&metrics_addr, "Unauthenticated").await;
+    assert_eq!(value(&body, &subscribe_handled("OK")), None, "{body}");
 
     // A stream the client drops counts as cancelled, and closes too.
     let dropped = notifications
@@ -339,15 +339,7 @@ async fn rosterd_reports_open_streams_their_codes_pools_and_password_work() {
     })
     .await;
     drop(dropped);
-    let body = scrape_until(
-        &metrics_addr,
-        "the dropped stream closed as Canceled",
-        |body| {
-            value(body, open) == Some(0.0)
-                && value(body, &subscribe_series("Canceled")) == Some(1.0)
-        },
-    )
-    .await;
+    let body = closed_stream_counted(&metrics_addr, "Canceled").await;
     let started = "grpc_server_started_total{grpc_service=\"roster.v1.NotificationService\",grpc_method=\"Subscribe\"}";
     assert_eq!(value(&body, started), Some(2.0), "{body}");
     assert_eq!(
@@ -417,21 +409,13 @@ async fn rosterd_reports_open_streams_their_codes_pools_and_password_work() {
 async fn mails_held_back_show_in_the_outbox_age_and_the_mail_queue() {
     // The user registry cannot reach the mailer: the validation mail it owes
     // waits in its outbox and grows old.
-    let dir = tempfile::tempdir().unwrap();
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let registry = Rosterd::start(
-        dir.path(),
-        &["start", "all"],
-        &[
-            ("ROSTER__METRICS__LISTEN", metrics_addr.clone()),
-            (
-                "ROSTER__CLUSTER__INVITATIONS_ADDRESS",
-                format!("http://127.0.0.1:{}", free_port()),
-            ),
-        ],
-    )
+    let registry = start_metered(&[(
+        "ROSTER__CLUSTER__INVITATIONS_ADDRESS",
+        format!("http://127.0.0.1:{}", free_port()),
+    )])
     .await;
-    UserRegistryClient::new(registry.channel().await)
+    let metrics_addr = registry.metrics.clone();
+    UserRegistryClient::new(registry.rosterd.channel().await)
         .create(register("amy"))
         .await
         .expect("amy registers");
@@ -458,22 +442,16 @@ async fn mails_held_back_show_in_the_outbox_age_and_the_mail_queue() {
 
     // The mailer has the mail but no SMTP server takes it: it waits in the
     // mail queue for its next attempt.
-    let dir = tempfile::tempdir().unwrap();
-    let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let rosterd = Rosterd::start(
-        dir.path(),
-        &["start", "all"],
-        &[
-            ("ROSTER__METRICS__LISTEN", metrics_addr.clone()),
-            (
-                "ROSTER__MAIL__SMTP_URL",
-                format!("smtp://127.0.0.1:{}", free_port()),
-            ),
-            ("ROSTER__MAIL__RETRY_INITIAL_MS", "100".into()),
-            ("ROSTER__MAIL__POLL_INTERVAL_MS", "100".into()),
-        ],
-    )
+    let metered = start_metered(&[
+        (
+            "ROSTER__MAIL__SMTP_URL",
+            format!("smtp://127.0.0.1:{}", free_port()),
+        ),
+        ("ROSTER__MAIL__RETRY_INITIAL_MS", "100".into()),
+        ("ROSTER__MAIL__POLL_INTERVAL_MS", "100".into()),
+    ])
     .await;
+    let (rosterd, metrics_addr) = (&metered.rosterd, metered.metrics.clone());
     UserRegistryClient::new(rosterd.channel().await)
         .create(register("ben"))
         .await

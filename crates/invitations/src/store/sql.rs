@@ -196,7 +196,7 @@ macro_rules! mail_store {
             }
 
             async fn waiting(&self) -> Result<WaitingMails, StoreError> {
-                // Served by the partial index of mails still due.
+                // The rows the partial index of mails still due covers.
                 let (all, failed): (i64, i64) = sqlx::query_as(
                     "SELECT COUNT(*), COUNT(last_error) FROM mail_queue \
                      WHERE sent_at IS NULL AND given_up_at IS NULL",
