@@ -229,7 +229,6 @@ def run_release(case: str, values: dict, pb) -> list[str]:
     failures: list[str] = []
     db = f"roster_chart_{uuid.uuid4().hex[:12]}"
     stream = f"ROSTER_CHART_{uuid.uuid4().hex[:12].upper()}"
-    psql(f"CREATE DATABASE {db}")
     db_url = PG.rsplit("/", 1)[0] + "/" + db
     mailbox = journey.Mailbox()
     values = check_chart.merged(values, {
@@ -246,6 +245,8 @@ def run_release(case: str, values: dict, pb) -> list[str]:
             tls = tls_secret(workdir)
             outside[values["tls"]["secretName"]] = tls
         cluster = Cluster(docs, workdir, outside)
+        # Made where the `finally` that drops it is sure to run.
+        psql(f"CREATE DATABASE {db}")
         try:
             for job in (d for d in docs if d["kind"] == "Job"):
                 pod = job["spec"]["template"]["spec"]
