@@ -5,7 +5,9 @@ Deployment's container with its args, its environment (Secret references
 resolved from the rendered Secret) and the rendered ConfigMap as its
 settings file, the Services' DNS names and ports mapped to 127.0.0.1 ports;
 then asks each container's readiness and liveness probes, as Kubernetes
-would, and wants SERVING.
+would, and wants SERVING; then runs the user journey (journey.py) across
+the processes, each step against the Service that serves it, with mail
+delivered to an SMTP server the test runs.
 
 Needs PostgreSQL (a database per run) and NATS as scripts/ensure-services.sh
 leaves them, and a built rosterd (ROSTERD, or target/release/rosterd, or
@@ -33,6 +35,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import check_chart  # noqa: E402  (render, names)
+import journey  # noqa: E402  (the user journey)
 
 REPO = Path(__file__).resolve().parents[2]
 PG = os.environ.get("ROSTER_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -192,14 +195,22 @@ def tls_secret(workdir: Path) -> dict[str, str]:
     return {name: (d / name).read_text() for name in ("tls.crt", "tls.key", "ca.crt")}
 
 
-def serving_tls(port: int, service: str, tls: dict[str, str], timeout: float) -> str:
+def connect(port: int, tls: dict[str, str] | None) -> grpc.Channel:
+    """A channel to a local port: plaintext, or TLS trusting the CA and
+    showing the certificate (mutual TLS) under the name it holds."""
+    if tls is None:
+        return grpc.insecure_channel(f"127.0.0.1:{port}")
     credentials = grpc.ssl_channel_credentials(
         root_certificates=tls["ca.crt"].encode(),
         private_key=tls["tls.key"].encode(),
         certificate_chain=tls["tls.crt"].encode(),
     )
     options = [("grpc.ssl_target_name_override", "localhost")]
-    with grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=options) as channel:
+    return grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=options)
+
+
+def serving_tls(port: int, service: str, tls: dict[str, str], timeout: float) -> str:
+    with connect(port, tls) as channel:
         return ask_health(channel, service, timeout)
 
 
@@ -214,18 +225,18 @@ def tcp_open(port: int, timeout: float) -> bool:
     return False
 
 
-def run_release(case: str, values: dict) -> list[str]:
+def run_release(case: str, values: dict, pb) -> list[str]:
     failures: list[str] = []
     db = f"roster_chart_{uuid.uuid4().hex[:12]}"
     stream = f"ROSTER_CHART_{uuid.uuid4().hex[:12].upper()}"
-    psql(f"CREATE DATABASE {db}")
     db_url = PG.rsplit("/", 1)[0] + "/" + db
+    mailbox = journey.Mailbox()
     values = check_chart.merged(values, {
-        "secrets": {"databaseUrl": db_url, "natsUrl": NATS, "smtpUrl": "smtp://127.0.0.1:1"},
-        "config": {"events": {"stream": stream, "subject_prefix": stream.lower()}},
+        "secrets": {"databaseUrl": db_url, "natsUrl": NATS, "smtpUrl": mailbox.url},
+        "config": {"events": {"stream": stream, "subject_prefix": stream.lower()}, "mail": {"base_url": BASE_URL}},
     })
     processes: list[tuple[str, subprocess.Popen]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, mailbox:
         workdir = Path(tmp)
         docs = [check_chart.strip(d) for d in check_chart.render(values)]
         tls = None
@@ -234,6 +245,8 @@ def run_release(case: str, values: dict) -> list[str]:
             tls = tls_secret(workdir)
             outside[values["tls"]["secretName"]] = tls
         cluster = Cluster(docs, workdir, outside)
+        # Made where the `finally` that drops it is sure to run.
+        psql(f"CREATE DATABASE {db}")
         try:
             for job in (d for d in docs if d["kind"] == "Job"):
                 pod = job["spec"]["template"]["spec"]
@@ -305,6 +318,8 @@ def run_release(case: str, values: dict) -> list[str]:
                     time.sleep(0.3)
                 else:
                     print(f"ok  {case}: bootstrap admin {admin} made by the access service through the user registry")
+            if not failures:
+                failures += walk(case, values, cluster, tls, pb, mailbox, workdir)
             for name, p in processes:
                 if p.poll() is not None:
                     failures.append(f"{case}: {name} exited with {p.returncode}")
@@ -321,6 +336,34 @@ def run_release(case: str, values: dict) -> list[str]:
             psql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
             delete_stream(stream)
     return failures
+
+
+def walk(case: str, values: dict, cluster: Cluster, tls, pb, mailbox: journey.Mailbox, workdir: Path) -> list[str]:
+    """The user journey, each step against the local port of the Service
+    that serves it (the one Service in `mode: all`)."""
+    def service(component: str) -> str:
+        name = "all" if values.get("mode") == "all" else component
+        return f"{check_chart.FULLNAME}-{name}"
+
+    def public_port(component: str) -> int:
+        name = service(component)
+        port = next(p["port"] for p in cluster.services[name]["spec"]["ports"] if p["name"] == "grpc")
+        return cluster.ports[(name, port)]
+
+    channels = {c: connect(public_port(c), tls) for c in check_chart.SPLIT}
+    bootstrap = values["bootstrap"]
+    admin = journey.Admin(bootstrap["adminUserId"], bootstrap["adminEmail"], values["secrets"]["bootstrapAdminPassword"])
+    started = time.monotonic()
+    try:
+        journey.run(pb, channels, mailbox, admin, BASE_URL, say=lambda step: print(f"ok  {case}: journey: {step}"))
+    except journey.Failure as e:
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted(workdir.glob("*.log")))
+        return [f"{case}: journey: {e}\n{logs}"]
+    finally:
+        for channel in channels.values():
+            channel.close()
+    print(f"ok  {case}: the journey passed across the rendered processes in {time.monotonic() - started:.1f} s")
+    return []
 
 
 def delete_stream(name: str) -> None:
@@ -344,22 +387,33 @@ def delete_stream(name: str) -> None:
 
 HEALTH_NAMES = check_chart.HEALTH
 
+# The links in mails start here (config.mail.base_url).
+BASE_URL = "https://accounts.chart.example"
+
+# The first admin, from the chart's bootstrap values, its password from the
+# Secret the chart makes.
+ADMIN = {
+    "bootstrap": {"adminUserId": "ops", "adminEmail": "ops@chart.example", "passwordFromSecret": True},
+    "secrets": {"bootstrapAdminPassword": "Chart-Admin-Pass-2026"},
+}
+
 CASES = {
-    "split, migration Job": {"bootstrap": {"adminUserId": "ops"}},
-    "all, init containers": {"mode": "all", "migrations": {"mode": "initContainer"}, "bootstrap": {"adminUserId": "ops"}},
-    "split, mutual TLS": {"tls": {"enabled": True, "secretName": "roster-tls", "mutual": True}, "bootstrap": {"adminUserId": "ops"}},
+    "split, migration Job": ADMIN,
+    "all, init containers": check_chart.merged(ADMIN, {"mode": "all", "migrations": {"mode": "initContainer"}}),
+    "split, mutual TLS": check_chart.merged(ADMIN, {"tls": {"enabled": True, "secretName": "roster-tls", "mutual": True}}),
 }
 
 
 def main() -> int:
     failures: list[str] = []
-    for case, values in CASES.items():
-        failures += run_release(case, values)
+    with journey.Protos() as pb:
+        for case, values in CASES.items():
+            failures += run_release(case, values, pb)
     for f in failures:
         print("FAIL", f)
     if failures:
         return 1
-    print("rendered chart runs: every probe SERVING")
+    print("rendered chart runs: every probe SERVING, and the user journey passes across the processes")
     return 0
 
 
