@@ -626,7 +626,8 @@ async fn replacing_every_process_one_by_one_under_load_fails_no_call_and_loses_n
     // process from the event.
     let created = created.lock().unwrap().clone();
     let notifications = client(&proxies[4]);
-    let deadline = Instant::now() + WAIT;
+    let load_stopped = Instant::now();
+    let deadline = load_stopped + WAIT;
     let mut notified = BTreeSet::new();
     while notified != created {
         assert!(
@@ -642,11 +643,13 @@ async fn replacing_every_process_one_by_one_under_load_fails_no_call_and_loses_n
             .expect("list the notifications");
     }
     println!(
-        "rolling update in {:.1?} ({}): {}; {} keys created, each notified",
+        "rolling update in {:.1?} ({}): {}; {} keys created, each notified \
+         (the last {:.1?} after the load stopped)",
         started.elapsed(),
         timings.join("; "),
         report.join("; "),
-        created.len()
+        created.len(),
+        load_stopped.elapsed()
     );
     let stopped = futures::future::join_all(processes.into_iter().map(Rosterd::terminate)).await;
     assert!(stopped.iter().all(|status| status.success()), "{stopped:?}");
