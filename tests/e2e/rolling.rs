@@ -43,14 +43,17 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::ids;
 use crate::process::{Rosterd, SERVICES, deployment_env, free_port, read_key_file};
 
-/// How long the old process keeps serving after SIGTERM: several probe
-/// periods, so the proxies have stopped sending it new connections well
-/// before its listener closes.
+/// How long the old process keeps serving after SIGTERM: longer than
+/// [`FAILURE_THRESHOLD`] probe periods, so the proxies have stopped sending
+/// it new connections before its listener closes.
 const DRAIN_DELAY_MS: &str = "1500";
 /// How often the endpoints controller probes each backend.
 const PROBE_PERIOD: Duration = Duration::from_millis(150);
-/// A probe slower than this counts as failed.
+/// A probe slower than this counts as failed (Kubernetes' default).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Failed probes in a row that make a backend unready (Kubernetes'
+/// default): one slow probe on a busy machine takes no backend out.
+const FAILURE_THRESHOLD: u32 = 3;
 /// The pause between two calls of one load task.
 const PACE: Duration = Duration::from_millis(50);
 /// Generous bounds for what should take a second or two.
@@ -72,6 +75,8 @@ const READINESS_NAMES: [&str; 5] = [
 struct Backend {
     addr: SocketAddr,
     ready: bool,
+    /// Probes failed in a row since the last success.
+    failures: u32,
 }
 
 /// The endpoints of one Service.
@@ -85,10 +90,11 @@ struct Endpoints {
 
 impl Endpoints {
     fn add(&self, addr: SocketAddr) {
-        self.backends
-            .lock()
-            .unwrap()
-            .push(Backend { addr, ready: false });
+        self.backends.lock().unwrap().push(Backend {
+            addr,
+            ready: false,
+            failures: 0,
+        });
     }
 
     fn remove(&self, addr: SocketAddr) {
@@ -103,10 +109,21 @@ impl Endpoints {
             .any(|b| b.addr == addr && b.ready)
     }
 
-    fn set_ready(&self, addr: SocketAddr, ready: bool) {
+    /// Counts a probe of `addr`: one success makes it ready,
+    /// [`FAILURE_THRESHOLD`] failures in a row unready.
+    fn probed(&self, addr: SocketAddr, serving: bool) {
         for backend in self.backends.lock().unwrap().iter_mut() {
-            if backend.addr == addr {
-                backend.ready = ready;
+            if backend.addr != addr {
+                continue;
+            }
+            if serving {
+                backend.failures = 0;
+                backend.ready = true;
+            } else {
+                backend.failures += 1;
+                if backend.failures >= FAILURE_THRESHOLD {
+                    backend.ready = false;
+                }
             }
         }
     }
@@ -200,16 +217,17 @@ async fn accept(listener: TcpListener, endpoints: Arc<Endpoints>) {
     }
 }
 
-/// The endpoints controller: probes every backend's readiness for
-/// `name` each [`PROBE_PERIOD`] over a new connection, as the kubelet's
-/// gRPC probe does.
+/// The kubelet's readiness probes and the endpoints controller: probes
+/// every backend's readiness for `name` each [`PROBE_PERIOD`] over a new
+/// connection, as the kubelet's gRPC probe does, and takes a backend out
+/// after [`FAILURE_THRESHOLD`] failures in a row.
 async fn probe(name: &'static str, endpoints: Arc<Endpoints>) {
     loop {
         for addr in endpoints.addrs() {
-            let ready = tokio::time::timeout(PROBE_TIMEOUT, serving(addr, name))
+            let serving = tokio::time::timeout(PROBE_TIMEOUT, serving(addr, name))
                 .await
                 .unwrap_or(false);
-            endpoints.set_ready(addr, ready);
+            endpoints.probed(addr, serving);
         }
         tokio::time::sleep(PROBE_PERIOD).await;
     }
