@@ -69,7 +69,8 @@ impl Service<http::Request<Body>> for ResendingChannel {
             let (parts, body) = request.into_parts();
             let body = body.collect().await?.to_bytes();
             let mut pause = FIRST_PAUSE;
-            for attempt in 1.. {
+            let mut attempt = 1;
+            loop {
                 let request = copy(&parts, body.clone());
                 let mut channel = channel.clone();
                 let result = match channel.ready().await {
@@ -86,11 +87,11 @@ impl Service<http::Request<Body>> for ResendingChannel {
                         );
                         tokio::time::sleep(pause).await;
                         pause *= 2;
+                        attempt += 1;
                     }
                     result => return result.map_err(BoxError::from),
                 }
             }
-            unreachable!("the last attempt returns")
         })
     }
 }
