@@ -9,6 +9,7 @@ mod mail;
 mod metrics;
 mod process;
 mod production;
+mod rolling;
 mod security;
 mod sessions;
 mod tls;

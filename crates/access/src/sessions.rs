@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use roster_core::auth::ClusterCredential;
+use roster_core::resend::ResendingChannel;
 use roster_proto::v1::CheckSessionRequest;
 use roster_proto::v1::session_credentials_client::SessionCredentialsClient;
 use tonic::transport::Channel;
@@ -29,14 +30,14 @@ pub trait SessionDirectory: Send + Sync + 'static {
 /// Asks the sessions service (`SessionCredentials.CheckSession`).
 #[derive(Clone)]
 pub struct GrpcSessionDirectory {
-    client: SessionCredentialsClient<Channel>,
+    client: SessionCredentialsClient<ResendingChannel>,
     cluster: ClusterCredential,
 }
 
 impl GrpcSessionDirectory {
     pub fn new(channel: Channel, cluster_key: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            client: SessionCredentialsClient::new(channel),
+            client: SessionCredentialsClient::new(ResendingChannel::new(channel)),
             cluster: ClusterCredential::new(cluster_key)?,
         })
     }

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use roster_core::auth::ClusterCredential;
+use roster_core::resend::ResendingChannel;
 use roster_core::rights::RightSet;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{GetUserRequest, State, UserIdentifiers};
@@ -39,7 +40,7 @@ pub trait UserDirectory: Send + Sync + 'static {
 /// Asks the user registry (`UserRegistry.Get` as a cluster caller).
 #[derive(Clone)]
 pub struct GrpcUserDirectory {
-    client: UserRegistryClient<Channel>,
+    client: UserRegistryClient<ResendingChannel>,
     cluster: ClusterCredential,
 }
 
@@ -58,7 +59,7 @@ const SUBJECT_PATHS: &[&str] = &[
 impl GrpcUserDirectory {
     pub fn new(channel: Channel, cluster_key: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            client: UserRegistryClient::new(channel),
+            client: UserRegistryClient::new(ResendingChannel::new(channel)),
             cluster: ClusterCredential::new(cluster_key)?,
         })
     }

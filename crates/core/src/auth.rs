@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::resend::ResendingChannel;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::{AuthInfoRequest, AuthInfoResponse, Right};
 use serde::Deserialize;
@@ -98,14 +99,14 @@ impl ClusterCredential {
 /// cluster key.
 #[derive(Clone)]
 pub struct GrpcCredentialResolver {
-    client: EntityAccessClient<Channel>,
+    client: EntityAccessClient<ResendingChannel>,
     cluster_key: String,
 }
 
 impl GrpcCredentialResolver {
     pub fn new(channel: Channel, cluster_key: String) -> Self {
         Self {
-            client: EntityAccessClient::new(channel),
+            client: EntityAccessClient::new(ResendingChannel::new(channel)),
             cluster_key,
         }
     }

@@ -18,6 +18,8 @@
 //! - [`mail`]: the mail outbox, through which services hand mails with
 //!   secrets to the mailer;
 //! - [`ratelimit`]: per-key attempt limits for unauthenticated methods;
+//! - [`resend`]: channels that send a call again when the server never
+//!   saw it (a connection closing under it);
 //! - [`rights`]: right sets and state limits;
 //! - [`password`]: Argon2id hashing on the blocking pool;
 //! - [`token`]: random secrets and `<type>.<id>.<secret>` tokens;
@@ -40,6 +42,7 @@ pub mod mail;
 pub mod metrics;
 pub mod password;
 pub mod ratelimit;
+pub mod resend;
 pub mod rights;
 pub mod secret;
 pub mod server;

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::resend::ResendingChannel;
 use prost::Message;
 use roster_proto::v1::mailer_client::MailerClient;
 use roster_proto::v1::{EnqueueMailRequest, Event};
@@ -178,7 +179,7 @@ pub fn relay(
     config: &EventsConfig,
 ) -> anyhow::Result<OutboxRelay> {
     let sink = MailerSink {
-        client: MailerClient::new(mailer),
+        client: MailerClient::new(ResendingChannel::new(mailer)),
         cluster: ClusterCredential::new(cluster_key)?,
     };
     Ok(OutboxRelay::with_sink(
@@ -191,7 +192,7 @@ pub fn relay(
 
 /// Calls `Mailer.Enqueue`.
 struct MailerSink {
-    client: MailerClient<Channel>,
+    client: MailerClient<ResendingChannel>,
     cluster: ClusterCredential,
 }
 

@@ -4,6 +4,7 @@
 //! silent.
 
 use roster_core::auth::ClusterCredential;
+use roster_core::resend::ResendingChannel;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{GetUserRequest, UserIdentifiers};
 use tonic::transport::Channel;
@@ -22,14 +23,14 @@ pub trait UserLookup: Send + Sync + 'static {
 /// sees soft-deleted users too).
 #[derive(Clone)]
 pub struct GrpcUserLookup {
-    client: UserRegistryClient<Channel>,
+    client: UserRegistryClient<ResendingChannel>,
     cluster: ClusterCredential,
 }
 
 impl GrpcUserLookup {
     pub fn new(channel: Channel, cluster_key: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            client: UserRegistryClient::new(channel),
+            client: UserRegistryClient::new(ResendingChannel::new(channel)),
             cluster: ClusterCredential::new(cluster_key)?,
         })
     }

@@ -5,6 +5,7 @@
 //! to an address (the invitations service).
 
 use roster_core::auth::ClusterCredential;
+use roster_core::resend::ResendingChannel;
 use roster_proto::v1::user_invitation_registry_client::UserInvitationRegistryClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
@@ -65,8 +66,8 @@ pub trait Directory: Send + Sync + 'static {
 /// which sees soft-deleted users and every invitation.
 #[derive(Clone)]
 pub struct GrpcDirectory {
-    users: UserRegistryClient<Channel>,
-    invitations: UserInvitationRegistryClient<Channel>,
+    users: UserRegistryClient<ResendingChannel>,
+    invitations: UserInvitationRegistryClient<ResendingChannel>,
     cluster: ClusterCredential,
 }
 
@@ -79,8 +80,8 @@ impl GrpcDirectory {
         cluster_key: &str,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            users: UserRegistryClient::new(user_registry),
-            invitations: UserInvitationRegistryClient::new(invitations),
+            users: UserRegistryClient::new(ResendingChannel::new(user_registry)),
+            invitations: UserInvitationRegistryClient::new(ResendingChannel::new(invitations)),
             cluster: ClusterCredential::new(cluster_key)?,
         })
     }

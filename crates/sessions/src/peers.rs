@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use roster_core::auth::ClusterCredential;
+use roster_core::resend::ResendingChannel;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
@@ -76,16 +77,16 @@ pub trait Peers: Send + Sync + 'static {
 /// The peers over gRPC.
 #[derive(Clone)]
 pub struct GrpcPeers {
-    users: Channel,
-    access: Channel,
+    users: ResendingChannel,
+    access: ResendingChannel,
     cluster: ClusterCredential,
 }
 
 impl GrpcPeers {
     pub fn new(users: Channel, access: Channel, cluster_key: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            users,
-            access,
+            users: ResendingChannel::new(users),
+            access: ResendingChannel::new(access),
             cluster: ClusterCredential::new(cluster_key)?,
         })
     }

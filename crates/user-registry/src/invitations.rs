@@ -12,6 +12,7 @@
 //! else claim the invitation.
 
 use roster_core::auth::ClusterCredential;
+use roster_core::resend::ResendingChannel;
 use roster_proto::v1::invitation_tokens_client::InvitationTokensClient;
 use roster_proto::v1::{ClaimInvitationRequest, SettleInvitationClaimRequest};
 use tonic::transport::Channel;
@@ -44,14 +45,14 @@ pub trait Invitations: Send + Sync + 'static {
 /// Calls `InvitationTokens` with the cluster key.
 #[derive(Clone)]
 pub struct GrpcInvitations {
-    client: InvitationTokensClient<Channel>,
+    client: InvitationTokensClient<ResendingChannel>,
     cluster: ClusterCredential,
 }
 
 impl GrpcInvitations {
     pub fn new(channel: Channel, cluster_key: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            client: InvitationTokensClient::new(channel),
+            client: InvitationTokensClient::new(ResendingChannel::new(channel)),
             cluster: ClusterCredential::new(cluster_key)?,
         })
     }
