@@ -112,7 +112,10 @@ pub enum Command {
     ApiKeys(ApiKeysCommand),
     /// The rights the caller holds on a user.
     #[command(after_help = "Example:\n  roster rights alice")]
-    Rights { user_id: String },
+    Rights {
+        /// The user's ID.
+        user_id: String,
+    },
     /// Login tokens: one-time links to log in without a password.
     #[command(subcommand)]
     LoginTokens(LoginTokensCommand),

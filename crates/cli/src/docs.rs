@@ -11,9 +11,13 @@ const INTRO: &str = include_str!("docs_intro.md");
 /// `docs/cli.md`: the introduction, then every command.
 pub fn markdown(root: &Command) -> String {
     let mut out = String::from(INTRO);
-    out.push_str("\n## Commands\n");
     let mut root = root.clone();
     root.build();
+    out.push_str("\n## Global options\n\nEvery command takes these.\n\n");
+    for arg in root.get_arguments().filter(|a| a.is_global_set()) {
+        write_arg(&mut out, arg);
+    }
+    out.push_str("\n## Commands\n");
     write_command(&mut out, &root, "roster");
     out
 }
@@ -30,11 +34,7 @@ fn write_command(out: &mut String, command: &Command, path: &str) {
         }
         let usage = command.clone().render_usage().to_string();
         let usage = usage.trim_start_matches("Usage: ");
-        let _ = writeln!(
-            out,
-            "```\n{}\n```",
-            usage.replacen(command.get_name(), path, 1)
-        );
+        let _ = writeln!(out, "```\n{usage}\n```");
         let args: Vec<_> = command
             .get_arguments()
             .filter(|a| !a.is_hide_set() && !a.is_global_set())
@@ -43,35 +43,7 @@ fn write_command(out: &mut String, command: &Command, path: &str) {
         if !args.is_empty() {
             out.push('\n');
             for arg in args {
-                let name = match (arg.get_long(), arg.get_short()) {
-                    (Some(long), Some(short)) => format!("-{short}, --{long}"),
-                    (Some(long), None) => format!("--{long}"),
-                    (None, _) => format!(
-                        "<{}>",
-                        arg.get_value_names()
-                            .and_then(|n| n.first())
-                            .map(|n| n.to_string())
-                            .unwrap_or_else(|| arg.get_id().to_string().to_uppercase())
-                    ),
-                };
-                let help = arg
-                    .get_help()
-                    .map(|h| h.to_string().replace('\n', " "))
-                    .unwrap_or_default();
-                let default = arg.get_default_values();
-                let default = if default.is_empty() || default.iter().all(|d| d.is_empty()) {
-                    String::new()
-                } else {
-                    format!(
-                        " (default: `{}`)",
-                        default
-                            .iter()
-                            .map(|d| d.to_string_lossy())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    )
-                };
-                let _ = writeln!(out, "- `{name}`: {help}{default}");
+                write_arg(out, arg);
             }
         }
         if let Some(after) = command.get_after_help() {
@@ -84,4 +56,47 @@ fn write_command(out: &mut String, command: &Command, path: &str) {
         }
         write_command(out, sub, &format!("{path} {}", sub.get_name()));
     }
+}
+
+/// One option or argument as a list item: its name, help, default and
+/// environment variable.
+fn write_arg(out: &mut String, arg: &clap::Arg) {
+    let name = match (arg.get_long(), arg.get_short()) {
+        (Some(long), Some(short)) => format!("-{short}, --{long}"),
+        (Some(long), None) => format!("--{long}"),
+        (None, _) => format!(
+            "<{}>",
+            arg.get_value_names()
+                .and_then(|n| n.first())
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| arg.get_id().to_string().to_uppercase())
+        ),
+    };
+    let help = arg
+        .get_help()
+        .map(|h| h.to_string().replace('\n', " "))
+        .unwrap_or_default();
+    let defaults = arg.get_default_values();
+    let default = if !arg.get_action().takes_values() || defaults.iter().all(|d| d.is_empty()) {
+        String::new()
+    } else {
+        let values: Vec<_> = defaults.iter().map(|d| d.to_string_lossy()).collect();
+        format!(" (default: `{}`)", values.join(","))
+    };
+    let values: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .filter(|v| !v.is_hide_set())
+        .map(|v| format!("`{}`", v.get_name()))
+        .collect();
+    let values = if values.is_empty() || values.len() > 8 {
+        String::new()
+    } else {
+        format!(" (one of {})", values.join(", "))
+    };
+    let env = arg
+        .get_env()
+        .map(|e| format!(" (env: `{}`)", e.to_string_lossy()))
+        .unwrap_or_default();
+    let _ = writeln!(out, "- `{name}`: {help}{values}{default}{env}");
 }

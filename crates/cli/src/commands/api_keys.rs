@@ -58,7 +58,9 @@ pub enum ApiKeysCommand {
         after_help = "Example:\n  roster api-keys create alice --name ci --rights RIGHT_USER_INFO,RIGHT_USER_LIST --expires 90d\n  roster api-keys create alice --name ci --rights user_all -o json | jq -r .key > ci.key"
     )]
     Create {
+        /// The user's ID.
         user_id: String,
+        /// The key's name (at most 50 characters).
         #[arg(long)]
         name: Option<String>,
         /// Rights, comma-separated (RIGHT_USER_INFO or user_info).
@@ -74,20 +76,29 @@ pub enum ApiKeysCommand {
     /// List a user's API keys (never their secrets).
     #[command(after_help = "Example:\n  roster api-keys list alice --order -created_at")]
     List {
+        /// The user's ID.
         user_id: String,
         #[command(flatten)]
         paging: Paging,
     },
     /// Show one API key.
     #[command(after_help = "Example:\n  roster api-keys get alice rn7pgoo5bjd55s5trjill3m5")]
-    Get { user_id: String, key_id: String },
+    Get {
+        /// The user's ID.
+        user_id: String,
+        /// The API key's ID.
+        key_id: String,
+    },
     /// Change an API key's name, rights or expiry.
     #[command(
         after_help = "Example:\n  roster api-keys update alice rn7pgoo5bjd55s5trjill3m5 --rights RIGHT_USER_INFO --name read-only"
     )]
     Update {
+        /// The user's ID.
         user_id: String,
+        /// The API key's ID.
         key_id: String,
+        /// The key's name (at most 50 characters).
         #[arg(long)]
         name: Option<String>,
         /// The new rights, comma-separated.
@@ -99,7 +110,12 @@ pub enum ApiKeysCommand {
     },
     /// Delete an API key; it stops working at once.
     #[command(after_help = "Example:\n  roster api-keys delete alice rn7pgoo5bjd55s5trjill3m5")]
-    Delete { user_id: String, key_id: String },
+    Delete {
+        /// The user's ID.
+        user_id: String,
+        /// The API key's ID.
+        key_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,6 +125,7 @@ pub enum LoginTokensCommand {
         after_help = "Example:\n  roster login-tokens create alice\n  roster login-tokens create alice --skip-email -o json | jq -r .token"
     )]
     Create {
+        /// The user's ID.
         user_id: String,
         /// Do not mail it (admins only); the answer carries it.
         #[arg(long)]

@@ -41,6 +41,7 @@ pub enum ContextCommand {
         after_help = "Example:\n  roster context add prod --addr https://roster.example.com:8884 --tls-ca-file ca.pem --use\n  roster context add ci --addr 127.0.0.1:8884 --token-file /run/secrets/roster.key\n  roster context add split --addr https://roster:8884 --service-addr access=https://access:8884"
     )]
     Add {
+        /// The context's name.
         name: String,
         /// The address of one service in a split deployment,
         /// `service=address`; repeatable.
@@ -52,7 +53,10 @@ pub enum ContextCommand {
     },
     /// Make a context the current one.
     #[command(after_help = "Example:\n  roster context use prod")]
-    Use { name: String },
+    Use {
+        /// The context's name.
+        name: String,
+    },
     /// List the contexts.
     #[command(after_help = "Example:\n  roster context list")]
     List,
@@ -61,7 +65,10 @@ pub enum ContextCommand {
     Current,
     /// Remove a context and its stored session.
     #[command(after_help = "Example:\n  roster context delete old-staging")]
-    Delete { name: String },
+    Delete {
+        /// The context's name.
+        name: String,
+    },
 }
 
 fn parse_service_addr(text: &str) -> Result<(String, String), String> {

@@ -30,6 +30,7 @@ pub enum EmailCommand {
         after_help = "Example:\n  roster email send-validation alice\n  roster email send-validation alice --return-code -o json"
     )]
     SendValidation {
+        /// The user's ID.
         user_id: String,
         /// Also answer the code (admins only), for flows without mail.
         #[arg(long)]
@@ -37,7 +38,12 @@ pub enum EmailCommand {
     },
     /// Validate a user's primary address with the code from the mail.
     #[command(after_help = "Example:\n  roster email validate alice 3q7mzexample")]
-    Validate { user_id: String, code: String },
+    Validate {
+        /// The user's ID.
+        user_id: String,
+        /// The code from the validation mail.
+        code: String,
+    },
 }
 
 pub async fn run(app: &App, command: EmailCommand) -> Result<()> {

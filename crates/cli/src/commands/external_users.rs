@@ -33,9 +33,12 @@ pub enum ExternalUsersCommand {
         after_help = "Example:\n  roster external-users create alice --provider github --external-id 583231"
     )]
     Create {
+        /// The user's ID.
         user_id: String,
+        /// The provider's ID (for example `github`).
         #[arg(long)]
         provider: String,
+        /// The account's ID at the provider.
         #[arg(long)]
         external_id: String,
     },
@@ -44,14 +47,17 @@ pub enum ExternalUsersCommand {
         after_help = "Example:\n  roster external-users get --provider github --user alice\n  roster external-users get --provider github --external-id 583231"
     )]
     Get {
+        /// The provider's ID (for example `github`).
         #[arg(long)]
         provider: String,
+        /// The Roster user's ID.
         #[arg(
             long,
             required_unless_present = "external_id",
             conflicts_with = "external_id"
         )]
         user: Option<String>,
+        /// The account's ID at the provider.
         #[arg(long)]
         external_id: Option<String>,
     },
@@ -60,8 +66,10 @@ pub enum ExternalUsersCommand {
         after_help = "Example:\n  roster external-users delete --provider github --external-id 583231"
     )]
     Delete {
+        /// The provider's ID (for example `github`).
         #[arg(long)]
         provider: String,
+        /// The account's ID at the provider.
         #[arg(long)]
         external_id: String,
     },

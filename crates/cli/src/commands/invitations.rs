@@ -47,13 +47,22 @@ pub enum InvitationsCommand {
     #[command(
         after_help = "Example:\n  roster invitations get 0193a6c1-8e6d-7c4e-9a43-0f6a8d2b1e55"
     )]
-    Get { id: String },
+    Get {
+        /// The invitation's ID.
+        id: String,
+    },
     /// Mail a fresh token to an invited address; the old one stops working.
     #[command(after_help = "Example:\n  roster invitations resend carol@example.com")]
-    Resend { email: String },
+    Resend {
+        /// The invited address.
+        email: String,
+    },
     /// End a pending invitation.
     #[command(after_help = "Example:\n  roster invitations delete carol@example.com")]
-    Delete { email: String },
+    Delete {
+        /// The invited address.
+        email: String,
+    },
 }
 
 pub async fn run(app: &App, command: InvitationsCommand) -> Result<()> {

@@ -51,6 +51,7 @@ pub enum NotificationsCommand {
     /// List a user's notifications, newest first.
     #[command(after_help = "Example:\n  roster notifications list alice --status unseen")]
     List {
+        /// The user's ID.
         user_id: String,
         /// Only these statuses, comma-separated (unseen, seen, archived).
         #[arg(long, value_delimiter = ',', value_parser = parse_status)]
@@ -65,6 +66,7 @@ pub enum NotificationsCommand {
         after_help = "Example:\n  roster notifications mark alice --status seen 0193a6c1-8e6d-7c4e-9a43-0f6a8d2b1e55"
     )]
     Mark {
+        /// The user's ID.
         user_id: String,
         /// seen or archived.
         #[arg(long, value_parser = parse_status)]
@@ -77,7 +79,10 @@ pub enum NotificationsCommand {
     #[command(
         after_help = "Example:\n  roster notifications watch alice\n  roster notifications watch alice -o json | jq .notificationType"
     )]
-    Watch { user_id: String },
+    Watch {
+        /// The user's ID.
+        user_id: String,
+    },
     /// Create a notification (services and admins), from proto3 JSON.
     #[command(after_help = "Example:\n  roster notifications create --from-json notification.json")]
     Create {

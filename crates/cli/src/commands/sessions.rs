@@ -25,13 +25,19 @@ pub enum SessionsCommand {
     /// List a user's sessions.
     #[command(after_help = "Example:\n  roster sessions list alice --order -created_at")]
     List {
+        /// The user's ID.
         user_id: String,
         #[command(flatten)]
         paging: Paging,
     },
     /// End a session; its token stops working.
     #[command(after_help = "Example:\n  roster sessions delete alice 01JEXAMPLESESSION")]
-    Delete { user_id: String, session_id: String },
+    Delete {
+        /// The user's ID.
+        user_id: String,
+        /// The session's ID.
+        session_id: String,
+    },
 }
 
 pub async fn run(app: &App, command: SessionsCommand) -> Result<()> {

@@ -91,6 +91,7 @@ pub enum UsersCommand {
         after_help = "Example:\n  roster users get alice\n  roster users get alice -o json --fields name,state"
     )]
     Get {
+        /// The user's ID.
         user_id: String,
         /// Only these fields (a field mask, comma-separated: `name,state`).
         #[arg(long, value_delimiter = ',')]
@@ -120,13 +121,22 @@ pub enum UsersCommand {
     Update(UpdateArgs),
     /// Delete a user (restorable for a while; see `restore`).
     #[command(after_help = "Example:\n  roster users delete alice")]
-    Delete { user_id: String },
+    Delete {
+        /// The user's ID.
+        user_id: String,
+    },
     /// Restore a deleted user.
     #[command(after_help = "Example:\n  roster users restore alice")]
-    Restore { user_id: String },
+    Restore {
+        /// The user's ID.
+        user_id: String,
+    },
     /// Remove a user for good, with everything it owns.
     #[command(after_help = "Example:\n  roster users purge alice")]
-    Purge { user_id: String },
+    Purge {
+        /// The user's ID.
+        user_id: String,
+    },
     /// Set a password, or ask for a temporary one.
     #[command(subcommand)]
     Password(PasswordCommand),
@@ -150,32 +160,46 @@ pub enum UsersCommand {
 pub enum LifecycleCommand {
     /// Show a user's lifecycle status: locked, deactivated, required actions.
     #[command(after_help = "Example:\n  roster users status alice")]
-    Status { user_id: String },
+    Status {
+        /// The user's ID.
+        user_id: String,
+    },
     /// Lock a user out until an admin unlocks it.
     #[command(after_help = "Example:\n  roster users lock alice --reason 'suspicious logins'")]
     Lock {
+        /// The user's ID.
         user_id: String,
+        /// Why, for the record.
         #[arg(long, default_value = "")]
         reason: String,
     },
     /// Unlock a locked user.
     #[command(after_help = "Example:\n  roster users unlock alice")]
-    Unlock { user_id: String },
+    Unlock {
+        /// The user's ID.
+        user_id: String,
+    },
     /// Deactivate a user.
     #[command(after_help = "Example:\n  roster users deactivate alice --reason 'on leave'")]
     Deactivate {
+        /// The user's ID.
         user_id: String,
+        /// Why, for the record.
         #[arg(long, default_value = "")]
         reason: String,
     },
     /// Reactivate a deactivated user.
     #[command(after_help = "Example:\n  roster users reactivate alice")]
-    Reactivate { user_id: String },
+    Reactivate {
+        /// The user's ID.
+        user_id: String,
+    },
     /// Set what a user must do at next login (none clears them).
     #[command(
         after_help = "Example:\n  roster users required-actions alice update_password\n  roster users required-actions alice"
     )]
     RequiredActions {
+        /// The user's ID.
         user_id: String,
         /// `update_password` (or `USER_REQUIRED_ACTION_UPDATE_PASSWORD`).
         #[arg(value_parser = parse_required_action)]
@@ -191,6 +215,7 @@ pub enum PasswordCommand {
         after_help = "Example:\n  roster users password set alice\n  printf '%s\\n%s\\n' \"$CURRENT\" \"$NEW\" | roster users password set alice --password-stdin"
     )]
     Set {
+        /// The user's ID.
         user_id: String,
         /// Read the current (or temporary) password, then the new one,
         /// from standard input, one a line.
@@ -202,7 +227,10 @@ pub enum PasswordCommand {
     },
     /// Mail the user a temporary password ("forgot my password").
     #[command(after_help = "Example:\n  roster users password forgot alice")]
-    Forgot { user_id: String },
+    Forgot {
+        /// The user's ID.
+        user_id: String,
+    },
 }
 
 /// The fields of a user that have flags of their own.
@@ -211,6 +239,7 @@ pub struct UserFields {
     /// Display name.
     #[arg(long)]
     pub name: Option<String>,
+    /// Free text about the user.
     #[arg(long)]
     pub description: Option<String>,
     /// Primary email address.
@@ -239,6 +268,7 @@ pub struct UserFields {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
+    /// The user's ID.
     pub user_id: String,
     #[command(flatten)]
     pub fields: UserFields,
@@ -255,6 +285,7 @@ pub struct CreateArgs {
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
+    /// The user's ID.
     pub user_id: String,
     #[command(flatten)]
     pub fields: UserFields,
@@ -272,10 +303,13 @@ pub struct UpdateArgs {
 pub struct SearchArgs {
     /// Text matched against ID, name, description and email.
     pub query: Option<String>,
+    /// Only users whose ID contains this.
     #[arg(long)]
     pub id_contains: Option<String>,
+    /// Only users whose name contains this.
     #[arg(long)]
     pub name_contains: Option<String>,
+    /// Only users whose description contains this.
     #[arg(long)]
     pub description_contains: Option<String>,
     /// An attribute that must contain a value, `key=value`; repeatable.
