@@ -29,8 +29,16 @@ fn is_rfc3339(value: &Value) -> bool {
 
 #[test]
 fn an_admin_logs_in_imports_a_thousand_users_hands_out_a_key_invites_and_logs_out() {
-    let server = Server::start();
+    journey(Server::start());
+}
 
+/// The same against PostgreSQL and JetStream, as production runs.
+#[test]
+fn the_admin_journey_on_postgres_and_jetstream() {
+    journey(Server::start_on_postgres());
+}
+
+fn journey(server: Server) {
     // Log in: the password comes from stdin, the session goes to a 0600 file.
     let login = run(
         &mut server.roster(&["login", ADMIN, "--password-stdin"]),

@@ -46,11 +46,35 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     /// The bootstrap admin's API key (`RIGHT_ALL`).
     pub admin_key: String,
+    /// The database and event stream of a production-like server, removed
+    /// after the process (fields drop after `Drop::drop`).
+    _backing: Option<(roster_test_support::TestDb, roster_test_support::TestNats)>,
 }
 
 impl Server {
     pub fn start() -> Server {
         Self::start_with(&[])
+    }
+
+    /// Starts on a fresh PostgreSQL database and JetStream stream of its
+    /// own, as production runs.
+    pub fn start_on_postgres() -> Server {
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+        let db = runtime.block_on(roster_test_support::TestDb::new());
+        let nats = roster_test_support::TestNats::new();
+        let nats_url = nats.config.nats_url.expose().to_string();
+        let mut server = Self::start_with(&[
+            ("ROSTER__DATABASE__URL", &db.url),
+            ("ROSTER__AUTH__TOKEN_HASH_KEY", "cli-test-token-hash-key"),
+            ("ROSTER__EVENTS__NATS_URL", &nats_url),
+            ("ROSTER__EVENTS__STREAM", &nats.config.stream),
+            (
+                "ROSTER__EVENTS__SUBJECT_PREFIX",
+                &nats.config.subject_prefix,
+            ),
+        ]);
+        server._backing = Some((db, nats));
+        server
     }
 
     /// Starts with extra `ROSTER__…` settings.
@@ -86,6 +110,7 @@ impl Server {
             addr,
             dir,
             admin_key: String::new(),
+            _backing: None,
         };
         // The bootstrap writes the key once every service answers.
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -9,7 +9,17 @@ use crate::support::{PASSWORD, Server, run};
 
 #[test]
 fn watch_prints_a_notification_made_while_it_runs() {
-    let server = Server::start();
+    watch_case(Server::start());
+}
+
+/// The same through PostgreSQL and JetStream, where the notification is
+/// made by the worker consuming the stream.
+#[test]
+fn watch_prints_a_notification_made_while_it_runs_on_postgres_and_jetstream() {
+    watch_case(Server::start_on_postgres());
+}
+
+fn watch_case(server: Server) {
     run(
         &mut server.admin(&[
             "users",
