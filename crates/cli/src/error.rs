@@ -77,12 +77,15 @@ impl CliError {
 
 impl From<tonic::Status> for CliError {
     fn from(status: tonic::Status) -> Self {
-        // tonic reports a connection that broke under a call as UNKNOWN
-        // with the transport error as its source: that is unavailability.
+        // A status the server sent has no source; one tonic made for a
+        // connection that broke under the call (a refused handshake, a
+        // reset) carries the transport error: that is unavailability.
         match std::error::Error::source(&status) {
             Some(source)
-                if status.code() == Code::Unknown
-                    && source.downcast_ref::<tonic::transport::Error>().is_some() =>
+                if matches!(
+                    status.code(),
+                    Code::Unknown | Code::Cancelled | Code::Unavailable | Code::Internal
+                ) =>
             {
                 CliError::Transport(chain(source))
             }

@@ -59,9 +59,12 @@ fn hint(error: &CliError) -> Option<&'static str> {
             "log in with `roster login USER`, or set ROSTER_TOKEN or --token-file to an API key",
         ),
         CliError::NoCredential(_) => Some("log in with `roster login USER`"),
-        CliError::Connect { .. } | CliError::Transport(_) => {
+        CliError::Connect { .. } => {
             Some("is rosterd running there? Set the address with --addr or ROSTER_ADDR")
         }
+        CliError::Transport(_) => Some(
+            "do the address and TLS settings match the server's? (https:// and --tls-ca-file; --tls-cert-file and --tls-key-file where it asks for a client certificate)",
+        ),
         _ => None,
     }
 }

@@ -42,12 +42,19 @@ fn mutual_tls_works_with_a_ca_and_a_client_certificate_from_flags_or_a_context()
     // Plaintext to a TLS listener, or TLS without a client certificate,
     // does not get through.
     let plain = run(&mut server.admin(&["users", "get", "ops-admin"]), None);
-    assert_ne!(plain.code, 0, "plaintext must fail: {}", plain.stdout);
+    assert_eq!(plain.code, 5, "{}", plain.stderr);
+    assert!(
+        plain.stderr.contains("the connection failed"),
+        "{}",
+        plain.stderr
+    );
+    eprintln!("{}", plain.stderr);
     let anonymous = run(
         &mut with(&tls_flags[..2], &["users", "get", "ops-admin"]),
         None,
     );
     assert_eq!(anonymous.code, 5, "{}", anonymous.stderr);
+    eprintln!("{}", anonymous.stderr);
 
     // A context keeps the TLS settings.
     run(
