@@ -13,7 +13,7 @@ VENV := .venv
 IMAGE ?= localhost/roster/rosterd
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: help run build test test-chart test-image image bench fmt lint migrate clean-data
+.PHONY: help run build test test-chart test-image image bench bench-load fmt lint migrate clean-data
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -65,7 +65,15 @@ $(VENV)/.installed: scripts/python-requirements.txt
 
 bench: ## Start services and run the benchmark (pass options via BENCH_ARGS=...)
 	scripts/ensure-services.sh
-	$(CARGO) run --release -p roster-bench -- $(BENCH_ARGS)
+	$(CARGO) run --release -p roster-bench --bin roster-bench -- $(BENCH_ARGS)
+
+LOAD_ARGS ?=
+
+bench-load: ## Measure rosterd processes from outside with h2load against a tonic echo (options via LOAD_ARGS=...)
+	scripts/ensure-services.sh
+	scripts/ensure-h2load.sh
+	$(CARGO) build --release -p roster-server --bin rosterd -p roster-bench --bin roster-load --bin roster-echo
+	target/release/roster-load $(LOAD_ARGS)
 
 fmt: ## Format all crates
 	$(CARGO) fmt --all
