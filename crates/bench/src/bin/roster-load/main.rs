@@ -63,9 +63,12 @@ struct Args {
     /// Users seeded into the PostgreSQL deployment.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(100..))]
     users: u64,
-    /// Requests per run of a read target (Get, List, AuthInfo, echo).
+    /// Requests per run of the echo, Get and AuthInfo.
     #[arg(long, default_value_t = 20_000)]
     requests: u64,
+    /// Requests per run of List (a page of 100).
+    #[arg(long, default_value_t = 2_000)]
+    list_requests: u64,
     /// Requests per run of SearchUsers.
     #[arg(long, default_value_t = 2_000)]
     search_requests: u64,
@@ -696,16 +699,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             get_body,
             bearer(&session),
         ),
-        read(
-            "list",
-            "List, page of 100, PostgreSQL".into(),
-            &pg,
-            UR,
-            "List",
-            "/roster.v1.UserRegistry/List",
-            list_body,
-            bearer(&api_key),
-        ),
+        Target {
+            requests: args.list_requests,
+            ..read(
+                "list",
+                "List, page of 100, PostgreSQL".into(),
+                &pg,
+                UR,
+                "List",
+                "/roster.v1.UserRegistry/List",
+                list_body,
+                bearer(&api_key),
+            )
+        },
         read(
             "auth-info",
             "EntityAccess.AuthInfo of the API key (cluster key)".into(),
