@@ -434,17 +434,27 @@ macro_rules! user_store {
             Ok(())
             }
 
+            /// One statement, one round trip: the user's row once per
+            /// attribute (once when it has none), with the attribute's key
+            /// and value beside it.
             async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
-                let row = sqlx::query(&format!(
-                    "SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"
+                let rows = sqlx::query(&format!(
+                    "SELECT u.*, a.key AS attribute_key, a.value AS attribute_value \
+                     FROM (SELECT {USER_COLUMNS} FROM users WHERE user_id = $1) AS u \
+                     LEFT JOIN user_attributes AS a ON a.user_id = u.user_id"
                 ))
                 .bind(user_id)
-                .fetch_optional(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
-                let Some(row) = row else { return Ok(None) };
-                let mut users = [Self::user_from_row(&row)?];
-                Self::load_attributes(&self.pool, &mut users).await?;
-                let [user] = users;
+                let Some(first) = rows.first() else { return Ok(None) };
+                let mut user = Self::user_from_row(first)?;
+                for row in &rows {
+                    let key: Option<String> = row.try_get("attribute_key")?;
+                    let value: Option<String> = row.try_get("attribute_value")?;
+                    if let (Some(key), Some(value)) = (key, value) {
+                        user.attributes.insert(key, value);
+                    }
+                }
                 Ok(Some(user))
             }
 
