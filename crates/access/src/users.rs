@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 use roster_core::auth::ClusterCredential;
 use roster_core::rights::RightSet;
+use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
-use roster_proto::v1::{GetUserRequest, State, UserIdentifiers};
+use roster_proto::v1::{GetUserRequest, State, UserIdentifiers, UserRequiredAction};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -26,6 +27,12 @@ pub struct Subject {
     /// Where the user's mail goes (login tokens).
     pub email: String,
     pub name: String,
+    /// Deactivated, or locked by an administrator: every credential of the
+    /// user is refused (`UserLifecycle`).
+    pub suspended: bool,
+    /// Pending `UserRequiredAction`s besides the password change
+    /// (`require_password_update`).
+    pub required_actions: Vec<UserRequiredAction>,
 }
 
 /// Looks users up.
@@ -36,10 +43,12 @@ pub trait UserDirectory: Send + Sync + 'static {
     async fn subject(&self, user_id: &str) -> Result<Option<Subject>, Status>;
 }
 
-/// Asks the user registry (`UserRegistry.Get` as a cluster caller).
+/// Asks the user registry (`UserRegistry.Get` and `UserLifecycle.GetStatus`,
+/// at once, as a cluster caller).
 #[derive(Clone)]
 pub struct GrpcUserDirectory {
     client: UserRegistryClient<Channel>,
+    lifecycle: UserLifecycleClient<Channel>,
     cluster: ClusterCredential,
 }
 
@@ -58,7 +67,8 @@ const SUBJECT_PATHS: &[&str] = &[
 impl GrpcUserDirectory {
     pub fn new(channel: Channel, cluster_key: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            client: UserRegistryClient::new(channel),
+            client: UserRegistryClient::new(channel.clone()),
+            lifecycle: UserLifecycleClient::new(channel),
             cluster: ClusterCredential::new(cluster_key)?,
         })
     }
@@ -76,7 +86,24 @@ impl UserDirectory for GrpcUserDirectory {
                 paths: SUBJECT_PATHS.iter().map(|p| p.to_string()).collect(),
             }),
         });
-        let user = match self.client.clone().get(request).await {
+        let status_request = self.cluster.request(UserIdentifiers {
+            user_id: user_id.to_string(),
+            email: String::new(),
+        });
+        let mut lifecycle = self.lifecycle.clone();
+        let mut client = self.client.clone();
+        let (got, status) = tokio::join!(client.get(request), lifecycle.get_status(status_request));
+        // A soft-deleted user has no status (NOT_FOUND); its credentials
+        // are refused for the deletion anyway.
+        let status = match status {
+            Ok(response) => Some(response.into_inner()),
+            Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => None,
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "user status lookup failed");
+                return Err(Status::unavailable("the user registry is unavailable"));
+            }
+        };
+        let user = match got {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == Code::NotFound => return Ok(None),
             // An ID the registry refuses as malformed names no user.
@@ -104,6 +131,18 @@ impl UserDirectory for GrpcUserDirectory {
             require_password_update: user.require_password_update,
             email: user.primary_email_address,
             name: user.name,
+            suspended: status
+                .as_ref()
+                .is_some_and(|s| s.deactivated || s.locked_at.is_some()),
+            required_actions: status
+                .map(|s| {
+                    s.required_actions
+                        .iter()
+                        .filter_map(|a| UserRequiredAction::try_from(*a).ok())
+                        .filter(|a| *a != UserRequiredAction::UpdatePassword)
+                        .collect()
+                })
+                .unwrap_or_default(),
         }))
     }
 }

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use roster_core::auth::ClusterCredential;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
+use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
     CheckPasswordRequest, ConsumeLoginTokenRequest, GetUserRequest, State, User, UserIdentifiers,
@@ -71,6 +72,9 @@ pub trait Peers: Send + Sync + 'static {
     /// When a live user's password last changed, as the user registry
     /// says; `None` for no such live user or a password never changed.
     async fn password_changed_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status>;
+    /// When a live user was deactivated, as the user registry says; `None`
+    /// for no such live user or an active one.
+    async fn deactivated_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status>;
 }
 
 /// The peers over gRPC.
@@ -205,6 +209,26 @@ impl Peers for GrpcPeers {
             .password_updated_at
             .filter(|_| user.deleted_at.is_none())
             .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)))
+    }
+
+    async fn deactivated_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status> {
+        let got = UserLifecycleClient::new(self.users.clone())
+            .get_status(self.cluster.request(UserIdentifiers {
+                user_id: user_id.to_string(),
+                email: String::new(),
+            }))
+            .await;
+        match got {
+            Ok(response) => Ok(response
+                .into_inner()
+                .deactivated_at
+                .as_ref()
+                .and_then(roster_core::time::from_timestamp)),
+            Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
+                Ok(None)
+            }
+            Err(status) => Err(unavailable(status)),
+        }
     }
 
     async fn consume_login_token(&self, token: String) -> Result<String, Status> {
