@@ -131,6 +131,34 @@ async fn rights(env: &TestEnv, token: &str, user_id: &str) -> Result<Vec<i32>, S
         .map(|r| r.into_inner().rights)
 }
 
+/// The services on `backend`, an account locking for everyone after
+/// `max_failures` wrong passwords (and no client lock, no rate limit).
+async fn start_locking_after(backend: Backend, max_failures: u32) -> TestEnv {
+    let mut config = TestConfig::default();
+    config.user_registry.lockout = LockoutConfig {
+        max_failures_per_client: 0,
+        max_failures,
+        window_secs: 60,
+        lock_secs: 600,
+    };
+    config.user_registry.rate_limit.max_attempts = 0;
+    config.sessions.login_rate_limit.max_attempts = 0;
+    TestEnv::start_configured(backend, config).await
+}
+
+/// `times` logins of `user_id` with a wrong password, each refused.
+async fn wrong_passwords(env: &TestEnv, user_id: &str, times: usize) {
+    for _ in 0..times {
+        let wrong = AuthenticationClient::new(env.channel())
+            .login(LoginRequest {
+                user_ids: Some(ids(user_id)),
+                password: "Not-the-passw0rd".into(),
+            })
+            .await;
+        expect_code(wrong, Code::Unauthenticated);
+    }
+}
+
 /// The reason a FAILED_PRECONDITION names, before its colon.
 #[track_caller]
 fn assert_refused<T: std::fmt::Debug>(result: Result<T, Status>, reason: &str) {
@@ -160,7 +188,11 @@ async fn an_admins_lock_suspends_every_credential_until_unlocked(backend: Backen
 
     // Refused at once, in this process, the key and the session alike;
     // and the right password logs in no more.
-    expect_code(rights(&env, &key, "alice").await, Code::Unauthenticated);
+    let refused = expect_code(rights(&env, &key, "alice").await, Code::Unauthenticated);
+    assert!(
+        refused.message().starts_with("account_inactive"),
+        "{refused:?}"
+    );
     expect_code(rights(&env, &session, "alice").await, Code::Unauthenticated);
     expect_code(login(&env, "alice").await, Code::Unauthenticated);
     assert_refused(lock(&env, &admin, "alice").await, "already_locked");
@@ -224,28 +256,11 @@ async fn deactivation_ends_sessions_and_reactivation_brings_back_api_keys_only(b
 }
 
 async fn unlock_lifts_the_lock_after_wrong_passwords(backend: Backend) {
-    let mut config = TestConfig::default();
-    config.user_registry.lockout = LockoutConfig {
-        max_failures_per_client: 0,
-        max_failures: 3,
-        window_secs: 60,
-        lock_secs: 600,
-    };
-    config.user_registry.rate_limit.max_attempts = 0;
-    config.sessions.login_rate_limit.max_attempts = 0;
-    let env = TestEnv::start_configured(backend, config).await;
+    let env = start_locking_after(backend, 3).await;
     let admin = env.admin_token(ADMIN).await;
     env.ensure_user("alice", false).await;
     let key = env.api_key("alice", &[Right::UserAll]).await.1;
-    for _ in 0..3 {
-        let wrong = AuthenticationClient::new(env.channel())
-            .login(LoginRequest {
-                user_ids: Some(ids("alice")),
-                password: "Not-the-passw0rd".into(),
-            })
-            .await;
-        expect_code(wrong, Code::Unauthenticated);
-    }
+    wrong_passwords(&env, "alice", 3).await;
     expect_code(login(&env, "alice").await, Code::Unauthenticated);
     let status = get_status(&env, &admin, "alice").await.unwrap();
     assert!(status.locked && status.locked_until.is_some() && status.locked_at.is_none());
@@ -452,16 +467,7 @@ async fn required_actions_limit_a_session_until_they_are_done(backend: Backend) 
 }
 
 async fn statistics_count_a_mixed_workload(backend: Backend) {
-    let mut config = TestConfig::default();
-    config.user_registry.lockout = LockoutConfig {
-        max_failures_per_client: 0,
-        max_failures: 2,
-        window_secs: 60,
-        lock_secs: 600,
-    };
-    config.user_registry.rate_limit.max_attempts = 0;
-    config.sessions.login_rate_limit.max_attempts = 0;
-    let env = TestEnv::start_configured(backend, config).await;
+    let env = start_locking_after(backend, 2).await;
     let admin = env.admin_token(ADMIN).await;
     // Approved and validated: ops (admin), a1..a6, boss (admin).
     for user in ["a1", "a2", "a3", "a4", "a5", "a6"] {
@@ -492,14 +498,7 @@ async fn statistics_count_a_mixed_workload(backend: Backend) {
     lock(&env, &admin, "a3").await.unwrap();
     deactivate(&env, &admin, "a4").await.unwrap();
     // Locked after wrong passwords.
-    for _ in 0..2 {
-        let _ = AuthenticationClient::new(env.channel())
-            .login(LoginRequest {
-                user_ids: Some(ids("a5")),
-                password: "Not-the-passw0rd".into(),
-            })
-            .await;
-    }
+    wrong_passwords(&env, "a5", 2).await;
     // Deleted: no longer counted among the live.
     delete_user(&env, "a6", &admin).await.unwrap();
 
