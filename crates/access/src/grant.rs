@@ -127,6 +127,7 @@ mod tests {
             name: String::new(),
             suspended: false,
             required_actions: Vec::new(),
+            sessions_ended_at: None,
         }
     }
 

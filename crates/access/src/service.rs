@@ -535,6 +535,14 @@ impl AccessService {
         if !made_for(session.created_at, &subject) {
             return Err(Error::Unauthenticated(INVALID_TOKEN));
         }
+        // A deactivation ends sessions for good: one made before it stays
+        // refused after reactivation, even before the sessions service has
+        // deleted it.
+        if let (Some(created), Some(ended)) = (session.created_at, subject.sessions_ended_at)
+            && created <= ended
+        {
+            return Err(Error::Unauthenticated(INVALID_TOKEN));
+        }
         let carried = if session.password_update_only {
             RightSet::EMPTY
         } else {

@@ -33,6 +33,9 @@ pub struct Subject {
     /// Pending `UserRequiredAction`s besides the password change
     /// (`require_password_update`).
     pub required_actions: Vec<UserRequiredAction>,
+    /// When the last deactivation ended the user's sessions: no session
+    /// made before it works, also after reactivation.
+    pub sessions_ended_at: Option<DateTime<Utc>>,
 }
 
 /// Looks users up.
@@ -134,6 +137,10 @@ impl UserDirectory for GrpcUserDirectory {
             suspended: status
                 .as_ref()
                 .is_some_and(|s| s.deactivated || s.locked_at.is_some()),
+            sessions_ended_at: status
+                .as_ref()
+                .and_then(|s| s.sessions_ended_at.as_ref())
+                .and_then(roster_core::time::from_timestamp),
             required_actions: status
                 .map(|s| {
                     s.required_actions

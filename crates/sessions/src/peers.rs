@@ -72,9 +72,10 @@ pub trait Peers: Send + Sync + 'static {
     /// When a live user's password last changed, as the user registry
     /// says; `None` for no such live user or a password never changed.
     async fn password_changed_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status>;
-    /// When a live user was deactivated, as the user registry says; `None`
-    /// for no such live user or an active one.
-    async fn deactivated_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status>;
+    /// When the last deactivation of a live user ended its sessions, as the
+    /// user registry says; `None` for no such live user or one never
+    /// deactivated.
+    async fn sessions_ended_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status>;
 }
 
 /// The peers over gRPC.
@@ -211,7 +212,7 @@ impl Peers for GrpcPeers {
             .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)))
     }
 
-    async fn deactivated_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status> {
+    async fn sessions_ended_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status> {
         let got = UserLifecycleClient::new(self.users.clone())
             .get_status(self.cluster.request(UserIdentifiers {
                 user_id: user_id.to_string(),
@@ -221,7 +222,7 @@ impl Peers for GrpcPeers {
         match got {
             Ok(response) => Ok(response
                 .into_inner()
-                .deactivated_at
+                .sessions_ended_at
                 .as_ref()
                 .and_then(roster_core::time::from_timestamp)),
             Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {

@@ -121,11 +121,12 @@ async fn confirm(peers: &dyn Peers, user_id: &str, ending: Ending) -> Result<Con
             Some(at) => Confirmed::MadeBefore(at),
             None => Confirmed::Nothing,
         },
-        // Every session ends while the registry holds the user deactivated
-        // (none can be made meanwhile: a deactivated user cannot log in);
-        // a late event after reactivation ends nothing.
-        Ending::Deactivated => match peers.deactivated_at(user_id).await? {
-            Some(_) => Confirmed::All,
+        // The sessions made before the deactivation the registry holds end
+        // (the access service refuses them already), also when the event
+        // comes after a reactivation; a forged event for a user never
+        // deactivated ends nothing.
+        Ending::Deactivated => match peers.sessions_ended_at(user_id).await? {
+            Some(at) => Confirmed::MadeBefore(at + chrono::Duration::microseconds(1)),
             None => Confirmed::Nothing,
         },
     })

@@ -97,6 +97,7 @@ fn status_of(
         deactivation_reason: reason(&l.deactivation_reason),
         required_actions: required_actions(user),
         primary_email_address_validated_at: opt_timestamp(user.primary_email_address_validated_at),
+        sessions_ended_at: opt_timestamp(l.sessions_ended_at),
     }
 }
 
@@ -287,6 +288,7 @@ impl UserRegistryService {
                 }
                 after.lifecycle.deactivated_at = Some(at);
                 after.lifecycle.deactivation_reason = reason.as_str().to_string();
+                after.lifecycle.sessions_ended_at = Some(at);
                 Ok(())
             },
         )

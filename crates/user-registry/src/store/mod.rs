@@ -85,6 +85,9 @@ pub struct Lifecycle {
     /// Pending `UserRequiredAction`s other than a password change (that
     /// one is `require_password_update`), sorted.
     pub required_actions: Vec<i32>,
+    /// When the last deactivation ended the user's sessions; kept after
+    /// reactivation, so that no session made before it works again.
+    pub sessions_ended_at: Option<DateTime<Utc>>,
 }
 
 impl Lifecycle {

@@ -25,7 +25,8 @@ const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, e
     temporary_password_created_at, temporary_password_expires_at, email_validation_hash, \
     email_validation_expires_at, profile_picture, \
     email_notification_types, universal_rights, created_at, updated_at, deleted_at, \
-    locked_at, lock_reason, deactivated_at, deactivation_reason, required_actions";
+    locked_at, lock_reason, deactivated_at, deactivation_reason, required_actions, \
+    sessions_ended_at";
 
 /// What makes an admin count for the last-admin guard: live, approved (or
 /// flagged), neither locked nor deactivated, and without `universal_rights`
@@ -213,6 +214,7 @@ macro_rules! user_store {
                         deactivated_at: row.try_get("deactivated_at")?,
                         deactivation_reason: row.try_get("deactivation_reason")?,
                         required_actions: decode_ints(&required_actions)?,
+                        sessions_ended_at: row.try_get("sessions_ended_at")?,
                     },
                 })
             }
@@ -430,7 +432,7 @@ macro_rules! user_store {
                 let result = sqlx::query(&format!(
                     "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
                      $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
-                     $24, $25, $26, $27, $28)"
+                     $24, $25, $26, $27, $28, $29)"
                 ))
                 .bind(&user.user_id)
                 .bind(&user.name)
@@ -460,6 +462,7 @@ macro_rules! user_store {
                 .bind(user.lifecycle.deactivated_at)
                 .bind(&user.lifecycle.deactivation_reason)
                 .bind(encode_ints(&user.lifecycle.required_actions))
+                .bind(user.lifecycle.sessions_ended_at)
                 .execute(&mut *tx)
                 .await;
                 if let Err(err) = result {
@@ -529,7 +532,8 @@ macro_rules! user_store {
                      email_validation_expires_at = $17, profile_picture = $18, \
                      email_notification_types = $19, universal_rights = $20, updated_at = $21, \
                      deleted_at = $22, locked_at = $24, lock_reason = $25, \
-                     deactivated_at = $26, deactivation_reason = $27, required_actions = $28 \
+                     deactivated_at = $26, deactivation_reason = $27, required_actions = $28, \
+                     sessions_ended_at = $29 \
                      WHERE user_id = $1 AND updated_at = $23",
                 )
                 .bind(&user.user_id)
@@ -560,6 +564,7 @@ macro_rules! user_store {
                 .bind(user.lifecycle.deactivated_at)
                 .bind(&user.lifecycle.deactivation_reason)
                 .bind(encode_ints(&user.lifecycle.required_actions))
+                .bind(user.lifecycle.sessions_ended_at)
                 .execute(&mut *tx)
                 .await;
                 let done = match result {

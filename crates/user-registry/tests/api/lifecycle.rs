@@ -255,6 +255,44 @@ async fn deactivation_ends_sessions_and_reactivation_brings_back_api_keys_only(b
     assert_refused(reactivate(&env, &admin, "alice").await, "not_deactivated");
 }
 
+async fn a_session_from_before_a_deactivation_stays_ended_after_an_immediate_reactivation(
+    backend: Backend,
+) {
+    use roster_proto::v1::ListUserSessionsRequest;
+    use roster_proto::v1::user_session_registry_client::UserSessionRegistryClient;
+
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    let admin = env.admin_token(ADMIN).await;
+    let key = env.user_token("alice", &[Right::UserAll]).await;
+    let session = login(&env, "alice").await.unwrap();
+    deactivate(&env, &admin, "alice").await.unwrap();
+    let status = reactivate(&env, &admin, "alice").await.unwrap();
+    assert!(status.sessions_ended_at.is_some());
+    // Whenever the sessions service gets to the event, the old session is
+    // refused, and a new one works.
+    expect_code(rights(&env, &session, "alice").await, Code::Unauthenticated);
+    assert!(!rights(&env, &key, "alice").await.unwrap().is_empty());
+    let fresh = login(&env, "alice").await.expect("alice logs in again");
+    assert!(!rights(&env, &fresh, "alice").await.unwrap().is_empty());
+    // The event, handled after the reactivation, ends the old session only.
+    eventually("only the new session is left", WAIT, || async {
+        let listed = UserSessionRegistryClient::new(env.channel())
+            .list(with_token(
+                ListUserSessionsRequest {
+                    user_ids: Some(ids("alice")),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .expect("the admin lists alice's sessions")
+            .into_inner();
+        listed.sessions.len() == 1
+    })
+    .await;
+    assert!(!rights(&env, &fresh, "alice").await.unwrap().is_empty());
+}
+
 async fn unlock_lifts_the_lock_after_wrong_passwords(backend: Backend) {
     let env = start_locking_after(backend, 3).await;
     let admin = env.admin_token(ADMIN).await;
@@ -573,6 +611,7 @@ async fn a_lock_and_a_deactivation_notify_the_user(backend: Backend) {
 on_both_backends!(
     an_admins_lock_suspends_every_credential_until_unlocked,
     deactivation_ends_sessions_and_reactivation_brings_back_api_keys_only,
+    a_session_from_before_a_deactivation_stays_ended_after_an_immediate_reactivation,
     unlock_lifts_the_lock_after_wrong_passwords,
     the_last_active_admin_can_be_neither_locked_nor_deactivated,
     only_admins_change_a_lifecycle_and_only_they_read_the_reasons,

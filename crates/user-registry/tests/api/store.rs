@@ -128,6 +128,7 @@ fn full_user(user_id: &str, at: DateTime<Utc>) -> UserRecord {
             deactivated_at: Some(micros(3_600_000_004)),
             deactivation_reason: "left the team".into(),
             required_actions: vec![2],
+            sessions_ended_at: Some(micros(3_600_000_005)),
         },
     }
 }
