@@ -9,9 +9,10 @@ use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::{
-    DeactivateUserRequest, LockUserRequest, LoginRequest, Right, SendEmailValidationRequest,
-    SetRequiredActionsRequest, State, UpdateUserPasswordRequest, User, UserLifecycleStatus,
-    UserRequiredAction, UserStatistics, ValidateEmailRequest,
+    CreateLoginTokenRequest, DeactivateUserRequest, LockUserRequest, LoginRequest,
+    LoginWithTokenRequest, Right, SendEmailValidationRequest, SetRequiredActionsRequest, State,
+    UpdateUserPasswordRequest, User, UserLifecycleStatus, UserRequiredAction, UserStatistics,
+    ValidateEmailRequest,
 };
 use roster_test_support::{
     Backend, LockoutConfig, TEST_PASSWORD, TestConfig, TestEnv, expect_code, next_event,
@@ -608,6 +609,54 @@ async fn a_lock_and_a_deactivation_notify_the_user(backend: Backend) {
     .await;
 }
 
+/// A login token minted before an admin's lock or a deactivation starts no
+/// session while it holds (the access service will not consume it): such a
+/// session would outlive the unlock, or the reactivation that ends for good
+/// every session made before.
+async fn a_login_token_starts_no_session_while_locked_or_deactivated(backend: Backend) {
+    let mut config = TestConfig::default();
+    config.access.login_tokens_enabled = true;
+    let env = TestEnv::start_configured(backend, config).await;
+    let admin = env.admin_token(ADMIN).await;
+    env.ensure_user("alice", false).await;
+    let token = || async {
+        UserAccessClient::new(env.channel())
+            .create_login_token(with_cluster_key(CreateLoginTokenRequest {
+                user_ids: Some(ids("alice")),
+                skip_email: true,
+            }))
+            .await
+            .expect("a login token")
+            .into_inner()
+            .token
+    };
+    let login = |token: String| async {
+        AuthenticationClient::new(env.channel())
+            .login_with_token(LoginWithTokenRequest { token })
+            .await
+    };
+
+    let before_lock = token().await;
+    lock(&env, &admin, "alice").await.expect("locked");
+    let refused = login(before_lock)
+        .await
+        .expect_err("no session while locked");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    unlock(&env, &admin, "alice").await.expect("unlocked");
+    login(token().await)
+        .await
+        .expect("a new token works after the unlock");
+
+    let before_deactivation = token().await;
+    deactivate(&env, &admin, "alice")
+        .await
+        .expect("deactivated");
+    let refused = login(before_deactivation)
+        .await
+        .expect_err("no session while deactivated");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+}
+
 on_both_backends!(
     an_admins_lock_suspends_every_credential_until_unlocked,
     deactivation_ends_sessions_and_reactivation_brings_back_api_keys_only,
@@ -619,4 +668,5 @@ on_both_backends!(
     required_actions_limit_a_session_until_they_are_done,
     statistics_count_a_mixed_workload,
     a_lock_and_a_deactivation_notify_the_user,
+    a_login_token_starts_no_session_while_locked_or_deactivated,
 );
