@@ -138,6 +138,12 @@ pub struct Split {
 }
 
 pub async fn split() -> Split {
+    split_with(&[]).await
+}
+
+/// [`split`], with `extra` in the environment of the access and sessions
+/// processes too.
+pub async fn split_with(extra: &[(&'static str, String)]) -> Split {
     let db = TestDb::new().await;
     let nats = TestNats::new();
     let dir = tempfile::tempdir().unwrap();
@@ -181,6 +187,7 @@ pub async fn split() -> Split {
     )
     .await;
     let mut access_env = common.clone();
+    access_env.extend_from_slice(extra);
     access_env.push(("ROSTER__BOOTSTRAP__ADMIN_USER_ID", "ops-admin".into()));
     access_env.push((
         "ROSTER__BOOTSTRAP__ADMIN_API_KEY_FILE",
@@ -188,8 +195,15 @@ pub async fn split() -> Split {
     ));
     let access =
         Rosterd::start_on(access_port, dir.path(), &["start", "access"], &access_env).await;
-    let sessions =
-        Rosterd::start_on(sessions_port, dir.path(), &["start", "sessions"], &common).await;
+    let mut sessions_env = common.clone();
+    sessions_env.extend_from_slice(extra);
+    let sessions = Rosterd::start_on(
+        sessions_port,
+        dir.path(),
+        &["start", "sessions"],
+        &sessions_env,
+    )
+    .await;
     let admin_key = read_key_file(&key_file).await;
     Split {
         registry,

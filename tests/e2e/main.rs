@@ -5,6 +5,7 @@ mod access;
 mod embedded;
 mod health;
 mod journey;
+mod lifecycle;
 mod mail;
 mod metrics;
 mod process;

@@ -3,7 +3,7 @@
 //! universal rights. One pure function, so every rule is tested here.
 
 use roster_core::rights::{RightSet, state_limit, unvalidated_email_limit};
-use roster_proto::v1::State;
+use roster_proto::v1::{Right, State, UserRequiredAction};
 
 use crate::users::Subject;
 
@@ -72,6 +72,41 @@ pub fn grant(carried: RightSet, subject: &Subject, require_validated_email: bool
     }
 }
 
+/// A session's grant while its user has pending required actions: only
+/// the rights completing them needs, on its own account, and nothing on
+/// anyone else's. A password change needs none (UpdatePassword takes the
+/// old password as its credential); an email validation needs
+/// RIGHT_USER_SETTINGS_BASIC (SendEmailValidation) and RIGHT_USER_INFO (to
+/// read what is pending). No pending action: the grant as it is.
+pub fn limit_to_pending_actions(mut granted: Grant, subject: &Subject) -> Grant {
+    let validate_email = subject
+        .required_actions
+        .contains(&UserRequiredAction::ValidateEmail);
+    if !subject.require_password_update && !validate_email {
+        return granted;
+    }
+    let mut needed = RightSet::EMPTY;
+    let mut names = Vec::new();
+    if subject.require_password_update {
+        names.push("UPDATE_PASSWORD (UserRegistry.UpdatePassword)");
+    }
+    if validate_email {
+        needed = needed.union(RightSet::from_rights([
+            Right::UserInfo,
+            Right::UserSettingsBasic,
+        ]));
+        names.push("VALIDATE_EMAIL (UserLifecycle.SendEmailValidation, ValidateEmail)");
+    }
+    granted.own = granted.own.intersect(needed);
+    granted.universal = RightSet::EMPTY;
+    granted.is_admin = false;
+    granted.warnings.push(format!(
+        "required_actions: rights limited until the pending actions are done: {}",
+        names.join(", ")
+    ));
+    granted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,7 +125,33 @@ mod tests {
             require_password_update: false,
             email: "alice@example.com".into(),
             name: String::new(),
+            suspended: false,
+            required_actions: Vec::new(),
+            sessions_ended_at: None,
         }
+    }
+
+    #[test]
+    fn pending_actions_leave_a_session_only_what_completing_them_needs() {
+        let admin = subject(State::Approved, true);
+        let full = grant(set(&[Right::All]), &admin, false);
+        assert_eq!(limit_to_pending_actions(full.clone(), &admin), full);
+
+        let mut password = admin.clone();
+        password.require_password_update = true;
+        let g = limit_to_pending_actions(full.clone(), &password);
+        assert!(g.own.is_empty() && g.universal.is_empty() && !g.is_admin);
+        assert_eq!(g.warnings.len(), 1);
+
+        let mut email = admin.clone();
+        email.required_actions = vec![UserRequiredAction::ValidateEmail];
+        let g = limit_to_pending_actions(full.clone(), &email);
+        assert_eq!(g.own, set(&[Right::UserInfo, Right::UserSettingsBasic]));
+        assert!(g.universal.is_empty() && !g.is_admin);
+
+        email.require_password_update = true;
+        let g = limit_to_pending_actions(full, &email);
+        assert_eq!(g.own, set(&[Right::UserInfo, Right::UserSettingsBasic]));
     }
 
     fn set(rights: &[Right]) -> RightSet {

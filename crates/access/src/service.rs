@@ -24,7 +24,7 @@ use roster_proto::v1::{
 use crate::config::AccessConfig;
 use crate::error::{Error, Result};
 use crate::events;
-use crate::grant::grant;
+use crate::grant::{grant, limit_to_pending_actions};
 use crate::sessions::SessionDirectory;
 use crate::store::{AccessStore, ApiKeyRecord, KeyOrder, KeyQuery, LoginTokenRecord, StoreError};
 use crate::users::{Subject, UserDirectory};
@@ -46,6 +46,10 @@ const CLOCK_SLACK_SECS: i64 = 5;
 /// The one message for every token that does not resolve, so a caller
 /// learns nothing about which part was wrong.
 const INVALID_TOKEN: &str = "invalid token";
+
+/// The answer for a credential of a deactivated or administrator-locked
+/// user: its holder knows the account already, and learns why it stopped.
+const INACTIVE: &str = "account_inactive: the user is deactivated or locked";
 
 /// API keys, login tokens, rights and credential resolution.
 pub struct AccessService {
@@ -469,7 +473,11 @@ impl AccessService {
         }
         // A deleted user logs in no more; the token stays unused, should
         // the user be restored within its lifetime.
+        // Nor does a deactivated or locked one; the token stays unused.
         match self.users.subject(&record.user_id).await? {
+            Some(subject) if subject.suspended && !subject.deleted => {
+                return Err(Error::Unauthenticated(INACTIVE));
+            }
             Some(subject) if !subject.deleted => {}
             _ => return Err(Error::Unauthenticated(INVALID)),
         }
@@ -504,16 +512,21 @@ impl AccessService {
         }
     }
 
-    /// The live, undeleted user `user_id`, or UNAUTHENTICATED.
+    /// The live, undeleted user `user_id`, or UNAUTHENTICATED; also for a
+    /// deactivated or administrator-locked user.
     async fn live_subject(&self, user_id: &str) -> Result<Subject> {
         match self.users.subject(user_id).await? {
+            Some(subject) if !subject.deleted && subject.suspended => {
+                Err(Error::Unauthenticated(INACTIVE))
+            }
             Some(subject) if !subject.deleted => Ok(subject),
             _ => Err(Error::Unauthenticated(INVALID_TOKEN)),
         }
     }
 
     /// A session carries every right of its user (within the state's
-    /// limits), or none while the password must be changed.
+    /// limits), none while the password must be changed, and only what
+    /// the user's pending required actions need while any is pending.
     async fn session_info(&self, token: &Token) -> Result<AuthInfoResponse> {
         let Some(session) = self.sessions.session(&token.to_string()).await? else {
             return Err(Error::Unauthenticated(INVALID_TOKEN));
@@ -522,12 +535,23 @@ impl AccessService {
         if !made_for(session.created_at, &subject) {
             return Err(Error::Unauthenticated(INVALID_TOKEN));
         }
+        // A deactivation ends sessions for good: one made before it stays
+        // refused after reactivation, even before the sessions service has
+        // deleted it.
+        if let (Some(created), Some(ended)) = (session.created_at, subject.sessions_ended_at)
+            && created <= ended
+        {
+            return Err(Error::Unauthenticated(INVALID_TOKEN));
+        }
         let carried = if session.password_update_only {
             RightSet::EMPTY
         } else {
             RightSet::all()
         };
-        let mut granted = grant(carried, &subject, self.config.require_validated_email);
+        let mut granted = limit_to_pending_actions(
+            grant(carried, &subject, self.config.require_validated_email),
+            &subject,
+        );
         if session.password_update_only {
             granted
                 .warnings
@@ -568,6 +592,11 @@ impl AccessService {
             }
             _ => return Err(Error::Unauthenticated(INVALID_TOKEN)),
         };
+        // Suspended, not deleted: the key works again after reactivation or
+        // unlock.
+        if subject.suspended {
+            return Err(Error::Unauthenticated(INACTIVE));
+        }
         let granted = grant(
             RightSet::from_i32s(&key.rights),
             &subject,

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use roster_core::auth::ClusterCredential;
 use roster_core::resend::ResendingChannel;
 use roster_core::rights::RightSet;
+use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
-use roster_proto::v1::{GetUserRequest, State, UserIdentifiers};
+use roster_proto::v1::{GetUserRequest, State, UserIdentifiers, UserRequiredAction};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -27,6 +28,15 @@ pub struct Subject {
     /// Where the user's mail goes (login tokens).
     pub email: String,
     pub name: String,
+    /// Deactivated, or locked by an administrator: every credential of the
+    /// user is refused (`UserLifecycle`).
+    pub suspended: bool,
+    /// Pending `UserRequiredAction`s besides the password change
+    /// (`require_password_update`).
+    pub required_actions: Vec<UserRequiredAction>,
+    /// When the last deactivation ended the user's sessions: no session
+    /// made before it works, also after reactivation.
+    pub sessions_ended_at: Option<DateTime<Utc>>,
 }
 
 /// Looks users up.
@@ -37,10 +47,12 @@ pub trait UserDirectory: Send + Sync + 'static {
     async fn subject(&self, user_id: &str) -> Result<Option<Subject>, Status>;
 }
 
-/// Asks the user registry (`UserRegistry.Get` as a cluster caller).
+/// Asks the user registry (`UserRegistry.Get` and `UserLifecycle.GetStatus`,
+/// at once, as a cluster caller).
 #[derive(Clone)]
 pub struct GrpcUserDirectory {
     client: UserRegistryClient<ResendingChannel>,
+    lifecycle: UserLifecycleClient<ResendingChannel>,
     cluster: ClusterCredential,
 }
 
@@ -59,7 +71,8 @@ const SUBJECT_PATHS: &[&str] = &[
 impl GrpcUserDirectory {
     pub fn new(channel: Channel, cluster_key: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            client: UserRegistryClient::new(ResendingChannel::new(channel)),
+            client: UserRegistryClient::new(ResendingChannel::new(channel.clone())),
+            lifecycle: UserLifecycleClient::new(ResendingChannel::new(channel)),
             cluster: ClusterCredential::new(cluster_key)?,
         })
     }
@@ -77,7 +90,24 @@ impl UserDirectory for GrpcUserDirectory {
                 paths: SUBJECT_PATHS.iter().map(|p| p.to_string()).collect(),
             }),
         });
-        let user = match self.client.clone().get(request).await {
+        let status_request = self.cluster.request(UserIdentifiers {
+            user_id: user_id.to_string(),
+            email: String::new(),
+        });
+        let mut lifecycle = self.lifecycle.clone();
+        let mut client = self.client.clone();
+        let (got, status) = tokio::join!(client.get(request), lifecycle.get_status(status_request));
+        // A soft-deleted user has no status (NOT_FOUND); its credentials
+        // are refused for the deletion anyway.
+        let status = match status {
+            Ok(response) => Some(response.into_inner()),
+            Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => None,
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "user status lookup failed");
+                return Err(Status::unavailable("the user registry is unavailable"));
+            }
+        };
+        let user = match got {
             Ok(response) => response.into_inner(),
             Err(status) if status.code() == Code::NotFound => return Ok(None),
             // An ID the registry refuses as malformed names no user.
@@ -105,6 +135,22 @@ impl UserDirectory for GrpcUserDirectory {
             require_password_update: user.require_password_update,
             email: user.primary_email_address,
             name: user.name,
+            suspended: status
+                .as_ref()
+                .is_some_and(|s| s.deactivated || s.locked_at.is_some()),
+            sessions_ended_at: status
+                .as_ref()
+                .and_then(|s| s.sessions_ended_at.as_ref())
+                .and_then(roster_core::time::from_timestamp),
+            required_actions: status
+                .map(|s| {
+                    s.required_actions
+                        .iter()
+                        .filter_map(|a| UserRequiredAction::try_from(*a).ok())
+                        .filter(|a| *a != UserRequiredAction::UpdatePassword)
+                        .collect()
+                })
+                .unwrap_or_default(),
         }))
     }
 }

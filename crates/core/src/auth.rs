@@ -606,6 +606,7 @@ pub const INVALIDATING_EVENTS: &[&str] = &[
     "user.session.>",
     "user.logout",
     "user.lock",
+    crate::events::lifecycle::ALL,
 ];
 
 /// One request's caller and where it came from, for rights checks and for

@@ -862,6 +862,14 @@ pub fn wording(notification_type: NotificationType) -> (&'static str, &'static s
             "Your account was locked after failed logins",
             "Too many wrong passwords were tried; the lock ends by itself after a while.",
         ),
+        NotificationType::AccountLockedByAdmin => (
+            "An administrator locked your account",
+            "You cannot log in, and your sessions and API keys are refused, until an administrator unlocks the account.",
+        ),
+        NotificationType::AccountDeactivated => (
+            "An administrator deactivated your account",
+            "Your sessions have ended and your API keys are refused. Your data is kept; ask an administrator to reactivate the account.",
+        ),
     }
 }
 

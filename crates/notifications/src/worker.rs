@@ -1,7 +1,8 @@
 //! What the notifications service makes of other services' events: a new
 //! or changed API key, a changed password, a requested temporary password,
 //! a login token, a state change, a user waiting for approval (to every
-//! admin), an accepted invitation (to whoever sent it) and a locked account
+//! admin), an accepted invitation (to whoever sent it), a locked account
+//! (after failed logins or by an administrator) and a deactivated account
 //! each become a notification; a purged user's notifications, and those
 //! about them, are forgotten.
 //!
@@ -15,10 +16,10 @@ use std::time::Duration;
 
 use prost::Message as _;
 use roster_core::auth::CallContext;
-use roster_core::events::{EventBus, spawn_worker, user_ids};
+use roster_core::events::{EventBus, lifecycle, spawn_worker, user_ids};
 use roster_proto::v1::{
     EntityIdentifiers, Event, Invitation, NotificationReceiver, NotificationType, State, User,
-    UserEventData, UserIdentifiers, entity_identifiers,
+    UserEventData, UserIdentifiers, UserLifecycleStatus, entity_identifiers,
 };
 use sha2::{Digest, Sha256};
 
@@ -35,6 +36,8 @@ pub const PATTERNS: &[&str] = &[
     "user.api-key.update",
     "user.login-token.create",
     "user.lock",
+    lifecycle::LOCK,
+    lifecycle::DEACTIVATE,
     "invitation.accept",
     "user.purge",
 ];
@@ -159,6 +162,25 @@ pub fn plan(event: &Event) -> Vec<Planned> {
         "user.lock" => about_subject(NotificationType::AccountLocked, data.cloned())
             .into_iter()
             .collect(),
+        name if name == lifecycle::LOCK || name == lifecycle::DEACTIVATE => {
+            let kind = if name == lifecycle::LOCK {
+                NotificationType::AccountLockedByAdmin
+            } else {
+                NotificationType::AccountDeactivated
+            };
+            // The status without the administrator's reasons, which are
+            // for admins only.
+            let status = data
+                .and_then(|any| UserLifecycleStatus::decode(any.value.as_slice()).ok())
+                .map(|status| UserLifecycleStatus {
+                    lock_reason: String::new(),
+                    deactivation_reason: String::new(),
+                    ..status
+                });
+            about_subject(kind, status.as_ref().and_then(any_of))
+                .into_iter()
+                .collect()
+        }
         "invitation.accept" => {
             let Some(invitation) =
                 data.and_then(|any| Invitation::decode(any.value.as_slice()).ok())
@@ -395,6 +417,38 @@ mod tests {
         let shown: User = planned[0].data.as_ref().unwrap().to_msg().unwrap();
         assert!(shown.password.is_empty() && shown.temporary_password.is_empty());
         assert_eq!(shown.state, State::Suspended as i32);
+    }
+
+    #[test]
+    fn an_admins_lock_and_a_deactivation_reach_the_user_without_the_reasons() {
+        let about = vec![user_entity("alice")];
+        let status = UserLifecycleStatus {
+            locked: true,
+            lock_reason: "fraud review".into(),
+            deactivation_reason: "left".into(),
+            ..Default::default()
+        };
+        for (name, kind) in [
+            (lifecycle::LOCK, NotificationType::AccountLockedByAdmin),
+            (lifecycle::DEACTIVATE, NotificationType::AccountDeactivated),
+        ] {
+            let planned = plan(&new_event(name, about.clone(), any_of(&status)));
+            assert_eq!(planned.len(), 1, "{name}");
+            assert_eq!(planned[0].notification_type, kind);
+            assert_eq!(planned[0].audience, Audience::Subject("alice".into()));
+            let shown: UserLifecycleStatus = planned[0].data.as_ref().unwrap().to_msg().unwrap();
+            assert!(shown.locked);
+            assert!(shown.lock_reason.is_empty() && shown.deactivation_reason.is_empty());
+        }
+        assert!(
+            plan(&new_event(
+                lifecycle::UNLOCK,
+                about.clone(),
+                any_of(&status)
+            ))
+            .is_empty()
+        );
+        assert!(plan(&new_event(lifecycle::REACTIVATE, about, any_of(&status))).is_empty());
     }
 
     #[test]

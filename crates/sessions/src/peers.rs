@@ -7,6 +7,7 @@ use roster_core::auth::ClusterCredential;
 use roster_core::resend::ResendingChannel;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
+use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
     CheckPasswordRequest, ConsumeLoginTokenRequest, GetUserRequest, State, User, UserIdentifiers,
@@ -72,6 +73,10 @@ pub trait Peers: Send + Sync + 'static {
     /// When a live user's password last changed, as the user registry
     /// says; `None` for no such live user or a password never changed.
     async fn password_changed_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status>;
+    /// When the last deactivation of a live user ended its sessions, as the
+    /// user registry says; `None` for no such live user or one never
+    /// deactivated.
+    async fn sessions_ended_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status>;
 }
 
 /// The peers over gRPC.
@@ -206,6 +211,26 @@ impl Peers for GrpcPeers {
             .password_updated_at
             .filter(|_| user.deleted_at.is_none())
             .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)))
+    }
+
+    async fn sessions_ended_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status> {
+        let got = UserLifecycleClient::new(self.users.clone())
+            .get_status(self.cluster.request(UserIdentifiers {
+                user_id: user_id.to_string(),
+                email: String::new(),
+            }))
+            .await;
+        match got {
+            Ok(response) => Ok(response
+                .into_inner()
+                .sessions_ended_at
+                .as_ref()
+                .and_then(roster_core::time::from_timestamp)),
+            Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
+                Ok(None)
+            }
+            Err(status) => Err(unavailable(status)),
+        }
     }
 
     async fn consume_login_token(&self, token: String) -> Result<String, Status> {

@@ -1,7 +1,7 @@
 //! The sessions service's work on other services' events: a user's
-//! sessions end when the user is deleted or purged, when a password change
-//! asks to revoke all access, and when the user is suspended, rejected or
-//! sent back to approval. A durable consumer shared by every replica
+//! sessions end when the user is deleted, purged or deactivated, when a
+//! password change asks to revoke all access, and when the user is
+//! suspended, rejected or sent back to approval. A durable consumer shared by every replica
 //! handles each event (at least once; ending sessions twice is harmless).
 //!
 //! An event only says what happened; before ending anything the worker asks
@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 use roster_core::auth::CallContext;
-use roster_core::events::{EventBus, spawn_worker, user_ids};
+use roster_core::events::{EventBus, lifecycle, spawn_worker, user_ids};
 use roster_proto::v1::{Event, State, UserEventData};
 use tonic::Status;
 
@@ -27,7 +27,12 @@ use crate::service::SessionsService;
 pub const CONSUMER: &str = "sessions";
 
 /// Events the worker handles.
-pub const PATTERNS: &[&str] = &["user.update", "user.delete", "user.purge"];
+pub const PATTERNS: &[&str] = &[
+    "user.update",
+    "user.delete",
+    "user.purge",
+    lifecycle::DEACTIVATE,
+];
 
 /// How long a failed event waits before it is tried again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);
@@ -42,6 +47,9 @@ pub enum Ending {
     StateEnds,
     /// A password change that asked to revoke all access.
     PasswordChanged,
+    /// `user.lifecycle.deactivate`: the account was deactivated. Its
+    /// sessions end for good; reactivation brings back API keys only.
+    Deactivated,
 }
 
 /// What `event` claims ends its user's sessions, in the order the claims
@@ -49,6 +57,7 @@ pub enum Ending {
 pub fn endings(event: &Event) -> Vec<Ending> {
     match event.name.as_str() {
         "user.delete" | "user.purge" => vec![Ending::UserGone],
+        name if name == lifecycle::DEACTIVATE => vec![Ending::Deactivated],
         "user.update" => {
             let Some(data) = event
                 .data
@@ -110,6 +119,14 @@ async fn confirm(peers: &dyn Peers, user_id: &str, ending: Ending) -> Result<Con
         // a forged event cannot end a session made with that password.
         Ending::PasswordChanged => match peers.password_changed_at(user_id).await? {
             Some(at) => Confirmed::MadeBefore(at),
+            None => Confirmed::Nothing,
+        },
+        // The sessions made before the deactivation the registry holds end
+        // (the access service refuses them already), also when the event
+        // comes after a reactivation; a forged event for a user never
+        // deactivated ends nothing.
+        Ending::Deactivated => match peers.sessions_ended_at(user_id).await? {
+            Some(at) => Confirmed::MadeBefore(at + chrono::Duration::microseconds(1)),
             None => Confirmed::Nothing,
         },
     })
@@ -217,6 +234,17 @@ mod tests {
         assert!(!ends_sessions(&update(&["name"], State::Suspended, false)));
         assert!(!ends_sessions(&new_event("user.update", vec![], None)));
         assert!(!ends_sessions(&new_event("user.restore", vec![], None)));
+        assert!(ends_sessions(&new_event(
+            lifecycle::DEACTIVATE,
+            vec![],
+            None
+        )));
+        assert!(!ends_sessions(&new_event(lifecycle::LOCK, vec![], None)));
+        assert!(!ends_sessions(&new_event(
+            lifecycle::REACTIVATE,
+            vec![],
+            None
+        )));
     }
 
     #[test]

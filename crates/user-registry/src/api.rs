@@ -25,7 +25,8 @@ use tonic::{Request, Response, Status};
 use crate::service::UserRegistryService;
 
 /// Implements every gRPC service of the user registry. After a change
-/// that can take rights away (update, delete, purge) it drops this
+/// that can take rights away (update, delete, purge, a lifecycle change)
+/// it drops this
 /// process's cached credentials of the user at once; other processes do
 /// when the change's event reaches them.
 #[derive(Clone)]
@@ -37,6 +38,14 @@ pub struct UserRegistryApi {
 impl UserRegistryApi {
     pub fn new(service: Arc<UserRegistryService>, auth: Arc<Authenticator>) -> Self {
         Self { service, auth }
+    }
+
+    /// After a lifecycle change: the user's cached credentials go at once
+    /// in this process (other processes drop theirs on the event).
+    fn forget(&self, status: &UserLifecycleStatus) {
+        if let Some(ids) = &status.user_ids {
+            self.auth.forget_user(&ids.user_id);
+        }
     }
 }
 
@@ -198,49 +207,60 @@ impl UserCredentials for UserRegistryApi {
     }
 }
 
-/// The lifecycle methods other than email validation belong to work that
-/// is not built yet; they answer UNIMPLEMENTED, naming what is missing.
-fn not_served(method: &str) -> Status {
-    Status::unimplemented(format!(
-        "UserLifecycle.{method} is not served yet: only SendEmailValidation and ValidateEmail are"
-    ))
-}
-
 #[tonic::async_trait]
 impl UserLifecycle for UserRegistryApi {
     async fn get_status(
         &self,
-        _: Request<UserIdentifiers>,
+        request: Request<UserIdentifiers>,
     ) -> Result<Response<UserLifecycleStatus>, Status> {
-        Err(not_served("GetStatus"))
+        let status = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .get_status(&ctx, msg))?;
+        Ok(Response::new(status))
     }
 
     async fn lock_user(
         &self,
-        _: Request<LockUserRequest>,
+        request: Request<LockUserRequest>,
     ) -> Result<Response<UserLifecycleStatus>, Status> {
-        Err(not_served("LockUser"))
+        let status = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .lock_user(&ctx, msg))?;
+        self.forget(&status);
+        Ok(Response::new(status))
     }
 
     async fn unlock_user(
         &self,
-        _: Request<UserIdentifiers>,
+        request: Request<UserIdentifiers>,
     ) -> Result<Response<UserLifecycleStatus>, Status> {
-        Err(not_served("UnlockUser"))
+        let status = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .unlock_user(&ctx, msg))?;
+        self.forget(&status);
+        Ok(Response::new(status))
     }
 
     async fn deactivate_user(
         &self,
-        _: Request<DeactivateUserRequest>,
+        request: Request<DeactivateUserRequest>,
     ) -> Result<Response<UserLifecycleStatus>, Status> {
-        Err(not_served("DeactivateUser"))
+        let status = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .deactivate_user(&ctx, msg))?;
+        self.forget(&status);
+        Ok(Response::new(status))
     }
 
     async fn reactivate_user(
         &self,
-        _: Request<UserIdentifiers>,
+        request: Request<UserIdentifiers>,
     ) -> Result<Response<UserLifecycleStatus>, Status> {
-        Err(not_served("ReactivateUser"))
+        let status = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .reactivate_user(&ctx, msg))?;
+        self.forget(&status);
+        Ok(Response::new(status))
     }
 
     async fn send_email_validation(
@@ -270,15 +290,22 @@ impl UserLifecycle for UserRegistryApi {
 
     async fn set_required_actions(
         &self,
-        _: Request<SetRequiredActionsRequest>,
+        request: Request<SetRequiredActionsRequest>,
     ) -> Result<Response<UserLifecycleStatus>, Status> {
-        Err(not_served("SetRequiredActions"))
+        let status = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .set_required_actions(&ctx, msg))?;
+        self.forget(&status);
+        Ok(Response::new(status))
     }
 
     async fn get_user_statistics(
         &self,
-        _: Request<()>,
+        request: Request<()>,
     ) -> Result<Response<UserStatistics>, Status> {
-        Err(not_served("GetUserStatistics"))
+        handle!(self.auth, request, |ctx, _msg| self
+            .service
+            .user_statistics(&ctx))
+        .map(Response::new)
     }
 }

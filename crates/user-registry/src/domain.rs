@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use roster_core::validation::{FieldViolation, max_chars, no_control_chars, required};
-use roster_proto::v1::Picture;
+use roster_proto::v1::{Picture, UserRequiredAction};
 use serde::Deserialize;
 
 /// Longest user ID, provider ID or attribute key.
@@ -440,6 +440,61 @@ impl StateDescription {
         max_chars(FIELD, value, Self::MAX_CHARS)?;
         no_control_chars(FIELD, value)?;
         Ok(Self(value.to_owned()))
+    }
+}
+
+/// Why an administrator locked or deactivated an account: at most 128
+/// characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleReason(String);
+
+string_newtype!(LifecycleReason);
+
+impl LifecycleReason {
+    pub const MAX_CHARS: usize = 128;
+
+    pub fn parse(value: &str) -> Result<Self, FieldViolation> {
+        const FIELD: &str = "reason";
+        max_chars(FIELD, value, Self::MAX_CHARS)?;
+        no_control_chars(FIELD, value)?;
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// The actions a user must complete: each known, none unspecified, none
+/// twice; kept in enum-number order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequiredActions(Vec<UserRequiredAction>);
+
+impl RequiredActions {
+    pub fn parse(actions: &[i32]) -> Result<Self, FieldViolation> {
+        const FIELD: &str = "actions";
+        let mut out = Vec::with_capacity(actions.len());
+        for (i, number) in actions.iter().enumerate() {
+            let field = format!("{FIELD}[{i}]");
+            match UserRequiredAction::try_from(*number) {
+                Ok(UserRequiredAction::Unspecified) | Err(_) => {
+                    return Err(FieldViolation::new(
+                        field,
+                        format!("{number} is not a required action"),
+                    ));
+                }
+                Ok(action) if out.contains(&action) => {
+                    return Err(FieldViolation::new(field, "repeats an action"));
+                }
+                Ok(action) => out.push(action),
+            }
+        }
+        out.sort_unstable_by_key(|a| *a as i32);
+        Ok(Self(out))
+    }
+
+    pub fn contains(&self, action: UserRequiredAction) -> bool {
+        self.0.contains(&action)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = UserRequiredAction> + '_ {
+        self.0.iter().copied()
     }
 }
 
@@ -1270,7 +1325,31 @@ mod tests {
         (embedded, sizes).prop_map(|(embedded, sizes)| Picture { embedded, sizes })
     }
 
+    #[test]
+    fn required_actions_are_known_and_each_given_once() {
+        let parsed = RequiredActions::parse(&[2, 1]).unwrap();
+        assert!(parsed.contains(UserRequiredAction::UpdatePassword));
+        assert!(parsed.contains(UserRequiredAction::ValidateEmail));
+        assert!(RequiredActions::parse(&[]).unwrap().0.is_empty());
+        assert_eq!(field_of(RequiredActions::parse(&[1, 0])), "actions[1]");
+        assert_eq!(field_of(RequiredActions::parse(&[99])), "actions[0]");
+        assert_eq!(field_of(RequiredActions::parse(&[1, 2, 1])), "actions[2]");
+        assert!(LifecycleReason::parse(&"r".repeat(128)).is_ok());
+        assert_eq!(field_of(LifecycleReason::parse(&"r".repeat(129))), "reason");
+        assert_eq!(field_of(LifecycleReason::parse("a\u{7}b")), "reason");
+    }
+
     proptest! {
+        #[test]
+        fn parsing_lifecycle_input_never_panics(reason in ".*", actions in proptest::collection::vec(proptest::num::i32::ANY, 0..6)) {
+            if let Ok(r) = LifecycleReason::parse(&reason) {
+                prop_assert!(r.as_str().chars().count() <= LifecycleReason::MAX_CHARS);
+            }
+            if let Ok(parsed) = RequiredActions::parse(&actions) {
+                prop_assert!(parsed.0.len() <= 2);
+            }
+        }
+
         #[test]
         fn accepted_user_ids_match_the_pattern_and_are_not_reserved(s in id_like()) {
             if let Ok(id) = UserId::parse(&s) {

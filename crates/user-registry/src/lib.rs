@@ -1,15 +1,17 @@
 //! The user registry: users, search, external identities and passwords.
 //!
 //! It serves `UserRegistry`, `EntityRegistrySearch`,
-//! `ExternalUserRegistry`, the email validation of `UserLifecycle`, and the
-//! internal `UserCredentials` (password checks for the sessions service).
-//! It owns the `users`, `user_attributes` and `external_users` tables,
-//! publishes the `user.*` events through its outbox, and hands the mails it
+//! `ExternalUserRegistry`, `UserLifecycle` (email validation, an admin's
+//! lock, deactivation, required actions, statistics), and the internal
+//! `UserCredentials` (password checks for the sessions service). It owns
+//! the `users`, `user_attributes`, `external_users` and `password_failures`
+//! tables, publishes the `user.*` events through its outbox, and hands the mails it
 //! owes (validation links, temporary passwords) to the mailer through its
 //! mail outbox.
 //!
 //! - [`api`]: the tonic services;
-//! - [`service`]: the use cases and their rules;
+//! - [`service`]: the use cases and their rules (`service::lifecycle` for
+//!   `UserLifecycle` beyond email validation);
 //! - [`domain`]: validated input types;
 //! - [`store`]: the store trait, PostgreSQL and SQLite;
 //! - [`convert`]: records ↔ messages, field masks;

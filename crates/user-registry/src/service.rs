@@ -2,6 +2,8 @@
 //! validates its input into domain types, and writes the change together
 //! with its event through the store (one transaction).
 
+mod lifecycle;
+
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -445,6 +447,7 @@ impl UserRegistryService {
             created_at: at,
             updated_at: at,
             deleted_at: None,
+            lifecycle: Default::default(),
         };
         if admin {
             // Admins may set the admin-only fields at creation. A user an
@@ -850,6 +853,7 @@ impl UserRegistryService {
             if after.primary_email_address_validated_at.is_some() {
                 after.email_validation_hash = None;
                 after.email_validation_expires_at = None;
+                lifecycle::email_validated(&mut after);
             } else if after.email_normalized != before.email_normalized
                 || before.primary_email_address_validated_at.is_some()
             {
@@ -1083,6 +1087,12 @@ impl UserRegistryService {
         let Some(before) = stored else {
             return Err(Error::Unauthenticated("old_password: incorrect password"));
         };
+        // A deactivated or locked account changes no password: the answer
+        // is the one a wrong password gets, whatever was given.
+        if before.lifecycle.suspends_credentials() {
+            tracing::info!(user_id = %before.user_id, "password change of a locked or deactivated user refused");
+            return Err(Error::Unauthenticated("old_password: incorrect password"));
+        }
         let at = now();
         let mut used_temporary = false;
         if !password_ok {
@@ -1334,6 +1344,7 @@ impl UserRegistryService {
         after.primary_email_address_validated_at = Some(at);
         after.email_validation_hash = None;
         after.email_validation_expires_at = None;
+        lifecycle::email_validated(&mut after);
         after.updated_at = at;
         let changed = changed_paths(&before, &after);
         let event = self.event(ctx, USER_UPDATE, &after, changed, false);
@@ -1385,9 +1396,20 @@ impl UserRegistryService {
         }
         .filter(|u| u.deleted_at.is_none());
         max_chars("client_key", &req.client_key, 128)?;
-        let guess = self
+        let mut guess = self
             .guess_password(ctx, stored.as_ref(), &req.password, &req.client_key)
             .await?;
+        // A deactivated or locked account logs in with no password: the
+        // right one is answered as one given while locked, so the login
+        // answer tells a guesser nothing about the account.
+        if guess == Guess::Right
+            && stored
+                .as_ref()
+                .is_some_and(|u| u.lifecycle.suspends_credentials())
+        {
+            tracing::info!("login of a locked or deactivated user refused");
+            guess = Guess::Throttled;
+        }
         let ok = guess == Guess::Right;
         match stored {
             Some(user) => {

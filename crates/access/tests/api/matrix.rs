@@ -26,6 +26,11 @@
 //!   log out (API keys and the cluster key: INVALID_ARGUMENT);
 //! - Login and LoginWithToken need no credential; a suspended target cannot
 //!   log in (FAILED_PRECONDITION, its password or token being right).
+//! - UserLifecycle: GetStatus needs RIGHT_USER_INFO (which a suspended
+//!   user keeps); every change and GetUserStatistics are for admins only.
+//!   UnlockUser and ReactivateUser act on a locked or deactivated target,
+//!   whose own credentials are refused (UNAUTHENTICATED), as Restore's
+//!   deleted target's are.
 //!
 //! On mismatch the test fails once, listing every wrong cell.
 
@@ -43,17 +48,20 @@ use roster_proto::v1::external_user_registry_client::ExternalUserRegistryClient;
 use roster_proto::v1::session_credentials_client::SessionCredentialsClient;
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
+use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::user_session_registry_client::UserSessionRegistryClient;
 use roster_proto::v1::{
     ApiKey, AuthInfoRequest, AuthenticationProviderIdentifiers, CheckPasswordRequest,
     CheckSessionRequest, ConsumeLoginTokenRequest, CreateExternalUserRequest,
     CreateLoginTokenRequest, CreateTemporaryPasswordRequest, CreateUserApiKeyRequest,
-    CreateUserRequest, DeleteExternalUserRequest, DeleteUserApiKeyRequest, ExternalUser,
-    GetExternalUserByExternalIdRequest, GetExternalUserByUserIdRequest, GetUserApiKeyRequest,
-    GetUserRequest, ListUserApiKeysRequest, ListUserSessionsRequest, ListUsersRequest,
-    LoginRequest, LoginWithTokenRequest, Right, SearchUsersRequest, State, UpdateUserApiKeyRequest,
-    UpdateUserPasswordRequest, UpdateUserRequest, User, UserIdentifiers, UserSessionIdentifiers,
+    CreateUserRequest, DeactivateUserRequest, DeleteExternalUserRequest, DeleteUserApiKeyRequest,
+    ExternalUser, GetExternalUserByExternalIdRequest, GetExternalUserByUserIdRequest,
+    GetUserApiKeyRequest, GetUserRequest, ListUserApiKeysRequest, ListUserSessionsRequest,
+    ListUsersRequest, LockUserRequest, LoginRequest, LoginWithTokenRequest, Right,
+    SearchUsersRequest, SetRequiredActionsRequest, State, UpdateUserApiKeyRequest,
+    UpdateUserPasswordRequest, UpdateUserRequest, User, UserIdentifiers, UserRequiredAction,
+    UserSessionIdentifiers,
 };
 use roster_test_support::{
     Backend, TEST_PASSWORD, TestConfig, TestEnv, with_cluster_key, with_token,
@@ -146,6 +154,10 @@ enum Setup {
     ExternalLink,
     /// The target has a live login token (`Fixture::login_token`).
     LoginToken,
+    /// An admin locked the target (UnlockUser).
+    Locked,
+    /// An admin deactivated the target (ReactivateUser).
+    Deactivated,
     /// The target has a session of its own besides any caller's
     /// (`Fixture::session_id`/`session_token`). Made before the caller's
     /// credential, while the target can still log in (the "suspended"
@@ -208,6 +220,10 @@ impl Ctx {
 
     fn sessions(&self) -> UserSessionRegistryClient<Channel> {
         UserSessionRegistryClient::new(self.channel.clone())
+    }
+
+    fn lifecycle(&self) -> UserLifecycleClient<Channel> {
+        UserLifecycleClient::new(self.channel.clone())
     }
 }
 
@@ -766,6 +782,109 @@ fn rows() -> Vec<Row> {
             },
             [U, U, U, P, P, P, P, P, P, O],
         ),
+        // ---- UserLifecycle -------------------------------------------
+        // RIGHT_USER_INFO, which a suspended user keeps.
+        row(
+            "UserLifecycle.GetStatus",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.lifecycle()
+                        .get_status(c.req(ids(&c.target)))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, O, P, O, O, O, O, O],
+        ),
+        // Admins only.
+        row(
+            "UserLifecycle.LockUser",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.lifecycle()
+                        .lock_user(c.req(LockUserRequest {
+                            user_ids: c.ids(),
+                            reason: "matrix".into(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, P, O, O],
+        ),
+        // The target is locked, so its own credentials are refused: in
+        // practice only admins unlock.
+        row(
+            "UserLifecycle.UnlockUser",
+            Setup::Locked,
+            |c| {
+                Box::pin(async move {
+                    c.lifecycle()
+                        .unlock_user(c.req(ids(&c.target)))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, U, P, U, U, U, O, O],
+        ),
+        row(
+            "UserLifecycle.DeactivateUser",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.lifecycle()
+                        .deactivate_user(c.req(DeactivateUserRequest {
+                            user_ids: c.ids(),
+                            reason: "matrix".into(),
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, P, O, O],
+        ),
+        // The target is deactivated, its own credentials refused.
+        row(
+            "UserLifecycle.ReactivateUser",
+            Setup::Deactivated,
+            |c| {
+                Box::pin(async move {
+                    c.lifecycle()
+                        .reactivate_user(c.req(ids(&c.target)))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, U, P, U, U, U, O, O],
+        ),
+        row(
+            "UserLifecycle.SetRequiredActions",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.lifecycle()
+                        .set_required_actions(c.req(SetRequiredActionsRequest {
+                            user_ids: c.ids(),
+                            actions: vec![UserRequiredAction::UpdatePassword as i32],
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, P, P, P, O, O],
+        ),
+        row(
+            "UserLifecycle.GetUserStatistics",
+            Setup::Nothing,
+            |c| {
+                Box::pin(
+                    async move { c.lifecycle().get_user_statistics(c.req(())).await.map(drop) },
+                )
+            },
+            [U, U, U, P, P, P, P, P, O, O],
+        ),
     ]
 }
 
@@ -872,6 +991,24 @@ async fn prepare(env: &TestEnv, setup: Setup, target: &str) -> Fixture {
                 .into_inner()
                 .token;
             assert!(!fx.login_token.is_empty(), "no login token for {target}");
+        }
+        Setup::Locked => {
+            UserLifecycleClient::new(env.channel())
+                .lock_user(with_cluster_key(LockUserRequest {
+                    user_ids: Some(ids(target)),
+                    reason: String::new(),
+                }))
+                .await
+                .unwrap_or_else(|s| panic!("cannot lock {target}: {s}"));
+        }
+        Setup::Deactivated => {
+            UserLifecycleClient::new(env.channel())
+                .deactivate_user(with_cluster_key(DeactivateUserRequest {
+                    user_ids: Some(ids(target)),
+                    reason: String::new(),
+                }))
+                .await
+                .unwrap_or_else(|s| panic!("cannot deactivate {target}: {s}"));
         }
         // Made in `cell`, before the caller's credential.
         Setup::Session => {}

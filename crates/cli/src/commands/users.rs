@@ -201,7 +201,8 @@ pub enum LifecycleCommand {
     RequiredActions {
         /// The user's ID.
         user_id: String,
-        /// `update_password` (or `USER_REQUIRED_ACTION_UPDATE_PASSWORD`).
+        /// `update_password` or `validate_email` (or their full names,
+        /// `USER_REQUIRED_ACTION_UPDATE_PASSWORD`, …).
         #[arg(value_parser = parse_required_action)]
         actions: Vec<UserRequiredAction>,
     },
@@ -337,7 +338,9 @@ fn parse_required_action(text: &str) -> Result<UserRequiredAction, String> {
     };
     UserRequiredAction::from_str_name(&name)
         .filter(|a| *a != UserRequiredAction::Unspecified)
-        .ok_or_else(|| format!("unknown required action `{text}` (update_password)"))
+        .ok_or_else(|| {
+            format!("unknown required action `{text}` (update_password, validate_email)")
+        })
 }
 
 fn parse_notification_type(text: &str) -> Result<i32> {

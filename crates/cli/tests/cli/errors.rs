@@ -139,7 +139,7 @@ fn credentials_that_are_missing_or_wrong_exit_4() {
 }
 
 #[test]
-fn unknown_users_exit_3_conflicts_6_and_unbuilt_operations_7() {
+fn unknown_users_exit_3_and_conflicts_6() {
     let server = Server::start();
 
     let unknown = run(&mut server.admin(&["users", "get", "zed"]), None).fails_with(3);
@@ -168,12 +168,32 @@ fn unknown_users_exit_3_conflicts_6_and_unbuilt_operations_7() {
     let again = create("dora").fails_with(6);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
 
-    let stats = run(&mut server.admin(&["users", "stats"]), None).fails_with(7);
-    assert!(
-        stats.stderr.contains("not implemented by the server"),
-        "{}",
-        stats.stderr
-    );
+    // The lifecycle: a state change made twice is a conflict naming why.
+    let locked = run(
+        &mut server.admin(&["users", "lock", "dora", "--reason", "audit", "-o", "json"]),
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(locked["locked"], true);
+    assert_eq!(locked["lockReason"], "audit");
+    let again = run(&mut server.admin(&["users", "lock", "dora"]), None).fails_with(6);
+    assert!(again.stderr.contains("already_locked"), "{}", again.stderr);
+    let stats = run(&mut server.admin(&["users", "stats", "-o", "json"]), None)
+        .ok()
+        .json();
+    // 64-bit counts are strings in the proto3 JSON mapping.
+    assert_eq!(stats["locked"], "1", "{stats}");
+    let unlocked = run(
+        &mut server.admin(&["users", "unlock", "dora", "-o", "json"]),
+        None,
+    )
+    .ok()
+    .json();
+    // The proto3 JSON mapping leaves out fields at their default (false).
+    assert_eq!(unlocked.get("locked"), None, "{unlocked}");
+    assert_eq!(unlocked.get("lockedAt"), None, "{unlocked}");
+    run(&mut server.admin(&["users", "unlock", "dora"]), None).fails_with(6);
 }
 
 #[test]

@@ -18,9 +18,12 @@
 //! - [`bus`]: the [`EventBus`] trait, its error and work [`Delivery`]s;
 //! - [`memory`]: the in-process bus and NATS-style name matching;
 //! - [`nats`]: the JetStream bus;
-//! - [`outbox`]: the outbox table, inserts and the relay.
+//! - [`outbox`]: the outbox table, inserts and the relay;
+//! - [`lifecycle`]: the names of the `user.lifecycle.*` events, which
+//!   several services act on.
 
 pub mod bus;
+pub mod lifecycle;
 pub mod memory;
 pub mod nats;
 pub mod outbox;

@@ -42,10 +42,28 @@ pub fn channel(
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let name = ServerName::try_from(host.to_string())
         .with_context(|| format!("{setting}: `{host}` is not a valid server name"))?;
-    Ok(endpoint.connect_with_connector_lazy(TlsConnector {
+    // The handshake is ours (`TlsConnector`), so tonic is given the
+    // `http://` form of the address to dial, and the `https` one as the
+    // origin its requests name. Were it given `https://`, tonic built with
+    // its own TLS features (which any crate of the workspace may turn on)
+    // would refuse the address for want of its own TLS settings.
+    let origin = endpoint.uri().clone();
+    let dial = Endpoint::from_shared(format!("http://{}", authority(&origin)?))
+        .with_context(|| format!("invalid {setting} `{address}`"))?
+        .origin(origin);
+    Ok(dial.connect_with_connector_lazy(TlsConnector {
         tls: tls.clone(),
         name,
     }))
+}
+
+/// `uri`'s `host:port`, the port 443 when it names none.
+fn authority(uri: &Uri) -> anyhow::Result<String> {
+    let authority = uri.authority().context("the address has no host")?;
+    Ok(match authority.port_u16() {
+        Some(_) => authority.to_string(),
+        None => format!("{authority}:443"),
+    })
 }
 
 /// Opens TCP connections and does the TLS handshake with the client

@@ -69,6 +69,50 @@ pub struct UserRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    /// Locks, deactivation and required actions.
+    pub lifecycle: Lifecycle,
+}
+
+/// Where an account stands beyond its review state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// When an administrator locked the account (`LockUser`).
+    pub locked_at: Option<DateTime<Utc>>,
+    pub lock_reason: String,
+    /// When an administrator deactivated the account.
+    pub deactivated_at: Option<DateTime<Utc>>,
+    pub deactivation_reason: String,
+    /// Pending `UserRequiredAction`s other than a password change (that
+    /// one is `require_password_update`), sorted.
+    pub required_actions: Vec<i32>,
+    /// When the last deactivation ended the user's sessions; kept after
+    /// reactivation, so that no session made before it works again.
+    pub sessions_ended_at: Option<DateTime<Utc>>,
+}
+
+impl Lifecycle {
+    /// Whether the user's credentials are refused: deactivated, or locked
+    /// by an administrator.
+    pub fn suspends_credentials(&self) -> bool {
+        self.locked_at.is_some() || self.deactivated_at.is_some()
+    }
+}
+
+/// Counts over all users (`GetUserStatistics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserCounts {
+    /// Live users.
+    pub total: u64,
+    /// Live users by review state number (0 to 4).
+    pub by_state: [u64; 5],
+    pub admins: u64,
+    /// Soft-deleted users.
+    pub deleted: u64,
+    /// Live users an administrator locked, or locked for everyone after
+    /// wrong passwords.
+    pub locked: u64,
+    pub deactivated: u64,
+    pub email_unvalidated: u64,
 }
 
 impl fmt::Debug for UserRecord {
@@ -83,12 +127,13 @@ impl fmt::Debug for UserRecord {
 }
 
 impl UserRecord {
-    /// An approved (or flagged) live admin whose rights no
-    /// `universal_rights` restrict: one that counts for the last-admin
-    /// guard.
+    /// An approved (or flagged) live admin, neither locked nor deactivated,
+    /// whose rights no `universal_rights` restrict: one that counts for the
+    /// last-admin guard.
     pub fn is_effective_admin(&self) -> bool {
         self.admin
             && self.deleted_at.is_none()
+            && !self.lifecycle.suspends_credentials()
             && self.universal_rights.is_none()
             && matches!(
                 roster_proto::v1::State::try_from(self.state),
@@ -256,6 +301,10 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Live approved admins.
     async fn count_effective_admins(&self) -> Result<u64, StoreError>;
+
+    /// Counts over every user, in one aggregate query; account-wide locks
+    /// after wrong passwords count while they last at `now`.
+    async fn user_counts(&self, now: DateTime<Utc>) -> Result<UserCounts, StoreError>;
 
     /// Writes events that go with no state change (a failed password check).
     async fn append_events(&self, events: &[Event]) -> Result<(), StoreError> {

@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 use crate::lockout::{ACCOUNT, FailurePolicy, FailureWindow, Failures, GuessState};
 
 use super::{
-    ExternalUserRecord, FailureEvents, StoreError, UserQuery, UserRecord, UserStore,
-    contains_pattern, decode_ints, encode_ints, unique_violation,
+    ExternalUserRecord, FailureEvents, Lifecycle, StoreError, UserCounts, UserQuery, UserRecord,
+    UserStore, contains_pattern, decode_ints, encode_ints, unique_violation,
 };
 
 const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, email_normalized, \
@@ -24,12 +24,38 @@ const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, e
     require_password_update, state, state_description, admin, temporary_password_hash, \
     temporary_password_created_at, temporary_password_expires_at, email_validation_hash, \
     email_validation_expires_at, profile_picture, \
-    email_notification_types, universal_rights, created_at, updated_at, deleted_at";
+    email_notification_types, universal_rights, created_at, updated_at, deleted_at, \
+    locked_at, lock_reason, deactivated_at, deactivation_reason, required_actions, \
+    sessions_ended_at";
 
 /// What makes an admin count for the last-admin guard: live, approved (or
-/// flagged) and without `universal_rights` restricting what it may do.
-const EFFECTIVE_ADMIN: &str =
-    "admin AND deleted_at IS NULL AND state IN (1, 3) AND universal_rights IS NULL";
+/// flagged), neither locked nor deactivated, and without `universal_rights`
+/// restricting what it may do.
+const EFFECTIVE_ADMIN: &str = "admin AND deleted_at IS NULL AND state IN (1, 3) \
+    AND universal_rights IS NULL AND locked_at IS NULL AND deactivated_at IS NULL";
+
+/// Every count of `GetUserStatistics` in one pass over `users` (the same
+/// SQL on both backends: SQLite has aggregate FILTER since 3.30), plus the
+/// account-wide locks after wrong passwords of live users no administrator
+/// locked (those count once, above), from the `password_failures` primary
+/// key.
+const USER_COUNTS: &str = "SELECT \
+    count(*) FILTER (WHERE deleted_at IS NULL) AS total, \
+    count(*) FILTER (WHERE deleted_at IS NOT NULL) AS deleted, \
+    count(*) FILTER (WHERE deleted_at IS NULL AND state = 0) AS state_0, \
+    count(*) FILTER (WHERE deleted_at IS NULL AND state = 1) AS state_1, \
+    count(*) FILTER (WHERE deleted_at IS NULL AND state = 2) AS state_2, \
+    count(*) FILTER (WHERE deleted_at IS NULL AND state = 3) AS state_3, \
+    count(*) FILTER (WHERE deleted_at IS NULL AND state = 4) AS state_4, \
+    count(*) FILTER (WHERE deleted_at IS NULL AND admin) AS admins, \
+    count(*) FILTER (WHERE deleted_at IS NULL AND locked_at IS NOT NULL) AS admin_locked, \
+    count(*) FILTER (WHERE deleted_at IS NULL AND deactivated_at IS NOT NULL) AS deactivated, \
+    count(*) FILTER (WHERE deleted_at IS NULL \
+        AND primary_email_address_validated_at IS NULL) AS email_unvalidated, \
+    (SELECT count(*) FROM password_failures p WHERE p.counter = '*' AND p.locked_until > $1 \
+        AND EXISTS (SELECT 1 FROM users u WHERE u.user_id = p.user_id \
+            AND u.deleted_at IS NULL AND u.locked_at IS NULL)) AS failure_locked \
+    FROM users";
 
 /// How long PostgreSQL may spend on the planner's own plan for a search
 /// before the statement runs again on the trigram indexes.
@@ -155,6 +181,7 @@ macro_rules! user_store {
             fn user_from_row(row: &<$db as sqlx::Database>::Row) -> Result<UserRecord, StoreError> {
                 let notification_types: String = row.try_get("email_notification_types")?;
                 let universal: Option<String> = row.try_get("universal_rights")?;
+                let required_actions: String = row.try_get("required_actions")?;
                 Ok(UserRecord {
                     user_id: row.try_get("user_id")?,
                     name: row.try_get("name")?,
@@ -181,6 +208,14 @@ macro_rules! user_store {
                     created_at: row.try_get("created_at")?,
                     updated_at: row.try_get("updated_at")?,
                     deleted_at: row.try_get("deleted_at")?,
+                    lifecycle: Lifecycle {
+                        locked_at: row.try_get("locked_at")?,
+                        lock_reason: row.try_get("lock_reason")?,
+                        deactivated_at: row.try_get("deactivated_at")?,
+                        deactivation_reason: row.try_get("deactivation_reason")?,
+                        required_actions: decode_ints(&required_actions)?,
+                        sessions_ended_at: row.try_get("sessions_ended_at")?,
+                    },
                 })
             }
 
@@ -396,7 +431,8 @@ macro_rules! user_store {
                 let mut tx = self.pool.begin().await?;
                 let result = sqlx::query(&format!(
                     "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
+                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
+                     $24, $25, $26, $27, $28, $29)"
                 ))
                 .bind(&user.user_id)
                 .bind(&user.name)
@@ -421,6 +457,12 @@ macro_rules! user_store {
                 .bind(user.created_at)
                 .bind(user.updated_at)
                 .bind(user.deleted_at)
+                .bind(user.lifecycle.locked_at)
+                .bind(&user.lifecycle.lock_reason)
+                .bind(user.lifecycle.deactivated_at)
+                .bind(&user.lifecycle.deactivation_reason)
+                .bind(encode_ints(&user.lifecycle.required_actions))
+                .bind(user.lifecycle.sessions_ended_at)
                 .execute(&mut *tx)
                 .await;
                 if let Err(err) = result {
@@ -499,7 +541,9 @@ macro_rules! user_store {
                      temporary_password_expires_at = $15, email_validation_hash = $16, \
                      email_validation_expires_at = $17, profile_picture = $18, \
                      email_notification_types = $19, universal_rights = $20, updated_at = $21, \
-                     deleted_at = $22 \
+                     deleted_at = $22, locked_at = $24, lock_reason = $25, \
+                     deactivated_at = $26, deactivation_reason = $27, required_actions = $28, \
+                     sessions_ended_at = $29 \
                      WHERE user_id = $1 AND updated_at = $23",
                 )
                 .bind(&user.user_id)
@@ -525,6 +569,12 @@ macro_rules! user_store {
                 .bind(user.updated_at)
                 .bind(user.deleted_at)
                 .bind(previous_updated_at)
+                .bind(user.lifecycle.locked_at)
+                .bind(&user.lifecycle.lock_reason)
+                .bind(user.lifecycle.deactivated_at)
+                .bind(&user.lifecycle.deactivation_reason)
+                .bind(encode_ints(&user.lifecycle.required_actions))
+                .bind(user.lifecycle.sessions_ended_at)
                 .execute(&mut *tx)
                 .await;
                 let done = match result {
@@ -640,6 +690,32 @@ macro_rules! user_store {
                     .fetch_one(&self.pool)
                     .await?;
                 Ok(n.max(0) as u64)
+            }
+
+            async fn user_counts(&self, now: DateTime<Utc>) -> Result<UserCounts, StoreError> {
+                let row = sqlx::query(USER_COUNTS)
+                    .bind(now)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let n = |column: &str| -> Result<u64, StoreError> {
+                    let v: i64 = row.try_get(column)?;
+                    Ok(v.max(0) as u64)
+                };
+                Ok(UserCounts {
+                    total: n("total")?,
+                    by_state: [
+                        n("state_0")?,
+                        n("state_1")?,
+                        n("state_2")?,
+                        n("state_3")?,
+                        n("state_4")?,
+                    ],
+                    admins: n("admins")?,
+                    deleted: n("deleted")?,
+                    locked: n("admin_locked")? + n("failure_locked")?,
+                    deactivated: n("deactivated")?,
+                    email_unvalidated: n("email_unvalidated")?,
+                })
             }
 
             async fn append_mailing(

@@ -7,9 +7,7 @@ use roster_proto::v1::{
     CreateTemporaryPasswordRequest, Right, SendEmailValidationRequest, UpdateUserPasswordRequest,
     ValidateEmailRequest,
 };
-use roster_test_support::{
-    Backend, TestConfig, TestEnv, TestSmtp, expect_code, with_cluster_key, with_token,
-};
+use roster_test_support::{Backend, TestConfig, TestEnv, TestSmtp, with_token};
 use tonic::Code;
 
 use crate::support::*;
@@ -272,24 +270,12 @@ async fn env_queue_contains(env: &TestEnv, needle: &str) -> bool {
     n > 0
 }
 
-async fn the_internal_lifecycle_methods_not_built_say_so(backend: Backend) {
-    let env = TestEnv::start_with(backend, Default::default()).await;
-    let status = expect_code(
-        lifecycle(&env)
-            .get_user_statistics(with_cluster_key(()))
-            .await,
-        Code::Unimplemented,
-    );
-    assert!(status.message().contains("GetUserStatistics"));
-}
-
 on_both_backends!(
     a_new_user_validates_the_address_with_the_link_from_the_mail,
     sending_the_validation_again_replaces_the_code,
     validation_is_refused_to_strangers_and_wrong_codes,
     an_expired_validation_code_is_refused,
     a_temporary_password_from_the_mail_sets_a_new_password,
-    the_internal_lifecycle_methods_not_built_say_so,
 );
 
 /// A registration with a taken address creates nothing, answers as a

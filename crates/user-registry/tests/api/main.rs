@@ -11,6 +11,7 @@ mod external;
 mod get;
 mod hardening;
 mod invited;
+mod lifecycle;
 mod list;
 mod mails;
 mod outbox;

@@ -86,6 +86,7 @@ fn user(user_id: &str, at: DateTime<Utc>) -> UserRecord {
         created_at: at,
         updated_at: at,
         deleted_at: None,
+        lifecycle: Default::default(),
     }
 }
 
@@ -121,6 +122,14 @@ fn full_user(user_id: &str, at: DateTime<Utc>) -> UserRecord {
         created_at: micros(7_200_000_001),
         updated_at: micros(1),
         deleted_at: None,
+        lifecycle: roster_user_registry::store::Lifecycle {
+            locked_at: Some(micros(3_600_000_003)),
+            lock_reason: "under review".into(),
+            deactivated_at: Some(micros(3_600_000_004)),
+            deactivation_reason: "left the team".into(),
+            required_actions: vec![2],
+            sessions_ended_at: Some(micros(3_600_000_005)),
+        },
     }
 }
 

@@ -1,0 +1,21 @@
+//! The `user.lifecycle.*` events: an administrator locked, unlocked,
+//! deactivated or reactivated an account. The user registry publishes
+//! them, each carrying the `roster.v1.UserLifecycleStatus` after the
+//! change; every process drops its cached credentials of the user on them
+//! (see `auth`), the sessions service ends the sessions of a deactivated
+//! user, and the notifications service tells the user of a lock or a
+//! deactivation. The names live here once, so publisher and consumers
+//! cannot drift apart.
+//!
+//! `user.lock` is another event: the lock after too many wrong passwords.
+
+/// An administrator locked the account (`UserLifecycle.LockUser`).
+pub const LOCK: &str = "user.lifecycle.lock";
+/// An administrator lifted the locks (`UserLifecycle.UnlockUser`).
+pub const UNLOCK: &str = "user.lifecycle.unlock";
+/// An administrator deactivated the account (`UserLifecycle.DeactivateUser`).
+pub const DEACTIVATE: &str = "user.lifecycle.deactivate";
+/// An administrator reactivated the account (`UserLifecycle.ReactivateUser`).
+pub const REACTIVATE: &str = "user.lifecycle.reactivate";
+/// Every lifecycle event, as a subscription pattern.
+pub const ALL: &str = "user.lifecycle.>";

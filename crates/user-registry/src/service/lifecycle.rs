@@ -1,0 +1,381 @@
+//! The account lifecycle of `UserLifecycle`: the status, an
+//! administrator's lock, deactivation, required actions and statistics.
+//!
+//! What each change does to the user's credentials is decided elsewhere,
+//! from the state written here: the access service refuses every session
+//! and API key of a deactivated or administrator-locked user and limits the
+//! sessions of a user with pending actions; the sessions service ends the
+//! sessions of a deactivated user on `user.lifecycle.deactivate`; every
+//! process drops its cached credentials of the user on the event.
+
+use chrono::{DateTime, Utc};
+use roster_core::auth::CallContext;
+use roster_core::events::{lifecycle, new_event, pack};
+use roster_proto::v1::{
+    DeactivateUserRequest, Event, LockUserRequest, SetRequiredActionsRequest, State,
+    UserIdentifiers, UserLifecycleStatus, UserRequiredAction, UserStateCount, UserStatistics,
+};
+
+use super::{UPDATE_ATTEMPTS, UserRegistryService, changed_paths, user_id_of, user_ids_event};
+use crate::convert::{now, opt_timestamp, timestamp};
+use crate::domain::{LifecycleReason, RequiredActions, UserId};
+use crate::error::{Error, Result};
+use crate::events::USER_UPDATE;
+use crate::lockout;
+use crate::store::{StoreError, UserRecord};
+
+/// Every review state, in enum order, for the statistics.
+const STATES: [State; 5] = [
+    State::Requested,
+    State::Approved,
+    State::Rejected,
+    State::Flagged,
+    State::Suspended,
+];
+
+/// Admins only: full admins and other services.
+fn require_admin(ctx: &CallContext) -> Result<()> {
+    ctx.caller.require_authenticated()?;
+    if ctx.caller.is_admin() {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(
+            "admin_only: only admins change an account's lifecycle".into(),
+        ))
+    }
+}
+
+fn reason_of(text: &str) -> Result<LifecycleReason> {
+    Ok(LifecycleReason::parse(text)?)
+}
+
+/// The pending actions of `user`: the password change is
+/// `require_password_update`, the others are stored apart.
+fn required_actions(user: &UserRecord) -> Vec<i32> {
+    let mut actions = Vec::new();
+    if user.require_password_update {
+        actions.push(UserRequiredAction::UpdatePassword as i32);
+    }
+    actions.extend(user.lifecycle.required_actions.iter().copied());
+    actions.sort_unstable();
+    actions.dedup();
+    actions
+}
+
+/// The status of `user`, with `failure_lock` the end of an account-wide
+/// lock after wrong passwords, if one holds. Reasons only when `reasons`.
+fn status_of(
+    user: &UserRecord,
+    failure_lock: Option<DateTime<Utc>>,
+    reasons: bool,
+) -> UserLifecycleStatus {
+    let l = &user.lifecycle;
+    let reason = |text: &str| {
+        if reasons {
+            text.to_string()
+        } else {
+            String::new()
+        }
+    };
+    UserLifecycleStatus {
+        user_ids: Some(UserIdentifiers {
+            user_id: user.user_id.clone(),
+            email: String::new(),
+        }),
+        state: user.state,
+        locked: l.locked_at.is_some() || failure_lock.is_some(),
+        locked_at: opt_timestamp(l.locked_at),
+        // An administrator's lock lasts until UnlockUser, whatever else.
+        locked_until: if l.locked_at.is_some() {
+            None
+        } else {
+            opt_timestamp(failure_lock)
+        },
+        lock_reason: reason(&l.lock_reason),
+        deactivated: l.deactivated_at.is_some(),
+        deactivated_at: opt_timestamp(l.deactivated_at),
+        deactivation_reason: reason(&l.deactivation_reason),
+        required_actions: required_actions(user),
+        primary_email_address_validated_at: opt_timestamp(user.primary_email_address_validated_at),
+        sessions_ended_at: opt_timestamp(l.sessions_ended_at),
+    }
+}
+
+/// A lifecycle change of one user, as a pure function of the stored user
+/// and the time: it edits `after`, or refuses with the reason.
+type Change<'a> =
+    &'a (dyn Fn(&UserRecord, &mut UserRecord, DateTime<Utc>) -> Result<()> + Send + Sync);
+
+impl UserRegistryService {
+    /// The end of the account-wide lock after wrong passwords, if one
+    /// holds now.
+    async fn failure_lock(&self, user_id: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .store
+            .guess_state(user_id, lockout::ACCOUNT, self.clock.now())
+            .await?
+            .locked_until)
+    }
+
+    /// Applies `change` to the live user `user_id` and writes it with the
+    /// event `name` (carrying the status after the change, reasons
+    /// included), retrying when a concurrent change got there first. A
+    /// change that leaves no active admin fails with `last_admin`.
+    async fn change_lifecycle(
+        &self,
+        ctx: &CallContext,
+        user_id: &UserId,
+        name: &str,
+        change: Change<'_>,
+    ) -> Result<UserLifecycleStatus> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let before = self
+                .authorized_user(ctx, user_id, roster_proto::v1::Right::UserInfo, false)
+                .await?;
+            let at = now();
+            let mut after = before.clone();
+            change(&before, &mut after, at)?;
+            after.updated_at = at;
+            let failure_lock = if after.lifecycle.locked_at.is_some() {
+                None
+            } else {
+                self.failure_lock(user_id.as_str()).await?
+            };
+            let status = status_of(&after, failure_lock, true);
+            let event = if name == USER_UPDATE {
+                self.event(
+                    ctx,
+                    USER_UPDATE,
+                    &after,
+                    changed_paths(&before, &after),
+                    false,
+                )
+            } else {
+                self.lifecycle_event(ctx, name, &status)
+            };
+            let guard = before.is_effective_admin() && !after.is_effective_admin();
+            match self
+                .store
+                .update_user(&after, before.updated_at, guard, &[event])
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(user_id = %after.user_id, event = name, "account lifecycle changed");
+                    return Ok(status);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::FailedPrecondition(
+            "the user is being changed concurrently; try again",
+        ))
+    }
+
+    fn lifecycle_event(
+        &self,
+        ctx: &CallContext,
+        name: &str,
+        status: &UserLifecycleStatus,
+    ) -> Event {
+        let user_id = status
+            .user_ids
+            .as_ref()
+            .map(|ids| ids.user_id.as_str())
+            .unwrap_or_default();
+        let mut event = new_event(name, user_ids_event(user_id), Some(pack(status)));
+        ctx.stamp(&mut event);
+        event
+    }
+
+    /// The user's lifecycle status. Reasons go to admins only.
+    #[tracing::instrument(skip_all)]
+    pub async fn get_status(
+        &self,
+        ctx: &CallContext,
+        ids: UserIdentifiers,
+    ) -> Result<UserLifecycleStatus> {
+        let user_id = user_id_of(Some(&ids), "")?;
+        let user = self
+            .authorized_user(ctx, &user_id, roster_proto::v1::Right::UserInfo, false)
+            .await?;
+        let failure_lock = self.failure_lock(&user.user_id).await?;
+        Ok(status_of(&user, failure_lock, ctx.caller.is_admin()))
+    }
+
+    /// An administrator's lock: logins and every credential refused until
+    /// UnlockUser.
+    #[tracing::instrument(skip_all)]
+    pub async fn lock_user(
+        &self,
+        ctx: &CallContext,
+        req: LockUserRequest,
+    ) -> Result<UserLifecycleStatus> {
+        let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
+        let reason = reason_of(&req.reason)?;
+        require_admin(ctx)?;
+        self.change_lifecycle(ctx, &user_id, lifecycle::LOCK, &|before, after, at| {
+            if before.lifecycle.deactivated_at.is_some() {
+                return Err(Error::FailedPrecondition(
+                    "deactivated: the user is deactivated; reactivate it first",
+                ));
+            }
+            if before.lifecycle.locked_at.is_some() {
+                return Err(Error::FailedPrecondition(
+                    "already_locked: an admin locked the user already",
+                ));
+            }
+            after.lifecycle.locked_at = Some(at);
+            after.lifecycle.lock_reason = reason.as_str().to_string();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Lifts the administrator's lock and the locks after wrong passwords,
+    /// forgetting the wrong passwords.
+    #[tracing::instrument(skip_all)]
+    pub async fn unlock_user(
+        &self,
+        ctx: &CallContext,
+        ids: UserIdentifiers,
+    ) -> Result<UserLifecycleStatus> {
+        let user_id = user_id_of(Some(&ids), "")?;
+        require_admin(ctx)?;
+        let failure_lock = self.failure_lock(user_id.as_str()).await?;
+        let status = self
+            .change_lifecycle(ctx, &user_id, lifecycle::UNLOCK, &|before, after, _| {
+                if before.lifecycle.locked_at.is_none() && failure_lock.is_none() {
+                    return Err(Error::FailedPrecondition(
+                        "not_locked: the user is not locked",
+                    ));
+                }
+                after.lifecycle.locked_at = None;
+                after.lifecycle.lock_reason.clear();
+                Ok(())
+            })
+            .await?;
+        self.store
+            .clear_password_failures(user_id.as_str(), None)
+            .await?;
+        Ok(UserLifecycleStatus {
+            locked: false,
+            locked_until: None,
+            ..status
+        })
+    }
+
+    /// Deactivates the account: its sessions end, its API keys are refused
+    /// until reactivation.
+    #[tracing::instrument(skip_all)]
+    pub async fn deactivate_user(
+        &self,
+        ctx: &CallContext,
+        req: DeactivateUserRequest,
+    ) -> Result<UserLifecycleStatus> {
+        let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
+        let reason = reason_of(&req.reason)?;
+        require_admin(ctx)?;
+        self.change_lifecycle(
+            ctx,
+            &user_id,
+            lifecycle::DEACTIVATE,
+            &|before, after, at| {
+                if before.lifecycle.deactivated_at.is_some() {
+                    return Err(Error::FailedPrecondition(
+                        "already_deactivated: the user is deactivated already",
+                    ));
+                }
+                after.lifecycle.deactivated_at = Some(at);
+                after.lifecycle.deactivation_reason = reason.as_str().to_string();
+                after.lifecycle.sessions_ended_at = Some(at);
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Reactivates a deactivated account.
+    #[tracing::instrument(skip_all)]
+    pub async fn reactivate_user(
+        &self,
+        ctx: &CallContext,
+        ids: UserIdentifiers,
+    ) -> Result<UserLifecycleStatus> {
+        let user_id = user_id_of(Some(&ids), "")?;
+        require_admin(ctx)?;
+        self.change_lifecycle(ctx, &user_id, lifecycle::REACTIVATE, &|before, after, _| {
+            if before.lifecycle.deactivated_at.is_none() {
+                return Err(Error::FailedPrecondition(
+                    "not_deactivated: the user is active",
+                ));
+            }
+            after.lifecycle.deactivated_at = None;
+            after.lifecycle.deactivation_reason.clear();
+            Ok(())
+        })
+        .await
+    }
+
+    /// Replaces the user's pending actions. A pending email validation
+    /// clears the address's validation, so the user proves it again.
+    #[tracing::instrument(skip_all)]
+    pub async fn set_required_actions(
+        &self,
+        ctx: &CallContext,
+        req: SetRequiredActionsRequest,
+    ) -> Result<UserLifecycleStatus> {
+        let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
+        let actions = RequiredActions::parse(&req.actions)?;
+        require_admin(ctx)?;
+        self.change_lifecycle(ctx, &user_id, USER_UPDATE, &|before, after, _| {
+            if before.lifecycle.deactivated_at.is_some() {
+                return Err(Error::FailedPrecondition(
+                    "deactivated: the user is deactivated; reactivate it first",
+                ));
+            }
+            after.require_password_update = actions.contains(UserRequiredAction::UpdatePassword);
+            after.lifecycle.required_actions = actions
+                .iter()
+                .filter(|a| *a != UserRequiredAction::UpdatePassword)
+                .map(|a| a as i32)
+                .collect();
+            if actions.contains(UserRequiredAction::ValidateEmail) {
+                after.primary_email_address_validated_at = None;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Counts over every user, in one aggregate query.
+    #[tracing::instrument(skip_all)]
+    pub async fn user_statistics(&self, ctx: &CallContext) -> Result<UserStatistics> {
+        require_admin(ctx)?;
+        let at = self.clock.now();
+        let counts = self.store.user_counts(at).await?;
+        Ok(UserStatistics {
+            total: counts.total,
+            by_state: STATES
+                .iter()
+                .map(|state| UserStateCount {
+                    state: *state as i32,
+                    count: counts.by_state[*state as usize],
+                })
+                .collect(),
+            admins: counts.admins,
+            deleted: counts.deleted,
+            locked: counts.locked,
+            deactivated: counts.deactivated,
+            email_unvalidated: counts.email_unvalidated,
+            computed_at: Some(timestamp(at)),
+        })
+    }
+}
+
+/// Takes a done email validation off the pending actions.
+pub(super) fn email_validated(user: &mut UserRecord) {
+    user.lifecycle
+        .required_actions
+        .retain(|a| *a != UserRequiredAction::ValidateEmail as i32);
+}
