@@ -473,10 +473,19 @@ impl AccessService {
         }
         // A deleted user logs in no more; the token stays unused, should
         // the user be restored within its lifetime.
-        // Nor does a deactivated or locked one; the token stays unused.
+        // Nor does a deactivated or locked one; the token stays unused. A
+        // token minted before a deactivation is ended with the sessions, so
+        // it starts none after the reactivation either.
         match self.users.subject(&record.user_id).await? {
             Some(subject) if subject.suspended && !subject.deleted => {
                 return Err(Error::Unauthenticated(INACTIVE));
+            }
+            Some(subject)
+                if subject.sessions_ended_at.is_some_and(|ended| {
+                    record.created_at <= ended + Duration::seconds(CLOCK_SLACK_SECS)
+                }) =>
+            {
+                return Err(Error::Unauthenticated(INVALID));
             }
             Some(subject) if !subject.deleted => {}
             _ => return Err(Error::Unauthenticated(INVALID)),
@@ -537,7 +546,9 @@ impl AccessService {
         }
         // A deactivation ends sessions for good: one made before it stays
         // refused after reactivation, even before the sessions service has
-        // deleted it.
+        // deleted it. (A login that raced the deactivation is ended by the
+        // sessions service, which ends every session of a user still
+        // deactivated when it handles the event.)
         if let (Some(created), Some(ended)) = (session.created_at, subject.sessions_ended_at)
             && created <= ended
         {

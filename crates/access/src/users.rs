@@ -102,6 +102,9 @@ impl UserDirectory for GrpcUserDirectory {
         let status = match status {
             Ok(response) => Some(response.into_inner()),
             Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => None,
+            // A user registry from before the lifecycle (during a rolling
+            // upgrade) has no locks or deactivations to report.
+            Err(status) if status.code() == Code::Unimplemented => None,
             Err(status) => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "user status lookup failed");
                 return Err(Status::unavailable("the user registry is unavailable"));

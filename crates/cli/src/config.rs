@@ -166,32 +166,27 @@ impl Store {
     }
 
     /// Writes `path` readable by its owner only, in folders only the
-    /// owner can enter, replacing it in one step.
+    /// owner can enter, replacing it in one step. The new content goes to
+    /// a fresh file of a random name (created exclusively, mode 0600, so no
+    /// file or link planted in the folder is written through), renamed
+    /// over `path` once complete.
     fn write_private(&self, path: &Path, text: &str) -> Result<()> {
         let parent = path.parent().unwrap_or(&self.dir);
         create_private_dir(parent)?;
-        let tmp = parent.join(format!(
-            ".{}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-        ));
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let mut file = options
-            .open(&tmp)
-            .with_context(|| format!("write {}", tmp.display()))?;
+        let mut file = tempfile::NamedTempFile::new_in(parent)
+            .with_context(|| format!("write into {}", parent.display()))?;
         file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("write {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("write {}", path.display()))?;
+            .and_then(|()| file.as_file().sync_all())
+            .with_context(|| format!("write {}", path.display()))?;
+        file.persist(path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("write {}", path.display()))?;
         Ok(())
     }
 }
 
+/// Makes `dir` (and its parents) and leaves it enterable by its owner
+/// only, also when it existed with wider permissions.
 fn create_private_dir(dir: &Path) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
@@ -203,6 +198,12 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     builder
         .create(dir)
         .with_context(|| format!("create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("make {} private (0700)", dir.display()))?;
+    }
     Ok(())
 }
 
@@ -273,6 +274,25 @@ mod tests {
         );
         assert!(store.remove_session_token("default").unwrap());
         assert_eq!(store.session_token("default").unwrap(), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_link_and_a_wide_folder_do_not_expose_the_token() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = dir.path().join("roster/credentials");
+        fs::create_dir_all(&credentials).unwrap();
+        fs::set_permissions(&credentials, fs::Permissions::from_mode(0o755)).unwrap();
+        // What the old fixed temporary name would have written through.
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, credentials.join(".default.token.tmp")).unwrap();
+        let store = Store::open(Some(dir.path().join("roster"))).unwrap();
+        let path = store.store_session_token("default", "rst.secret").unwrap();
+        assert!(!elsewhere.exists(), "nothing is written through the link");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&credentials), 0o700, "the folder is made private");
     }
 
     #[test]

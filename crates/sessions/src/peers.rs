@@ -73,10 +73,18 @@ pub trait Peers: Send + Sync + 'static {
     /// When a live user's password last changed, as the user registry
     /// says; `None` for no such live user or a password never changed.
     async fn password_changed_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status>;
-    /// When the last deactivation of a live user ended its sessions, as the
-    /// user registry says; `None` for no such live user or one never
-    /// deactivated.
-    async fn sessions_ended_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status>;
+    /// The last deactivation of a live user, as the user registry says;
+    /// `None` for no such live user or one never deactivated.
+    async fn deactivation(&self, user_id: &str) -> Result<Option<Deactivation>, Status>;
+}
+
+/// A user's last deactivation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deactivation {
+    /// When it ended the user's sessions.
+    pub sessions_ended_at: DateTime<Utc>,
+    /// Whether the user is deactivated still (not reactivated since).
+    pub holds: bool,
 }
 
 /// The peers over gRPC.
@@ -213,7 +221,7 @@ impl Peers for GrpcPeers {
             .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)))
     }
 
-    async fn sessions_ended_at(&self, user_id: &str) -> Result<Option<DateTime<Utc>>, Status> {
+    async fn deactivation(&self, user_id: &str) -> Result<Option<Deactivation>, Status> {
         let got = UserLifecycleClient::new(self.users.clone())
             .get_status(self.cluster.request(UserIdentifiers {
                 user_id: user_id.to_string(),
@@ -221,12 +229,25 @@ impl Peers for GrpcPeers {
             }))
             .await;
         match got {
-            Ok(response) => Ok(response
-                .into_inner()
-                .sessions_ended_at
-                .as_ref()
-                .and_then(roster_core::time::from_timestamp)),
-            Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
+            Ok(response) => {
+                let status = response.into_inner();
+                Ok(status
+                    .sessions_ended_at
+                    .as_ref()
+                    .and_then(roster_core::time::from_timestamp)
+                    .map(|sessions_ended_at| Deactivation {
+                        sessions_ended_at,
+                        holds: status.deactivated,
+                    }))
+            }
+            // A user registry from before the lifecycle (during a rolling
+            // upgrade) has deactivated nobody.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::NotFound | Code::InvalidArgument | Code::Unimplemented
+                ) =>
+            {
                 Ok(None)
             }
             Err(status) => Err(unavailable(status)),

@@ -123,10 +123,15 @@ async fn confirm(peers: &dyn Peers, user_id: &str, ending: Ending) -> Result<Con
         },
         // The sessions made before the deactivation the registry holds end
         // (the access service refuses them already), also when the event
-        // comes after a reactivation; a forged event for a user never
-        // deactivated ends nothing.
-        Ending::Deactivated => match peers.sessions_ended_at(user_id).await? {
-            Some(at) => Confirmed::MadeBefore(at + chrono::Duration::microseconds(1)),
+        // comes after a reactivation. While the user is deactivated still,
+        // every session ends, one made by a login that raced the
+        // deactivation too. A forged event for a user never deactivated
+        // ends nothing.
+        Ending::Deactivated => match peers.deactivation(user_id).await? {
+            Some(d) if d.holds => Confirmed::All,
+            Some(d) => {
+                Confirmed::MadeBefore(d.sessions_ended_at + chrono::Duration::microseconds(1))
+            }
             None => Confirmed::Nothing,
         },
     })

@@ -93,23 +93,20 @@ pub fn parse_time(text: &str) -> Result<prost_types::Timestamp, String> {
             nanos: t.timestamp_subsec_nanos() as i32,
         });
     }
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let seconds_per_unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => 0,
-    };
-    match number.parse::<i64>() {
-        Ok(n) if n > 0 && seconds_per_unit > 0 => Ok(prost_types::Timestamp {
-            seconds: chrono::Utc::now().timestamp() + n * seconds_per_unit,
-            nanos: 0,
-        }),
-        _ => Err(format!(
-            "`{text}` is neither an RFC 3339 time nor a duration like 90d, 12h, 30m"
-        )),
-    }
+    let invalid =
+        || format!("`{text}` is neither an RFC 3339 time nor a duration like 90d, 12h, 30m");
+    let (number, seconds_per_unit) = [("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        .into_iter()
+        .find_map(|(suffix, seconds)| Some((text.strip_suffix(suffix)?, seconds)))
+        .ok_or_else(invalid)?;
+    number
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(seconds_per_unit))
+        .and_then(|seconds| chrono::Utc::now().timestamp().checked_add(seconds))
+        .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 })
+        .ok_or_else(invalid)
 }
 
 /// A comma-separated field mask (`name,state`), or none.
@@ -176,5 +173,9 @@ mod tests {
         assert!((86_390..=86_400).contains(&in_a_day));
         assert!(parse_time("soon").is_err());
         assert!(parse_time("0d").is_err());
+        // Bad input is an error naming it, never a panic.
+        assert!(parse_time("5é").unwrap_err().contains("`5é`"));
+        assert!(parse_time("").is_err());
+        assert!(parse_time("9223372036854775807d").is_err());
     }
 }

@@ -194,17 +194,21 @@ pub enum LifecycleCommand {
         /// The user's ID.
         user_id: String,
     },
-    /// Set what a user must do at next login (none clears them).
+    /// Set what a user must do before anything else; the list replaces
+    /// the pending actions (`--clear` removes them all).
     #[command(
-        after_help = "Example:\n  roster users required-actions alice update_password\n  roster users required-actions alice"
+        after_help = "Example:\n  roster users required-actions alice update_password\n  roster users required-actions alice --clear"
     )]
     RequiredActions {
         /// The user's ID.
         user_id: String,
         /// `update_password` or `validate_email` (or their full names,
         /// `USER_REQUIRED_ACTION_UPDATE_PASSWORD`, …).
-        #[arg(value_parser = parse_required_action)]
+        #[arg(value_parser = parse_required_action, required_unless_present = "clear")]
         actions: Vec<UserRequiredAction>,
+        /// Remove every pending action.
+        #[arg(long, conflicts_with = "actions")]
+        clear: bool,
     },
 }
 
@@ -517,7 +521,12 @@ async fn lifecycle(app: &App, command: LifecycleCommand) -> Result<()> {
         LifecycleCommand::Reactivate { user_id } => {
             lifecycle.reactivate_user(ids(&user_id)).await?
         }
-        LifecycleCommand::RequiredActions { user_id, actions } => {
+        // `clear` conflicts with any action, so the list is empty with it.
+        LifecycleCommand::RequiredActions {
+            user_id,
+            actions,
+            clear: _,
+        } => {
             let request = SetRequiredActionsRequest {
                 user_ids: user_ids(&user_id),
                 actions: actions.into_iter().map(|a| a as i32).collect(),

@@ -194,6 +194,37 @@ fn unknown_users_exit_3_and_conflicts_6() {
     assert_eq!(unlocked.get("locked"), None, "{unlocked}");
     assert_eq!(unlocked.get("lockedAt"), None, "{unlocked}");
     run(&mut server.admin(&["users", "unlock", "dora"]), None).fails_with(6);
+
+    // Required actions: an empty list is no way to clear them by accident.
+    run(
+        &mut server.admin(&["users", "required-actions", "dora"]),
+        None,
+    )
+    .fails_with(2);
+    let pending = run(
+        &mut server.admin(&[
+            "users",
+            "required-actions",
+            "dora",
+            "update_password",
+            "-o",
+            "json",
+        ]),
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        pending["requiredActions"],
+        serde_json::json!(["USER_REQUIRED_ACTION_UPDATE_PASSWORD"])
+    );
+    let cleared = run(
+        &mut server.admin(&["users", "required-actions", "dora", "--clear", "-o", "json"]),
+        None,
+    )
+    .ok()
+    .json();
+    assert_eq!(cleared.get("requiredActions"), None, "{cleared}");
 }
 
 #[test]

@@ -136,7 +136,9 @@ impl UserRegistryService {
             let mut after = before.clone();
             change(&before, &mut after, at)?;
             after.updated_at = at;
-            let failure_lock = if after.lifecycle.locked_at.is_some() {
+            // An unlock also lifts the lock after wrong passwords, so its
+            // event reports none.
+            let failure_lock = if after.lifecycle.locked_at.is_some() || name == lifecycle::UNLOCK {
                 None
             } else {
                 self.failure_lock(user_id.as_str()).await?
@@ -258,11 +260,7 @@ impl UserRegistryService {
         self.store
             .clear_password_failures(user_id.as_str(), None)
             .await?;
-        Ok(UserLifecycleStatus {
-            locked: false,
-            locked_until: None,
-            ..status
-        })
+        Ok(status)
     }
 
     /// Deactivates the account: its sessions end, its API keys are refused

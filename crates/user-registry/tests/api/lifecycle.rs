@@ -651,9 +651,17 @@ async fn a_login_token_starts_no_session_while_locked_or_deactivated(backend: Ba
     deactivate(&env, &admin, "alice")
         .await
         .expect("deactivated");
-    let refused = login(before_deactivation)
+    let refused = login(before_deactivation.clone())
         .await
         .expect_err("no session while deactivated");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    // It was ended with the sessions: the reactivation does not revive it.
+    reactivate(&env, &admin, "alice")
+        .await
+        .expect("reactivated");
+    let refused = login(before_deactivation)
+        .await
+        .expect_err("a token from before the deactivation stays ended");
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
 }
 
