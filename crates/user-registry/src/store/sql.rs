@@ -141,7 +141,8 @@ macro_rules! user_store {
         lock_admins = $lock_admins:expr,
         for_update = $for_update:literal,
         commit = $commit:path,
-        commit_mailing = $commit_mailing:path
+        commit_mailing = $commit_mailing:path,
+        attributes_json = $attributes_json:literal
     ) => {
         /// The user store on this backend.
         #[derive(Clone)]
@@ -476,26 +477,25 @@ macro_rules! user_store {
             Ok(())
             }
 
-            /// One statement, one round trip: the user's row once per
-            /// attribute (once when it has none), with the attribute's key
-            /// and value beside it.
+            /// One statement, one round trip: the user's row with its
+            /// attributes beside it as one JSON object (the row once,
+            /// whatever the number of attributes).
             async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
-                let rows = sqlx::query(&format!(
-                    "SELECT u.*, a.key AS attribute_key, a.value AS attribute_value \
-                     FROM (SELECT {USER_COLUMNS} FROM users WHERE user_id = $1) AS u \
-                     LEFT JOIN user_attributes AS a ON a.user_id = u.user_id"
+                let row = sqlx::query(&format!(
+                    "SELECT {USER_COLUMNS}, {} AS attributes_json FROM users WHERE user_id = $1",
+                    $attributes_json
                 ))
                 .bind(user_id)
-                .fetch_all(&self.pool)
+                .fetch_optional(&self.pool)
                 .await?;
-                let Some(first) = rows.first() else { return Ok(None) };
-                let mut user = Self::user_from_row(first)?;
-                for row in &rows {
-                    let key: Option<String> = row.try_get("attribute_key")?;
-                    let value: Option<String> = row.try_get("attribute_value")?;
-                    if let (Some(key), Some(value)) = (key, value) {
-                        user.attributes.insert(key, value);
-                    }
+                let Some(row) = row else { return Ok(None) };
+                let mut user = Self::user_from_row(&row)?;
+                // No attributes: NULL on PostgreSQL, `{}` on SQLite.
+                let attributes: Option<String> = row.try_get("attributes_json")?;
+                if let Some(json) = attributes {
+                    user.attributes = serde_json::from_str(&json).map_err(|e| {
+                        StoreError::Corrupt(format!("attributes of {user_id}: {e}"))
+                    })?;
                 }
                 Ok(Some(user))
             }
@@ -960,7 +960,9 @@ user_store!(
     lock_admins = Some("SELECT user_id FROM users WHERE admin AND deleted_at IS NULL FOR UPDATE"),
     for_update = " FOR UPDATE",
     commit = roster_core::events::outbox::commit_pg,
-    commit_mailing = roster_core::mail::commit_pg
+    commit_mailing = roster_core::mail::commit_pg,
+    attributes_json = "(SELECT CAST(json_object_agg(a.key, a.value) AS TEXT) \
+        FROM user_attributes AS a WHERE a.user_id = users.user_id)"
 );
 
 // SQLite: one writer at a time, so the guard's write-then-count needs no
@@ -974,5 +976,7 @@ user_store!(
     lock_admins = None::<&str>,
     for_update = "",
     commit = roster_core::events::outbox::commit_sqlite,
-    commit_mailing = roster_core::mail::commit_sqlite
+    commit_mailing = roster_core::mail::commit_sqlite,
+    attributes_json = "(SELECT json_group_object(a.key, a.value) \
+        FROM user_attributes AS a WHERE a.user_id = users.user_id)"
 );
