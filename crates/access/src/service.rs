@@ -393,6 +393,17 @@ impl AccessService {
             tracing::info!(%user_id, "no login token: address not validated");
             return Ok(CreateLoginTokenResponse::default());
         }
+        // Nor does a locked or deactivated account get one: it could not be
+        // used now and would only lie in wait for the unlock.
+        if subject.suspended {
+            if admin {
+                return Err(Error::FailedPrecondition(
+                    "account_inactive: the user is locked or deactivated",
+                ));
+            }
+            tracing::info!(%user_id, "no login token: account locked or deactivated");
+            return Ok(CreateLoginTokenResponse::default());
+        }
         let token = Token::generate(TokenType::LoginToken);
         let at = now();
         let ttl = i64::try_from(self.config.login_token_ttl_secs).unwrap_or(i64::MAX);

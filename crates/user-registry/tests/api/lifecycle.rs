@@ -638,6 +638,19 @@ async fn a_login_token_starts_no_session_while_locked_or_deactivated(backend: Ba
 
     let before_lock = token().await;
     lock(&env, &admin, "alice").await.expect("locked");
+    // No new token is minted meanwhile.
+    let minted = UserAccessClient::new(env.channel())
+        .create_login_token(with_cluster_key(CreateLoginTokenRequest {
+            user_ids: Some(ids("alice")),
+            skip_email: true,
+        }))
+        .await
+        .expect_err("no login token for a locked account");
+    assert_eq!(minted.code(), Code::FailedPrecondition, "{minted:?}");
+    assert!(
+        minted.message().starts_with("account_inactive"),
+        "{minted:?}"
+    );
     let refused = login(before_lock)
         .await
         .expect_err("no session while locked");
