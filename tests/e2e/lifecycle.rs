@@ -13,30 +13,22 @@ use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::user_session_registry_client::UserSessionRegistryClient;
 use roster_proto::v1::{
-    CreateUserApiKeyRequest, CreateUserRequest, DeactivateUserRequest, ListUserApiKeysRequest,
-    ListUserSessionsRequest, LockUserRequest, LoginRequest, Right, User,
+    CreateUserApiKeyRequest, CreateUserRequest, DeactivateUserRequest, ListUserSessionsRequest,
+    LockUserRequest, LoginRequest, Right, User,
 };
 use roster_test_support::with_token;
 use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::access::{Split, split_with};
-use crate::ids;
+use crate::{code_of, ids, list_alices_keys};
 
 const PASSWORD: &str = "Correct-Horse-9";
 
 /// The codes the access process (ListAPIKeys) and the sessions process
 /// (UserSessionRegistry.List) answer `token` with, acting on alice.
 async fn answers(access: &Channel, sessions: &Channel, token: &str) -> (Code, Code) {
-    let keys = UserAccessClient::new(access.clone())
-        .list_api_keys(with_token(
-            ListUserApiKeysRequest {
-                user_ids: Some(ids("alice")),
-                ..Default::default()
-            },
-            token,
-        ))
-        .await;
+    let keys = list_alices_keys(access, token).await;
     let listed = UserSessionRegistryClient::new(sessions.clone())
         .list(with_token(
             ListUserSessionsRequest {
@@ -46,8 +38,7 @@ async fn answers(access: &Channel, sessions: &Channel, token: &str) -> (Code, Co
             token,
         ))
         .await;
-    let code = |r: Result<(), tonic::Status>| r.err().map_or(Code::Ok, |s| s.code());
-    (code(keys.map(drop)), code(listed.map(drop)))
+    (code_of(&keys), code_of(&listed))
 }
 
 /// Waits, at most a second after `since`, until both processes refuse

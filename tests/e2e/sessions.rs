@@ -6,18 +6,17 @@
 use std::time::{Duration, Instant};
 
 use roster_proto::v1::authentication_client::AuthenticationClient;
-use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
-    CreateUserRequest, GetUserRequest, ListUserApiKeysRequest, LoginRequest, State,
-    UpdateUserPasswordRequest, UpdateUserRequest, User,
+    CreateUserRequest, GetUserRequest, LoginRequest, State, UpdateUserPasswordRequest,
+    UpdateUserRequest, User,
 };
 use roster_test_support::with_token;
 use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::access::{Split, split};
-use crate::ids;
+use crate::{code_of, ids, list_alices_keys};
 
 const PASSWORD: &str = "Correct-Horse-9";
 
@@ -60,17 +59,8 @@ async fn accepted(registry: &Channel, access: &Channel, token: &str) -> (Code, C
             token,
         ))
         .await;
-    let keys = UserAccessClient::new(access.clone())
-        .list_api_keys(with_token(
-            ListUserApiKeysRequest {
-                user_ids: Some(ids("alice")),
-                ..Default::default()
-            },
-            token,
-        ))
-        .await;
-    let code = |r: Result<(), tonic::Status>| r.err().map_or(Code::Ok, |s| s.code());
-    (code(get.map(|_| ())), code(keys.map(|_| ())))
+    let keys = list_alices_keys(access, token).await;
+    (code_of(&get), code_of(&keys))
 }
 
 /// Runs `revoke`, then waits (at most a second) until both processes
