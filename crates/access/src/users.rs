@@ -1,13 +1,19 @@
 //! What the access service needs to know about a user, asked of the user
 //! registry (which owns users) over gRPC with the cluster key.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use roster_core::auth::ClusterCredential;
 use roster_core::resend::ResendingChannel;
 use roster_core::rights::RightSet;
 use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
-use roster_proto::v1::{GetUserRequest, State, UserIdentifiers, UserRequiredAction};
+use roster_proto::v1::{
+    GetUserRequest, State, User, UserIdentifiers, UserLifecycleStatus, UserRequiredAction,
+};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -47,14 +53,24 @@ pub trait UserDirectory: Send + Sync + 'static {
     async fn subject(&self, user_id: &str) -> Result<Option<Subject>, Status>;
 }
 
-/// Asks the user registry (`UserRegistry.Get` and `UserLifecycle.GetStatus`,
-/// at once, as a cluster caller).
+/// Asks the user registry, as a cluster caller: `UserLifecycle.GetWithStatus`,
+/// one call and one statement there. A registry from before that method
+/// (during a rolling upgrade) answers UNIMPLEMENTED; the directory then asks
+/// `UserRegistry.Get` and `UserLifecycle.GetStatus` at once instead, and
+/// tries the one call again after [`RETRY_ONE_CALL`].
 #[derive(Clone)]
 pub struct GrpcUserDirectory {
     client: UserRegistryClient<ResendingChannel>,
     lifecycle: UserLifecycleClient<ResendingChannel>,
     cluster: ClusterCredential,
+    /// Until when (milliseconds since the epoch) to use the two calls: a
+    /// registry answered UNIMPLEMENTED to the one.
+    two_calls_until: Arc<AtomicI64>,
 }
+
+/// How long a registry without `GetWithStatus` is asked with two calls
+/// before the one is tried again.
+const RETRY_ONE_CALL: Duration = Duration::from_secs(60);
 
 const SUBJECT_PATHS: &[&str] = &[
     "created_at",
@@ -74,14 +90,12 @@ impl GrpcUserDirectory {
             client: UserRegistryClient::new(ResendingChannel::new(channel.clone())),
             lifecycle: UserLifecycleClient::new(ResendingChannel::new(channel)),
             cluster: ClusterCredential::new(cluster_key)?,
+            two_calls_until: Arc::default(),
         })
     }
-}
 
-#[async_trait::async_trait]
-impl UserDirectory for GrpcUserDirectory {
-    async fn subject(&self, user_id: &str) -> Result<Option<Subject>, Status> {
-        let request = self.cluster.request(GetUserRequest {
+    fn get_request(user_id: &str) -> GetUserRequest {
+        GetUserRequest {
             user_ids: Some(UserIdentifiers {
                 user_id: user_id.to_string(),
                 email: String::new(),
@@ -89,7 +103,35 @@ impl UserDirectory for GrpcUserDirectory {
             field_mask: Some(prost_types::FieldMask {
                 paths: SUBJECT_PATHS.iter().map(|p| p.to_string()).collect(),
             }),
-        });
+        }
+    }
+
+    /// The user and its status in one call; `None` when the registry does
+    /// not have the method.
+    async fn one_call(&self, user_id: &str) -> Option<Lookup> {
+        let now = Utc::now().timestamp_millis();
+        if self.two_calls_until.load(Ordering::Relaxed) > now {
+            return None;
+        }
+        let request = self.cluster.request(Self::get_request(user_id));
+        match self.lifecycle.clone().get_with_status(request).await {
+            Ok(response) => {
+                let both = response.into_inner();
+                Some(Ok(both.user.map(|user| (user, both.status))))
+            }
+            Err(status) if status.code() == Code::Unimplemented => {
+                let retry = now.saturating_add(RETRY_ONE_CALL.as_millis() as i64);
+                self.two_calls_until.store(retry, Ordering::Relaxed);
+                None
+            }
+            Err(status) => Some(user_answer(status)),
+        }
+    }
+
+    /// The user and its status in two calls at once, as a registry from
+    /// before `GetWithStatus` answers them.
+    async fn two_calls(&self, user_id: &str) -> Lookup {
+        let request = self.cluster.request(Self::get_request(user_id));
         let status_request = self.cluster.request(UserIdentifiers {
             user_id: user_id.to_string(),
             email: String::new(),
@@ -110,15 +152,38 @@ impl UserDirectory for GrpcUserDirectory {
                 return Err(Status::unavailable("the user registry is unavailable"));
             }
         };
-        let user = match got {
-            Ok(response) => response.into_inner(),
-            Err(status) if status.code() == Code::NotFound => return Ok(None),
-            // An ID the registry refuses as malformed names no user.
-            Err(status) if status.code() == Code::InvalidArgument => return Ok(None),
-            Err(status) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "user lookup failed");
-                return Err(Status::unavailable("the user registry is unavailable"));
-            }
+        match got {
+            Ok(response) => Ok(Some((response.into_inner(), status))),
+            Err(err) => user_answer(err),
+        }
+    }
+}
+
+/// A user and its status as the registry answered, `None` for no user.
+type Lookup = Result<Option<(User, Option<UserLifecycleStatus>)>, Status>;
+
+/// What an error reading the user means.
+fn user_answer(status: Status) -> Lookup {
+    match status.code() {
+        Code::NotFound => Ok(None),
+        // An ID the registry refuses as malformed names no user.
+        Code::InvalidArgument => Ok(None),
+        _ => {
+            tracing::warn!(code = ?status.code(), message = status.message(), "user lookup failed");
+            Err(Status::unavailable("the user registry is unavailable"))
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl UserDirectory for GrpcUserDirectory {
+    async fn subject(&self, user_id: &str) -> Result<Option<Subject>, Status> {
+        let found = match self.one_call(user_id).await {
+            Some(found) => found?,
+            None => self.two_calls(user_id).await?,
+        };
+        let Some((user, status)) = found else {
+            return Ok(None);
         };
         let created_at = user
             .created_at

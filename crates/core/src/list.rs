@@ -17,6 +17,9 @@ pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;
 /// The response header with the total number of matching items.
 pub const TOTAL_COUNT_HEADER: &str = "x-total-count";
+/// The response header with the `page_token` of the next page, on methods
+/// that page by keyset, while more items follow.
+pub const NEXT_PAGE_TOKEN_HEADER: &str = "x-next-page-token";
 
 /// A validated page request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -148,6 +148,7 @@ impl Directory for GrpcDirectory {
                 limit: PAGE,
                 page,
                 deleted: false,
+                page_token: String::new(),
             });
             let users = self
                 .users

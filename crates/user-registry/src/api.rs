@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use roster_core::auth::Authenticator;
 use roster_core::handle;
-use roster_core::list::with_total_count;
+use roster_core::list::{NEXT_PAGE_TOKEN_HEADER, with_total_count};
 use roster_proto::v1::entity_registry_search_server::EntityRegistrySearch;
 use roster_proto::v1::external_user_registry_server::ExternalUserRegistry;
 use roster_proto::v1::user_credentials_server::UserCredentials;
@@ -18,11 +18,12 @@ use roster_proto::v1::{
     GetExternalUserByUserIdRequest, GetUserRequest, ListUsersRequest, LockUserRequest,
     SearchUsersRequest, SendEmailValidationRequest, SendEmailValidationResponse,
     SetRequiredActionsRequest, UpdateUserPasswordRequest, UpdateUserRequest, User, UserIdentifiers,
-    UserLifecycleStatus, UserStatistics, Users, ValidateEmailRequest, ValidateEmailResponse,
+    UserLifecycleStatus, UserStatistics, UserWithStatus, Users, ValidateEmailRequest,
+    ValidateEmailResponse,
 };
 use tonic::{Request, Response, Status};
 
-use crate::service::UserRegistryService;
+use crate::service::{UserPage, UserRegistryService};
 
 /// Implements every gRPC service of the user registry. After a change
 /// that can take rights away (update, delete, purge, a lifecycle change)
@@ -63,8 +64,8 @@ impl UserRegistry for UserRegistryApi {
     }
 
     async fn list(&self, request: Request<ListUsersRequest>) -> Result<Response<Users>, Status> {
-        let (users, total) = handle!(self.auth, request, |ctx, msg| self.service.list(&ctx, msg))?;
-        Ok(with_total_count(users, total))
+        let page = handle!(self.auth, request, |ctx, msg| self.service.list(&ctx, msg))?;
+        Ok(page_response(page))
     }
 
     async fn update(&self, request: Request<UpdateUserRequest>) -> Result<Response<User>, Status> {
@@ -127,17 +128,10 @@ impl EntityRegistrySearch for UserRegistryApi {
         &self,
         request: Request<SearchUsersRequest>,
     ) -> Result<Response<Users>, Status> {
-        let (users, total, capped) = handle!(self.auth, request, |ctx, msg| self
+        let page = handle!(self.auth, request, |ctx, msg| self
             .service
             .search(&ctx, msg))?;
-        let mut response = with_total_count(users, total);
-        if capped {
-            response.metadata_mut().insert(
-                "x-total-count-capped",
-                tonic::metadata::MetadataValue::from_static("true"),
-            );
-        }
-        Ok(response)
+        Ok(page_response(page))
     }
 }
 
@@ -209,6 +203,16 @@ impl UserCredentials for UserRegistryApi {
 
 #[tonic::async_trait]
 impl UserLifecycle for UserRegistryApi {
+    async fn get_with_status(
+        &self,
+        request: Request<GetUserRequest>,
+    ) -> Result<Response<UserWithStatus>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .get_with_status(&ctx, msg))
+        .map(Response::new)
+    }
+
     async fn get_status(
         &self,
         request: Request<UserIdentifiers>,
@@ -308,4 +312,30 @@ impl UserLifecycle for UserRegistryApi {
             .user_statistics(&ctx))
         .map(Response::new)
     }
+}
+
+/// A page of users with its headers: `x-total-count` (and
+/// `x-total-count-capped`) when counted, `x-next-page-token` while more
+/// users follow.
+fn page_response(page: UserPage) -> Response<Users> {
+    let mut response = match page.total {
+        Some(total) => with_total_count(page.users, total),
+        None => Response::new(page.users),
+    };
+    if page.capped {
+        response.metadata_mut().insert(
+            "x-total-count-capped",
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+    }
+    // A token is base64url, always a valid header value.
+    if let Some(token) = page
+        .next_page_token
+        .and_then(|t| tonic::metadata::MetadataValue::try_from(t).ok())
+    {
+        response
+            .metadata_mut()
+            .insert(NEXT_PAGE_TOKEN_HEADER, token);
+    }
+    response
 }

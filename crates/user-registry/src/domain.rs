@@ -14,6 +14,8 @@ use roster_core::validation::{FieldViolation, max_chars, no_control_chars, requi
 use roster_proto::v1::{Picture, UserRequiredAction};
 use serde::Deserialize;
 
+use crate::store::{Keyset, OrderValue};
+
 /// Longest user ID, provider ID or attribute key.
 pub const MAX_ID_CHARS: usize = 36;
 /// Most attributes on one user.
@@ -640,9 +642,188 @@ impl SearchText {
     }
 }
 
+/// A `page_token`: where a keyset page starts, as the last row of the page
+/// before left it. It is base64url (no padding) of a small JSON object with
+/// the order it was made for, the order value and the user ID of that row.
+/// It carries no secret and grants nothing: any position it names, the
+/// caller could reach by paging. It is validated, not signed: a token that
+/// does not decode, or names another order, is refused on `page_token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageToken {
+    pub order: &'static str,
+    pub descending: bool,
+    pub after: Keyset,
+}
+
+/// The JSON inside a page token.
+#[derive(serde::Serialize, Deserialize)]
+struct TokenBody {
+    /// The order field, and whether it is descending.
+    o: String,
+    d: bool,
+    /// The order value of the last row (absent for `user_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<TokenKey>,
+    /// The user ID of the last row.
+    id: String,
+}
+
+#[derive(serde::Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum TokenKey {
+    Text(String),
+    Int(i32),
+    Bool(bool),
+    /// Microseconds since the epoch.
+    Micros(i64),
+}
+
+/// The longest page token accepted, in characters: a 254-character
+/// address as the key is far below it.
+const MAX_PAGE_TOKEN_CHARS: usize = 2048;
+
+impl PageToken {
+    const FIELD: &'static str = "page_token";
+
+    /// The token of the page after the one that ends with `after`.
+    pub fn encode(order: &str, descending: bool, after: &Keyset) -> String {
+        use base64::Engine as _;
+        let k = match &after.value {
+            OrderValue::None => None,
+            OrderValue::Text(v) => Some(TokenKey::Text(v.clone())),
+            OrderValue::Int(v) => Some(TokenKey::Int(*v)),
+            OrderValue::Bool(v) => Some(TokenKey::Bool(*v)),
+            OrderValue::Time(v) => Some(TokenKey::Micros(v.timestamp_micros())),
+        };
+        let body = TokenBody {
+            o: order.to_string(),
+            d: descending,
+            k,
+            id: after.user_id.clone(),
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// Parses a token sent with a request whose order is `order`
+    /// (descending or not): it must have been made for that order.
+    pub fn parse(
+        token: &str,
+        order: &'static str,
+        descending: bool,
+    ) -> Result<PageToken, FieldViolation> {
+        use base64::Engine as _;
+        let invalid = || {
+            FieldViolation::new(
+                Self::FIELD,
+                "is not a page token this method returned; send the x-next-page-token of the previous page",
+            )
+        };
+        if token.len() > MAX_PAGE_TOKEN_CHARS {
+            return Err(invalid());
+        }
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| invalid())?;
+        let body: TokenBody = serde_json::from_slice(&json).map_err(|_| invalid())?;
+        if body.o != order || body.d != descending {
+            return Err(FieldViolation::new(
+                Self::FIELD,
+                "was made for another order; send it with the order of the request that returned it",
+            ));
+        }
+        if body.id.is_empty()
+            || body.id.chars().count() > MAX_ID_CHARS
+            || body.id.chars().any(char::is_control)
+        {
+            return Err(invalid());
+        }
+        let value = match (order, body.k) {
+            ("user_id", None) => OrderValue::None,
+            ("name" | "primary_email_address", Some(TokenKey::Text(v)))
+                if v.chars().count() <= MAX_PAGE_TOKEN_CHARS =>
+            {
+                OrderValue::Text(v)
+            }
+            ("state", Some(TokenKey::Int(v))) => OrderValue::Int(v),
+            ("admin", Some(TokenKey::Bool(v))) => OrderValue::Bool(v),
+            ("created_at", Some(TokenKey::Micros(v))) => {
+                OrderValue::Time(chrono::DateTime::from_timestamp_micros(v).ok_or_else(invalid)?)
+            }
+            _ => return Err(invalid()),
+        };
+        Ok(PageToken {
+            order,
+            descending,
+            after: Keyset {
+                value,
+                user_id: body.id,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_token_round_trips_for_every_order() {
+        let at = chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        for (order, value) in [
+            ("user_id", OrderValue::None),
+            ("name", OrderValue::Text("Émile \"Z\"".into())),
+            (
+                "primary_email_address",
+                OrderValue::Text("a@example.com".into()),
+            ),
+            ("state", OrderValue::Int(3)),
+            ("admin", OrderValue::Bool(true)),
+            ("created_at", OrderValue::Time(at)),
+        ] {
+            let after = Keyset {
+                value,
+                user_id: "user-000042".into(),
+            };
+            for descending in [false, true] {
+                let token = PageToken::encode(order, descending, &after);
+                let parsed = PageToken::parse(&token, order, descending).unwrap();
+                assert_eq!(parsed.after, after, "{order}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_page_token_for_another_order_or_altered_is_refused_on_page_token() {
+        let after = Keyset {
+            value: OrderValue::Text("Alice".into()),
+            user_id: "alice".into(),
+        };
+        let token = PageToken::encode("name", false, &after);
+        for (token, order, descending) in [
+            (token.as_str(), "name", true),
+            (token.as_str(), "user_id", false),
+            ("not a token", "name", false),
+            ("", "name", false),
+            // Valid base64url of JSON of the wrong shape.
+            ("eyJvIjoibmFtZSJ9", "name", false),
+        ] {
+            let err = PageToken::parse(token, order, descending).unwrap_err();
+            assert_eq!(err.field, "page_token", "{token:?}");
+        }
+        let mut altered = token.clone();
+        altered.insert(3, '!');
+        assert!(PageToken::parse(&altered, "name", false).is_err());
+        let kind = PageToken::encode(
+            "state",
+            false,
+            &Keyset {
+                value: OrderValue::Text("x".into()),
+                user_id: "alice".into(),
+            },
+        );
+        assert!(PageToken::parse(&kind, "state", false).is_err());
+    }
     use proptest::prelude::*;
     use roster_proto::v1::picture::Embedded;
 

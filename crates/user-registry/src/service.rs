@@ -28,15 +28,16 @@ use roster_proto::v1::{
 use crate::config::UserRegistryConfig;
 use crate::convert::{self, READABLE_PATHS, WRITE_ONLY_PATHS, now};
 use crate::domain::{
-    Attributes, Description, Email, ExternalId, Name, ProviderId, SearchText, StateDescription,
-    UserId, validate_picture,
+    Attributes, Description, Email, ExternalId, Name, PageToken, ProviderId, SearchText,
+    StateDescription, UserId, validate_picture,
 };
 use crate::error::{Error, Result};
 use crate::events::*;
 use crate::invitations::Invitations;
 use crate::lockout::{self, Failures};
 use crate::store::{
-    ExternalUserRecord, ORDER_FIELDS, StoreError, UserQuery, UserRecord, UserStore,
+    ExternalUserRecord, Keyset, ORDER_FIELDS, OrderValue, StoreError, UserQuery, UserRecord,
+    UserStore,
 };
 use roster_proto::v1::LoginFailureEventData;
 
@@ -606,24 +607,48 @@ impl UserRegistryService {
     }
 
     #[tracing::instrument(skip_all)]
-    pub async fn list(&self, ctx: &CallContext, req: ListUsersRequest) -> Result<(Users, u64)> {
+    pub async fn list(&self, ctx: &CallContext, req: ListUsersRequest) -> Result<UserPage> {
         ctx.caller.require_universal(Right::UserList)?;
         let mask = FieldMask::parse(req.field_mask.as_ref(), READABLE_PATHS, WRITE_ONLY_PATHS)?;
         let order = Order::parse(&req.order, ORDER_FIELDS, "user_id")?;
         let page = Page::parse(req.limit, req.page)?;
+        let after = keyset_of(&req.page_token, &page, &order)?;
         let query = UserQuery {
             deleted: req.deleted,
             order: order.field,
             descending: order.descending,
             limit: page.limit(),
             offset: page.offset(),
+            count: after.is_none(),
+            after,
             ..Default::default()
         };
-        self.page_of(&query, &mask).await
+        let (page, total) = self.page_of(query, &mask).await?;
+        Ok(UserPage {
+            total: page.counted.then_some(total),
+            capped: false,
+            ..page
+        })
     }
 
-    async fn page_of(&self, query: &UserQuery, mask: &FieldMask) -> Result<(Users, u64)> {
-        let (records, total) = self.store.search_users(query).await?;
+    /// Reads one row more than the page holds: when it comes, more users
+    /// follow, and the page's last user is where the next one starts.
+    async fn page_of(&self, mut query: UserQuery, mask: &FieldMask) -> Result<(UserPage, u64)> {
+        let limit = query.limit as usize;
+        query.limit += 1;
+        let (mut records, total) = self.store.search_users(&query).await?;
+        let next_page_token = (records.len() > limit).then(|| {
+            records.truncate(limit);
+            let last = &records[limit - 1];
+            PageToken::encode(
+                query.order,
+                query.descending,
+                &Keyset {
+                    value: OrderValue::of(last, query.order),
+                    user_id: last.user_id.clone(),
+                },
+            )
+        });
         // A page holds up to 1000 users: embedded pictures come only when the
         // mask asks for `profile_picture` (their URLs always come).
         let users = records
@@ -637,20 +662,24 @@ impl UserRegistryService {
                 }
             })
             .collect();
-        Ok((Users { users }, total))
+        let page = UserPage {
+            users: Users { users },
+            total: None,
+            capped: false,
+            next_page_token,
+            counted: query.count,
+        };
+        Ok((page, total))
     }
 
     #[tracing::instrument(skip_all)]
-    /// Searches users; the flag says the total stopped at the count cap.
-    pub async fn search(
-        &self,
-        ctx: &CallContext,
-        req: SearchUsersRequest,
-    ) -> Result<(Users, u64, bool)> {
+    /// Searches users; the total stops at the count cap (`capped`).
+    pub async fn search(&self, ctx: &CallContext, req: SearchUsersRequest) -> Result<UserPage> {
         ctx.caller.require_universal(Right::UserList)?;
         let mut mask = FieldMask::parse(req.field_mask.as_ref(), READABLE_PATHS, WRITE_ONLY_PATHS)?;
         let order = Order::parse(&req.order, ORDER_FIELDS, "user_id")?;
         let page = Page::parse(req.limit, req.page)?;
+        let after = keyset_of(&req.page_token, &page, &order)?;
         let text = |field: &str, value: &str| -> Result<Option<String>> {
             let t = SearchText::parse(field, value)?;
             Ok((!t.is_empty()).then(|| value.to_string()))
@@ -678,6 +707,8 @@ impl UserRegistryService {
             descending: order.descending,
             limit: page.limit(),
             offset: page.offset(),
+            count: after.is_none(),
+            after,
             // One more than the cap tells "exactly the cap" from "more".
             count_cap: Some(self.config.search_count_cap.max(1).saturating_add(1) as i64),
         };
@@ -696,13 +727,15 @@ impl UserRegistryService {
                 mask.insert("state");
             }
         }
-        let (users, total) = self.page_of(&query, &mask).await?;
+        let text_filters = query.has_text_filters();
+        let (page, total) = self.page_of(query, &mask).await?;
         let cap = self.config.search_count_cap.max(1);
-        if query.has_text_filters() && total > cap {
-            Ok((users, cap, true))
-        } else {
-            Ok((users, total, false))
-        }
+        let capped = text_filters && total > cap;
+        Ok(UserPage {
+            total: page.counted.then_some(if capped { cap } else { total }),
+            capped: page.counted && capped,
+            ..page
+        })
     }
 
     #[tracing::instrument(skip_all)]
@@ -1670,4 +1703,33 @@ fn changed_paths(before: &UserRecord, after: &UserRecord) -> Vec<String> {
         before.universal_rights != after.universal_rights,
     );
     out
+}
+
+/// A page of users as List and SearchUsers answer it.
+#[derive(Debug)]
+pub struct UserPage {
+    pub users: Users,
+    /// The number of matches (`x-total-count`); none on a keyset page after
+    /// the first.
+    pub total: Option<u64>,
+    /// The total stopped at the search count cap.
+    pub capped: bool,
+    /// Where the next page starts (`x-next-page-token`), while more follow.
+    pub next_page_token: Option<String>,
+    /// Whether the matches were counted.
+    counted: bool,
+}
+
+/// The keyset a `page_token` names, if one was sent; `page` cannot be
+/// combined with it.
+fn keyset_of(token: &str, page: &Page, order: &Order) -> Result<Option<Keyset>> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    if page.page > 1 {
+        return Err(FieldViolation::new("page", "must be 0 or 1 with a page_token").into());
+    }
+    Ok(Some(
+        PageToken::parse(token, order.field, order.descending)?.after,
+    ))
 }

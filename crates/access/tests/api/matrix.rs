@@ -26,7 +26,7 @@
 //!   log out (API keys and the cluster key: INVALID_ARGUMENT);
 //! - Login and LoginWithToken need no credential; a suspended target cannot
 //!   log in (FAILED_PRECONDITION, its password or token being right).
-//! - UserLifecycle: GetStatus needs RIGHT_USER_INFO (which a suspended
+//! - UserLifecycle: GetStatus and GetWithStatus need RIGHT_USER_INFO (which a suspended
 //!   user keeps); every change and GetUserStatistics are for admins only.
 //!   UnlockUser and ReactivateUser act on a locked or deactivated target,
 //!   whose own credentials are refused (UNAUTHENTICATED), as Restore's
@@ -791,6 +791,23 @@ fn rows() -> Vec<Row> {
                 Box::pin(async move {
                     c.lifecycle()
                         .get_status(c.req(ids(&c.target)))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, O, P, O, O, O, O, O],
+        ),
+        // RIGHT_USER_INFO, as GetStatus.
+        row(
+            "UserLifecycle.GetWithStatus",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.lifecycle()
+                        .get_with_status(c.req(GetUserRequest {
+                            user_ids: c.ids(),
+                            field_mask: None,
+                        }))
                         .await
                         .map(drop)
                 })

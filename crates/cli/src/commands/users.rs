@@ -439,6 +439,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
                     limit: paging.limit,
                     page: paging.page,
                     deleted,
+                    page_token: String::new(),
                 })
                 .await?;
             app.out.list(response, &USERS_VIEW)
@@ -460,6 +461,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
                     limit: args.paging.limit,
                     page: args.paging.page,
                     deleted: args.deleted,
+                    page_token: String::new(),
                 })
                 .await?;
             app.out.list(response, &USERS_VIEW)

@@ -11,13 +11,15 @@
 use chrono::{DateTime, Utc};
 use roster_core::auth::CallContext;
 use roster_core::events::{lifecycle, new_event, pack};
+use roster_core::list::FieldMask;
 use roster_proto::v1::{
-    DeactivateUserRequest, Event, LockUserRequest, SetRequiredActionsRequest, State,
-    UserIdentifiers, UserLifecycleStatus, UserRequiredAction, UserStateCount, UserStatistics,
+    DeactivateUserRequest, Event, GetUserRequest, LockUserRequest, SetRequiredActionsRequest,
+    State, UserIdentifiers, UserLifecycleStatus, UserRequiredAction, UserStateCount,
+    UserStatistics, UserWithStatus,
 };
 
 use super::{UPDATE_ATTEMPTS, UserRegistryService, changed_paths, user_id_of, user_ids_event};
-use crate::convert::{now, opt_timestamp, timestamp};
+use crate::convert::{self, READABLE_PATHS, WRITE_ONLY_PATHS, now, opt_timestamp, timestamp};
 use crate::domain::{LifecycleReason, RequiredActions, UserId};
 use crate::error::{Error, Result};
 use crate::events::USER_UPDATE;
@@ -203,6 +205,47 @@ impl UserRegistryService {
             .await?;
         let failure_lock = self.failure_lock(&user.user_id).await?;
         Ok(status_of(&user, failure_lock, ctx.caller.is_admin()))
+    }
+
+    /// A user and its status from one read of the store: `Get` and
+    /// `GetStatus` in one, for callers that need both (the access service
+    /// resolving a credential).
+    #[tracing::instrument(skip_all)]
+    pub async fn get_with_status(
+        &self,
+        ctx: &CallContext,
+        req: GetUserRequest,
+    ) -> Result<UserWithStatus> {
+        let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
+        let mask = FieldMask::parse(req.field_mask.as_ref(), READABLE_PATHS, WRITE_ONLY_PATHS)?;
+        let right = roster_proto::v1::Right::UserInfo;
+        ctx.caller.require(user_id.as_str(), right)?;
+        let admin = ctx.caller.is_admin();
+        let now = self.clock.now();
+        let (user, failure_lock) = match self.store.get_user_and_lock(user_id.as_str(), now).await?
+        {
+            // Soft-deleted users as Get shows them: to admins only.
+            Some((u, lock)) if u.deleted_at.is_none() || admin => (u, lock),
+            _ if admin => return Err(Error::NotFound("user")),
+            _ => {
+                return Err(Error::PermissionDenied(format!(
+                    "missing right {}",
+                    right.as_str_name()
+                )));
+            }
+        };
+        let status = user
+            .deleted_at
+            .is_none()
+            .then(|| status_of(&user, failure_lock, admin));
+        Ok(UserWithStatus {
+            user: Some(convert::apply_mask(
+                convert::user_full(&user),
+                &mask,
+                READABLE_PATHS,
+            )),
+            status,
+        })
     }
 
     /// An administrator's lock: logins and every credential refused until

@@ -172,8 +172,47 @@ pub struct UserQuery {
     pub descending: bool,
     pub limit: i64,
     pub offset: i64,
+    /// Keyset paging: only rows after this one in the order (the order
+    /// value and user ID of the last row of the previous page).
+    pub after: Option<Keyset>,
     /// When text filters are given, count matches only up to this many.
     pub count_cap: Option<i64>,
+    /// Whether to count the matches at all (a keyset page after the first
+    /// does not: the first page said the total).
+    pub count: bool,
+}
+
+/// Where a keyset page starts: the order value and the user ID of the last
+/// row of the page before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyset {
+    pub value: OrderValue,
+    pub user_id: String,
+}
+
+/// A value of one of the [`ORDER_FIELDS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderValue {
+    /// `user_id`: the ID alone is the key.
+    None,
+    Text(String),
+    Int(i32),
+    Bool(bool),
+    Time(DateTime<Utc>),
+}
+
+impl OrderValue {
+    /// The value of `order` in `user`: what the next page starts after.
+    pub fn of(user: &UserRecord, order: &str) -> OrderValue {
+        match order {
+            "name" => OrderValue::Text(user.name.clone()),
+            "primary_email_address" => OrderValue::Text(user.primary_email_address.clone()),
+            "state" => OrderValue::Int(user.state),
+            "admin" => OrderValue::Bool(user.admin),
+            "created_at" => OrderValue::Time(user.created_at),
+            _ => OrderValue::None,
+        }
+    }
 }
 
 impl UserQuery {
@@ -201,7 +240,9 @@ impl Default for UserQuery {
             descending: false,
             limit: 100,
             offset: 0,
+            after: None,
             count_cap: None,
+            count: true,
         }
     }
 }
@@ -258,6 +299,15 @@ pub trait UserStore: Send + Sync + 'static {
     /// A user by ID, live or soft-deleted.
     async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError>;
 
+    /// A user by ID, live or soft-deleted, with the end of its
+    /// account-wide lock after wrong passwords if one holds at `now`: one
+    /// statement.
+    async fn get_user_and_lock(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(UserRecord, Option<DateTime<Utc>>)>, StoreError>;
+
     /// The live user with this normalized email.
     async fn find_live_by_email(&self, normalized: &str) -> Result<Option<UserRecord>, StoreError>;
 
@@ -296,7 +346,8 @@ pub trait UserStore: Send + Sync + 'static {
         events: &[Event],
     ) -> Result<(), StoreError>;
 
-    /// A page of users matching `query`, and the total that match.
+    /// A page of users matching `query`, and the total that match (0 when
+    /// `query.count` is false).
     async fn search_users(&self, query: &UserQuery) -> Result<(Vec<UserRecord>, u64), StoreError>;
 
     /// Live approved admins.

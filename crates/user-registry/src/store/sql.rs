@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 use crate::lockout::{ACCOUNT, FailurePolicy, FailureWindow, Failures, GuessState};
 
 use super::{
-    ExternalUserRecord, FailureEvents, Lifecycle, StoreError, UserCounts, UserQuery, UserRecord,
-    UserStore, contains_pattern, decode_ints, encode_ints, unique_violation,
+    ExternalUserRecord, FailureEvents, Lifecycle, OrderValue, StoreError, UserCounts, UserQuery,
+    UserRecord, UserStore, contains_pattern, decode_ints, encode_ints, unique_violation,
 };
 
 const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, email_normalized, \
@@ -56,6 +56,21 @@ const USER_COUNTS: &str = "SELECT \
         AND EXISTS (SELECT 1 FROM users u WHERE u.user_id = p.user_id \
             AND u.deleted_at IS NULL AND u.locked_at IS NULL)) AS failure_locked \
     FROM users";
+
+/// How many live users, in storage order, a capped count of a search
+/// looks at before counting on the trigram indexes: matches dense enough to
+/// reach the cap there are counted by a scan that stops early.
+const COUNT_WINDOW: i64 = 10_000;
+
+/// How many live users, in the order asked for, a broad search (more
+/// matches than the count cap) walks before taking its page from the
+/// trigram indexes: dense matches fill a page long before, matches that all
+/// sort late do not.
+const PAGE_WINDOW: i64 = 2_000;
+
+/// The orders with an index to walk (`users_pkey`, `users_name`,
+/// `users_created_at`).
+const WALKABLE_ORDERS: &[&str] = &["user_id", "name", "created_at"];
 
 /// How long PostgreSQL may spend on the planner's own plan for a search
 /// before the statement runs again on the trigram indexes.
@@ -232,39 +247,6 @@ macro_rules! user_store {
                 })
             }
 
-            /// Fills in the attributes of `users` with one query.
-            async fn load_attributes<'c, E>(
-                executor: E,
-                users: &mut [UserRecord],
-            ) -> Result<(), StoreError>
-            where
-                E: sqlx::Executor<'c, Database = $db>,
-            {
-                if users.is_empty() {
-                    return Ok(());
-                }
-                let mut qb: QueryBuilder<$db> = QueryBuilder::new(
-                    "SELECT user_id, key, value FROM user_attributes WHERE user_id IN (",
-                );
-                let mut sep = qb.separated(", ");
-                for u in users.iter() {
-                    sep.push_bind(u.user_id.clone());
-                }
-                qb.push(")");
-                let rows = qb.build().fetch_all(executor).await?;
-                let mut by_user: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-                for row in rows {
-                    by_user
-                        .entry(row.try_get("user_id")?)
-                        .or_default()
-                        .insert(row.try_get("key")?, row.try_get("value")?);
-                }
-                for u in users.iter_mut() {
-                    u.attributes = by_user.remove(&u.user_id).unwrap_or_default();
-                }
-                Ok(())
-            }
-
             /// The WHERE clause of a list or search.
             fn filters(qb: &mut QueryBuilder<'_, $db>, query: &UserQuery) {
                 qb.push(if query.deleted {
@@ -274,8 +256,11 @@ macro_rules! user_store {
                 });
                 if let Some(text) = &query.id_or_name {
                     let pattern = contains_pattern(text);
-                    qb.push(concat!(" AND (user_id ", $like, " "));
-                    qb.push_bind(pattern.clone());
+                    // User IDs are lowercase ASCII, so a case-sensitive
+                    // LIKE of the lowercased pattern finds what ILIKE
+                    // would, with a cheaper recheck of each candidate.
+                    qb.push(" AND (user_id LIKE ");
+                    qb.push_bind(pattern.to_ascii_lowercase());
                     qb.push(concat!(" ESCAPE '\\' OR lower(name) ", $like, " "));
                     // ASCII only, like SQLite's lower(): lowering
                     // `É` here but not in the column would make an
@@ -283,15 +268,15 @@ macro_rules! user_store {
                     qb.push_bind(pattern.to_ascii_lowercase());
                     qb.push(" ESCAPE '\\')");
                 }
-                for (column, value) in [
-                    ("user_id", &query.id_contains),
-                    ("lower(name)", &query.name_contains),
-                    ("description", &query.description_contains),
+                for (column, like, value) in [
+                    ("user_id", "LIKE", &query.id_contains),
+                    ("lower(name)", $like, &query.name_contains),
+                    ("description", $like, &query.description_contains),
                 ] {
                     if let Some(value) = value {
-                        qb.push(format!(" AND {column} {} ", $like));
+                        qb.push(format!(" AND {column} {like} "));
                         let mut pattern = contains_pattern(value);
-                        if column.starts_with("lower") {
+                        if like == "LIKE" || column.starts_with("lower") {
                             pattern = pattern.to_ascii_lowercase();
                         }
                         qb.push_bind(pattern);
@@ -334,26 +319,123 @@ macro_rules! user_store {
                 count
             }
 
-            /// One page of the matches of `query`.
-            fn page_query(query: &UserQuery) -> QueryBuilder<'_, $db> {
+            /// The order of `query` as SQL: the column and the direction.
+            fn order_of(query: &UserQuery) -> (&'static str, &'static str) {
                 let order = super::ORDER_FIELDS
                     .iter()
                     .find(|f| **f == query.order)
                     .copied()
                     .unwrap_or("user_id");
-                let direction = if query.descending { "DESC" } else { "ASC" };
-                let mut select: QueryBuilder<$db> =
-                    QueryBuilder::new(format!("SELECT {USER_COLUMNS} FROM users"));
-                Self::filters(&mut select, query);
-                select.push(format!(" ORDER BY {order} {direction}"));
+                (order, if query.descending { "DESC" } else { "ASC" })
+            }
+
+            /// ` ORDER BY …`, the user ID breaking ties.
+            fn push_order(qb: &mut QueryBuilder<'_, $db>, query: &UserQuery) {
+                let (order, direction) = Self::order_of(query);
+                qb.push(format!(" ORDER BY {order} {direction}"));
                 if order != "user_id" {
-                    select.push(format!(", user_id {direction}"));
+                    qb.push(format!(", user_id {direction}"));
                 }
+            }
+
+            /// ` AND` the rows after the keyset of `query`, if any, in its
+            /// order (a row comparison, so an index on the order column
+            /// can start there).
+            fn push_keyset(qb: &mut QueryBuilder<'_, $db>, query: &UserQuery) {
+                let Some(after) = &query.after else { return };
+                let (order, _) = Self::order_of(query);
+                let op = if query.descending { "<" } else { ">" };
+                if order == "user_id" {
+                    qb.push(format!(" AND user_id {op} "));
+                    qb.push_bind(after.user_id.clone());
+                    return;
+                }
+                qb.push(format!(" AND ({order}, user_id) {op} ("));
+                match &after.value {
+                    OrderValue::None => qb.push("NULL"),
+                    OrderValue::Text(v) => qb.push_bind(v.clone()),
+                    OrderValue::Int(v) => qb.push_bind(*v),
+                    OrderValue::Bool(v) => qb.push_bind(*v),
+                    OrderValue::Time(v) => qb.push_bind(*v),
+                };
+                qb.push(", ");
+                qb.push_bind(after.user_id.clone());
+                qb.push(")");
+            }
+
+            /// One page of the matches of `query`, each row with its
+            /// attributes as one JSON object (evaluated for the page's rows
+            /// only, after the sort). With `window`, only the first
+            /// `window` live (or deleted) users in the order are looked at:
+            /// a walk of the order's index that stops there.
+            fn page_query(query: &UserQuery, window: Option<i64>) -> QueryBuilder<'_, $db> {
+                let mut select: QueryBuilder<$db> = QueryBuilder::new(format!(
+                    "SELECT {USER_COLUMNS}, {} AS attributes_json FROM ",
+                    $attributes_json
+                ));
+                match window {
+                    Some(rows) => {
+                        select.push(if query.deleted {
+                            "(SELECT * FROM users WHERE deleted_at IS NOT NULL"
+                        } else {
+                            "(SELECT * FROM users WHERE deleted_at IS NULL"
+                        });
+                        Self::push_keyset(&mut select, query);
+                        Self::push_order(&mut select, query);
+                        select.push(" LIMIT ");
+                        select.push_bind(rows);
+                        select.push(") AS users");
+                        Self::filters(&mut select, query);
+                    }
+                    None => {
+                        select.push("users");
+                        Self::filters(&mut select, query);
+                        Self::push_keyset(&mut select, query);
+                    }
+                }
+                Self::push_order(&mut select, query);
                 select.push(" LIMIT ");
                 select.push_bind(query.limit);
                 select.push(" OFFSET ");
                 select.push_bind(query.offset);
                 select
+            }
+
+            /// A user and its attributes from a row of [`Self::page_query`]
+            /// or `get_user`.
+            fn user_with_attributes(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<UserRecord, StoreError> {
+                let mut user = Self::user_from_row(row)?;
+                // No attributes: NULL on PostgreSQL, `{}` on SQLite.
+                let attributes: Option<String> = row.try_get("attributes_json")?;
+                if let Some(json) = attributes {
+                    user.attributes = serde_json::from_str(&json).map_err(|e| {
+                        StoreError::Corrupt(format!("attributes of {}: {e}", user.user_id))
+                    })?;
+                }
+                Ok(user)
+            }
+
+            /// Counts, up to `cap`, the matches of `query` among the first
+            /// [`COUNT_WINDOW`] live users in storage order (a scan that
+            /// stops there).
+            async fn fetch_window_count(
+                pool: &$pool,
+                query: &UserQuery,
+                cap: i64,
+            ) -> Result<i64, sqlx::Error> {
+                let mut count: QueryBuilder<$db> = QueryBuilder::new(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM (SELECT user_id, name, description, \
+                     state, deleted_at FROM users WHERE deleted_at IS NULL LIMIT ",
+                );
+                count.push_bind(COUNT_WINDOW);
+                count.push(") AS users");
+                Self::filters(&mut count, query);
+                count.push(" LIMIT ");
+                count.push_bind(cap);
+                count.push(") AS matches");
+                count.build_query_scalar().persistent(false).fetch_one(pool).await
             }
 
             /// Runs the count of [`Self::count_query`]. Not a prepared
@@ -375,11 +457,12 @@ macro_rules! user_store {
             async fn fetch_page<'c, E>(
                 executor: E,
                 query: &UserQuery,
+                window: Option<i64>,
             ) -> Result<Vec<<$db as sqlx::Database>::Row>, sqlx::Error>
             where
                 E: sqlx::Executor<'c, Database = $db>,
             {
-                let mut qb = Self::page_query(query);
+                let mut qb = Self::page_query(query, window);
                 qb.build().persistent(false).fetch_all(executor).await
             }
 
@@ -488,16 +571,31 @@ macro_rules! user_store {
                 .bind(user_id)
                 .fetch_optional(&self.pool)
                 .await?;
+                row.as_ref().map(Self::user_with_attributes).transpose()
+            }
+
+            /// `get_user`'s statement with the account's lock after wrong
+            /// passwords beside it (the `password_failures` primary key).
+            async fn get_user_and_lock(
+                &self,
+                user_id: &str,
+                now: DateTime<Utc>,
+            ) -> Result<Option<(UserRecord, Option<DateTime<Utc>>)>, StoreError> {
+                let row = sqlx::query(&format!(
+                    "SELECT {USER_COLUMNS}, {} AS attributes_json, \
+                     (SELECT p.locked_until FROM password_failures AS p \
+                      WHERE p.user_id = users.user_id AND p.counter = $2) AS failure_locked_until \
+                     FROM users WHERE user_id = $1",
+                    $attributes_json
+                ))
+                .bind(user_id)
+                .bind(ACCOUNT)
+                .fetch_optional(&self.pool)
+                .await?;
                 let Some(row) = row else { return Ok(None) };
-                let mut user = Self::user_from_row(&row)?;
-                // No attributes: NULL on PostgreSQL, `{}` on SQLite.
-                let attributes: Option<String> = row.try_get("attributes_json")?;
-                if let Some(json) = attributes {
-                    user.attributes = serde_json::from_str(&json).map_err(|e| {
-                        StoreError::Corrupt(format!("attributes of {user_id}: {e}"))
-                    })?;
-                }
-                Ok(Some(user))
+                let user = Self::user_with_attributes(&row)?;
+                let lock: Option<DateTime<Utc>> = row.try_get("failure_locked_until")?;
+                Ok(Some((user, lock.filter(|until| *until > now))))
             }
 
             async fn find_live_by_email(
@@ -505,17 +603,14 @@ macro_rules! user_store {
                 normalized: &str,
             ) -> Result<Option<UserRecord>, StoreError> {
                 let row = sqlx::query(&format!(
-                    "SELECT {USER_COLUMNS} FROM users \
-                     WHERE email_normalized = $1 AND deleted_at IS NULL"
+                    "SELECT {USER_COLUMNS}, {} AS attributes_json FROM users \
+                     WHERE email_normalized = $1 AND deleted_at IS NULL",
+                    $attributes_json
                 ))
                 .bind(normalized)
                 .fetch_optional(&self.pool)
                 .await?;
-                let Some(row) = row else { return Ok(None) };
-                let mut users = [Self::user_from_row(&row)?];
-                Self::load_attributes(&self.pool, &mut users).await?;
-                let [user] = users;
-                Ok(Some(user))
+                row.as_ref().map(Self::user_with_attributes).transpose()
             }
 
             async fn update_user_mailing(
@@ -648,39 +743,64 @@ macro_rules! user_store {
                 // counts stop at the cap. Statements are not cached: a
                 // cached generic plan cannot see how selective a pattern is.
                 let capped = query.count_cap.filter(|_| query.has_text_filters());
-                let total: i64 = if $trigram && capped.is_some() {
-                    budgeted!(
+                // Live users in an order with an index: the walks below can
+                // stop after a fixed number of rows.
+                let windowed = $trigram && capped.is_some() && !query.deleted;
+                let total: i64 = match capped {
+                    _ if !query.count => -1,
+                    Some(cap) if windowed => {
+                        // Dense matches reach the cap within the first rows
+                        // of the table; otherwise the trigram indexes count
+                        // them, reading at most `cap` rows.
+                        let seen = Self::fetch_window_count(&self.pool, query, cap).await?;
+                        if seen >= cap {
+                            seen
+                        } else {
+                            bitmap_only!(self.pool, |tx| Self::fetch_count(&mut *tx, query, capped).await)
+                        }
+                    }
+                    Some(_) if $trigram => budgeted!(
                         self,
                         self.budgets.count_ms,
                         |tx| Self::fetch_count(&mut *tx, query, capped).await
-                    )
-                } else {
-                    Self::fetch_count(&self.pool, query, capped).await?
+                    ),
+                    _ => Self::fetch_count(&self.pool, query, capped).await?,
                 };
 
                 // With fewer matches than the cap, the trigram indexes find
                 // them all and the page is sorted from them. With more,
-                // walking the ordered index usually finds a page at once;
-                // the budget catches matches that all sort late.
-                let few = capped.is_some_and(|cap| total < cap);
+                // walking the order's index usually finds a page within its
+                // first rows; matches that all sort late are taken from the
+                // trigram indexes instead.
+                let few = capped.is_some_and(|cap| (0..cap).contains(&total));
+                let walkable = WALKABLE_ORDERS.contains(&query.order);
                 let rows = if $trigram && few {
                     // Known to be few: the trigram indexes find them all at
                     // once, whatever the planner guesses.
-                    bitmap_only!(self.pool, |tx| Self::fetch_page(&mut *tx, query).await)
+                    bitmap_only!(self.pool, |tx| Self::fetch_page(&mut *tx, query, None).await)
+                } else if windowed && walkable {
+                    let rows =
+                        Self::fetch_page(&self.pool, query, Some(PAGE_WINDOW)).await?;
+                    if rows.len() as i64 >= query.limit {
+                        rows
+                    } else {
+                        self.plan_fallbacks
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        bitmap_only!(self.pool, |tx| Self::fetch_page(&mut *tx, query, None).await)
+                    }
                 } else if $trigram && capped.is_some() {
                     budgeted!(
                         self,
                         self.budgets.page_ms,
-                        |tx| Self::fetch_page(&mut *tx, query).await
+                        |tx| Self::fetch_page(&mut *tx, query, None).await
                     )
                 } else {
-                    Self::fetch_page(&self.pool, query).await?
+                    Self::fetch_page(&self.pool, query, None).await?
                 };
-                let mut users = rows
+                let users = rows
                     .iter()
-                    .map(Self::user_from_row)
+                    .map(Self::user_with_attributes)
                     .collect::<Result<Vec<_>, _>>()?;
-                Self::load_attributes(&self.pool, &mut users).await?;
                 Ok((users, total.max(0) as u64))
             }
 

@@ -9,10 +9,10 @@ use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::{
-    CreateLoginTokenRequest, DeactivateUserRequest, LockUserRequest, LoginRequest,
+    CreateLoginTokenRequest, DeactivateUserRequest, GetUserRequest, LockUserRequest, LoginRequest,
     LoginWithTokenRequest, Right, SendEmailValidationRequest, SetRequiredActionsRequest, State,
     UpdateUserPasswordRequest, User, UserLifecycleStatus, UserRequiredAction, UserStatistics,
-    ValidateEmailRequest,
+    UserWithStatus, ValidateEmailRequest,
 };
 use roster_test_support::{
     Backend, LockoutConfig, TEST_PASSWORD, TestConfig, TestEnv, expect_code, next_event,
@@ -678,6 +678,81 @@ async fn a_login_token_starts_no_session_while_locked_or_deactivated(backend: Ba
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
 }
 
+async fn get_with_status(
+    env: &TestEnv,
+    token: &str,
+    user_id: &str,
+    paths: &[&str],
+) -> Result<UserWithStatus, Status> {
+    lifecycle(env)
+        .get_with_status(with_token(
+            GetUserRequest {
+                user_ids: Some(ids(user_id)),
+                field_mask: mask(paths),
+            },
+            token,
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// GetWithStatus answers what Get and GetStatus answer, in one call: the
+/// lock after wrong passwords and an admin's lock, reasons to admins only,
+/// the field mask as in Get, a deleted user to admins without a status.
+async fn get_with_status_answers_as_get_and_get_status_together(backend: Backend) {
+    let env = start_locking_after(backend, 3).await;
+    let admin = env.admin_token(ADMIN).await;
+    env.ensure_user("alice", false).await;
+    env.ensure_user("bob", false).await;
+    let alice = env.api_key("alice", &[Right::UserInfo]).await.1;
+    wrong_passwords(&env, "alice", 3).await;
+
+    let both = get_with_status(&env, &admin, "alice", &[]).await.unwrap();
+    let user = both.user.expect("the user");
+    assert_eq!(user, get_as_admin(&env, "alice").await);
+    let status = both.status.expect("a live user's status");
+    assert_eq!(status, get_status(&env, &admin, "alice").await.unwrap());
+    assert!(status.locked && status.locked_until.is_some());
+    // The user's own key (RIGHT_USER_INFO) reads itself: a lock after wrong
+    // passwords refuses passwords only. Not another user.
+    let own = get_with_status(&env, &alice, "alice", &[]).await.unwrap();
+    assert!(own.status.expect("a status").locked);
+    expect_code(
+        get_with_status(&env, &alice, "bob", &[]).await,
+        Code::PermissionDenied,
+    );
+
+    lock(&env, &admin, "alice").await.unwrap();
+    let both = get_with_status(&env, &admin, "alice", &["state"])
+        .await
+        .unwrap();
+    let status = both.status.expect("a status");
+    assert!(status.locked_at.is_some() && status.locked_until.is_none());
+    assert_eq!(status.lock_reason, "under review");
+    // The locked user's own key is refused, as every credential of it.
+    expect_code(
+        get_with_status(&env, &alice, "alice", &[]).await,
+        Code::Unauthenticated,
+    );
+    let user = both.user.expect("the user");
+    assert_eq!(user.state, State::Approved as i32);
+    assert_eq!(user.primary_email_address, "", "outside the mask");
+
+    // A soft-deleted user: to admins, without a status.
+    delete_user(&env, "bob", &admin).await.unwrap();
+    let deleted = get_with_status(&env, &admin, "bob", &[]).await.unwrap();
+    assert!(deleted.user.expect("the user").deleted_at.is_some());
+    assert_eq!(deleted.status, None);
+    expect_code(
+        get_with_status(&env, &admin, "zoe", &[]).await,
+        Code::NotFound,
+    );
+    let status = get_with_status(&env, &admin, "Not An ID", &[])
+        .await
+        .unwrap_err();
+    assert_invalid_field(&status, "user_ids.user_id");
+}
+
 on_both_backends!(
     an_admins_lock_suspends_every_credential_until_unlocked,
     deactivation_ends_sessions_and_reactivation_brings_back_api_keys_only,
@@ -690,4 +765,5 @@ on_both_backends!(
     statistics_count_a_mixed_workload,
     a_lock_and_a_deactivation_notify_the_user,
     a_login_token_starts_no_session_while_locked_or_deactivated,
+    get_with_status_answers_as_get_and_get_status_together,
 );

@@ -225,6 +225,18 @@ async fn list_orders_by_each_allowed_field_with_the_user_id_breaking_ties(backen
         )
         .await;
         assert_eq!(ids, descending, "order -{field}");
+        // Keyset pages of two give the same order, ties included.
+        for (order, expected) in [
+            (field.to_string(), &ascending),
+            (format!("-{field}"), &descending),
+        ] {
+            let paged: Vec<String> = pages_by_token(&env, &order, 2)
+                .await
+                .into_iter()
+                .filter(|id| id != ADMIN)
+                .collect();
+            assert_eq!(&paged, expected, "keyset pages by {order}");
+        }
     }
     // No order is by user ID.
     let (ids, _) = list_rows(&env, ListUsersRequest::default()).await;
@@ -370,4 +382,158 @@ async fn listing_deleted_users_shows_only_soft_deleted_ones() {
     let (ids, total) = list_as_admin(&env, ListUsersRequest::default()).await;
     assert_eq!(ids, vec!["alice", "carol", ADMIN]);
     assert_eq!(total, 3);
+}
+
+/// Every user in `order`, read in keyset pages of `limit`: the first page
+/// says the total and each page the token of the next, until the last,
+/// which has none.
+async fn pages_by_token(env: &TestEnv, order: &str, limit: u32) -> Vec<String> {
+    let admin = env.admin_token(ADMIN).await;
+    let mut all = Vec::new();
+    let mut token = String::new();
+    for page in 0.. {
+        assert!(page < 100, "keyset paging by {order} does not end");
+        let response = registry(env)
+            .list(with_token(
+                ListUsersRequest {
+                    order: order.into(),
+                    limit,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .expect("list a keyset page");
+        let counted = response.metadata().get("x-total-count").is_some();
+        assert_eq!(counted, page == 0, "x-total-count on the first page only");
+        let next = next_page_token(&response);
+        let ids = user_ids_of(response.get_ref());
+        assert!(ids.len() <= limit as usize);
+        all.extend(ids);
+        match next {
+            Some(next) => token = next,
+            None => break,
+        }
+    }
+    all
+}
+
+fn next_page_token<T>(response: &tonic::Response<T>) -> Option<String> {
+    response
+        .metadata()
+        .get("x-next-page-token")
+        .map(|v| v.to_str().expect("an ASCII token").to_string())
+}
+
+async fn keyset_pages_continue_after_the_last_row_whatever_is_added_before(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    for id in ["bob", "carol", "dave", "erin"] {
+        register(&env, id).await;
+    }
+    let admin = env.admin_token(ADMIN).await;
+    let list = |page_token: String| {
+        let request = with_token(
+            ListUsersRequest {
+                limit: 2,
+                page_token,
+                ..Default::default()
+            },
+            &admin,
+        );
+        async { registry(&env).list(request).await.expect("list") }
+    };
+    let first = list(String::new()).await;
+    assert_eq!(user_ids_of(first.get_ref()), ["bob", "carol"]);
+    assert_eq!(total_count(&first), 5);
+    let token = next_page_token(&first).expect("more users follow");
+    // A user that sorts before the page does not shift it, as an offset
+    // would.
+    register(&env, "alice").await;
+    let second = list(token).await;
+    assert_eq!(user_ids_of(second.get_ref()), ["dave", "erin"]);
+    let last = list(next_page_token(&second).expect("the admin follows")).await;
+    assert_eq!(user_ids_of(last.get_ref()), [ADMIN]);
+    assert_eq!(
+        next_page_token(&last),
+        None,
+        "nothing follows the last page"
+    );
+    // A page that ends exactly at the last user has no token either.
+    let whole = registry(&env)
+        .list(with_token(
+            ListUsersRequest {
+                limit: 6,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(user_ids_of(whole.get_ref()).len(), 6);
+    assert_eq!(next_page_token(&whole), None);
+}
+
+on_both_backends!(keyset_pages_continue_after_the_last_row_whatever_is_added_before);
+
+#[tokio::test]
+async fn a_bad_page_token_or_one_combined_with_a_page_is_refused_naming_the_field() {
+    let env = TestEnv::start().await;
+    for id in ["alice", "bob", "carol"] {
+        register(&env, id).await;
+    }
+    let admin = env.admin_token(ADMIN).await;
+    let first = registry(&env)
+        .list(with_token(
+            ListUsersRequest {
+                order: "name".into(),
+                limit: 1,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let token = next_page_token(&first).expect("a token");
+    let mut altered = token.clone();
+    altered.replace_range(0..2, "zz");
+    for (order, page, page_token, field) in [
+        ("name", 0, "not-a-token!", "page_token"),
+        ("name", 0, altered.as_str(), "page_token"),
+        // Made for `name` ascending.
+        ("-name", 0, token.as_str(), "page_token"),
+        ("user_id", 0, token.as_str(), "page_token"),
+        ("name", 2, token.as_str(), "page"),
+    ] {
+        let status = registry(&env)
+            .list(with_token(
+                ListUsersRequest {
+                    order: order.into(),
+                    limit: 1,
+                    page,
+                    page_token: page_token.into(),
+                    ..Default::default()
+                },
+                &admin,
+            ))
+            .await
+            .unwrap_err();
+        assert_invalid_field(&status, field);
+    }
+    // Page 1 with the token is the token's page.
+    let second = registry(&env)
+        .list(with_token(
+            ListUsersRequest {
+                order: "name".into(),
+                limit: 1,
+                page: 1,
+                page_token: token,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(user_ids_of(second.get_ref()).len(), 1);
+    assert_ne!(user_ids_of(second.get_ref()), user_ids_of(first.get_ref()));
 }

@@ -564,3 +564,84 @@ async fn the_total_of_a_broad_search_stops_at_the_cap(backend: Backend) {
 }
 
 on_both_backends!(the_total_of_a_broad_search_stops_at_the_cap);
+
+async fn search_pages_by_token_in_any_order(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    for (id, name) in [
+        ("alice", "Zed Match"),
+        ("bob", "Match Bob"),
+        ("carol", "match carol"),
+        ("dave", "Nothing"),
+        ("erin", "Match"),
+    ] {
+        create_named(&env, id, name, "", &[]).await;
+    }
+    let admin = env.admin_token(ADMIN).await;
+    for (order, expected) in [
+        ("", vec!["alice", "bob", "carol", "erin"]),
+        ("-user_id", vec!["erin", "carol", "bob", "alice"]),
+        // Byte order: "Match" before "Match Bob", capitals first.
+        ("name", vec!["erin", "bob", "alice", "carol"]),
+        ("-name", vec!["carol", "alice", "bob", "erin"]),
+    ] {
+        let mut found = Vec::new();
+        let mut token = String::new();
+        for page in 0..10 {
+            let response = search_client(&env)
+                .search_users(with_token(
+                    SearchUsersRequest {
+                        query: "MATCH".into(),
+                        order: order.into(),
+                        limit: 3,
+                        page_token: token.clone(),
+                        ..Default::default()
+                    },
+                    &admin,
+                ))
+                .await
+                .expect("search a keyset page");
+            let headers = response.metadata();
+            assert_eq!(
+                headers.get("x-total-count").is_some(),
+                page == 0,
+                "order {order:?}: the total on the first page only"
+            );
+            let next = headers
+                .get("x-next-page-token")
+                .map(|v| v.to_str().unwrap().to_string());
+            found.extend(user_ids_of(response.get_ref()));
+            match next {
+                Some(next) => token = next,
+                None => break,
+            }
+        }
+        assert_eq!(found, expected, "order {order:?}");
+    }
+    // A token belongs to its order.
+    let first = search_client(&env)
+        .search_users(with_token(
+            SearchUsersRequest {
+                query: "match".into(),
+                limit: 1,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .unwrap();
+    let token = first.metadata().get("x-next-page-token").unwrap();
+    let status = try_search(
+        &env,
+        SearchUsersRequest {
+            query: "match".into(),
+            order: "name".into(),
+            page_token: token.to_str().unwrap().into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_invalid_field(&status, "page_token");
+}
+
+on_both_backends!(search_pages_by_token_in_any_order);
