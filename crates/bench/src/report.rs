@@ -34,8 +34,8 @@ fn credentials_note(cache_ttl_ms: u64) -> String {
          token from Authentication.Login); each server's Authenticator \
          resolves it with EntityAccess.AuthInfo over gRPC (cluster key: \
          API-key lookup, or SessionCredentials.CheckSession for a session; \
-         UserRegistry.Get and UserLifecycle.GetStatus of its user, in \
-         parallel; rights) and caches the answer for \
+         UserLifecycle.GetWithStatus of its user, one call; rights) and \
+         caches the answer for \
          {cache_ttl_ms} ms (auth.cache_ttl_ms default), or not at all on the \
          uncached server"
     )

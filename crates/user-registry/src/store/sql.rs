@@ -60,13 +60,13 @@ const USER_COUNTS: &str = "SELECT \
 /// How many live users, in storage order, a capped count of a search
 /// looks at before counting on the trigram indexes: matches dense enough to
 /// reach the cap there are counted by a scan that stops early.
-const COUNT_WINDOW: i64 = 10_000;
+const COUNT_WINDOW: i64 = 2_000;
 
 /// How many live users, in the order asked for, a broad search (more
 /// matches than the count cap) walks before taking its page from the
 /// trigram indexes: dense matches fill a page long before, matches that all
 /// sort late do not.
-const PAGE_WINDOW: i64 = 2_000;
+const PAGE_WINDOW: i64 = 1_000;
 
 /// The orders with an index to walk (`users_pkey`, `users_name`,
 /// `users_created_at`).
