@@ -340,14 +340,10 @@ fn shown(target: &Target) -> String {
 /// Runs h2load once (after a warm-up of a tenth of the requests) and
 /// checks every answer.
 fn measure(target: &Target, dir: &Path, run: u32) -> anyhow::Result<Measured> {
-    // The method's counts, and the credential resolutions' (each of which
-    // reads the user with a Get of its own, through the same server).
-    let counts = |page: &str, (service, method): (&str, &str)| {
-        (
-            metrics::handled(page, service, method),
-            metrics::handled(page, "roster.v1.EntityAccess", "AuthInfo"),
-        )
-    };
+    // The method's counts. A credential resolution reads its user with
+    // `UserLifecycle.GetWithStatus`, so it adds nothing to a `Get`'s.
+    let counts =
+        |page: &str, (service, method): (&str, &str)| metrics::handled(page, service, method);
     let before = match &target.check {
         Some((addr, service, method)) => Some(counts(&metrics::scrape(addr)?, (service, method))),
         None => None,
@@ -391,18 +387,11 @@ fn measure(target: &Target, dir: &Path, run: u32) -> anyhow::Result<Measured> {
             latencies.ok.len(),
             latencies.other
         );
-        if let (Some((before, resolutions_before)), Some((addr, service, method))) =
-            (&before, &target.check)
-        {
-            let (after, resolutions_after) = counts(&metrics::scrape(addr)?, (service, method));
-            let internal = if (*service, *method) == ("roster.v1.UserRegistry", "Get") {
-                metrics::grown(resolutions_before, &resolutions_after, "OK")
-            } else {
-                0
-            };
-            metrics::check_all_ok(before, &after, completed + internal).with_context(|| {
+        if let (Some(before), Some((addr, service, method))) = (&before, &target.check) {
+            let after = counts(&metrics::scrape(addr)?, (service, method));
+            metrics::check_all_ok(before, &after, completed).with_context(|| {
                 format!(
-                    "{}: checking grpc-status ({completed} requests, {internal} credential resolutions)",
+                    "{}: checking grpc-status ({completed} requests)",
                     target.name
                 )
             })?;
