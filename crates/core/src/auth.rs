@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::events::names;
 use crate::resend::ResendingChannel;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::{AuthInfoRequest, AuthInfoResponse, Right};
@@ -598,14 +599,14 @@ impl Authenticator {
 
 /// Events after which a cached credential may be wrong.
 pub const INVALIDATING_EVENTS: &[&str] = &[
-    "user.update",
+    names::USER_UPDATE,
     "user.update.>",
-    "user.delete",
-    "user.purge",
-    "user.api-key.>",
-    "user.session.>",
-    "user.logout",
-    "user.lock",
+    names::USER_DELETE,
+    names::USER_PURGE,
+    names::API_KEY_ALL,
+    names::SESSION_ALL,
+    names::LOGOUT,
+    names::USER_LOCK,
     crate::events::lifecycle::ALL,
 ];
 

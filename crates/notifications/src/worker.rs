@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 use roster_core::auth::CallContext;
-use roster_core::events::{EventBus, lifecycle, spawn_worker, user_ids};
+use roster_core::events::{EventBus, lifecycle, names, spawn_worker, user_ids};
 use roster_proto::v1::{
     EntityIdentifiers, Event, Invitation, NotificationReceiver, NotificationType, State, User,
     UserEventData, UserIdentifiers, UserLifecycleStatus, entity_identifiers,
@@ -30,16 +30,16 @@ pub const CONSUMER: &str = "notifications";
 
 /// Events the worker turns into notifications.
 pub const PATTERNS: &[&str] = &[
-    "user.create",
-    "user.update",
-    "user.api-key.create",
-    "user.api-key.update",
-    "user.login-token.create",
-    "user.lock",
+    names::USER_CREATE,
+    names::USER_UPDATE,
+    names::API_KEY_CREATE,
+    names::API_KEY_UPDATE,
+    names::LOGIN_TOKEN_CREATE,
+    names::USER_LOCK,
     lifecycle::LOCK,
     lifecycle::DEACTIVATE,
-    "invitation.accept",
-    "user.purge",
+    names::INVITATION_ACCEPT,
+    names::USER_PURGE,
 ];
 
 /// How long a failed event waits before it is tried again.
@@ -106,7 +106,7 @@ pub fn plan(event: &Event) -> Vec<Planned> {
         })
     };
     match event.name.as_str() {
-        "user.create" => {
+        names::USER_CREATE => {
             let Some(user) = data
                 .and_then(|any| UserEventData::decode(any.value.as_slice()).ok())
                 .and_then(|d| d.user)
@@ -126,7 +126,7 @@ pub fn plan(event: &Event) -> Vec<Planned> {
                 data: any_of(&public_user(&user)),
             }]
         }
-        "user.update" => {
+        names::USER_UPDATE => {
             let Some(update) =
                 data.and_then(|any| UserEventData::decode(any.value.as_slice()).ok())
             else {
@@ -150,16 +150,16 @@ pub fn plan(event: &Event) -> Vec<Planned> {
             }
             planned
         }
-        "user.api-key.create" => about_subject(NotificationType::ApiKeyCreated, data.cloned())
+        names::API_KEY_CREATE => about_subject(NotificationType::ApiKeyCreated, data.cloned())
             .into_iter()
             .collect(),
-        "user.api-key.update" => about_subject(NotificationType::ApiKeyChanged, data.cloned())
+        names::API_KEY_UPDATE => about_subject(NotificationType::ApiKeyChanged, data.cloned())
             .into_iter()
             .collect(),
-        "user.login-token.create" => about_subject(NotificationType::LoginToken, data.cloned())
+        names::LOGIN_TOKEN_CREATE => about_subject(NotificationType::LoginToken, data.cloned())
             .into_iter()
             .collect(),
-        "user.lock" => about_subject(NotificationType::AccountLocked, data.cloned())
+        names::USER_LOCK => about_subject(NotificationType::AccountLocked, data.cloned())
             .into_iter()
             .collect(),
         name if name == lifecycle::LOCK || name == lifecycle::DEACTIVATE => {
@@ -181,7 +181,7 @@ pub fn plan(event: &Event) -> Vec<Planned> {
                 .into_iter()
                 .collect()
         }
-        "invitation.accept" => {
+        names::INVITATION_ACCEPT => {
             let Some(invitation) =
                 data.and_then(|any| Invitation::decode(any.value.as_slice()).ok())
             else {
@@ -243,7 +243,7 @@ async fn forget_if_purged(service: &NotificationsService, user_id: &str) -> anyh
 
 /// Makes the notifications `event` calls for.
 pub async fn handle(service: &NotificationsService, event: &Event) -> anyhow::Result<()> {
-    if event.name == "user.purge" {
+    if event.name == names::USER_PURGE {
         for user_id in user_ids(event) {
             forget_if_purged(service, &user_id).await?;
         }

@@ -16,11 +16,10 @@ use roster_proto::v1::{
     UserIdentifiers, UserLifecycleStatus, UserRequiredAction, UserStateCount, UserStatistics,
 };
 
-use super::{UPDATE_ATTEMPTS, UserRegistryService, changed_paths, user_id_of, user_ids_event};
+use super::{UPDATE_ATTEMPTS, UserRegistryService, user_id_of, user_ids_event};
 use crate::convert::{now, opt_timestamp, timestamp};
 use crate::domain::{LifecycleReason, RequiredActions, UserId};
 use crate::error::{Error, Result};
-use crate::events::USER_UPDATE;
 use crate::lockout;
 use crate::store::{StoreError, UserRecord};
 
@@ -144,17 +143,7 @@ impl UserRegistryService {
                 self.failure_lock(user_id.as_str()).await?
             };
             let status = status_of(&after, failure_lock, true);
-            let event = if name == USER_UPDATE {
-                self.event(
-                    ctx,
-                    USER_UPDATE,
-                    &after,
-                    changed_paths(&before, &after),
-                    false,
-                )
-            } else {
-                self.lifecycle_event(ctx, name, &status)
-            };
+            let event = self.lifecycle_event(ctx, name, &status);
             let guard = before.is_effective_admin() && !after.is_effective_admin();
             match self
                 .store
@@ -326,23 +315,29 @@ impl UserRegistryService {
         let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
         let actions = RequiredActions::parse(&req.actions)?;
         require_admin(ctx)?;
-        self.change_lifecycle(ctx, &user_id, USER_UPDATE, &|before, after, _| {
-            if before.lifecycle.deactivated_at.is_some() {
-                return Err(Error::FailedPrecondition(
-                    "deactivated: the user is deactivated; reactivate it first",
-                ));
-            }
-            after.require_password_update = actions.contains(UserRequiredAction::UpdatePassword);
-            after.lifecycle.required_actions = actions
-                .iter()
-                .filter(|a| *a != UserRequiredAction::UpdatePassword)
-                .map(|a| a as i32)
-                .collect();
-            if actions.contains(UserRequiredAction::ValidateEmail) {
-                after.primary_email_address_validated_at = None;
-            }
-            Ok(())
-        })
+        self.change_lifecycle(
+            ctx,
+            &user_id,
+            lifecycle::SET_REQUIRED_ACTIONS,
+            &|before, after, _| {
+                if before.lifecycle.deactivated_at.is_some() {
+                    return Err(Error::FailedPrecondition(
+                        "deactivated: the user is deactivated; reactivate it first",
+                    ));
+                }
+                after.require_password_update =
+                    actions.contains(UserRequiredAction::UpdatePassword);
+                after.lifecycle.required_actions = actions
+                    .iter()
+                    .filter(|a| *a != UserRequiredAction::UpdatePassword)
+                    .map(|a| a as i32)
+                    .collect();
+                if actions.contains(UserRequiredAction::ValidateEmail) {
+                    after.primary_email_address_validated_at = None;
+                }
+                Ok(())
+            },
+        )
         .await
     }
 
