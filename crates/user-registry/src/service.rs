@@ -3,6 +3,7 @@
 //! with its event through the store (one transaction).
 
 mod lifecycle;
+mod metadata;
 
 use std::sync::Arc;
 
@@ -613,6 +614,10 @@ impl UserRegistryService {
         let page = Page::parse(req.limit, req.page)?;
         let query = UserQuery {
             deleted: req.deleted,
+            metadata: metadata::metadata_filters(
+                &req.metadata,
+                self.config.metadata_max_value_bytes,
+            )?,
             order: order.field,
             descending: order.descending,
             limit: page.limit(),
@@ -674,6 +679,10 @@ impl UserRegistryService {
             description_contains: text("description_contains", &req.description_contains)?,
             attributes,
             states,
+            metadata: metadata::metadata_filters(
+                &req.metadata,
+                self.config.metadata_max_value_bytes,
+            )?,
             order: order.field,
             descending: order.descending,
             limit: page.limit(),

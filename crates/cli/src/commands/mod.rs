@@ -8,6 +8,7 @@ pub mod context;
 pub mod email;
 pub mod external_users;
 pub mod invitations;
+pub mod metadata;
 pub mod notifications;
 pub mod sessions;
 pub mod users;

@@ -1,6 +1,6 @@
 //! `roster users`: the user registry (create, read, change, delete,
 //! passwords), search, the lifecycle (lock, deactivate, required actions,
-//! statistics), and bulk import and export.
+//! statistics), metadata, and bulk import and export.
 
 use std::collections::HashMap;
 
@@ -14,6 +14,7 @@ use roster_proto::v1::{
 
 use super::{App, Paging, field_mask, parse_pair, parse_state, read_secret, user_ids};
 use crate::commands::bulk;
+use crate::commands::metadata::{self, MetadataCommand};
 use crate::error::{CliError, Result};
 use crate::json::read_message;
 use crate::output::{Kind, View, col, wide};
@@ -98,13 +99,19 @@ pub enum UsersCommand {
         fields: Vec<String>,
     },
     /// List users, a page at a time.
-    #[command(after_help = "Example:\n  roster users list --limit 50 --page 2 --order -created_at")]
+    #[command(
+        after_help = "Example:\n  roster users list --limit 50 --page 2 --order -created_at\n  roster users list --metadata tenant=eu-1"
+    )]
     List {
         #[command(flatten)]
         paging: Paging,
         /// List soft-deleted users instead.
         #[arg(long)]
         deleted: bool,
+        /// Only users with this metadata entry, `key` or `key=value`;
+        /// repeatable (all must hold).
+        #[arg(long = "metadata", value_parser = metadata::parse_filter)]
+        metadata: Vec<roster_proto::v1::UserMetadataFilter>,
         /// Only these fields (a field mask, comma-separated).
         #[arg(long, value_delimiter = ',')]
         fields: Vec<String>,
@@ -150,6 +157,9 @@ pub enum UsersCommand {
     Export(bulk::ExportArgs),
     #[command(flatten)]
     Lifecycle(LifecycleCommand),
+    /// Set, list and delete a user's metadata entries.
+    #[command(subcommand)]
+    Metadata(MetadataCommand),
     /// Counts of users by state, admins, locked and more.
     #[command(after_help = "Example:\n  roster users stats -o json")]
     Stats,
@@ -323,6 +333,10 @@ pub struct SearchArgs {
     /// Only users in these states, comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_state)]
     pub state: Vec<roster_proto::v1::State>,
+    /// Only users with this metadata entry, `key` or `key=value`;
+    /// repeatable (all must hold).
+    #[arg(long = "metadata", value_parser = metadata::parse_filter)]
+    pub metadata: Vec<roster_proto::v1::UserMetadataFilter>,
     #[command(flatten)]
     pub paging: Paging,
     /// Search soft-deleted users instead.
@@ -427,6 +441,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
         UsersCommand::List {
             paging,
             deleted,
+            metadata,
             fields,
         } => {
             let response = app
@@ -439,6 +454,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
                     limit: paging.limit,
                     page: paging.page,
                     deleted,
+                    metadata,
                 })
                 .await?;
             app.out.list(response, &USERS_VIEW)
@@ -460,6 +476,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
                     limit: args.paging.limit,
                     page: args.paging.page,
                     deleted: args.deleted,
+                    metadata: args.metadata,
                 })
                 .await?;
             app.out.list(response, &USERS_VIEW)
@@ -493,6 +510,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
         UsersCommand::Import(args) => bulk::import_users(app, args).await,
         UsersCommand::Export(args) => bulk::export_users(app, args).await,
         UsersCommand::Lifecycle(command) => lifecycle(app, command).await,
+        UsersCommand::Metadata(command) => metadata::run(app, command).await,
         UsersCommand::Stats => {
             let stats = app.conn.lifecycle().await?.get_user_statistics(()).await?;
             app.out.message(stats.get_ref(), &STATS_VIEW)

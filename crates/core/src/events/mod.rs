@@ -20,11 +20,13 @@
 //! - [`nats`]: the JetStream bus;
 //! - [`outbox`]: the outbox table, inserts and the relay;
 //! - [`lifecycle`]: the names of the `user.lifecycle.*` events, which
-//!   several services act on.
+//!   several services act on;
+//! - [`metadata`]: the names of the `user.metadata.*` events.
 
 pub mod bus;
 pub mod lifecycle;
 pub mod memory;
+pub mod metadata;
 pub mod nats;
 pub mod outbox;
 pub mod worker;

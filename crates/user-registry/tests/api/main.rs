@@ -14,6 +14,7 @@ mod invited;
 mod lifecycle;
 mod list;
 mod mails;
+mod metadata;
 mod outbox;
 mod password;
 mod search;
