@@ -78,6 +78,18 @@ pub fn parse_state(text: &str) -> Result<State, String> {
     })
 }
 
+/// A user type by its name: `machine`, `human` or `USER_TYPE_MACHINE`.
+pub fn parse_user_type(text: &str) -> Result<roster_proto::v1::UserType, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let name = if upper.starts_with("USER_TYPE_") {
+        upper
+    } else {
+        format!("USER_TYPE_{upper}")
+    };
+    roster_proto::v1::UserType::from_str_name(&name)
+        .ok_or_else(|| format!("unknown user type `{text}` (human, machine)"))
+}
+
 /// `key=value`.
 pub fn parse_pair(text: &str) -> Result<(String, String), String> {
     text.split_once('=')

@@ -12,7 +12,9 @@ use roster_proto::v1::{
     UpdateUserRequest, User, UserRequiredAction,
 };
 
-use super::{App, Paging, field_mask, parse_pair, parse_state, read_secret, user_ids};
+use super::{
+    App, Paging, field_mask, parse_pair, parse_state, parse_user_type, read_secret, user_ids,
+};
 use crate::commands::bulk;
 use crate::commands::metadata::{self, MetadataCommand};
 use crate::error::{CliError, Result};
@@ -28,6 +30,7 @@ pub const USER_VIEW: View = View {
         col("STATE", "state", Kind::Enum("STATE_")),
         col("ADMIN", "admin", Kind::Bool),
         col("CREATED", "createdAt", Kind::Time),
+        wide("TYPE", "type", Kind::Enum("USER_TYPE_")),
         wide("DESCRIPTION", "description", Kind::Text),
         wide(
             "EMAIL VALIDATED",
@@ -76,6 +79,7 @@ const STATS_VIEW: View = View {
         col("LOCKED", "locked", Kind::Count),
         col("DEACTIVATED", "deactivated", Kind::Count),
         col("EMAIL UNVALIDATED", "emailUnvalidated", Kind::Count),
+        col("MACHINES", "machines", Kind::Count),
         wide("COMPUTED", "computedAt", Kind::Time),
     ],
 };
@@ -84,7 +88,7 @@ const STATS_VIEW: View = View {
 pub enum UsersCommand {
     /// Create a user (an admin creates anyone; others register themselves).
     #[command(
-        after_help = "Example:\n  roster users create alice --email alice@example.com --name 'Alice Liddell'\n  echo \"$PASSWORD\" | roster users create bob --email bob@example.com --password-stdin --admin"
+        after_help = "Example:\n  roster users create alice --email alice@example.com --name 'Alice Liddell'\n  echo \"$PASSWORD\" | roster users create bob --email bob@example.com --password-stdin --admin\n  roster users create ci-bot --machine --name 'CI'\n  roster api-keys create ci-bot --name deploy --rights user_info --expires 90d"
     )]
     Create(CreateArgs),
     /// Show one user.
@@ -112,6 +116,9 @@ pub enum UsersCommand {
         /// repeatable (all must hold).
         #[arg(long = "metadata", value_parser = metadata::parse_filter)]
         metadata: Vec<roster_proto::v1::UserMetadataFilter>,
+        /// Only users of these types (human, machine), comma-separated.
+        #[arg(long = "type", value_delimiter = ',', value_parser = parse_user_type)]
+        types: Vec<roster_proto::v1::UserType>,
         /// Only these fields (a field mask, comma-separated).
         #[arg(long, value_delimiter = ',')]
         fields: Vec<String>,
@@ -288,8 +295,12 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub fields: UserFields,
     /// Read the password from standard input (else it is asked on the terminal).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "machine")]
     pub password_stdin: bool,
+    /// Create a machine user (admins): no password, no email address; it
+    /// authenticates with API keys (`roster api-keys create`).
+    #[arg(long, conflicts_with_all = ["email", "invitation_token"])]
+    pub machine: bool,
     /// An invitation token, for self-registration by invitation.
     #[arg(long)]
     pub invitation_token: Option<String>,
@@ -337,6 +348,9 @@ pub struct SearchArgs {
     /// repeatable (all must hold).
     #[arg(long = "metadata", value_parser = metadata::parse_filter)]
     pub metadata: Vec<roster_proto::v1::UserMetadataFilter>,
+    /// Only users of these types (human, machine), comma-separated.
+    #[arg(long = "type", value_delimiter = ',', value_parser = parse_user_type)]
+    pub types: Vec<roster_proto::v1::UserType>,
     #[command(flatten)]
     pub paging: Paging,
     /// Search soft-deleted users instead.
@@ -442,6 +456,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
             paging,
             deleted,
             metadata,
+            types,
             fields,
         } => {
             let response = app
@@ -455,6 +470,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
                     page: paging.page,
                     deleted,
                     metadata,
+                    types: types.into_iter().map(|t| t as i32).collect(),
                 })
                 .await?;
             app.out.list(response, &USERS_VIEW)
@@ -477,6 +493,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
                     page: args.paging.page,
                     deleted: args.deleted,
                     metadata: args.metadata,
+                    types: args.types.into_iter().map(|t| t as i32).collect(),
                 })
                 .await?;
             app.out.list(response, &USERS_VIEW)
@@ -563,7 +580,11 @@ async fn create(app: &App, args: CreateArgs) -> Result<()> {
     let user = request.user.get_or_insert_with(User::default);
     user.ids = user_ids(&args.user_id);
     apply_fields(user, &args.fields)?;
-    if args.password_stdin || (user.password.is_empty() && args.from_json.is_none()) {
+    if args.machine {
+        user.r#type = roster_proto::v1::UserType::Machine as i32;
+    }
+    let machine = user.r#type == roster_proto::v1::UserType::Machine as i32;
+    if args.password_stdin || (!machine && user.password.is_empty() && args.from_json.is_none()) {
         user.password = read_secret(
             &format!("Password for {}: ", args.user_id),
             args.password_stdin,

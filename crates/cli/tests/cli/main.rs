@@ -5,6 +5,7 @@
 mod docs;
 mod errors;
 mod journey;
+mod machines;
 mod metadata;
 mod nouns;
 mod support;

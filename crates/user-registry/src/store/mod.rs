@@ -71,6 +71,9 @@ pub struct UserRecord {
     pub deleted_at: Option<DateTime<Utc>>,
     /// Locks, deactivation and required actions.
     pub lifecycle: Lifecycle,
+    /// The `UserType`: human (0) or machine (1). Set at creation, never
+    /// changed.
+    pub user_type: i32,
 }
 
 /// Where an account stands beyond its review state.
@@ -112,7 +115,10 @@ pub struct UserCounts {
     /// wrong passwords.
     pub locked: u64,
     pub deactivated: u64,
+    /// Live humans whose address is not validated.
     pub email_unvalidated: u64,
+    /// Live machine users.
+    pub machines: u64,
 }
 
 impl fmt::Debug for UserRecord {
@@ -127,6 +133,11 @@ impl fmt::Debug for UserRecord {
 }
 
 impl UserRecord {
+    /// A machine user: no password, no address, no login.
+    pub fn is_machine(&self) -> bool {
+        self.user_type == roster_proto::v1::UserType::Machine as i32
+    }
+
     /// An approved (or flagged) live admin, neither locked nor deactivated,
     /// whose rights no `universal_rights` restrict: one that counts for the
     /// last-admin guard.
@@ -168,6 +179,8 @@ pub struct UserQuery {
     pub states: Vec<i32>,
     /// Metadata entries every match has.
     pub metadata: Vec<MetadataFilter>,
+    /// Any of these `UserType`s; empty means any.
+    pub types: Vec<i32>,
     /// One of `user_id`, `name`, `primary_email_address`, `state`, `admin`,
     /// `created_at`.
     pub order: &'static str,
@@ -200,6 +213,7 @@ impl Default for UserQuery {
             attributes: Vec::new(),
             states: Vec::new(),
             metadata: Vec::new(),
+            types: Vec::new(),
             order: "user_id",
             descending: false,
             limit: 100,

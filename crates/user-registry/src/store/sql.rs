@@ -27,7 +27,7 @@ const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, e
     email_validation_expires_at, profile_picture, \
     email_notification_types, universal_rights, created_at, updated_at, deleted_at, \
     locked_at, lock_reason, deactivated_at, deactivation_reason, required_actions, \
-    sessions_ended_at";
+    sessions_ended_at, user_type";
 
 /// What makes an admin count for the last-admin guard: live, approved (or
 /// flagged), neither locked nor deactivated, and without `universal_rights`
@@ -51,8 +51,9 @@ const USER_COUNTS: &str = "SELECT \
     count(*) FILTER (WHERE deleted_at IS NULL AND admin) AS admins, \
     count(*) FILTER (WHERE deleted_at IS NULL AND locked_at IS NOT NULL) AS admin_locked, \
     count(*) FILTER (WHERE deleted_at IS NULL AND deactivated_at IS NOT NULL) AS deactivated, \
-    count(*) FILTER (WHERE deleted_at IS NULL \
+    count(*) FILTER (WHERE deleted_at IS NULL AND user_type = 0 \
         AND primary_email_address_validated_at IS NULL) AS email_unvalidated, \
+    count(*) FILTER (WHERE deleted_at IS NULL AND user_type = 1) AS machines, \
     (SELECT count(*) FROM password_failures p WHERE p.counter = '*' AND p.locked_until > $1 \
         AND EXISTS (SELECT 1 FROM users u WHERE u.user_id = p.user_id \
             AND u.deleted_at IS NULL AND u.locked_at IS NULL)) AS failure_locked \
@@ -218,6 +219,7 @@ macro_rules! user_store {
                         required_actions: decode_ints(&required_actions)?,
                         sessions_ended_at: row.try_get("sessions_ended_at")?,
                     },
+                    user_type: row.try_get("user_type")?,
                 })
             }
 
@@ -329,6 +331,14 @@ macro_rules! user_store {
                     let mut sep = qb.separated(", ");
                     for s in &query.states {
                         sep.push_bind(*s);
+                    }
+                    qb.push(")");
+                }
+                if !query.types.is_empty() {
+                    qb.push(" AND user_type IN (");
+                    let mut sep = qb.separated(", ");
+                    for t in &query.types {
+                        sep.push_bind(*t);
                     }
                     qb.push(")");
                 }
@@ -467,7 +477,7 @@ macro_rules! user_store {
                 let result = sqlx::query(&format!(
                     "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
                      $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
-                     $24, $25, $26, $27, $28, $29)"
+                     $24, $25, $26, $27, $28, $29, $30)"
                 ))
                 .bind(&user.user_id)
                 .bind(&user.name)
@@ -498,6 +508,7 @@ macro_rules! user_store {
                 .bind(&user.lifecycle.deactivation_reason)
                 .bind(encode_ints(&user.lifecycle.required_actions))
                 .bind(user.lifecycle.sessions_ended_at)
+                .bind(user.user_type)
                 .execute(&mut *tx)
                 .await;
                 if let Err(err) = result {
@@ -754,6 +765,7 @@ macro_rules! user_store {
                     locked: n("admin_locked")? + n("failure_locked")?,
                     deactivated: n("deactivated")?,
                     email_unvalidated: n("email_unvalidated")?,
+                    machines: n("machines")?,
                 })
             }
 

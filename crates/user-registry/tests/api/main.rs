@@ -13,6 +13,7 @@ mod hardening;
 mod invited;
 mod lifecycle;
 mod list;
+mod machine;
 mod mails;
 mod metadata;
 mod outbox;
