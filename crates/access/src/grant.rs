@@ -26,7 +26,8 @@ pub struct Grant {
 ///   (requested: info, basic settings, delete; rejected: info, delete;
 ///   suspended: info; flagged counts as approved) and, when
 ///   `require_validated_email` and the address is not validated, by the
-///   same limit as requested users.
+///   same limit as requested users (not for a machine user, which has no
+///   address and was made by an admin).
 /// - On every account (approved or flagged admins only): `carried` itself,
 ///   so an admin's key never does more than the rights written on it.
 /// - `User.universal_rights`, when set, caps both.
@@ -42,7 +43,9 @@ pub fn grant(carried: RightSet, subject: &Subject, require_validated_email: bool
         }
         own = own.intersect(limit);
     }
-    if require_validated_email && !subject.email_validated {
+    // A machine has no address to validate: an admin made it, which is
+    // the vetting the limit stands in for.
+    if require_validated_email && !subject.email_validated && !subject.machine {
         let limit = unvalidated_email_limit();
         if !own.minus(limit).is_empty() {
             warnings
@@ -128,6 +131,7 @@ mod tests {
             suspended: false,
             required_actions: Vec::new(),
             sessions_ended_at: None,
+            machine: false,
         }
     }
 
@@ -214,6 +218,18 @@ mod tests {
             set(&[Right::UserInfo, Right::UserSettingsBasic, Right::UserDelete])
         );
         assert_eq!(limited.warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_machine_without_an_address_is_not_limited_for_it() {
+        let mut s = subject(State::Approved, false);
+        s.email_validated = false;
+        s.email.clear();
+        s.machine = true;
+        let all = set(&[Right::UserAll]);
+        let granted = grant(all, &s, true);
+        assert_eq!(granted.own, RightSet::all_user());
+        assert!(granted.warnings.is_empty());
     }
 
     #[test]

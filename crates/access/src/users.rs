@@ -7,7 +7,7 @@ use roster_core::resend::ResendingChannel;
 use roster_core::rights::RightSet;
 use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
-use roster_proto::v1::{GetUserRequest, State, UserIdentifiers, UserRequiredAction};
+use roster_proto::v1::{GetUserRequest, State, UserIdentifiers, UserRequiredAction, UserType};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -37,6 +37,9 @@ pub struct Subject {
     /// When the last deactivation ended the user's sessions: no session
     /// made before it works, also after reactivation.
     pub sessions_ended_at: Option<DateTime<Utc>>,
+    /// A machine user (`UserType::Machine`): no login, no address; its API
+    /// keys are its personal access tokens.
+    pub machine: bool,
 }
 
 /// Looks users up.
@@ -66,6 +69,7 @@ const SUBJECT_PATHS: &[&str] = &[
     "require_password_update",
     "primary_email_address",
     "name",
+    "type",
 ];
 
 impl GrpcUserDirectory {
@@ -81,22 +85,40 @@ impl GrpcUserDirectory {
 #[async_trait::async_trait]
 impl UserDirectory for GrpcUserDirectory {
     async fn subject(&self, user_id: &str) -> Result<Option<Subject>, Status> {
-        let request = self.cluster.request(GetUserRequest {
-            user_ids: Some(UserIdentifiers {
-                user_id: user_id.to_string(),
-                email: String::new(),
-            }),
-            field_mask: Some(prost_types::FieldMask {
-                paths: SUBJECT_PATHS.iter().map(|p| p.to_string()).collect(),
-            }),
-        });
+        let request = |paths: &[&str]| {
+            self.cluster.request(GetUserRequest {
+                user_ids: Some(UserIdentifiers {
+                    user_id: user_id.to_string(),
+                    email: String::new(),
+                }),
+                field_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| p.to_string()).collect(),
+                }),
+            })
+        };
         let status_request = self.cluster.request(UserIdentifiers {
             user_id: user_id.to_string(),
             email: String::new(),
         });
         let mut lifecycle = self.lifecycle.clone();
         let mut client = self.client.clone();
-        let (got, status) = tokio::join!(client.get(request), lifecycle.get_status(status_request));
+        let (mut got, status) = tokio::join!(
+            client.get(request(SUBJECT_PATHS)),
+            lifecycle.get_status(status_request)
+        );
+        // A user registry from before machine users (during a rolling
+        // upgrade) refuses the `type` path; it has humans only.
+        if got
+            .as_ref()
+            .is_err_and(|s| s.code() == Code::InvalidArgument && s.message().contains("type"))
+        {
+            let without_type: Vec<&str> = SUBJECT_PATHS
+                .iter()
+                .copied()
+                .filter(|p| *p != "type")
+                .collect();
+            got = client.get(request(&without_type)).await;
+        }
         // A soft-deleted user has no status (NOT_FOUND); its credentials
         // are refused for the deletion anyway.
         let status = match status {
@@ -154,6 +176,7 @@ impl UserDirectory for GrpcUserDirectory {
                         .collect()
                 })
                 .unwrap_or_default(),
+            machine: user.r#type == UserType::Machine as i32,
         }))
     }
 }

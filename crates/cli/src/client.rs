@@ -13,6 +13,7 @@ use roster_proto::v1::notification_service_client::NotificationServiceClient;
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_invitation_registry_client::UserInvitationRegistryClient;
 use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
+use roster_proto::v1::user_metadata_client::UserMetadataClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::user_session_registry_client::UserSessionRegistryClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -156,6 +157,12 @@ impl Connector {
 
     pub async fn lifecycle(&self) -> Result<UserLifecycleClient<Svc>> {
         Ok(UserLifecycleClient::new(
+            self.channel(Service::UserRegistry).await?,
+        ))
+    }
+
+    pub async fn metadata(&self) -> Result<UserMetadataClient<Svc>> {
+        Ok(UserMetadataClient::new(
             self.channel(Service::UserRegistry).await?,
         ))
     }

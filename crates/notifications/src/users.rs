@@ -148,6 +148,7 @@ impl Directory for GrpcDirectory {
                 limit: PAGE,
                 page,
                 deleted: false,
+                ..Default::default()
             });
             let users = self
                 .users

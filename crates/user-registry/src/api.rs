@@ -10,15 +10,18 @@ use roster_proto::v1::entity_registry_search_server::EntityRegistrySearch;
 use roster_proto::v1::external_user_registry_server::ExternalUserRegistry;
 use roster_proto::v1::user_credentials_server::UserCredentials;
 use roster_proto::v1::user_lifecycle_server::UserLifecycle;
+use roster_proto::v1::user_metadata_server::UserMetadata;
 use roster_proto::v1::user_registry_server::UserRegistry;
 use roster_proto::v1::{
     CheckPasswordRequest, CheckPasswordResponse, CreateExternalUserRequest,
     CreateTemporaryPasswordRequest, CreateUserRequest, DeactivateUserRequest,
-    DeleteExternalUserRequest, ExternalUser, GetExternalUserByExternalIdRequest,
-    GetExternalUserByUserIdRequest, GetUserRequest, ListUsersRequest, LockUserRequest,
-    SearchUsersRequest, SendEmailValidationRequest, SendEmailValidationResponse,
-    SetRequiredActionsRequest, UpdateUserPasswordRequest, UpdateUserRequest, User, UserIdentifiers,
-    UserLifecycleStatus, UserStatistics, Users, ValidateEmailRequest, ValidateEmailResponse,
+    DeleteExternalUserRequest, DeleteUserMetadataRequest, DeleteUserMetadataResponse, ExternalUser,
+    GetExternalUserByExternalIdRequest, GetExternalUserByUserIdRequest, GetUserRequest,
+    ListUserMetadataRequest, ListUsersRequest, LockUserRequest, SearchUsersRequest,
+    SendEmailValidationRequest, SendEmailValidationResponse, SetRequiredActionsRequest,
+    SetUserMetadataRequest, SetUserMetadataResponse, UpdateUserPasswordRequest, UpdateUserRequest,
+    User, UserIdentifiers, UserLifecycleStatus, UserMetadataEntries, UserStatistics, Users,
+    ValidateEmailRequest, ValidateEmailResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -306,6 +309,39 @@ impl UserLifecycle for UserRegistryApi {
         handle!(self.auth, request, |ctx, _msg| self
             .service
             .user_statistics(&ctx))
+        .map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl UserMetadata for UserRegistryApi {
+    async fn set_user_metadata(
+        &self,
+        request: Request<SetUserMetadataRequest>,
+    ) -> Result<Response<SetUserMetadataResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .set_metadata(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn list_user_metadata(
+        &self,
+        request: Request<ListUserMetadataRequest>,
+    ) -> Result<Response<UserMetadataEntries>, Status> {
+        let (entries, total) = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .list_metadata(&ctx, msg))?;
+        Ok(with_total_count(entries, total))
+    }
+
+    async fn delete_user_metadata(
+        &self,
+        request: Request<DeleteUserMetadataRequest>,
+    ) -> Result<Response<DeleteUserMetadataResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .delete_metadata(&ctx, msg))
         .map(Response::new)
     }
 }

@@ -38,6 +38,11 @@ pub struct UserRegistryConfig {
     pub registration_rate_limit: RateLimitConfig,
     /// Wrong passwords, and the locks they lead to (see `lockout.rs`).
     pub lockout: LockoutConfig,
+    /// The most metadata entries a user may have (`UserMetadata`), 1 to
+    /// 1000.
+    pub metadata_max_entries: u64,
+    /// The largest metadata value, in bytes, 1 to 65536 (64 KiB).
+    pub metadata_max_value_bytes: usize,
 }
 
 impl Default for UserRegistryConfig {
@@ -58,6 +63,8 @@ impl Default for UserRegistryConfig {
                 window_secs: 60,
             },
             lockout: LockoutConfig::default(),
+            metadata_max_entries: 50,
+            metadata_max_value_bytes: 4096,
         }
     }
 }
@@ -93,6 +100,14 @@ impl UserRegistryConfig {
                 "user_registry.{key} must be at most {MAX_SECS} (100 years)"
             );
         }
+        anyhow::ensure!(
+            (1..=1000).contains(&self.metadata_max_entries),
+            "user_registry.metadata_max_entries must be 1 to 1000"
+        );
+        anyhow::ensure!(
+            (1..=65536).contains(&self.metadata_max_value_bytes),
+            "user_registry.metadata_max_value_bytes must be 1 to 65536"
+        );
         let policy = &self.password_policy;
         anyhow::ensure!(
             policy.min_length <= policy.max_length,
@@ -134,6 +149,43 @@ mod tests {
             (with_policy(7, 128), "password_policy.min_length"),
             (with_policy(12, 63), "password_policy.max_length"),
             (with_policy(100, 64), "password_policy.min_length"),
+        ] {
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
+        }
+    }
+
+    #[test]
+    fn metadata_limits_out_of_range_are_refused_naming_the_setting() {
+        for (config, key) in [
+            (
+                UserRegistryConfig {
+                    metadata_max_entries: 0,
+                    ..UserRegistryConfig::default()
+                },
+                "metadata_max_entries",
+            ),
+            (
+                UserRegistryConfig {
+                    metadata_max_entries: 1001,
+                    ..UserRegistryConfig::default()
+                },
+                "metadata_max_entries",
+            ),
+            (
+                UserRegistryConfig {
+                    metadata_max_value_bytes: 0,
+                    ..UserRegistryConfig::default()
+                },
+                "metadata_max_value_bytes",
+            ),
+            (
+                UserRegistryConfig {
+                    metadata_max_value_bytes: 65537,
+                    ..UserRegistryConfig::default()
+                },
+                "metadata_max_value_bytes",
+            ),
         ] {
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains(key), "{error}");

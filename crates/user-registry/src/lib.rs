@@ -2,11 +2,11 @@
 //!
 //! It serves `UserRegistry`, `EntityRegistrySearch`,
 //! `ExternalUserRegistry`, `UserLifecycle` (email validation, an admin's
-//! lock, deactivation, required actions, statistics), and the internal
-//! `UserCredentials` (password checks for the sessions service). It owns
-//! the `users`, `user_attributes`, `external_users` and `password_failures`
-//! tables, publishes the `user.*` events through its outbox, and hands the mails it
-//! owes (validation links, temporary passwords) to the mailer through its
+//! lock, deactivation, required actions, statistics), `UserMetadata`, and
+//! the internal `UserCredentials` (password checks for the sessions
+//! service). It owns the `users`, `user_attributes`, `user_metadata`,
+//! `external_users` and `password_failures` tables, publishes the `user.*`
+//! events through its outbox, and hands the mails it owes (validation links, temporary passwords) to the mailer through its
 //! mail outbox.
 //!
 //! - [`api`]: the tonic services;
@@ -45,6 +45,7 @@ use roster_proto::v1::entity_registry_search_server::EntityRegistrySearchServer;
 use roster_proto::v1::external_user_registry_server::ExternalUserRegistryServer;
 use roster_proto::v1::user_credentials_server::UserCredentialsServer;
 use roster_proto::v1::user_lifecycle_server::UserLifecycleServer;
+use roster_proto::v1::user_metadata_server::UserMetadataServer;
 use roster_proto::v1::user_registry_server::UserRegistryServer;
 
 pub use config::UserRegistryConfig;
@@ -126,6 +127,7 @@ impl Component for UserRegistryComponent {
         server.add_service(ExternalUserRegistryServer::new(self.api.clone()));
         server.add_service(UserCredentialsServer::new(self.api.clone()));
         server.add_service(UserLifecycleServer::new(self.api.clone()));
+        server.add_service(UserMetadataServer::new(self.api.clone()));
     }
 
     async fn spawn(self: Box<Self>, shutdown: Shutdown) -> anyhow::Result<Vec<JoinHandle<()>>> {

@@ -3,6 +3,8 @@
 //! with its event through the store (one transaction).
 
 mod lifecycle;
+mod machine;
+mod metadata;
 
 use std::sync::Arc;
 
@@ -21,8 +23,8 @@ use roster_proto::v1::{
     EntityIdentifiers, Event, ExternalUser, GetExternalUserByExternalIdRequest,
     GetExternalUserByUserIdRequest, GetUserRequest, ListUsersRequest, Picture, Right,
     SearchUsersRequest, SendEmailValidationRequest, SendEmailValidationResponse, State,
-    UpdateUserPasswordRequest, UpdateUserRequest, User, UserEventData, UserIdentifiers, Users,
-    ValidateEmailRequest, ValidateEmailResponse, entity_identifiers,
+    UpdateUserPasswordRequest, UpdateUserRequest, User, UserEventData, UserIdentifiers, UserType,
+    Users, ValidateEmailRequest, ValidateEmailResponse, entity_identifiers,
 };
 
 use crate::config::UserRegistryConfig;
@@ -303,6 +305,9 @@ impl UserRegistryService {
         password: &str,
         client_key: &str,
     ) -> Result<Guess> {
+        // A machine has no password: checked against the dummy hash, as
+        // for no user at all.
+        let user = user.filter(|u| !u.is_machine());
         let right = self
             .hasher
             .verify(password, user.map(|u| u.password_hash.as_str()))
@@ -379,6 +384,11 @@ impl UserRegistryService {
                 "admin_field: only a full admin may set `user.{field}`"
             )));
         }
+        match UserType::try_from(input.r#type) {
+            Ok(UserType::Human) => {}
+            Ok(UserType::Machine) => return self.create_machine(ctx, input).await,
+            Err(_) => return Err(FieldViolation::new("user.type", "unknown user type").into()),
+        }
         let user_id = user_id_of(input.ids.as_ref(), "user.ids")?;
         let email = Email::parse(&input.primary_email_address).map_err(|v| v.under("user"))?;
         self.config
@@ -448,6 +458,7 @@ impl UserRegistryService {
             updated_at: at,
             deleted_at: None,
             lifecycle: Default::default(),
+            user_type: UserType::Human as i32,
         };
         if admin {
             // Admins may set the admin-only fields at creation. A user an
@@ -613,6 +624,11 @@ impl UserRegistryService {
         let page = Page::parse(req.limit, req.page)?;
         let query = UserQuery {
             deleted: req.deleted,
+            metadata: metadata::metadata_filters(
+                &req.metadata,
+                self.config.metadata_max_value_bytes,
+            )?,
+            types: machine::types_of(&req.types)?,
             order: order.field,
             descending: order.descending,
             limit: page.limit(),
@@ -674,6 +690,11 @@ impl UserRegistryService {
             description_contains: text("description_contains", &req.description_contains)?,
             attributes,
             states,
+            metadata: metadata::metadata_filters(
+                &req.metadata,
+                self.config.metadata_max_value_bytes,
+            )?,
+            types: machine::types_of(&req.types)?,
             order: order.field,
             descending: order.descending,
             limit: page.limit(),
@@ -694,6 +715,9 @@ impl UserRegistryService {
             }
             if !query.states.is_empty() {
                 mask.insert("state");
+            }
+            if !query.types.is_empty() {
+                mask.insert("type");
             }
         }
         let (users, total) = self.page_of(&query, &mask).await?;
@@ -723,6 +747,12 @@ impl UserRegistryService {
             return Err(Error::PermissionDenied(format!(
                 "update_admin_field: only admins may update `{path}`"
             )));
+        }
+        if mask.paths().any(|p| machine::HUMAN_ONLY_PATHS.contains(&p)) {
+            let target = self
+                .authorized_user(ctx, &user_id, Right::UserSettingsBasic, false)
+                .await?;
+            machine::refuse_machine(&target)?;
         }
         if mask.contains("primary_email_address") && !admin {
             self.prove_password(ctx, &user_id, &req.password).await?;
@@ -1059,11 +1089,12 @@ impl UserRegistryService {
         {
             return Err(Error::RateLimited);
         }
+        // A machine has no password to change: it answers as no user.
         let stored = self
             .store
             .get_user(user_id.as_str())
             .await?
-            .filter(|u| u.deleted_at.is_none());
+            .filter(|u| u.deleted_at.is_none() && !u.is_machine());
         // Both checks always run (against the dummy hash when there is
         // nothing to check), so the time taken tells nobody whether the user
         // exists or has a temporary password. The password is a guess like
@@ -1173,11 +1204,12 @@ impl UserRegistryService {
         let secret = roster_core::token::random_secret(32);
         // Hash before looking the user up, so both paths cost the same.
         let hash = self.hasher.hash(&secret).await.map_err(Error::from)?;
+        // A machine has no password to forget: it answers as no user.
         let Some(before) = self
             .store
             .get_user(user_id.as_str())
             .await?
-            .filter(|u| u.deleted_at.is_none())
+            .filter(|u| u.deleted_at.is_none() && !u.is_machine())
         else {
             return Ok(());
         };
@@ -1245,6 +1277,7 @@ impl UserRegistryService {
         let before = self
             .authorized_user(ctx, &user_id, Right::UserSettingsBasic, false)
             .await?;
+        machine::refuse_machine(&before)?;
         if !ctx.caller.is_admin()
             && !self
                 .limiter
@@ -1394,7 +1427,9 @@ impl UserRegistryService {
                 FieldViolation::new("user_ids", "a user ID or an email is required").into(),
             );
         }
-        .filter(|u| u.deleted_at.is_none());
+        // A machine never logs in: NOT_FOUND, as an unknown user, after
+        // the same dummy hash, so no guesser learns which IDs are machines.
+        .filter(|u| u.deleted_at.is_none() && !u.is_machine());
         max_chars("client_key", &req.client_key, 128)?;
         let mut guess = self
             .guess_password(ctx, stored.as_ref(), &req.password, &req.client_key)

@@ -31,6 +31,9 @@
 //!   UnlockUser and ReactivateUser act on a locked or deactivated target,
 //!   whose own credentials are refused (UNAUTHENTICATED), as Restore's
 //!   deleted target's are.
+//! - UserMetadata: ListUserMetadata needs RIGHT_USER_INFO (which a
+//!   suspended user keeps); SetUserMetadata and DeleteUserMetadata need
+//!   RIGHT_USER_SETTINGS_BASIC, as Update does.
 //!
 //! On mismatch the test fails once, listing every wrong cell.
 
@@ -49,6 +52,7 @@ use roster_proto::v1::session_credentials_client::SessionCredentialsClient;
 use roster_proto::v1::user_access_client::UserAccessClient;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
 use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
+use roster_proto::v1::user_metadata_client::UserMetadataClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::user_session_registry_client::UserSessionRegistryClient;
 use roster_proto::v1::{
@@ -56,11 +60,12 @@ use roster_proto::v1::{
     CheckSessionRequest, ConsumeLoginTokenRequest, CreateExternalUserRequest,
     CreateLoginTokenRequest, CreateTemporaryPasswordRequest, CreateUserApiKeyRequest,
     CreateUserRequest, DeactivateUserRequest, DeleteExternalUserRequest, DeleteUserApiKeyRequest,
-    ExternalUser, GetExternalUserByExternalIdRequest, GetExternalUserByUserIdRequest,
-    GetUserApiKeyRequest, GetUserRequest, ListUserApiKeysRequest, ListUserSessionsRequest,
-    ListUsersRequest, LockUserRequest, LoginRequest, LoginWithTokenRequest, Right,
-    SearchUsersRequest, SetRequiredActionsRequest, State, UpdateUserApiKeyRequest,
-    UpdateUserPasswordRequest, UpdateUserRequest, User, UserIdentifiers, UserRequiredAction,
+    DeleteUserMetadataRequest, ExternalUser, GetExternalUserByExternalIdRequest,
+    GetExternalUserByUserIdRequest, GetUserApiKeyRequest, GetUserRequest, ListUserApiKeysRequest,
+    ListUserMetadataRequest, ListUserSessionsRequest, ListUsersRequest, LockUserRequest,
+    LoginRequest, LoginWithTokenRequest, Right, SearchUsersRequest, SetRequiredActionsRequest,
+    SetUserMetadataRequest, State, UpdateUserApiKeyRequest, UpdateUserPasswordRequest,
+    UpdateUserRequest, User, UserIdentifiers, UserMetadataEntry, UserRequiredAction,
     UserSessionIdentifiers,
 };
 use roster_test_support::{
@@ -158,6 +163,8 @@ enum Setup {
     Locked,
     /// An admin deactivated the target (ReactivateUser).
     Deactivated,
+    /// The target has the metadata entry `matrix` (DeleteUserMetadata).
+    Metadata,
     /// The target has a session of its own besides any caller's
     /// (`Fixture::session_id`/`session_token`). Made before the caller's
     /// credential, while the target can still log in (the "suspended"
@@ -224,6 +231,10 @@ impl Ctx {
 
     fn lifecycle(&self) -> UserLifecycleClient<Channel> {
         UserLifecycleClient::new(self.channel.clone())
+    }
+
+    fn metadata(&self) -> UserMetadataClient<Channel> {
+        UserMetadataClient::new(self.channel.clone())
     }
 }
 
@@ -885,6 +896,61 @@ fn rows() -> Vec<Row> {
             },
             [U, U, U, P, P, P, P, P, O, O],
         ),
+        // ---- UserMetadata --------------------------------------------
+        // RIGHT_USER_SETTINGS_BASIC, as Update.
+        row(
+            "UserMetadata.SetUserMetadata",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.metadata()
+                        .set_user_metadata(c.req(SetUserMetadataRequest {
+                            user_ids: c.ids(),
+                            metadata: vec![UserMetadataEntry {
+                                key: "matrix".into(),
+                                value: b"cell".to_vec(),
+                                ..Default::default()
+                            }],
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, O, O, P, O, O],
+        ),
+        // RIGHT_USER_INFO, which a suspended user keeps.
+        row(
+            "UserMetadata.ListUserMetadata",
+            Setup::Nothing,
+            |c| {
+                Box::pin(async move {
+                    c.metadata()
+                        .list_user_metadata(c.req(ListUserMetadataRequest {
+                            user_ids: c.ids(),
+                            ..Default::default()
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, O, P, O, O, O, O, O],
+        ),
+        row(
+            "UserMetadata.DeleteUserMetadata",
+            Setup::Metadata,
+            |c| {
+                Box::pin(async move {
+                    c.metadata()
+                        .delete_user_metadata(c.req(DeleteUserMetadataRequest {
+                            user_ids: c.ids(),
+                            keys: vec!["matrix".into()],
+                        }))
+                        .await
+                        .map(drop)
+                })
+            },
+            [U, U, U, P, P, O, O, P, O, O],
+        ),
     ]
 }
 
@@ -1009,6 +1075,19 @@ async fn prepare(env: &TestEnv, setup: Setup, target: &str) -> Fixture {
                 }))
                 .await
                 .unwrap_or_else(|s| panic!("cannot deactivate {target}: {s}"));
+        }
+        Setup::Metadata => {
+            UserMetadataClient::new(env.channel())
+                .set_user_metadata(with_cluster_key(SetUserMetadataRequest {
+                    user_ids: Some(ids(target)),
+                    metadata: vec![UserMetadataEntry {
+                        key: "matrix".into(),
+                        value: b"cell".to_vec(),
+                        ..Default::default()
+                    }],
+                }))
+                .await
+                .unwrap_or_else(|s| panic!("cannot set metadata of {target}: {s}"));
         }
         // Made in `cell`, before the caller's credential.
         Setup::Session => {}

@@ -378,6 +378,7 @@ pub async fn export_users(app: &App, args: ExportArgs) -> Result<()> {
                 limit: args.page_size,
                 page,
                 deleted: args.deleted,
+                ..Default::default()
             })
             .await?
             .into_inner();

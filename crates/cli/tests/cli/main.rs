@@ -5,6 +5,8 @@
 mod docs;
 mod errors;
 mod journey;
+mod machines;
+mod metadata;
 mod nouns;
 mod support;
 mod tables;

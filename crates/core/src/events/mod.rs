@@ -21,12 +21,14 @@
 //! - [`outbox`]: the outbox table, inserts and the relay;
 //! - [`lifecycle`]: the names of the `user.lifecycle.*` events, which
 //!   several services act on;
+//! - [`metadata`]: the names of the `user.metadata.*` events;
 //! - [`names`]: the names of the other events a service publishes and
 //!   another acts on.
 
 pub mod bus;
 pub mod lifecycle;
 pub mod memory;
+pub mod metadata;
 pub mod names;
 pub mod nats;
 pub mod outbox;

@@ -325,6 +325,11 @@ impl UserRegistryService {
                         "deactivated: the user is deactivated; reactivate it first",
                     ));
                 }
+                // Both actions need a password or an address, which a machine
+                // has not; clearing stays possible.
+                if actions.iter().next().is_some() {
+                    super::machine::refuse_machine(before)?;
+                }
                 after.require_password_update =
                     actions.contains(UserRequiredAction::UpdatePassword);
                 after.lifecycle.required_actions = actions
@@ -361,6 +366,7 @@ impl UserRegistryService {
             locked: counts.locked,
             deactivated: counts.deactivated,
             email_unvalidated: counts.email_unvalidated,
+            machines: counts.machines,
             computed_at: Some(timestamp(at)),
         })
     }
