@@ -654,8 +654,38 @@ impl MetadataKey {
         required(field, value)?;
         max_chars(field, value, Self::MAX_CHARS)?;
         no_control_chars_at_all(field, value)?;
+        if value.chars().any(is_invisible) {
+            return Err(FieldViolation::new(
+                field,
+                "must not contain invisible or direction-changing characters",
+            ));
+        }
         Ok(Self(value.to_owned()))
     }
+}
+
+/// Format and separator characters that print as nothing, or reorder what
+/// follows them, so that one key could pass for another in a listing: the
+/// soft hyphen, zero-width characters, bidirectional marks, embeddings,
+/// overrides and isolates, the line and paragraph separators, invisible
+/// operators, and the byte order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 /// Checks a metadata value: 1 to `max_bytes` bytes.
@@ -1634,9 +1664,18 @@ mod tests {
     fn metadata_keys_are_bounded_and_one_line() {
         assert!(MetadataKey::parse("k", &"k".repeat(200)).is_ok());
         assert!(MetadataKey::parse("k", "tenant/eu_1%").is_ok());
-        for bad in ["", "line\nbreak", "tab\there"] {
+        for bad in [
+            "",
+            "line\nbreak",
+            "tab\there",
+            "zero\u{200B}width",
+            "\u{202E}reversed",
+            "para\u{2029}graph",
+            "\u{FEFF}bom",
+        ] {
             assert_eq!(field_of(MetadataKey::parse("k", bad)), "k", "{bad:?}");
         }
+        assert!(MetadataKey::parse("k", "résumé – naïve").is_ok());
         assert_eq!(field_of(MetadataKey::parse("k", &"k".repeat(201))), "k");
     }
 

@@ -386,6 +386,13 @@ impl UserRegistryService {
         }
         match UserType::try_from(input.r#type) {
             Ok(UserType::Human) => {}
+            Ok(UserType::Machine) if !req.invitation_token.is_empty() => {
+                return Err(FieldViolation::new(
+                    "invitation_token",
+                    "must be empty for a machine user: invitations are for people",
+                )
+                .into());
+            }
             Ok(UserType::Machine) => return self.create_machine(ctx, input).await,
             Err(_) => return Err(FieldViolation::new("user.type", "unknown user type").into()),
         }
@@ -625,6 +632,7 @@ impl UserRegistryService {
         let query = UserQuery {
             deleted: req.deleted,
             metadata: metadata::metadata_filters(
+                ctx,
                 &req.metadata,
                 self.config.metadata_max_value_bytes,
             )?,
@@ -691,6 +699,7 @@ impl UserRegistryService {
             attributes,
             states,
             metadata: metadata::metadata_filters(
+                ctx,
                 &req.metadata,
                 self.config.metadata_max_value_bytes,
             )?,

@@ -7,7 +7,7 @@ use roster_proto::v1::{
     UserMetadataFilter,
 };
 
-use super::{App, Paging, user_ids};
+use super::{App, user_ids};
 use crate::error::Result;
 use crate::output::{Kind, View, col, wide};
 
@@ -43,8 +43,12 @@ pub enum MetadataCommand {
         /// Only keys that start with this.
         #[arg(long, default_value = "")]
         prefix: String,
-        #[command(flatten)]
-        paging: Paging,
+        /// Most entries per page (the server's default when 0).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        /// Page to show, from 1.
+        #[arg(long, default_value_t = 0)]
+        page: u32,
     },
     /// Delete metadata entries of a user, all or none.
     #[command(after_help = "Example:\n  roster users metadata delete alice tenant employee-number")]
@@ -96,14 +100,15 @@ pub async fn run(app: &App, command: MetadataCommand) -> Result<()> {
         MetadataCommand::List {
             user_id,
             prefix,
-            paging,
+            limit,
+            page,
         } => {
             let response = client
                 .list_user_metadata(ListUserMetadataRequest {
                     user_ids: user_ids(&user_id),
                     key_prefix: prefix,
-                    limit: paging.limit,
-                    page: paging.page,
+                    limit,
+                    page,
                 })
                 .await?;
             app.out.list(response, &METADATA_VIEW)

@@ -23,10 +23,17 @@ use roster_core::validation::FieldViolation;
 
 /// The metadata filters of a List or SearchUsers (field `metadata`): at
 /// most [`MAX_METADATA_FILTERS`], keys and values as for SetUserMetadata.
+/// A filter on a value tells whether a guess is right, so filtering needs
+/// what reading the values needs: RIGHT_USER_INFO on every user.
 pub(super) fn metadata_filters(
+    ctx: &CallContext,
     filters: &[UserMetadataFilter],
     max_value_bytes: usize,
 ) -> Result<Vec<MetadataFilter>> {
+    if !filters.is_empty() {
+        ctx.caller
+            .require_universal(roster_proto::v1::Right::UserInfo)?;
+    }
     if filters.len() > MAX_METADATA_FILTERS {
         return Err(FieldViolation::new(
             "metadata",

@@ -138,11 +138,12 @@ impl UserRecord {
         self.user_type == roster_proto::v1::UserType::Machine as i32
     }
 
-    /// An approved (or flagged) live admin, neither locked nor deactivated,
-    /// whose rights no `universal_rights` restrict: one that counts for the
-    /// last-admin guard.
+    /// An approved (or flagged) live human admin, neither locked nor
+    /// deactivated, whose rights no `universal_rights` restrict: one that
+    /// counts for the last-admin guard.
     pub fn is_effective_admin(&self) -> bool {
         self.admin
+            && !self.is_machine()
             && self.deleted_at.is_none()
             && !self.lifecycle.suspends_credentials()
             && self.universal_rights.is_none()

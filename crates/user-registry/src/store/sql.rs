@@ -29,11 +29,13 @@ const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, e
     locked_at, lock_reason, deactivated_at, deactivation_reason, required_actions, \
     sessions_ended_at, user_type";
 
-/// What makes an admin count for the last-admin guard: live, approved (or
+/// What makes an admin count for the last-admin guard: a live human (a
+/// machine has no way back in once its keys are gone), approved (or
 /// flagged), neither locked nor deactivated, and without `universal_rights`
 /// restricting what it may do.
 const EFFECTIVE_ADMIN: &str = "admin AND deleted_at IS NULL AND state IN (1, 3) \
-    AND universal_rights IS NULL AND locked_at IS NULL AND deactivated_at IS NULL";
+    AND universal_rights IS NULL AND locked_at IS NULL AND deactivated_at IS NULL \
+    AND user_type = 0";
 
 /// Every count of `GetUserStatistics` in one pass over `users` (the same
 /// SQL on both backends: SQLite has aggregate FILTER since 3.30), plus the
@@ -431,22 +433,27 @@ macro_rules! user_store {
             }
 
 
-            /// Holds the live user `user_id` for the rest of `tx` (PostgreSQL;
-            /// SQLite's one writer needs no lock), so concurrent metadata
-            /// changes of the user count one after the other; Conflict when
-            /// there is no such user.
+            /// Holds the live user `user_id` for the rest of `tx`, so
+            /// concurrent metadata changes of the user count one after the
+            /// other; Conflict when there is no such user. A write, not a
+            /// read: it locks the row on PostgreSQL, and on SQLite it takes
+            /// the write lock first, where a transaction that read first
+            /// could not upgrade once another connection wrote.
             async fn hold_live_user(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 user_id: &str,
             ) -> Result<(), StoreError> {
-                let held: Option<String> = sqlx::query_scalar(concat!(
-                    "SELECT user_id FROM users WHERE user_id = $1 AND deleted_at IS NULL",
-                    $for_update
-                ))
+                let held = sqlx::query(
+                    "UPDATE users SET updated_at = updated_at \
+                     WHERE user_id = $1 AND deleted_at IS NULL",
+                )
                 .bind(user_id)
-                .fetch_optional(&mut **tx)
+                .execute(&mut **tx)
                 .await?;
-                held.map(drop).ok_or(StoreError::Conflict)
+                if held.rows_affected() == 0 {
+                    return Err(StoreError::Conflict);
+                }
+                Ok(())
             }
 
             /// Fails with LastAdmin when no live approved admin remains.
@@ -551,7 +558,8 @@ macro_rules! user_store {
             ) -> Result<Option<UserRecord>, StoreError> {
                 let row = sqlx::query(&format!(
                     "SELECT {USER_COLUMNS} FROM users \
-                     WHERE email_normalized = $1 AND deleted_at IS NULL"
+                     WHERE email_normalized = $1 AND email_normalized <> '' \
+                     AND deleted_at IS NULL"
                 ))
                 .bind(normalized)
                 .fetch_optional(&self.pool)

@@ -146,6 +146,65 @@ async fn a_machine_is_made_by_admins_without_password_or_address(backend: Backen
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    // Invitations are for people.
+    let refused = registry(&env)
+        .create(with_token(
+            CreateUserRequest {
+                user: Some(machine("invited-bot")),
+                invitation_token: "some-invitation".into(),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_invalid_field(&refused, "invitation_token");
+}
+
+async fn a_machine_admin_does_not_count_as_the_last_admin(backend: Backend) {
+    let env = TestEnv::start_with(backend, Default::default()).await;
+    let admin = env.admin_token(ADMIN).await;
+    create_with(
+        &env,
+        Some(&admin),
+        User {
+            admin: true,
+            ..machine("ops-bot")
+        },
+    )
+    .await
+    .unwrap();
+    let bot = token_of(&env, &admin, "ops-bot", &[Right::All]).await.1;
+    // The one human admin stays: once the bot's keys were gone, nothing
+    // would bring an admin back.
+    let refused = update_user(
+        &env,
+        &bot,
+        User {
+            ids: Some(ids(ADMIN)),
+            admin: false,
+            ..Default::default()
+        },
+        &["admin"],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().starts_with("last_admin"), "{refused:?}");
+    assert!(get_as_admin(&env, ADMIN).await.admin);
+    // A second human admin lets the first one go.
+    env.ensure_user("second-admin", true).await;
+    update_user(
+        &env,
+        &bot,
+        User {
+            ids: Some(ids(ADMIN)),
+            admin: false,
+            ..Default::default()
+        },
+        &["admin"],
+    )
+    .await
+    .expect("another human admin remains");
 }
 
 /// Login, CheckPassword, UpdatePassword, CreateTemporaryPassword and an
@@ -490,6 +549,7 @@ async fn list_search_and_statistics_know_machines(backend: Backend) {
 }
 
 on_both_backends!(
+    a_machine_admin_does_not_count_as_the_last_admin,
     a_machine_is_made_by_admins_without_password_or_address,
     a_machines_token_works_within_its_rights_and_it_never_logs_in,
     list_search_and_statistics_know_machines,

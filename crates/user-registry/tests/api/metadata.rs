@@ -402,6 +402,70 @@ async fn list_and_search_filter_by_key_and_value(backend: Backend) {
     assert_invalid_field(&many.unwrap_err(), "metadata");
 }
 
+async fn concurrent_sets_of_one_user_all_land_and_never_pass_the_limit(backend: Backend) {
+    let env = TestEnv::start_with(
+        backend,
+        UserRegistryConfig {
+            metadata_max_entries: 10,
+            ..UserRegistryConfig::default()
+        },
+    )
+    .await;
+    register(&env, "alice").await;
+    register(&env, "bob").await;
+    let alice = key_of(&env, "alice", &[Right::UserAll]).await;
+    let bob = key_of(&env, "bob", &[Right::UserAll]).await;
+    // Sixteen sets at once, of alice's own keys and, between them, of bob's
+    // (other writes on the same database): every one either lands or is
+    // refused for the limit, never for a busy database.
+    let calls = (0..16).map(|i| {
+        let (env, alice, bob) = (&env, &alice, &bob);
+        async move {
+            let key = format!("k{i}");
+            let entries = [(key.as_str(), b"v".as_slice())];
+            let replaced = [("same", key.as_bytes())];
+            let other = set(env, bob, "bob", &replaced);
+            let own = set(env, alice, "alice", &entries);
+            let (other, own) = futures::join!(other, own);
+            other.expect("bob's set lands");
+            own
+        }
+    });
+    let results = futures::future::join_all(calls).await;
+    let landed = results.iter().filter(|r| r.is_ok()).count();
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_invalid_field(refused, "metadata");
+    }
+    assert_eq!(landed, 10, "{results:?}");
+    let (entries, total) = list(&env, &alice, "alice", "").await.unwrap();
+    assert_eq!((entries.len(), total), (10, 10));
+}
+
+async fn filtering_by_metadata_needs_user_info_on_everyone(backend: Backend) {
+    let env = TestEnv::start_with(backend, UserRegistryConfig::default()).await;
+    env.ensure_user(ADMIN, true).await;
+    let list_only = key_of(&env, ADMIN, &[Right::UserList]).await;
+    let refused = registry(&env)
+        .list(with_token(
+            ListUsersRequest {
+                metadata: vec![filter("salary", Some(b"100000"))],
+                ..Default::default()
+            },
+            &list_only,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    // The same key lists without the filter.
+    registry(&env)
+        .list(with_token(ListUsersRequest::default(), &list_only))
+        .await
+        .expect("RIGHT_USER_LIST lists");
+    list_or_error(&env, vec![filter("salary", Some(b"100000"))])
+        .await
+        .expect("an admin filters");
+}
+
 async fn list_or_error(env: &TestEnv, filters: Vec<UserMetadataFilter>) -> Result<(), Status> {
     let admin = env.admin_token(ADMIN).await;
     registry(env)
@@ -452,4 +516,6 @@ on_both_backends!(
     reading_needs_user_info_and_writing_basic_settings,
     list_and_search_filter_by_key_and_value,
     a_purged_user_leaves_no_metadata_behind,
+    concurrent_sets_of_one_user_all_land_and_never_pass_the_limit,
+    filtering_by_metadata_needs_user_info_on_everyone,
 );
