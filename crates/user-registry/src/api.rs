@@ -8,9 +8,18 @@ use roster_core::handle;
 use roster_core::list::with_total_count;
 use roster_proto::v1::entity_registry_search_server::EntityRegistrySearch;
 use roster_proto::v1::external_user_registry_server::ExternalUserRegistry;
+use roster_proto::v1::second_factor_credentials_server::SecondFactorCredentials;
+use roster_proto::v1::user_authentication_factors_server::UserAuthenticationFactors;
 use roster_proto::v1::user_credentials_server::UserCredentials;
 use roster_proto::v1::user_lifecycle_server::UserLifecycle;
 use roster_proto::v1::user_registry_server::UserRegistry;
+use roster_proto::v1::{
+    AddOtpEmailRequest, CheckSecondFactorRequest, CheckSecondFactorResponse,
+    GenerateRecoveryCodesRequest, GenerateRecoveryCodesResponse, ListAuthenticationFactorsRequest,
+    ListAuthenticationFactorsResponse, ListAuthenticationMethodTypesRequest,
+    ListAuthenticationMethodTypesResponse, RegisterTotpRequest, RegisterTotpResponse,
+    RemoveAuthenticationFactorRequest, VerifyTotpRegistrationRequest,
+};
 use roster_proto::v1::{
     CheckPasswordRequest, CheckPasswordResponse, CreateExternalUserRequest,
     CreateTemporaryPasswordRequest, CreateUserRequest, DeactivateUserRequest,
@@ -23,6 +32,7 @@ use roster_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::service::UserRegistryService;
+use crate::store::factors::FactorKind;
 
 /// Implements every gRPC service of the user registry. After a change
 /// that can take rights away (update, delete, purge, a lifecycle change)
@@ -306,6 +316,138 @@ impl UserLifecycle for UserRegistryApi {
         handle!(self.auth, request, |ctx, _msg| self
             .service
             .user_statistics(&ctx))
+        .map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl UserAuthenticationFactors for UserRegistryApi {
+    async fn register_totp(
+        &self,
+        request: Request<RegisterTotpRequest>,
+    ) -> Result<Response<RegisterTotpResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .register_totp(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn verify_totp_registration(
+        &self,
+        request: Request<VerifyTotpRegistrationRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .verify_totp_registration(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn remove_totp(
+        &self,
+        request: Request<RemoveAuthenticationFactorRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self.service.remove_factor(
+            &ctx,
+            msg,
+            FactorKind::Totp
+        ))
+        .map(Response::new)
+    }
+
+    async fn add_otp_email(
+        &self,
+        request: Request<AddOtpEmailRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .add_otp_email(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn remove_otp_email(
+        &self,
+        request: Request<RemoveAuthenticationFactorRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self.service.remove_factor(
+            &ctx,
+            msg,
+            FactorKind::OtpEmail
+        ))
+        .map(Response::new)
+    }
+
+    async fn generate_recovery_codes(
+        &self,
+        request: Request<GenerateRecoveryCodesRequest>,
+    ) -> Result<Response<GenerateRecoveryCodesResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .generate_recovery_codes(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn remove_recovery_codes(
+        &self,
+        request: Request<RemoveAuthenticationFactorRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self.service.remove_factor(
+            &ctx,
+            msg,
+            FactorKind::RecoveryCodes
+        ))
+        .map(Response::new)
+    }
+
+    async fn list_authentication_factors(
+        &self,
+        request: Request<ListAuthenticationFactorsRequest>,
+    ) -> Result<Response<ListAuthenticationFactorsResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .list_authentication_factors(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn list_authentication_method_types(
+        &self,
+        request: Request<ListAuthenticationMethodTypesRequest>,
+    ) -> Result<Response<ListAuthenticationMethodTypesResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .list_authentication_method_types(&ctx, msg.user_ids))
+        .map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl SecondFactorCredentials for UserRegistryApi {
+    async fn check_second_factor(
+        &self,
+        request: Request<CheckSecondFactorRequest>,
+    ) -> Result<Response<CheckSecondFactorResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .check_second_factor(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn send_second_factor_email_code(
+        &self,
+        request: Request<UserIdentifiers>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .send_second_factor_email_code(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn active_second_factors(
+        &self,
+        request: Request<UserIdentifiers>,
+    ) -> Result<Response<ListAuthenticationMethodTypesResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .active_second_factors(&ctx, msg))
         .map(Response::new)
     }
 }

@@ -38,6 +38,17 @@ pub struct UserRegistryConfig {
     pub registration_rate_limit: RateLimitConfig,
     /// Wrong passwords, and the locks they lead to (see `lockout.rs`).
     pub lockout: LockoutConfig,
+    /// Keys that seal TOTP secrets and key the digests of recovery and
+    /// mailed codes, each at least 32 characters (see `factor_keys.rs`):
+    /// the first seals, all open, so a key rotates by going first. Empty:
+    /// `rosterd` derives one from `auth.token_hash_key`, or, on the
+    /// embedded default without that either, generates one once into
+    /// `second-factor.key` beside the SQLite files.
+    pub second_factor_keys: Vec<roster_core::secret::Secret>,
+    /// The issuer shown by authenticator apps (the `otpauth://` URI).
+    pub totp_issuer: String,
+    /// How long a mailed second-factor code lives, in seconds.
+    pub email_code_ttl_secs: u64,
 }
 
 impl Default for UserRegistryConfig {
@@ -58,6 +69,9 @@ impl Default for UserRegistryConfig {
                 window_secs: 60,
             },
             lockout: LockoutConfig::default(),
+            second_factor_keys: Vec::new(),
+            totp_issuer: "Roster".into(),
+            email_code_ttl_secs: 10 * 60,
         }
     }
 }
@@ -87,6 +101,7 @@ impl UserRegistryConfig {
             ),
             ("lockout.window_secs", self.lockout.window_secs),
             ("lockout.lock_secs", self.lockout.lock_secs),
+            ("email_code_ttl_secs", self.email_code_ttl_secs),
         ] {
             anyhow::ensure!(
                 value <= MAX_SECS,

@@ -25,6 +25,7 @@
 pub mod bus;
 pub mod lifecycle;
 pub mod memory;
+pub mod mfa;
 pub mod nats;
 pub mod outbox;
 pub mod worker;

@@ -366,6 +366,10 @@ impl UserRegistryService {
             locked: counts.locked,
             deactivated: counts.deactivated,
             email_unvalidated: counts.email_unvalidated,
+            second_factor_enrolled: match &self.second_factors {
+                Some(factors) => factors.store.users_with_active_factor().await?,
+                None => 0,
+            },
             computed_at: Some(timestamp(at)),
         })
     }

@@ -609,7 +609,13 @@ macro_rules! user_store {
                         sqlx::query(lock).execute(&mut *tx).await?;
                     }
                 }
-                for table in ["user_attributes", "external_users", "password_failures"] {
+                for table in [
+                    "user_attributes",
+                    "external_users",
+                    "password_failures",
+                    "second_factors",
+                    "recovery_codes",
+                ] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                         .bind(user_id)
                         .execute(&mut *tx)
