@@ -607,6 +607,8 @@ pub const INVALIDATING_EVENTS: &[&str] = &[
     "user.logout",
     "user.lock",
     crate::events::lifecycle::ALL,
+    // A factor added can lift the policy's limit on a session.
+    crate::events::mfa::ALL,
 ];
 
 /// One request's caller and where it came from, for rights checks and for

@@ -336,10 +336,14 @@ impl UserAuthenticationFactors for UserRegistryApi {
         &self,
         request: Request<VerifyTotpRegistrationRequest>,
     ) -> Result<Response<()>, Status> {
-        handle!(self.auth, request, |ctx, msg| self
+        let user_id = user_id_in(request.get_ref().user_ids.as_ref());
+        let answer = handle!(self.auth, request, |ctx, msg| self
             .service
-            .verify_totp_registration(&ctx, msg))
-        .map(Response::new)
+            .verify_totp_registration(&ctx, msg))?;
+        // A first factor can lift the second-factor policy's limit on the
+        // user's sessions: this process forgets them at once.
+        self.auth.forget_user(&user_id);
+        Ok(Response::new(answer))
     }
 
     async fn remove_totp(
@@ -358,10 +362,14 @@ impl UserAuthenticationFactors for UserRegistryApi {
         &self,
         request: Request<AddOtpEmailRequest>,
     ) -> Result<Response<()>, Status> {
-        handle!(self.auth, request, |ctx, msg| self
+        let user_id = user_id_in(request.get_ref().user_ids.as_ref());
+        let answer = handle!(self.auth, request, |ctx, msg| self
             .service
-            .add_otp_email(&ctx, msg))
-        .map(Response::new)
+            .add_otp_email(&ctx, msg))?;
+        // A first factor can lift the second-factor policy's limit on the
+        // user's sessions: this process forgets them at once.
+        self.auth.forget_user(&user_id);
+        Ok(Response::new(answer))
     }
 
     async fn remove_otp_email(
@@ -380,10 +388,14 @@ impl UserAuthenticationFactors for UserRegistryApi {
         &self,
         request: Request<GenerateRecoveryCodesRequest>,
     ) -> Result<Response<GenerateRecoveryCodesResponse>, Status> {
-        handle!(self.auth, request, |ctx, msg| self
+        let user_id = user_id_in(request.get_ref().user_ids.as_ref());
+        let answer = handle!(self.auth, request, |ctx, msg| self
             .service
-            .generate_recovery_codes(&ctx, msg))
-        .map(Response::new)
+            .generate_recovery_codes(&ctx, msg))?;
+        // A first factor can lift the second-factor policy's limit on the
+        // user's sessions: this process forgets them at once.
+        self.auth.forget_user(&user_id);
+        Ok(Response::new(answer))
     }
 
     async fn remove_recovery_codes(
@@ -450,4 +462,9 @@ impl SecondFactorCredentials for UserRegistryApi {
             .active_second_factors(&ctx, msg))
         .map(Response::new)
     }
+}
+
+/// The user ID a request names, or empty.
+fn user_id_in(ids: Option<&UserIdentifiers>) -> String {
+    ids.map(|i| i.user_id.clone()).unwrap_or_default()
 }

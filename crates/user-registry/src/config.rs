@@ -49,6 +49,32 @@ pub struct UserRegistryConfig {
     pub totp_issuer: String,
     /// How long a mailed second-factor code lives, in seconds.
     pub email_code_ttl_secs: u64,
+    /// Who must have a second factor: `off`, `admins` or `everyone`. A
+    /// user it applies to who has none gets the pending action
+    /// ENROL_SECOND_FACTOR, so their sessions may only add one.
+    pub require_second_factor: SecondFactorPolicy,
+}
+
+/// Who must have a second factor (`user_registry.require_second_factor`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondFactorPolicy {
+    #[default]
+    Off,
+    Admins,
+    Everyone,
+}
+
+impl SecondFactorPolicy {
+    /// Whether the policy asks a second factor of a user who is an admin
+    /// (`admin`) or not.
+    pub fn applies_to(self, admin: bool) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Admins => admin,
+            Self::Everyone => true,
+        }
+    }
 }
 
 impl Default for UserRegistryConfig {
@@ -72,6 +98,7 @@ impl Default for UserRegistryConfig {
             second_factor_keys: Vec::new(),
             totp_issuer: "Roster".into(),
             email_code_ttl_secs: 10 * 60,
+            require_second_factor: SecondFactorPolicy::Off,
         }
     }
 }

@@ -14,6 +14,9 @@ pub const RECOVERY_CODES_REMOVED: &str = "user.mfa.recovery_codes_removed";
 /// A recovery code completed a login (and is used up).
 pub const RECOVERY_CODE_USED: &str = "user.mfa.recovery_code_used";
 
+/// A subscription pattern for every second-factor event.
+pub const ALL: &str = "user.mfa.>";
+
 /// Events of a factor added.
 pub const ADDED: &[&str] = &[TOTP_ADDED, OTP_EMAIL_ADDED, RECOVERY_CODES_GENERATED];
 /// Events of a factor removed.

@@ -9,13 +9,19 @@ use data_encoding::BASE32_NOPAD;
 use hmac::{Hmac, Mac};
 use roster_core::time::{Clock, ManualClock};
 use roster_proto::v1::user_authentication_factors_client::UserAuthenticationFactorsClient;
-use roster_proto::v1::{AddOtpEmailRequest, SendLoginEmailCodeRequest};
+use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
+use roster_proto::v1::{
+    AddOtpEmailRequest, ListUsersRequest, SendLoginEmailCodeRequest, SetRequiredActionsRequest,
+    UserRequiredAction,
+};
 use roster_proto::v1::{
     AuthenticationMethodType, CompleteLoginRequest, GenerateRecoveryCodesRequest, LoginResponse,
     RegisterTotpRequest, RemoveAuthenticationFactorRequest, VerifyTotpRegistrationRequest,
     complete_login_request::Code as SecondCode,
 };
-use roster_test_support::{Backend, LockoutConfig, TEST_PASSWORD, TestConfig, TestEnv, TestSmtp};
+use roster_test_support::{
+    Backend, LockoutConfig, SecondFactorPolicy, TEST_PASSWORD, TestConfig, TestEnv, TestSmtp,
+};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -32,6 +38,8 @@ on_both_backends!(
     a_login_token_asks_for_the_totp_too,
     a_challenge_is_single_use_and_allows_five_attempts,
     a_mailed_code_completes_a_login_once,
+    the_admin_policy_leaves_a_session_without_a_factor_only_enrolment,
+    an_enrol_action_set_by_an_admin_goes_once_a_factor_is_added,
 );
 
 async fn start(
@@ -437,4 +445,103 @@ async fn a_mailed_code_completes_a_login_once(backend: Backend) {
     let again = challenged(&login(&env, "hana", TEST_PASSWORD).await.unwrap());
     let reused = complete(&env, &again, SecondCode::EmailCode(code)).await;
     assert_eq!(reused.unwrap_err().code(), Code::Unauthenticated);
+}
+
+/// Whether `token` may list users (an admin's right).
+async fn lists_users(env: &TestEnv, token: &str) -> Result<(), Code> {
+    crate::support::registry(env)
+        .list(as_caller(ListUsersRequest::default(), Some(token)))
+        .await
+        .map(drop)
+        .map_err(|s| s.code())
+}
+
+async fn pending_actions(env: &TestEnv, token: &str, user_id: &str) -> Vec<i32> {
+    UserLifecycleClient::new(env.channel())
+        .get_status(as_caller(ids(user_id), Some(token)))
+        .await
+        .unwrap()
+        .into_inner()
+        .required_actions
+}
+
+async fn the_admin_policy_leaves_a_session_without_a_factor_only_enrolment(backend: Backend) {
+    let (env, clock) = start(backend, |config| {
+        config.user_registry.require_second_factor = SecondFactorPolicy::Admins;
+    })
+    .await;
+    env.ensure_user("ivy", true).await;
+    env.ensure_user("jon", false).await;
+    // Not an admin: the policy does not apply.
+    let jon = login(&env, "jon", TEST_PASSWORD).await.unwrap().token;
+    assert!(pending_actions(&env, &jon, "jon").await.is_empty());
+
+    let session = login(&env, "ivy", TEST_PASSWORD).await.unwrap().token;
+    assert_eq!(
+        pending_actions(&env, &session, "ivy").await,
+        vec![UserRequiredAction::EnrolSecondFactor as i32]
+    );
+    assert_eq!(
+        lists_users(&env, &session).await,
+        Err(Code::PermissionDenied)
+    );
+    // The limited session may add a factor; then the limit goes.
+    let registered = factors(&env)
+        .register_totp(as_caller(
+            RegisterTotpRequest {
+                user_ids: Some(ids("ivy")),
+            },
+            Some(&session),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    factors(&env)
+        .verify_totp_registration(as_caller(
+            VerifyTotpRegistrationRequest {
+                user_ids: Some(ids("ivy")),
+                code: totp_code(&registered.secret, clock.now()),
+            },
+            Some(&session),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(lists_users(&env, &session).await, Ok(()));
+    assert!(pending_actions(&env, &session, "ivy").await.is_empty());
+}
+
+async fn an_enrol_action_set_by_an_admin_goes_once_a_factor_is_added(backend: Backend) {
+    let (env, _clock) = start(backend, |_| {}).await;
+    let admin = env.admin_token("boss").await;
+    env.ensure_user("kim", false).await;
+    UserLifecycleClient::new(env.channel())
+        .set_required_actions(as_caller(
+            SetRequiredActionsRequest {
+                user_ids: Some(ids("kim")),
+                actions: vec![UserRequiredAction::EnrolSecondFactor as i32],
+            },
+            Some(&admin),
+        ))
+        .await
+        .unwrap();
+    let session = login(&env, "kim", TEST_PASSWORD).await.unwrap().token;
+    // Limited: no session list (RIGHT_USER_ALL) until a factor is added.
+    let listed = crate::support::list_sessions(&env, Some(&session), "kim").await;
+    assert_eq!(listed.unwrap_err().code(), Code::PermissionDenied);
+    let codes = factors(&env)
+        .generate_recovery_codes(as_caller(
+            GenerateRecoveryCodesRequest {
+                user_ids: Some(ids("kim")),
+            },
+            Some(&session),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .codes;
+    assert_eq!(codes.len(), 10);
+    assert!(pending_actions(&env, &admin, "kim").await.is_empty());
+    crate::support::list_sessions(&env, Some(&session), "kim")
+        .await
+        .unwrap();
 }

@@ -253,6 +253,7 @@ impl UserRegistryService {
                 "no_pending_totp: RegisterTOTP first",
             ));
         }
+        self.second_factor_enrolled(ctx, &user).await?;
         tracing::info!(user_id = %user.user_id, "TOTP added");
         Ok(())
     }
@@ -321,6 +322,7 @@ impl UserRegistryService {
         {
             return Err(Error::AlreadyExists("otp_email"));
         }
+        self.second_factor_enrolled(ctx, &user).await?;
         Ok(())
     }
 
@@ -354,6 +356,7 @@ impl UserRegistryService {
             .store
             .replace_recovery_codes(&user.user_id, now, &hashes, &[event])
             .await?;
+        self.second_factor_enrolled(ctx, &user).await?;
         tracing::info!(user_id = %user.user_id, "recovery codes generated");
         Ok(GenerateRecoveryCodesResponse { codes })
     }
