@@ -80,12 +80,17 @@ pub fn grant(carried: RightSet, subject: &Subject, require_validated_email: bool
 /// anyone else's. A password change needs none (UpdatePassword takes the
 /// old password as its credential); an email validation needs
 /// RIGHT_USER_SETTINGS_BASIC (SendEmailValidation) and RIGHT_USER_INFO (to
-/// read what is pending). No pending action: the grant as it is.
+/// read what is pending); enrolling a second factor needs the same two
+/// (a first factor is added with RIGHT_USER_SETTINGS_BASIC). No pending
+/// action: the grant as it is.
 pub fn limit_to_pending_actions(mut granted: Grant, subject: &Subject) -> Grant {
     let validate_email = subject
         .required_actions
         .contains(&UserRequiredAction::ValidateEmail);
-    if !subject.require_password_update && !validate_email {
+    let enrol = subject
+        .required_actions
+        .contains(&UserRequiredAction::EnrolSecondFactor);
+    if !subject.require_password_update && !validate_email && !enrol {
         return granted;
     }
     let mut needed = RightSet::EMPTY;
@@ -99,6 +104,14 @@ pub fn limit_to_pending_actions(mut granted: Grant, subject: &Subject) -> Grant 
             Right::UserSettingsBasic,
         ]));
         names.push("VALIDATE_EMAIL (UserLifecycle.SendEmailValidation, ValidateEmail)");
+    }
+    if enrol {
+        // Adding a first factor needs RIGHT_USER_SETTINGS_BASIC.
+        needed = needed.union(RightSet::from_rights([
+            Right::UserInfo,
+            Right::UserSettingsBasic,
+        ]));
+        names.push("ENROL_SECOND_FACTOR (UserAuthenticationFactors)");
     }
     granted.own = granted.own.intersect(needed);
     granted.universal = RightSet::EMPTY;
@@ -154,8 +167,14 @@ mod tests {
         assert!(g.universal.is_empty() && !g.is_admin);
 
         email.require_password_update = true;
-        let g = limit_to_pending_actions(full, &email);
+        let g = limit_to_pending_actions(full.clone(), &email);
         assert_eq!(g.own, set(&[Right::UserInfo, Right::UserSettingsBasic]));
+
+        let mut enrol = admin.clone();
+        enrol.required_actions = vec![UserRequiredAction::EnrolSecondFactor];
+        let g = limit_to_pending_actions(full, &enrol);
+        assert_eq!(g.own, set(&[Right::UserInfo, Right::UserSettingsBasic]));
+        assert!(g.universal.is_empty() && !g.is_admin);
     }
 
     fn set(rights: &[Right]) -> RightSet {

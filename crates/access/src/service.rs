@@ -538,7 +538,9 @@ impl AccessService {
                 "a login token is not a credential: exchange it for a session with Authentication.LoginWithToken",
             )),
             TokenType::Session => self.session_info(&token).await,
-            TokenType::Invitation => Err(Error::Unauthenticated(INVALID_TOKEN)),
+            TokenType::Invitation | TokenType::LoginChallenge => {
+                Err(Error::Unauthenticated(INVALID_TOKEN))
+            }
         }
     }
 

@@ -608,6 +608,8 @@ pub const INVALIDATING_EVENTS: &[&str] = &[
     names::LOGOUT,
     names::USER_LOCK,
     crate::events::lifecycle::ALL,
+    // A factor added can lift the policy's limit on a session.
+    crate::events::mfa::ALL,
 ];
 
 /// One request's caller and where it came from, for rights checks and for

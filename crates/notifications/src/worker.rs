@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 use roster_core::auth::CallContext;
-use roster_core::events::{EventBus, lifecycle, names, spawn_worker, user_ids};
+use roster_core::events::{EventBus, lifecycle, mfa, names, spawn_worker, user_ids};
 use roster_proto::v1::{
     EntityIdentifiers, Event, Invitation, NotificationReceiver, NotificationType, State, User,
     UserEventData, UserIdentifiers, UserLifecycleStatus, entity_identifiers,
@@ -38,6 +38,13 @@ pub const PATTERNS: &[&str] = &[
     names::USER_LOCK,
     lifecycle::LOCK,
     lifecycle::DEACTIVATE,
+    mfa::TOTP_ADDED,
+    mfa::TOTP_REMOVED,
+    mfa::OTP_EMAIL_ADDED,
+    mfa::OTP_EMAIL_REMOVED,
+    mfa::RECOVERY_CODES_GENERATED,
+    mfa::RECOVERY_CODES_REMOVED,
+    mfa::RECOVERY_CODE_USED,
     names::INVITATION_ACCEPT,
     names::USER_PURGE,
 ];
@@ -178,6 +185,22 @@ pub fn plan(event: &Event) -> Vec<Planned> {
                     ..status
                 });
             about_subject(kind, status.as_ref().and_then(any_of))
+                .into_iter()
+                .collect()
+        }
+        // The factor without secrets, as the event carries it.
+        name if mfa::ADDED.contains(&name) => {
+            about_subject(NotificationType::SecondFactorAdded, data.cloned())
+                .into_iter()
+                .collect()
+        }
+        name if mfa::REMOVED.contains(&name) => {
+            about_subject(NotificationType::SecondFactorRemoved, data.cloned())
+                .into_iter()
+                .collect()
+        }
+        name if name == mfa::RECOVERY_CODE_USED => {
+            about_subject(NotificationType::RecoveryCodeUsed, data.cloned())
                 .into_iter()
                 .collect()
         }
@@ -449,6 +472,35 @@ mod tests {
             .is_empty()
         );
         assert!(plan(&new_event(lifecycle::REACTIVATE, about, any_of(&status))).is_empty());
+    }
+
+    #[test]
+    fn second_factor_changes_reach_the_user() {
+        let about = vec![user_entity("alice")];
+        for (name, kind) in [
+            (mfa::TOTP_ADDED, NotificationType::SecondFactorAdded),
+            (mfa::OTP_EMAIL_ADDED, NotificationType::SecondFactorAdded),
+            (
+                mfa::RECOVERY_CODES_GENERATED,
+                NotificationType::SecondFactorAdded,
+            ),
+            (mfa::TOTP_REMOVED, NotificationType::SecondFactorRemoved),
+            (
+                mfa::OTP_EMAIL_REMOVED,
+                NotificationType::SecondFactorRemoved,
+            ),
+            (
+                mfa::RECOVERY_CODES_REMOVED,
+                NotificationType::SecondFactorRemoved,
+            ),
+            (mfa::RECOVERY_CODE_USED, NotificationType::RecoveryCodeUsed),
+        ] {
+            assert!(PATTERNS.contains(&name), "{name}");
+            let planned = plan(&new_event(name, about.clone(), None));
+            assert_eq!(planned.len(), 1, "{name}");
+            assert_eq!(planned[0].notification_type, kind);
+            assert_eq!(planned[0].audience, Audience::Subject("alice".into()));
+        }
     }
 
     #[test]

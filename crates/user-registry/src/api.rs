@@ -8,10 +8,19 @@ use roster_core::handle;
 use roster_core::list::with_total_count;
 use roster_proto::v1::entity_registry_search_server::EntityRegistrySearch;
 use roster_proto::v1::external_user_registry_server::ExternalUserRegistry;
+use roster_proto::v1::second_factor_credentials_server::SecondFactorCredentials;
+use roster_proto::v1::user_authentication_factors_server::UserAuthenticationFactors;
 use roster_proto::v1::user_credentials_server::UserCredentials;
 use roster_proto::v1::user_lifecycle_server::UserLifecycle;
 use roster_proto::v1::user_metadata_server::UserMetadata;
 use roster_proto::v1::user_registry_server::UserRegistry;
+use roster_proto::v1::{
+    AddOtpEmailRequest, CheckSecondFactorRequest, CheckSecondFactorResponse,
+    GenerateRecoveryCodesRequest, GenerateRecoveryCodesResponse, ListAuthenticationFactorsRequest,
+    ListAuthenticationFactorsResponse, ListAuthenticationMethodTypesRequest,
+    ListAuthenticationMethodTypesResponse, RegisterTotpRequest, RegisterTotpResponse,
+    RemoveAuthenticationFactorRequest, VerifyTotpRegistrationRequest,
+};
 use roster_proto::v1::{
     CheckPasswordRequest, CheckPasswordResponse, CreateExternalUserRequest,
     CreateTemporaryPasswordRequest, CreateUserRequest, DeactivateUserRequest,
@@ -26,6 +35,7 @@ use roster_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::service::UserRegistryService;
+use crate::store::factors::FactorKind;
 
 /// Implements every gRPC service of the user registry. After a change
 /// that can take rights away (update, delete, purge, a lifecycle change)
@@ -344,4 +354,153 @@ impl UserMetadata for UserRegistryApi {
             .delete_metadata(&ctx, msg))
         .map(Response::new)
     }
+}
+
+#[tonic::async_trait]
+impl UserAuthenticationFactors for UserRegistryApi {
+    async fn register_totp(
+        &self,
+        request: Request<RegisterTotpRequest>,
+    ) -> Result<Response<RegisterTotpResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .register_totp(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn verify_totp_registration(
+        &self,
+        request: Request<VerifyTotpRegistrationRequest>,
+    ) -> Result<Response<()>, Status> {
+        let user_id = user_id_in(request.get_ref().user_ids.as_ref());
+        let answer = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .verify_totp_registration(&ctx, msg))?;
+        // A first factor can lift the second-factor policy's limit on the
+        // user's sessions: this process forgets them at once.
+        self.auth.forget_user(&user_id);
+        Ok(Response::new(answer))
+    }
+
+    async fn remove_totp(
+        &self,
+        request: Request<RemoveAuthenticationFactorRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self.service.remove_factor(
+            &ctx,
+            msg,
+            FactorKind::Totp
+        ))
+        .map(Response::new)
+    }
+
+    async fn add_otp_email(
+        &self,
+        request: Request<AddOtpEmailRequest>,
+    ) -> Result<Response<()>, Status> {
+        let user_id = user_id_in(request.get_ref().user_ids.as_ref());
+        let answer = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .add_otp_email(&ctx, msg))?;
+        // A first factor can lift the second-factor policy's limit on the
+        // user's sessions: this process forgets them at once.
+        self.auth.forget_user(&user_id);
+        Ok(Response::new(answer))
+    }
+
+    async fn remove_otp_email(
+        &self,
+        request: Request<RemoveAuthenticationFactorRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self.service.remove_factor(
+            &ctx,
+            msg,
+            FactorKind::OtpEmail
+        ))
+        .map(Response::new)
+    }
+
+    async fn generate_recovery_codes(
+        &self,
+        request: Request<GenerateRecoveryCodesRequest>,
+    ) -> Result<Response<GenerateRecoveryCodesResponse>, Status> {
+        let user_id = user_id_in(request.get_ref().user_ids.as_ref());
+        let answer = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .generate_recovery_codes(&ctx, msg))?;
+        // A first factor can lift the second-factor policy's limit on the
+        // user's sessions: this process forgets them at once.
+        self.auth.forget_user(&user_id);
+        Ok(Response::new(answer))
+    }
+
+    async fn remove_recovery_codes(
+        &self,
+        request: Request<RemoveAuthenticationFactorRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self.service.remove_factor(
+            &ctx,
+            msg,
+            FactorKind::RecoveryCodes
+        ))
+        .map(Response::new)
+    }
+
+    async fn list_authentication_factors(
+        &self,
+        request: Request<ListAuthenticationFactorsRequest>,
+    ) -> Result<Response<ListAuthenticationFactorsResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .list_authentication_factors(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn list_authentication_method_types(
+        &self,
+        request: Request<ListAuthenticationMethodTypesRequest>,
+    ) -> Result<Response<ListAuthenticationMethodTypesResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .list_authentication_method_types(&ctx, msg.user_ids))
+        .map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl SecondFactorCredentials for UserRegistryApi {
+    async fn check_second_factor(
+        &self,
+        request: Request<CheckSecondFactorRequest>,
+    ) -> Result<Response<CheckSecondFactorResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .check_second_factor(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn send_second_factor_email_code(
+        &self,
+        request: Request<UserIdentifiers>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .send_second_factor_email_code(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn active_second_factors(
+        &self,
+        request: Request<UserIdentifiers>,
+    ) -> Result<Response<ListAuthenticationMethodTypesResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .active_second_factors(&ctx, msg))
+        .map(Response::new)
+    }
+}
+
+/// The user ID a request names, or empty.
+fn user_id_in(ids: Option<&UserIdentifiers>) -> String {
+    ids.map(|i| i.user_id.clone()).unwrap_or_default()
 }

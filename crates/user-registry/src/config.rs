@@ -43,6 +43,43 @@ pub struct UserRegistryConfig {
     pub metadata_max_entries: u64,
     /// The largest metadata value, in bytes, 1 to 65536 (64 KiB).
     pub metadata_max_value_bytes: usize,
+    /// Keys that seal TOTP secrets and key the digests of recovery and
+    /// mailed codes, each at least 32 characters (see `factor_keys.rs`):
+    /// the first seals, all open, so a key rotates by going first. Empty:
+    /// `rosterd` derives one from `auth.token_hash_key`, or, on the
+    /// embedded default without that either, generates one once into
+    /// `second-factor.key` beside the SQLite files.
+    pub second_factor_keys: Vec<roster_core::secret::Secret>,
+    /// The issuer shown by authenticator apps (the `otpauth://` URI).
+    pub totp_issuer: String,
+    /// How long a mailed second-factor code lives, in seconds.
+    pub email_code_ttl_secs: u64,
+    /// Who must have a second factor: `off`, `admins` or `everyone`. A
+    /// user it applies to who has none gets the pending action
+    /// ENROL_SECOND_FACTOR, so their sessions may only add one.
+    pub require_second_factor: SecondFactorPolicy,
+}
+
+/// Who must have a second factor (`user_registry.require_second_factor`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondFactorPolicy {
+    #[default]
+    Off,
+    Admins,
+    Everyone,
+}
+
+impl SecondFactorPolicy {
+    /// Whether the policy asks a second factor of a user who is an admin
+    /// (`admin`) or not.
+    pub fn applies_to(self, admin: bool) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Admins => admin,
+            Self::Everyone => true,
+        }
+    }
 }
 
 impl Default for UserRegistryConfig {
@@ -65,6 +102,10 @@ impl Default for UserRegistryConfig {
             lockout: LockoutConfig::default(),
             metadata_max_entries: 50,
             metadata_max_value_bytes: 4096,
+            second_factor_keys: Vec::new(),
+            totp_issuer: "Roster".into(),
+            email_code_ttl_secs: 10 * 60,
+            require_second_factor: SecondFactorPolicy::Off,
         }
     }
 }
@@ -94,6 +135,7 @@ impl UserRegistryConfig {
             ),
             ("lockout.window_secs", self.lockout.window_secs),
             ("lockout.lock_secs", self.lockout.lock_secs),
+            ("email_code_ttl_secs", self.email_code_ttl_secs),
         ] {
             anyhow::ensure!(
                 value <= MAX_SECS,

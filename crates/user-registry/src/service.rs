@@ -2,9 +2,12 @@
 //! validates its input into domain types, and writes the change together
 //! with its event through the store (one transaction).
 
+mod factors;
 mod lifecycle;
 mod machine;
 mod metadata;
+
+pub use factors::{SecondFactors, method_of};
 
 use std::sync::Arc;
 
@@ -85,6 +88,8 @@ pub struct UserRegistryService {
     /// to flood its owner's mailbox.
     address_notices: RateLimiter,
     clock: Arc<dyn Clock>,
+    /// Second factors (`service::factors`).
+    second_factors: Option<SecondFactors>,
 }
 
 /// How a password guess went, as the service that asked may know it (its
@@ -219,6 +224,7 @@ impl UserRegistryService {
                 window_secs: 3600,
             }),
             clock,
+            second_factors: None,
         }
     }
 
@@ -316,6 +322,27 @@ impl UserRegistryService {
         let Some(user) = user else {
             return Ok(Guess::Wrong { failures: 0 });
         };
+        // A right password of a user with a second factor is only half a
+        // login: the failures on record stay until the second factor is
+        // right too, or a guesser who holds the password could wipe the
+        // count of wrong codes with every new login.
+        let keep_failures = right && !self.active_factor_kinds(&user.user_id).await?.is_empty();
+        self.judge_guess(ctx, user, right, client_key, keep_failures)
+            .await
+    }
+
+    /// Counts a guess at one of `user`'s secrets (a password or a second
+    /// factor) that was `right` or not, in the account's budget for the
+    /// client `client_key`: while the account is locked for the client,
+    /// even a right one is [`Guess::Throttled`] and nothing is counted.
+    pub(crate) async fn judge_guess(
+        &self,
+        ctx: &CallContext,
+        user: &UserRecord,
+        right: bool,
+        client_key: &str,
+        keep_failures: bool,
+    ) -> Result<Guess> {
         let client = lockout::client_counter(client_key);
         let now = self.clock.now();
         let state = self.store.guess_state(&user.user_id, &client, now).await?;
@@ -324,7 +351,7 @@ impl UserRegistryService {
             return Ok(Guess::Throttled);
         }
         if right {
-            if state.counted {
+            if state.counted && !keep_failures {
                 self.store
                     .clear_password_failures(&user.user_id, Some(&client))
                     .await?;
@@ -1460,6 +1487,7 @@ impl UserRegistryService {
                 if ok && self.hasher.needs_rehash(&user.password_hash) {
                     self.upgrade_password_hash(&user, &req.password).await;
                 }
+                let stored_id = user.user_id.clone();
                 let full = convert::user_full(&user);
                 let mask = FieldMask::default();
                 let user = convert::apply_mask(
@@ -1473,8 +1501,18 @@ impl UserRegistryService {
                         "primary_email_address_validated_at",
                     ],
                 );
+                let second_factors = if ok {
+                    self.active_factor_kinds(&stored_id)
+                        .await?
+                        .into_iter()
+                        .map(|k| method_of(k) as i32)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 Ok(CheckPasswordResponse {
                     user: Some(user),
+                    second_factors,
                     valid: ok,
                     throttled: guess == Guess::Throttled,
                     failures: match guess {
@@ -1496,10 +1534,23 @@ impl UserRegistryService {
         user_id: &UserId,
         password: &str,
     ) -> Result<()> {
+        self.prove_password_for(ctx, user_id, password, "to change primary_email_address")
+            .await
+    }
+
+    /// Requires `password` to be the user's current one (`purpose` says
+    /// what for, when it is missing), as a guess in the account's budget.
+    async fn prove_password_for(
+        &self,
+        ctx: &CallContext,
+        user_id: &UserId,
+        password: &str,
+        purpose: &str,
+    ) -> Result<()> {
         if password.is_empty() {
             return Err(FieldViolation::new(
                 "password",
-                "is required to change primary_email_address: the current password",
+                format!("is required {purpose}: the current password"),
             )
             .into());
         }

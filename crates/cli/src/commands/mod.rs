@@ -7,6 +7,7 @@ pub mod bulk;
 pub mod context;
 pub mod email;
 pub mod external_users;
+pub mod factors;
 pub mod invitations;
 pub mod metadata;
 pub mod notifications;

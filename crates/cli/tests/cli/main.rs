@@ -4,6 +4,7 @@
 
 mod docs;
 mod errors;
+mod factors;
 mod journey;
 mod machines;
 mod metadata;

@@ -22,6 +22,7 @@
 //! - [`lifecycle`]: the names of the `user.lifecycle.*` events, which
 //!   several services act on;
 //! - [`metadata`]: the names of the `user.metadata.*` events;
+//! - [`mfa`]: the names of the `user.mfa.*` events;
 //! - [`names`]: the names of the other events a service publishes and
 //!   another acts on.
 
@@ -29,6 +30,7 @@ pub mod bus;
 pub mod lifecycle;
 pub mod memory;
 pub mod metadata;
+pub mod mfa;
 pub mod names;
 pub mod nats;
 pub mod outbox;

@@ -191,7 +191,56 @@ impl UserRegistryService {
             .authorized_user(ctx, &user_id, roster_proto::v1::Right::UserInfo, false)
             .await?;
         let failure_lock = self.failure_lock(&user.user_id).await?;
-        Ok(status_of(&user, failure_lock, ctx.caller.is_admin()))
+        let mut status = status_of(&user, failure_lock, ctx.caller.is_admin());
+        self.add_policy_actions(&user, &mut status).await?;
+        Ok(status)
+    }
+
+    /// Adds ENROL_SECOND_FACTOR to `status` when the second-factor policy
+    /// applies to `user` and the user has no active factor (the action is
+    /// then pending without being stored, and goes once a factor is added).
+    pub(crate) async fn add_policy_actions(
+        &self,
+        user: &UserRecord,
+        status: &mut UserLifecycleStatus,
+    ) -> Result<()> {
+        let enrol = UserRequiredAction::EnrolSecondFactor as i32;
+        // A machine has no login for a factor to guard.
+        if status.required_actions.contains(&enrol)
+            || user.is_machine()
+            || !self.config.require_second_factor.applies_to(user.admin)
+            || !self.active_factor_kinds(&user.user_id).await?.is_empty()
+        {
+            return Ok(());
+        }
+        status.required_actions.push(enrol);
+        status.required_actions.sort_unstable();
+        Ok(())
+    }
+
+    /// Clears a stored ENROL_SECOND_FACTOR once the user has added a
+    /// factor.
+    pub(crate) async fn second_factor_enrolled(
+        &self,
+        ctx: &CallContext,
+        user: &UserRecord,
+    ) -> Result<()> {
+        let enrol = UserRequiredAction::EnrolSecondFactor as i32;
+        if !user.lifecycle.required_actions.contains(&enrol) {
+            return Ok(());
+        }
+        let user_id = UserId::parse(&user.user_id).map_err(Error::InvalidArgument)?;
+        self.change_lifecycle(
+            ctx,
+            &user_id,
+            lifecycle::SET_REQUIRED_ACTIONS,
+            &|_, after, _| {
+                after.lifecycle.required_actions.retain(|a| *a != enrol);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     /// An administrator's lock: logins and every credential refused until
@@ -367,6 +416,10 @@ impl UserRegistryService {
             deactivated: counts.deactivated,
             email_unvalidated: counts.email_unvalidated,
             machines: counts.machines,
+            second_factor_enrolled: match &self.second_factors {
+                Some(factors) => factors.store.users_with_active_factor().await?,
+                None => 0,
+            },
             computed_at: Some(timestamp(at)),
         })
     }

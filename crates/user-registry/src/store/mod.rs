@@ -5,6 +5,7 @@
 //! owe a mail (a validation link, a temporary password) queue it in the mail
 //! outbox in that transaction too.
 
+pub mod factors;
 mod sql;
 
 use std::collections::BTreeMap;

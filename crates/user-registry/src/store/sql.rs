@@ -667,6 +667,8 @@ macro_rules! user_store {
                     "user_metadata",
                     "external_users",
                     "password_failures",
+                    "second_factors",
+                    "recovery_codes",
                 ] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                         .bind(user_id)

@@ -6,13 +6,15 @@
 
 use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::user_access_client::UserAccessClient;
+use roster_proto::v1::user_authentication_factors_client::UserAuthenticationFactorsClient;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
 use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::user_metadata_client::UserMetadataClient;
 use roster_proto::v1::{
     CheckPasswordRequest, CreateLoginTokenRequest, CreateTemporaryPasswordRequest,
-    CreateUserApiKeyRequest, CreateUserRequest, DeleteUserApiKeyRequest, ListUserApiKeysRequest,
-    ListUsersRequest, LoginRequest, Right, SearchUsersRequest, SendEmailValidationRequest,
+    CreateUserApiKeyRequest, CreateUserRequest, DeleteUserApiKeyRequest,
+    GenerateRecoveryCodesRequest, ListUserApiKeysRequest, ListUsersRequest, LoginRequest,
+    RegisterTotpRequest, Right, SearchUsersRequest, SendEmailValidationRequest,
     SetRequiredActionsRequest, SetUserMetadataRequest, State, UpdateUserPasswordRequest, User,
     UserEventData, UserMetadataEntry, UserRequiredAction, UserType,
 };
@@ -422,6 +424,30 @@ async fn a_machines_token_works_within_its_rights_and_it_never_logs_in(backend: 
             .await
             .map(drop),
         "SetRequiredActions",
+    );
+    machine_user(
+        UserAuthenticationFactorsClient::new(env.channel())
+            .register_totp(with_token(
+                RegisterTotpRequest {
+                    user_ids: Some(ids("ci-bot")),
+                },
+                &admin,
+            ))
+            .await
+            .map(drop),
+        "RegisterTOTP",
+    );
+    machine_user(
+        UserAuthenticationFactorsClient::new(env.channel())
+            .generate_recovery_codes(with_token(
+                GenerateRecoveryCodesRequest {
+                    user_ids: Some(ids("ci-bot")),
+                },
+                &admin,
+            ))
+            .await
+            .map(drop),
+        "GenerateRecoveryCodes",
     );
     lifecycle
         .clone()

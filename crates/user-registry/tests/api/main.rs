@@ -8,6 +8,7 @@ mod delete;
 mod email_validation;
 mod escalation;
 mod external;
+mod factors;
 mod get;
 mod hardening;
 mod invited;
