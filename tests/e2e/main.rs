@@ -6,6 +6,7 @@ mod embedded;
 mod health;
 mod journey;
 mod lifecycle;
+mod machines;
 mod mail;
 mod metrics;
 mod process;

@@ -1,7 +1,6 @@
-//! The names of the events the access service publishes.
+//! The names of the events the access service publishes (they live in
+//! `roster_core::events::names`, where their consumers read them too).
 
-pub const API_KEY_CREATE: &str = "user.api-key.create";
-pub const API_KEY_UPDATE: &str = "user.api-key.update";
-pub const API_KEY_DELETE: &str = "user.api-key.delete";
-pub const LOGIN_TOKEN_CREATE: &str = "user.login-token.create";
-pub const LOGIN_TOKEN_USE: &str = "user.login-token.use";
+pub use roster_core::events::names::{
+    API_KEY_CREATE, API_KEY_DELETE, API_KEY_UPDATE, LOGIN_TOKEN_CREATE, LOGIN_TOKEN_USE,
+};

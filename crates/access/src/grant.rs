@@ -26,7 +26,8 @@ pub struct Grant {
 ///   (requested: info, basic settings, delete; rejected: info, delete;
 ///   suspended: info; flagged counts as approved) and, when
 ///   `require_validated_email` and the address is not validated, by the
-///   same limit as requested users.
+///   same limit as requested users (not for a machine user, which has no
+///   address and was made by an admin).
 /// - On every account (approved or flagged admins only): `carried` itself,
 ///   so an admin's key never does more than the rights written on it.
 /// - `User.universal_rights`, when set, caps both.
@@ -42,7 +43,9 @@ pub fn grant(carried: RightSet, subject: &Subject, require_validated_email: bool
         }
         own = own.intersect(limit);
     }
-    if require_validated_email && !subject.email_validated {
+    // A machine has no address to validate: an admin made it, which is
+    // the vetting the limit stands in for.
+    if require_validated_email && !subject.email_validated && !subject.machine {
         let limit = unvalidated_email_limit();
         if !own.minus(limit).is_empty() {
             warnings
@@ -77,12 +80,17 @@ pub fn grant(carried: RightSet, subject: &Subject, require_validated_email: bool
 /// anyone else's. A password change needs none (UpdatePassword takes the
 /// old password as its credential); an email validation needs
 /// RIGHT_USER_SETTINGS_BASIC (SendEmailValidation) and RIGHT_USER_INFO (to
-/// read what is pending). No pending action: the grant as it is.
+/// read what is pending); enrolling a second factor needs the same two
+/// (a first factor is added with RIGHT_USER_SETTINGS_BASIC). No pending
+/// action: the grant as it is.
 pub fn limit_to_pending_actions(mut granted: Grant, subject: &Subject) -> Grant {
     let validate_email = subject
         .required_actions
         .contains(&UserRequiredAction::ValidateEmail);
-    if !subject.require_password_update && !validate_email {
+    let enrol = subject
+        .required_actions
+        .contains(&UserRequiredAction::EnrolSecondFactor);
+    if !subject.require_password_update && !validate_email && !enrol {
         return granted;
     }
     let mut needed = RightSet::EMPTY;
@@ -96,6 +104,14 @@ pub fn limit_to_pending_actions(mut granted: Grant, subject: &Subject) -> Grant 
             Right::UserSettingsBasic,
         ]));
         names.push("VALIDATE_EMAIL (UserLifecycle.SendEmailValidation, ValidateEmail)");
+    }
+    if enrol {
+        // Adding a first factor needs RIGHT_USER_SETTINGS_BASIC.
+        needed = needed.union(RightSet::from_rights([
+            Right::UserInfo,
+            Right::UserSettingsBasic,
+        ]));
+        names.push("ENROL_SECOND_FACTOR (UserAuthenticationFactors)");
     }
     granted.own = granted.own.intersect(needed);
     granted.universal = RightSet::EMPTY;
@@ -128,6 +144,7 @@ mod tests {
             suspended: false,
             required_actions: Vec::new(),
             sessions_ended_at: None,
+            machine: false,
         }
     }
 
@@ -150,8 +167,14 @@ mod tests {
         assert!(g.universal.is_empty() && !g.is_admin);
 
         email.require_password_update = true;
-        let g = limit_to_pending_actions(full, &email);
+        let g = limit_to_pending_actions(full.clone(), &email);
         assert_eq!(g.own, set(&[Right::UserInfo, Right::UserSettingsBasic]));
+
+        let mut enrol = admin.clone();
+        enrol.required_actions = vec![UserRequiredAction::EnrolSecondFactor];
+        let g = limit_to_pending_actions(full, &enrol);
+        assert_eq!(g.own, set(&[Right::UserInfo, Right::UserSettingsBasic]));
+        assert!(g.universal.is_empty() && !g.is_admin);
     }
 
     fn set(rights: &[Right]) -> RightSet {
@@ -214,6 +237,18 @@ mod tests {
             set(&[Right::UserInfo, Right::UserSettingsBasic, Right::UserDelete])
         );
         assert_eq!(limited.warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_machine_without_an_address_is_not_limited_for_it() {
+        let mut s = subject(State::Approved, false);
+        s.email_validated = false;
+        s.email.clear();
+        s.machine = true;
+        let all = set(&[Right::UserAll]);
+        let granted = grant(all, &s, true);
+        assert_eq!(granted.own, RightSet::all_user());
+        assert!(granted.warnings.is_empty());
     }
 
     #[test]

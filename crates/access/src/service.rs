@@ -381,6 +381,16 @@ impl AccessService {
             _ if admin => return Err(Error::NotFound("user")),
             _ => return Ok(CreateLoginTokenResponse::default()),
         };
+        // A machine never logs in; to anyone but an admin the answer is the
+        // one an unknown user gets, so nobody learns which IDs are machines.
+        if subject.machine {
+            if admin {
+                return Err(Error::FailedPrecondition(
+                    "machine_user: a machine user has no login; it uses API keys",
+                ));
+            }
+            return Ok(CreateLoginTokenResponse::default());
+        }
         // A login link goes only to an address the user has proven, or an
         // address-changing credential would log in as the user. To anyone
         // but an admin the answer is the one an unknown user gets.
@@ -528,7 +538,9 @@ impl AccessService {
                 "a login token is not a credential: exchange it for a session with Authentication.LoginWithToken",
             )),
             TokenType::Session => self.session_info(&token).await,
-            TokenType::Invitation => Err(Error::Unauthenticated(INVALID_TOKEN)),
+            TokenType::Invitation | TokenType::LoginChallenge => {
+                Err(Error::Unauthenticated(INVALID_TOKEN))
+            }
         }
     }
 

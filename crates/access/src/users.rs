@@ -12,7 +12,7 @@ use roster_core::rights::RightSet;
 use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
-    GetUserRequest, State, User, UserIdentifiers, UserLifecycleStatus, UserRequiredAction,
+    GetUserRequest, State, User, UserIdentifiers, UserLifecycleStatus, UserRequiredAction, UserType,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -43,6 +43,9 @@ pub struct Subject {
     /// When the last deactivation ended the user's sessions: no session
     /// made before it works, also after reactivation.
     pub sessions_ended_at: Option<DateTime<Utc>>,
+    /// A machine user (`UserType::Machine`): no login, no address; its API
+    /// keys are its personal access tokens.
+    pub machine: bool,
 }
 
 /// Looks users up.
@@ -82,6 +85,7 @@ const SUBJECT_PATHS: &[&str] = &[
     "require_password_update",
     "primary_email_address",
     "name",
+    "type",
 ];
 
 impl GrpcUserDirectory {
@@ -94,14 +98,14 @@ impl GrpcUserDirectory {
         })
     }
 
-    fn get_request(user_id: &str) -> GetUserRequest {
+    fn get_request(user_id: &str, paths: &[&str]) -> GetUserRequest {
         GetUserRequest {
             user_ids: Some(UserIdentifiers {
                 user_id: user_id.to_string(),
                 email: String::new(),
             }),
             field_mask: Some(prost_types::FieldMask {
-                paths: SUBJECT_PATHS.iter().map(|p| p.to_string()).collect(),
+                paths: paths.iter().map(|p| p.to_string()).collect(),
             }),
         }
     }
@@ -113,7 +117,9 @@ impl GrpcUserDirectory {
         if self.two_calls_until.load(Ordering::Relaxed) > now {
             return None;
         }
-        let request = self.cluster.request(Self::get_request(user_id));
+        let request = self
+            .cluster
+            .request(Self::get_request(user_id, SUBJECT_PATHS));
         match self.lifecycle.clone().get_with_status(request).await {
             Ok(response) => {
                 let both = response.into_inner();
@@ -131,14 +137,30 @@ impl GrpcUserDirectory {
     /// The user and its status in two calls at once, as a registry from
     /// before `GetWithStatus` answers them.
     async fn two_calls(&self, user_id: &str) -> Lookup {
-        let request = self.cluster.request(Self::get_request(user_id));
+        let request = |paths| self.cluster.request(Self::get_request(user_id, paths));
         let status_request = self.cluster.request(UserIdentifiers {
             user_id: user_id.to_string(),
             email: String::new(),
         });
         let mut lifecycle = self.lifecycle.clone();
         let mut client = self.client.clone();
-        let (got, status) = tokio::join!(client.get(request), lifecycle.get_status(status_request));
+        let (mut got, status) = tokio::join!(
+            client.get(request(SUBJECT_PATHS)),
+            lifecycle.get_status(status_request)
+        );
+        // A user registry from before machine users refuses the `type`
+        // path; it has humans only.
+        if got
+            .as_ref()
+            .is_err_and(|s| s.code() == Code::InvalidArgument && s.message().contains("type"))
+        {
+            let without_type: Vec<&str> = SUBJECT_PATHS
+                .iter()
+                .copied()
+                .filter(|p| *p != "type")
+                .collect();
+            got = client.get(request(&without_type)).await;
+        }
         // A soft-deleted user has no status (NOT_FOUND); its credentials
         // are refused for the deletion anyway.
         let status = match status {
@@ -219,6 +241,7 @@ impl UserDirectory for GrpcUserDirectory {
                         .collect()
                 })
                 .unwrap_or_default(),
+            machine: user.r#type == UserType::Machine as i32,
         }))
     }
 }

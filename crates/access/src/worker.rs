@@ -15,7 +15,7 @@ use crate::service::AccessService;
 pub const CONSUMER: &str = "access";
 
 /// Events the worker handles.
-pub const PATTERNS: &[&str] = &["user.purge"];
+pub const PATTERNS: &[&str] = &[roster_core::events::names::USER_PURGE];
 
 /// How long a failed event waits before it is tried again.
 const RETRY_DELAY: Duration = Duration::from_secs(5);

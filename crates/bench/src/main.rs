@@ -30,7 +30,11 @@
 //! - `Get (API key, uncached)`: the same on a second server whose
 //!   Authenticator caches nothing, so every request calls `AuthInfo`;
 //! - `SearchUsers`: the admin searching a random 3-6 character substring of
-//!   a seeded ID or name, 20 per page.
+//!   a seeded ID or name, 20 per page;
+//! - `Login with TOTP`: a seeded user with an authenticator app logging in:
+//!   the password answers with a challenge, which `CompleteLogin` with the
+//!   current code turns into a session (one user per request, since a code
+//!   is accepted once).
 //!
 //! PostgreSQL and NATS are found as the tests find them
 //! (`ROSTER_TEST_DATABASE_URL`, `ROSTER_TEST_NATS_URL`). The process exits
@@ -99,6 +103,12 @@ struct Args {
     /// SearchUsers requests (0 skips the scenario).
     #[arg(long, default_value_t = 2000)]
     search: usize,
+    /// Logins with a TOTP (password, then CompleteLogin), each of a seeded
+    /// user of its own (0 skips the scenario). Runs last: its users then
+    /// have a TOTP, which would turn the other scenarios' logins of them
+    /// into challenges.
+    #[arg(long, default_value_t = 500)]
+    login_totp: usize,
     /// Warm-up requests before each scenario, in percent of its requests
     /// (at least one per client; 0 for none); they are not measured.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100))]
@@ -213,6 +223,7 @@ async fn measure(
         session_token,
         seeded,
         seed: args.seed,
+        totp_secrets: std::sync::Arc::default(),
     };
 
     let concurrency = args.concurrency as usize;
@@ -226,6 +237,7 @@ async fn measure(
         (Scenario::GetSession, args.get_session),
         (Scenario::GetUncached, args.get_uncached),
         (Scenario::Search, args.search),
+        (Scenario::LoginTotp, args.login_totp),
     ] {
         if requests == 0 {
             continue;
@@ -235,6 +247,21 @@ async fn measure(
         let warmup = match args.warmup_percent {
             0 => 0,
             percent => (requests * percent as usize / 100).max(concurrency),
+        };
+        // Each TOTP login, warm-up included, has a user of its own.
+        let target = if scenario == Scenario::LoginTotp {
+            eprintln!(
+                "{}: enrolling {} users…",
+                scenario.name(),
+                requests + warmup
+            );
+            let secrets = target.enrol_totp(requests + warmup).await?;
+            Target {
+                totp_secrets: std::sync::Arc::new(secrets),
+                ..target.clone()
+            }
+        } else {
+            target.clone()
         };
         let send = |target: Target| move |i| target.request(scenario, i);
         // Started before the warm-up, so the measured requests meet logins

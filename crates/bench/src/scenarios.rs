@@ -42,6 +42,11 @@ pub enum Scenario {
     GetSession,
     GetUncached,
     Search,
+    /// Login of a seeded user with a TOTP: the password, then
+    /// `Authentication.CompleteLogin` with the current code. Each request
+    /// logs in a user of its own (a code is accepted once), enrolled just
+    /// before the scenario by [`Target::enrol_totp`].
+    LoginTotp,
 }
 
 impl Scenario {
@@ -55,6 +60,7 @@ impl Scenario {
             Scenario::GetSession => "Get (session, cached)",
             Scenario::GetUncached => "Get (API key, uncached)",
             Scenario::Search => "SearchUsers",
+            Scenario::LoginTotp => "Login with TOTP",
         }
     }
 
@@ -71,6 +77,7 @@ impl Scenario {
             Scenario::Search => 3,
             Scenario::AuthInfo => 4,
             Scenario::Login => 5,
+            Scenario::LoginTotp => 6,
         }
     }
 
@@ -107,6 +114,9 @@ pub struct Target {
     pub session_token: String,
     pub seeded: Seeded,
     pub seed: u64,
+    /// The TOTP secrets of the users of [`Scenario::LoginTotp`], by request
+    /// index.
+    pub totp_secrets: std::sync::Arc<Vec<Vec<u8>>>,
 }
 
 impl Target {
@@ -160,6 +170,7 @@ impl Target {
                     target.get(scenario, channel, &target.api_key, i).await
                 }
                 Scenario::Search => target.search(i).await,
+                Scenario::LoginTotp => target.login_totp(i).await,
             }
         }
     }
@@ -212,6 +223,87 @@ impl Target {
                 !login.token.is_empty(),
                 login.password_update_required
             ));
+        }
+        Ok(None)
+    }
+
+    /// The seeded user of request `i` of [`Scenario::LoginTotp`]: one per
+    /// request, counting down from the last seeded user.
+    fn totp_user(&self, i: usize) -> String {
+        self.seeded.user_id(self.seeded.count - i as u64)
+    }
+
+    /// Enrols a TOTP for the users of requests `0..n` with the cluster key
+    /// and returns their secrets. Each registration is verified with the
+    /// code of the step before the current one, so the scenario's codes,
+    /// of the current step, are fresh.
+    pub async fn enrol_totp(&self, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
+        use roster_proto::v1::user_authentication_factors_client::UserAuthenticationFactorsClient;
+        use roster_proto::v1::{RegisterTotpRequest, VerifyTotpRegistrationRequest};
+        use roster_user_registry::totp;
+        anyhow::ensure!(
+            n as u64 <= self.seeded.count,
+            "Login with TOTP needs a seeded user per request: {n} requests, {} users",
+            self.seeded.count
+        );
+        let mut secrets = Vec::with_capacity(n);
+        for i in 0..n {
+            let user_id = self.totp_user(i);
+            let mut client = UserAuthenticationFactorsClient::new(self.channel(i));
+            let registered = client
+                .register_totp(with_cluster_key(RegisterTotpRequest {
+                    user_ids: Some(user_ids(&user_id)),
+                }))
+                .await?
+                .into_inner();
+            let secret = data_encoding::BASE32_NOPAD.decode(registered.secret.as_bytes())?;
+            let step = totp::step_of(chrono::Utc::now().timestamp()) - 1;
+            client
+                .verify_totp_registration(with_cluster_key(VerifyTotpRegistrationRequest {
+                    user_ids: Some(user_ids(&user_id)),
+                    code: totp::code_at(&secret, step),
+                }))
+                .await?;
+            secrets.push(secret);
+        }
+        Ok(secrets)
+    }
+
+    /// A seeded user with a TOTP logging in: the password (one Argon2id
+    /// verification) answers with a challenge, which the current code
+    /// completes (the sealed secret opened, the code checked and used up,
+    /// the session stored as the challenge goes).
+    async fn login_totp(&self, i: usize) -> Outcome {
+        use roster_proto::v1::{CompleteLoginRequest, complete_login_request};
+        use roster_user_registry::totp;
+        let user_id = self.totp_user(i);
+        let secret = self
+            .totp_secrets
+            .get(i)
+            .ok_or_else(|| format!("no TOTP enrolled for request {i}"))?;
+        let mut client = AuthenticationClient::new(self.channel(i));
+        let first = client
+            .login(LoginRequest {
+                user_ids: Some(user_ids(&user_id)),
+                password: SEED_PASSWORD.into(),
+            })
+            .await
+            .map_err(status_text)?
+            .into_inner();
+        if !first.second_factor_required || first.challenge.is_empty() {
+            return Err(format!("Login of {user_id}: no second factor asked"));
+        }
+        let code = totp::code_at(secret, totp::step_of(chrono::Utc::now().timestamp()));
+        let done = client
+            .complete_login(CompleteLoginRequest {
+                challenge: first.challenge,
+                code: Some(complete_login_request::Code::TotpCode(code)),
+            })
+            .await
+            .map_err(status_text)?
+            .into_inner();
+        if done.token.is_empty() {
+            return Err(format!("CompleteLogin of {user_id}: no session"));
         }
         Ok(None)
     }
@@ -355,7 +447,15 @@ mod tests {
             session_token: String::new(),
             seeded: Seeded::new(100_000),
             seed: 1,
+            totp_secrets: std::sync::Arc::default(),
         }
+    }
+
+    #[test]
+    fn each_totp_login_has_a_seeded_user_of_its_own() {
+        let target = target();
+        assert_eq!(target.totp_user(0), target.seeded.user_id(100_000));
+        assert_ne!(target.totp_user(1), target.totp_user(0));
     }
 
     #[test]

@@ -334,6 +334,8 @@ fn configs() -> Configs {
                 max_failures_per_client: 0,
                 ..LockoutConfig::default()
             },
+            // Replicas on PostgreSQL share a configured key.
+            second_factor_keys: vec!["bench second factor key, at least 32 characters".into()],
             ..UserRegistryConfig::default()
         },
         sessions: SessionsConfig {

@@ -10,6 +10,7 @@ use crate::commands::auth::LoginArgs;
 use crate::commands::context::ContextCommand;
 use crate::commands::email::EmailCommand;
 use crate::commands::external_users::ExternalUsersCommand;
+use crate::commands::factors::FactorsCommand;
 use crate::commands::invitations::InvitationsCommand;
 use crate::commands::notifications::NotificationsCommand;
 use crate::commands::sessions::SessionsCommand;
@@ -122,6 +123,9 @@ pub enum Command {
     /// A user's sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// A user's second factors: authenticator app, mailed codes, recovery codes.
+    #[command(subcommand)]
+    Factors(FactorsCommand),
     /// Invitations by email address.
     #[command(subcommand)]
     Invitations(InvitationsCommand),

@@ -11,8 +11,10 @@ use roster_proto::v1::entity_registry_search_client::EntityRegistrySearchClient;
 use roster_proto::v1::external_user_registry_client::ExternalUserRegistryClient;
 use roster_proto::v1::notification_service_client::NotificationServiceClient;
 use roster_proto::v1::user_access_client::UserAccessClient;
+use roster_proto::v1::user_authentication_factors_client::UserAuthenticationFactorsClient;
 use roster_proto::v1::user_invitation_registry_client::UserInvitationRegistryClient;
 use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
+use roster_proto::v1::user_metadata_client::UserMetadataClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::user_session_registry_client::UserSessionRegistryClient;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -154,8 +156,20 @@ impl Connector {
         ))
     }
 
+    pub async fn factors(&self) -> Result<UserAuthenticationFactorsClient<Svc>> {
+        Ok(UserAuthenticationFactorsClient::new(
+            self.channel(Service::UserRegistry).await?,
+        ))
+    }
+
     pub async fn lifecycle(&self) -> Result<UserLifecycleClient<Svc>> {
         Ok(UserLifecycleClient::new(
+            self.channel(Service::UserRegistry).await?,
+        ))
+    }
+
+    pub async fn metadata(&self) -> Result<UserMetadataClient<Svc>> {
+        Ok(UserMetadataClient::new(
             self.channel(Service::UserRegistry).await?,
         ))
     }

@@ -153,6 +153,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Rights { user_id } => api_keys::rights(&app, &user_id).await,
         Command::LoginTokens(command) => api_keys::login_tokens(&app, command).await,
         Command::Sessions(command) => sessions::run(&app, command).await,
+        Command::Factors(command) => factors::run(&app, command).await,
         Command::Invitations(command) => invitations::run(&app, command).await,
         Command::Notifications(command) => notifications::run(&app, command).await,
         Command::Email(command) => email::run(&app, command).await,

@@ -243,7 +243,12 @@ pub fn render_table(value: &Value, view: &View, wide: bool) -> String {
     out
 }
 
+/// The value at `path` (dot-separated); an empty path is the value itself
+/// (rows that are plain strings, such as recovery codes).
 fn lookup<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    if path.is_empty() {
+        return Some(value);
+    }
     path.split('.').try_fold(value, |v, key| v.get(key))
 }
 

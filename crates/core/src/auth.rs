@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::events::names;
 use crate::resend::ResendingChannel;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
 use roster_proto::v1::{AuthInfoRequest, AuthInfoResponse, Right};
@@ -598,15 +599,17 @@ impl Authenticator {
 
 /// Events after which a cached credential may be wrong.
 pub const INVALIDATING_EVENTS: &[&str] = &[
-    "user.update",
+    names::USER_UPDATE,
     "user.update.>",
-    "user.delete",
-    "user.purge",
-    "user.api-key.>",
-    "user.session.>",
-    "user.logout",
-    "user.lock",
+    names::USER_DELETE,
+    names::USER_PURGE,
+    names::API_KEY_ALL,
+    names::SESSION_ALL,
+    names::LOGOUT,
+    names::USER_LOCK,
     crate::events::lifecycle::ALL,
+    // A factor added can lift the policy's limit on a session.
+    crate::events::mfa::ALL,
 ];
 
 /// One request's caller and where it came from, for rights checks and for

@@ -44,15 +44,19 @@ pub enum TokenType {
     LoginToken,
     /// An invitation to register (`rin`); not a credential.
     Invitation,
+    /// A login waiting for its second factor (`rlc`); not a credential:
+    /// only `Authentication.CompleteLogin` takes it.
+    LoginChallenge,
 }
 
 impl TokenType {
     /// Every token type.
-    pub const ALL: [TokenType; 4] = [
+    pub const ALL: [TokenType; 5] = [
         Self::ApiKey,
         Self::Session,
         Self::LoginToken,
         Self::Invitation,
+        Self::LoginChallenge,
     ];
 
     /// The prefix in the token string.
@@ -62,6 +66,7 @@ impl TokenType {
             Self::Session => "rst",
             Self::LoginToken => "rlt",
             Self::Invitation => "rin",
+            Self::LoginChallenge => "rlc",
         }
     }
 }

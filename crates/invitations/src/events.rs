@@ -12,5 +12,6 @@ pub const INVITATION_UPDATE: &str = "invitation.update";
 /// for an expired invitation that a new Send to its address replaced.
 pub const INVITATION_DELETE: &str = "invitation.delete";
 /// A user registered with an invitation (`accepted_by`; `sent_by` tells
-/// whom to notify).
-pub const INVITATION_ACCEPT: &str = "invitation.accept";
+/// whom to notify). Named in `roster_core::events::names`, where the
+/// notifications service reads it too.
+pub use roster_core::events::names::INVITATION_ACCEPT;

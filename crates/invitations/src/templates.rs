@@ -48,6 +48,17 @@ const TEMPLATES: &[Template] = &[
         link: None,
     },
     Template {
+        name: "second_factor_code",
+        required: &["user_id", "secret_code"],
+        subject: "Your login code",
+        body: &[
+            "A login to the account {{user_id}} asked for a code.",
+            "Code: {{secret_code}}",
+            "It works once, until {{expires_at}}. If you did not try to log in, someone knows your password: change it.",
+        ],
+        link: None,
+    },
+    Template {
         name: "login_token",
         required: &["user_id", "secret_token"],
         subject: "Your login link",

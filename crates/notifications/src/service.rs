@@ -870,6 +870,18 @@ pub fn wording(notification_type: NotificationType) -> (&'static str, &'static s
             "An administrator deactivated your account",
             "Your sessions have ended and your API keys are refused. Your data is kept; ask an administrator to reactivate the account.",
         ),
+        NotificationType::SecondFactorAdded => (
+            "A second factor was added to your account",
+            "Logins now need it besides your password. If you did not add it, change your password and remove the factor.",
+        ),
+        NotificationType::SecondFactorRemoved => (
+            "A second factor was removed from your account",
+            "If you did not remove it, change your password and add a second factor again.",
+        ),
+        NotificationType::RecoveryCodeUsed => (
+            "A recovery code was used to log in",
+            "Each recovery code works once. If this was not you, change your password and generate new codes.",
+        ),
     }
 }
 

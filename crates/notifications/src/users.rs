@@ -148,7 +148,7 @@ impl Directory for GrpcDirectory {
                 limit: PAGE,
                 page,
                 deleted: false,
-                page_token: String::new(),
+                ..Default::default()
             });
             let users = self
                 .users

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 use roster_core::auth::CallContext;
-use roster_core::events::{EventBus, lifecycle, spawn_worker, user_ids};
+use roster_core::events::{EventBus, lifecycle, mfa, names, spawn_worker, user_ids};
 use roster_proto::v1::{
     EntityIdentifiers, Event, Invitation, NotificationReceiver, NotificationType, State, User,
     UserEventData, UserIdentifiers, UserLifecycleStatus, entity_identifiers,
@@ -30,16 +30,23 @@ pub const CONSUMER: &str = "notifications";
 
 /// Events the worker turns into notifications.
 pub const PATTERNS: &[&str] = &[
-    "user.create",
-    "user.update",
-    "user.api-key.create",
-    "user.api-key.update",
-    "user.login-token.create",
-    "user.lock",
+    names::USER_CREATE,
+    names::USER_UPDATE,
+    names::API_KEY_CREATE,
+    names::API_KEY_UPDATE,
+    names::LOGIN_TOKEN_CREATE,
+    names::USER_LOCK,
     lifecycle::LOCK,
     lifecycle::DEACTIVATE,
-    "invitation.accept",
-    "user.purge",
+    mfa::TOTP_ADDED,
+    mfa::TOTP_REMOVED,
+    mfa::OTP_EMAIL_ADDED,
+    mfa::OTP_EMAIL_REMOVED,
+    mfa::RECOVERY_CODES_GENERATED,
+    mfa::RECOVERY_CODES_REMOVED,
+    mfa::RECOVERY_CODE_USED,
+    names::INVITATION_ACCEPT,
+    names::USER_PURGE,
 ];
 
 /// How long a failed event waits before it is tried again.
@@ -106,7 +113,7 @@ pub fn plan(event: &Event) -> Vec<Planned> {
         })
     };
     match event.name.as_str() {
-        "user.create" => {
+        names::USER_CREATE => {
             let Some(user) = data
                 .and_then(|any| UserEventData::decode(any.value.as_slice()).ok())
                 .and_then(|d| d.user)
@@ -126,7 +133,7 @@ pub fn plan(event: &Event) -> Vec<Planned> {
                 data: any_of(&public_user(&user)),
             }]
         }
-        "user.update" => {
+        names::USER_UPDATE => {
             let Some(update) =
                 data.and_then(|any| UserEventData::decode(any.value.as_slice()).ok())
             else {
@@ -150,16 +157,16 @@ pub fn plan(event: &Event) -> Vec<Planned> {
             }
             planned
         }
-        "user.api-key.create" => about_subject(NotificationType::ApiKeyCreated, data.cloned())
+        names::API_KEY_CREATE => about_subject(NotificationType::ApiKeyCreated, data.cloned())
             .into_iter()
             .collect(),
-        "user.api-key.update" => about_subject(NotificationType::ApiKeyChanged, data.cloned())
+        names::API_KEY_UPDATE => about_subject(NotificationType::ApiKeyChanged, data.cloned())
             .into_iter()
             .collect(),
-        "user.login-token.create" => about_subject(NotificationType::LoginToken, data.cloned())
+        names::LOGIN_TOKEN_CREATE => about_subject(NotificationType::LoginToken, data.cloned())
             .into_iter()
             .collect(),
-        "user.lock" => about_subject(NotificationType::AccountLocked, data.cloned())
+        names::USER_LOCK => about_subject(NotificationType::AccountLocked, data.cloned())
             .into_iter()
             .collect(),
         name if name == lifecycle::LOCK || name == lifecycle::DEACTIVATE => {
@@ -181,7 +188,23 @@ pub fn plan(event: &Event) -> Vec<Planned> {
                 .into_iter()
                 .collect()
         }
-        "invitation.accept" => {
+        // The factor without secrets, as the event carries it.
+        name if mfa::ADDED.contains(&name) => {
+            about_subject(NotificationType::SecondFactorAdded, data.cloned())
+                .into_iter()
+                .collect()
+        }
+        name if mfa::REMOVED.contains(&name) => {
+            about_subject(NotificationType::SecondFactorRemoved, data.cloned())
+                .into_iter()
+                .collect()
+        }
+        name if name == mfa::RECOVERY_CODE_USED => {
+            about_subject(NotificationType::RecoveryCodeUsed, data.cloned())
+                .into_iter()
+                .collect()
+        }
+        names::INVITATION_ACCEPT => {
             let Some(invitation) =
                 data.and_then(|any| Invitation::decode(any.value.as_slice()).ok())
             else {
@@ -243,7 +266,7 @@ async fn forget_if_purged(service: &NotificationsService, user_id: &str) -> anyh
 
 /// Makes the notifications `event` calls for.
 pub async fn handle(service: &NotificationsService, event: &Event) -> anyhow::Result<()> {
-    if event.name == "user.purge" {
+    if event.name == names::USER_PURGE {
         for user_id in user_ids(event) {
             forget_if_purged(service, &user_id).await?;
         }
@@ -449,6 +472,35 @@ mod tests {
             .is_empty()
         );
         assert!(plan(&new_event(lifecycle::REACTIVATE, about, any_of(&status))).is_empty());
+    }
+
+    #[test]
+    fn second_factor_changes_reach_the_user() {
+        let about = vec![user_entity("alice")];
+        for (name, kind) in [
+            (mfa::TOTP_ADDED, NotificationType::SecondFactorAdded),
+            (mfa::OTP_EMAIL_ADDED, NotificationType::SecondFactorAdded),
+            (
+                mfa::RECOVERY_CODES_GENERATED,
+                NotificationType::SecondFactorAdded,
+            ),
+            (mfa::TOTP_REMOVED, NotificationType::SecondFactorRemoved),
+            (
+                mfa::OTP_EMAIL_REMOVED,
+                NotificationType::SecondFactorRemoved,
+            ),
+            (
+                mfa::RECOVERY_CODES_REMOVED,
+                NotificationType::SecondFactorRemoved,
+            ),
+            (mfa::RECOVERY_CODE_USED, NotificationType::RecoveryCodeUsed),
+        ] {
+            assert!(PATTERNS.contains(&name), "{name}");
+            let planned = plan(&new_event(name, about.clone(), None));
+            assert_eq!(planned.len(), 1, "{name}");
+            assert_eq!(planned[0].notification_type, kind);
+            assert_eq!(planned[0].audience, Audience::Subject("alice".into()));
+        }
     }
 
     #[test]

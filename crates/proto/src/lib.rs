@@ -28,6 +28,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "roster.v1.NotificationService",
     "roster.v1.Mailer",
     "roster.v1.UserLifecycle",
+    "roster.v1.UserMetadata",
 ];
 
 #[cfg(test)]

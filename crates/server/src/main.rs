@@ -276,8 +276,21 @@ async fn start(settings: Settings, service: ServiceName) -> anyhow::Result<()> {
 
 /// Each service's settings.
 fn configs(settings: &Settings) -> Configs {
+    let mut user_registry = settings.user_registry.clone();
+    // Without keys of their own, second-factor secrets are protected by a
+    // key derived from `auth.token_hash_key`, which every replica on
+    // PostgreSQL already shares (the embedded default with neither key
+    // generates one beside its files).
+    if user_registry.second_factor_keys.is_empty() && !settings.auth.token_hash_key.is_empty() {
+        use sha2::Digest as _;
+        let mut derived = sha2::Sha256::new();
+        derived.update(b"roster second factor keys from auth.token_hash_key\0");
+        derived.update(settings.auth.token_hash_key.expose().as_bytes());
+        let material = data_encoding::HEXLOWER.encode(&derived.finalize());
+        user_registry.second_factor_keys = vec![material.into()];
+    }
     Configs {
-        user_registry: settings.user_registry.clone(),
+        user_registry,
         access: settings.access.clone(),
         sessions: settings.sessions.clone(),
         invitations: settings.invitations.clone(),

@@ -10,8 +10,9 @@ use roster_proto::v1::authentication_server::Authentication;
 use roster_proto::v1::session_credentials_server::SessionCredentials;
 use roster_proto::v1::user_session_registry_server::UserSessionRegistry;
 use roster_proto::v1::{
-    CheckSessionRequest, CheckSessionResponse, ListUserSessionsRequest, LoginRequest,
-    LoginResponse, LoginWithTokenRequest, UserSessionIdentifiers, UserSessions,
+    CheckSessionRequest, CheckSessionResponse, CompleteLoginRequest, ListUserSessionsRequest,
+    LoginRequest, LoginResponse, LoginWithTokenRequest, SendLoginEmailCodeRequest,
+    UserSessionIdentifiers, UserSessions,
 };
 use tonic::{Request, Response, Status};
 
@@ -46,6 +47,26 @@ impl Authentication for SessionsApi {
         handle!(self.auth, request, |ctx, msg| self
             .service
             .login_with_token(&ctx, msg.token))
+        .map(Response::new)
+    }
+
+    async fn complete_login(
+        &self,
+        request: Request<CompleteLoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .complete_login(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn send_login_email_code(
+        &self,
+        request: Request<SendLoginEmailCodeRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .send_login_email_code(&ctx, msg.challenge))
         .map(Response::new)
     }
 

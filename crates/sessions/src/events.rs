@@ -1,6 +1,4 @@
-//! The names of the events the sessions service publishes.
+//! The names of the events the sessions service publishes (they live in
+//! `roster_core::events::names`, where their consumers read them too).
 
-pub const LOGIN: &str = "user.login";
-pub const LOGIN_FAILED: &str = "user.login_failed";
-pub const LOGOUT: &str = "user.logout";
-pub const SESSION_DELETE: &str = "user.session.delete";
+pub use roster_core::events::names::{LOGIN, LOGIN_FAILED, LOGOUT, SESSION_DELETE};

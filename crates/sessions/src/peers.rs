@@ -6,11 +6,13 @@ use chrono::{DateTime, Utc};
 use roster_core::auth::ClusterCredential;
 use roster_core::resend::ResendingChannel;
 use roster_proto::v1::entity_access_client::EntityAccessClient;
+use roster_proto::v1::second_factor_credentials_client::SecondFactorCredentialsClient;
 use roster_proto::v1::user_credentials_client::UserCredentialsClient;
 use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
 use roster_proto::v1::{
-    CheckPasswordRequest, ConsumeLoginTokenRequest, GetUserRequest, State, User, UserIdentifiers,
+    CheckPasswordRequest, CheckSecondFactorRequest, ConsumeLoginTokenRequest, GetUserRequest,
+    State, User, UserIdentifiers, check_second_factor_request,
 };
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -47,7 +49,21 @@ pub enum PasswordCheck {
         throttled: bool,
         /// The account's wrong passwords in the lockout window.
         failures: u32,
+        /// The user's active second factors (AuthenticationMethodType
+        /// numbers), when the password is right.
+        second_factors: Vec<i32>,
     },
+}
+
+/// The outcome of a second-factor check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecondFactorCheck {
+    /// The code was right, and is now used up.
+    pub valid: bool,
+    /// The account is locked for this client: no code was accepted.
+    pub throttled: bool,
+    /// Wrong guesses of the account in the lockout window.
+    pub failures: u32,
 }
 
 /// The services the sessions service depends on.
@@ -61,6 +77,22 @@ pub trait Peers: Send + Sync + 'static {
         password: String,
         client_key: String,
     ) -> Result<PasswordCheck, Status>;
+
+    /// Checks a second-factor code of a known user and uses it up; wrong
+    /// codes count in the user's lockout.
+    async fn check_second_factor(
+        &self,
+        user_id: &str,
+        code: check_second_factor_request::Code,
+        client_key: String,
+    ) -> Result<SecondFactorCheck, Status>;
+
+    /// Mails the user a one-time code (FAILED_PRECONDITION when the user
+    /// does not use mailed codes).
+    async fn send_second_factor_email_code(&self, user_id: &str) -> Result<(), Status>;
+
+    /// The user's active second factors (AuthenticationMethodType numbers).
+    async fn active_second_factors(&self, user_id: &str) -> Result<Vec<i32>, Status>;
 
     /// A live user, or `None`.
     async fn account(&self, user_id: &str) -> Result<Option<Account>, Status>;
@@ -105,6 +137,13 @@ impl GrpcPeers {
     }
 }
 
+fn user_ids(user_id: &str) -> UserIdentifiers {
+    UserIdentifiers {
+        user_id: user_id.to_string(),
+        email: String::new(),
+    }
+}
+
 /// A peer's failure as this service reports it: a bad request stays one,
 /// anything else means the peer is unavailable.
 fn unavailable(status: Status) -> Status {
@@ -145,11 +184,54 @@ impl Peers for GrpcPeers {
                     valid: response.valid,
                     throttled: response.throttled,
                     failures: response.failures,
+                    second_factors: response.second_factors,
                 })
             }
             Err(status) if status.code() == Code::NotFound => Ok(PasswordCheck::UnknownUser),
             Err(status) => Err(unavailable(status)),
         }
+    }
+
+    async fn check_second_factor(
+        &self,
+        user_id: &str,
+        code: check_second_factor_request::Code,
+        client_key: String,
+    ) -> Result<SecondFactorCheck, Status> {
+        let response = SecondFactorCredentialsClient::new(self.users.clone())
+            .check_second_factor(self.cluster.request(CheckSecondFactorRequest {
+                user_ids: Some(user_ids(user_id)),
+                code: Some(code),
+                client_key,
+            }))
+            .await
+            .map_err(unavailable)?
+            .into_inner();
+        Ok(SecondFactorCheck {
+            valid: response.valid,
+            throttled: response.throttled,
+            failures: response.failures,
+        })
+    }
+
+    async fn send_second_factor_email_code(&self, user_id: &str) -> Result<(), Status> {
+        let sent = SecondFactorCredentialsClient::new(self.users.clone())
+            .send_second_factor_email_code(self.cluster.request(user_ids(user_id)))
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == Code::FailedPrecondition => Err(status),
+            Err(status) => Err(unavailable(status)),
+        }
+    }
+
+    async fn active_second_factors(&self, user_id: &str) -> Result<Vec<i32>, Status> {
+        Ok(SecondFactorCredentialsClient::new(self.users.clone())
+            .active_second_factors(self.cluster.request(user_ids(user_id)))
+            .await
+            .map_err(unavailable)?
+            .into_inner()
+            .auth_method_types)
     }
 
     async fn account(&self, user_id: &str) -> Result<Option<Account>, Status> {

@@ -15,22 +15,32 @@ use roster_core::time::{Clock, timestamp};
 use roster_core::token::{Token, TokenHasher, TokenType};
 use roster_core::validation::FieldViolation;
 use roster_proto::v1::{
-    CheckSessionResponse, EntityIdentifiers, Event, LoginFailureEventData, LoginRequest,
-    LoginResponse, Right, State, UserIdentifiers, UserSession, UserSessionIdentifiers,
-    UserSessions, entity_identifiers,
+    AuthenticationMethodType, CheckSessionResponse, CompleteLoginRequest, EntityIdentifiers, Event,
+    LoginFailureEventData, LoginRequest, LoginResponse, Right, State, UserIdentifiers, UserSession,
+    UserSessionIdentifiers, UserSessions, check_second_factor_request, complete_login_request,
+    entity_identifiers,
 };
 
 use crate::config::SessionsConfig;
 use crate::error::{Error, Result};
 use crate::events;
 use crate::peers::{Account, PasswordCheck, Peers};
-use crate::store::{SessionOrder, SessionQuery, SessionRecord, SessionStore};
+use crate::store::{ChallengeRecord, SessionOrder, SessionQuery, SessionRecord, SessionStore};
 
 /// The orders List accepts.
 const SESSION_ORDERS: &[&str] = &["created_at", "updated_at", "expires_at"];
 
 /// The one answer to a wrong password or an unknown user.
 const WRONG: &str = "incorrect user or password";
+
+/// The one answer to a failed second step: a wrong, reused or stale code,
+/// a bad challenge or a locked account alike.
+const WRONG_CODE: &str = "incorrect or expired challenge or code";
+
+/// How long a login challenge lives, in seconds.
+pub const CHALLENGE_TTL_SECS: i64 = 5 * 60;
+/// Codes (and mailed codes) one challenge allows.
+pub const CHALLENGE_ATTEMPTS: i32 = 5;
 
 /// The longest user agent kept with a session.
 const MAX_USER_AGENT_CHARS: usize = 512;
@@ -146,10 +156,17 @@ impl SessionsService {
                 failures,
                 ..
             } => (Some(account), login_outcome::WRONG_PASSWORD, failures),
-            PasswordCheck::Known { account, .. } => {
+            PasswordCheck::Known {
+                account,
+                second_factors,
+                ..
+            } => {
                 if let Err(error) = self.refuse_inactive(ctx, &account).await {
                     metrics::login(login_outcome::STATE);
                     return Err(error);
+                }
+                if !second_factors.is_empty() {
+                    return self.challenge(&account, second_factors, "password").await;
                 }
                 let response = self.start_session(ctx, &account, "password").await?;
                 metrics::login(login_outcome::SUCCESS);
@@ -199,7 +216,170 @@ impl SessionsService {
         // whoever guessed the password into a lock cannot keep its owner
         // out.
         self.peers.forget_password_failures(&user_id).await?;
+        // The token proves the mailbox only: a user with an authenticator
+        // app proves that too. A mailed code would prove the mailbox
+        // again, so it is not offered here.
+        let factors = self.peers.active_second_factors(&user_id).await?;
+        if factors.contains(&(AuthenticationMethodType::Totp as i32)) {
+            let methods = factors
+                .into_iter()
+                .filter(|m| *m != AuthenticationMethodType::OtpEmail as i32)
+                .collect();
+            return self.challenge(&account, methods, "login_token").await;
+        }
         self.start_session(ctx, &account, "login_token").await
+    }
+
+    /// Answers a right first step of a user with second factors: a
+    /// challenge to complete with one of `methods`, and no session yet.
+    async fn challenge(
+        &self,
+        account: &Account,
+        methods: Vec<i32>,
+        first_factor: &str,
+    ) -> Result<LoginResponse> {
+        let token = Token::generate(TokenType::LoginChallenge);
+        let now = self.clock.now();
+        let record = ChallengeRecord {
+            id: token.id().to_string(),
+            user_id: account.user_id.clone(),
+            secret_hash: self.hasher.hash(&token),
+            created_at: now,
+            expires_at: now + Duration::seconds(CHALLENGE_TTL_SECS),
+            attempts: 0,
+            methods,
+            first_factor: first_factor.to_string(),
+            password_update_only: account.require_password_update,
+        };
+        self.store.insert_challenge(&record, now).await?;
+        tracing::info!(user_id = %account.user_id, first_factor, "second factor required");
+        Ok(LoginResponse {
+            session_ids: Some(UserSessionIdentifiers {
+                user_ids: Some(user_ids(&account.user_id)),
+                session_id: String::new(),
+            }),
+            token: String::new(),
+            expires_at: None,
+            password_update_required: false,
+            second_factor_required: true,
+            challenge: token.to_string(),
+            second_factor_methods: record.methods,
+            challenge_expires_at: Some(timestamp(record.expires_at)),
+        })
+    }
+
+    /// The live challenge `token` names, one attempt counted against it;
+    /// anything else is the one UNAUTHENTICATED answer.
+    async fn attempt_challenge(&self, token: &str) -> Result<ChallengeRecord> {
+        let token = Token::parse(token).map_err(|_| Error::Unauthenticated(WRONG_CODE))?;
+        if token.kind() != TokenType::LoginChallenge {
+            return Err(Error::Unauthenticated(WRONG_CODE));
+        }
+        let challenge = self
+            .store
+            .attempt_challenge(token.id(), self.clock.now(), CHALLENGE_ATTEMPTS)
+            .await?
+            .ok_or(Error::Unauthenticated(WRONG_CODE))?;
+        if !self.hasher.verify(&token, &challenge.secret_hash) {
+            return Err(Error::Unauthenticated(WRONG_CODE));
+        }
+        Ok(challenge)
+    }
+
+    /// Completes a login with a second factor.
+    #[tracing::instrument(skip_all)]
+    pub async fn complete_login(
+        &self,
+        ctx: &CallContext,
+        req: CompleteLoginRequest,
+    ) -> Result<LoginResponse> {
+        if req.challenge.is_empty() {
+            return Err(FieldViolation::new("challenge", "is required").into());
+        }
+        let (code, method) = match req.code {
+            Some(complete_login_request::Code::TotpCode(c)) if !c.is_empty() => (
+                check_second_factor_request::Code::TotpCode(c),
+                AuthenticationMethodType::Totp,
+            ),
+            Some(complete_login_request::Code::EmailCode(c)) if !c.is_empty() => (
+                check_second_factor_request::Code::EmailCode(c),
+                AuthenticationMethodType::OtpEmail,
+            ),
+            Some(complete_login_request::Code::RecoveryCode(c)) if !c.is_empty() => (
+                check_second_factor_request::Code::RecoveryCode(c),
+                AuthenticationMethodType::RecoveryCode,
+            ),
+            _ => {
+                return Err(FieldViolation::new(
+                    "code",
+                    "give one of totp_code, email_code and recovery_code",
+                )
+                .into());
+            }
+        };
+        self.allow_attempt(ctx)?;
+        let challenge = self.attempt_challenge(&req.challenge).await?;
+        let checked = if challenge.methods.contains(&(method as i32)) {
+            Some(
+                self.peers
+                    .check_second_factor(&challenge.user_id, code, ctx.client_key())
+                    .await?,
+            )
+        } else {
+            None
+        };
+        if !checked.is_some_and(|c| c.valid) {
+            let (reason, failures) = match checked {
+                Some(c) if c.throttled => (login_outcome::THROTTLED, 0),
+                Some(c) => ("wrong_code", c.failures),
+                None => ("wrong_code", 0),
+            };
+            metrics::login(reason);
+            let event = self.failure_event(
+                ctx,
+                events::LOGIN_FAILED,
+                Some(&challenge.user_id),
+                reason,
+                failures,
+            );
+            self.store.record_events(&[event]).await?;
+            return Err(Error::Unauthenticated(WRONG_CODE));
+        }
+        let mut account = self
+            .peers
+            .account(&challenge.user_id)
+            .await?
+            .ok_or(Error::Unauthenticated(WRONG_CODE))?;
+        self.refuse_inactive(ctx, &account).await?;
+        account.require_password_update |= challenge.password_update_only;
+        let method_name = method.as_str_name().to_ascii_lowercase();
+        let response = self
+            .start_session_from(ctx, &account, &challenge, &method_name)
+            .await?;
+        metrics::login(login_outcome::SUCCESS);
+        Ok(response)
+    }
+
+    /// Mails a one-time code for a login challenge.
+    #[tracing::instrument(skip_all)]
+    pub async fn send_login_email_code(&self, ctx: &CallContext, challenge: String) -> Result<()> {
+        if challenge.is_empty() {
+            return Err(FieldViolation::new("challenge", "is required").into());
+        }
+        self.allow_attempt(ctx)?;
+        let challenge = self.attempt_challenge(&challenge).await?;
+        if !challenge
+            .methods
+            .contains(&(AuthenticationMethodType::OtpEmail as i32))
+        {
+            return Err(Error::FailedPrecondition(
+                "no_otp_email: this login cannot be completed with a mailed code".into(),
+            ));
+        }
+        self.peers
+            .send_second_factor_email_code(&challenge.user_id)
+            .await?;
+        Ok(())
     }
 
     /// Only approved (or flagged) users log in.
@@ -227,6 +407,47 @@ impl SessionsService {
         account: &Account,
         method: &str,
     ) -> Result<LoginResponse> {
+        let (token, record, event) = self.new_session(ctx, account, method);
+        let prune_before = self.clock.now() - Self::seconds(self.config.keep_expired_secs);
+        self.store
+            .insert_session(&record, prune_before, &[event])
+            .await?;
+        tracing::info!(user_id = %account.user_id, session_id = %record.id, method, "logged in");
+        Ok(session_response(&token, &record))
+    }
+
+    /// The session a completed challenge leads to, stored as the challenge
+    /// goes (so one challenge makes at most one session).
+    async fn start_session_from(
+        &self,
+        ctx: &CallContext,
+        account: &Account,
+        challenge: &ChallengeRecord,
+        method: &str,
+    ) -> Result<LoginResponse> {
+        let (token, record, mut event) = self.new_session(ctx, account, method);
+        event
+            .correlation_ids
+            .push(format!("first_factor:{}", challenge.first_factor));
+        let prune_before = self.clock.now() - Self::seconds(self.config.keep_expired_secs);
+        if !self
+            .store
+            .complete_challenge(&challenge.id, &record, prune_before, &[event])
+            .await?
+        {
+            return Err(Error::Unauthenticated(WRONG_CODE));
+        }
+        tracing::info!(user_id = %account.user_id, session_id = %record.id, method, "logged in");
+        Ok(session_response(&token, &record))
+    }
+
+    /// A new session of `account` and its `user.login` event.
+    fn new_session(
+        &self,
+        ctx: &CallContext,
+        account: &Account,
+        method: &str,
+    ) -> (Token, SessionRecord, Event) {
         let token = Token::generate(TokenType::Session);
         let now = self.clock.now();
         let record = SessionRecord {
@@ -249,20 +470,7 @@ impl SessionsService {
             Some(pack(&session)),
         );
         event.correlation_ids.push(format!("login:{method}"));
-        let prune_before = now - Self::seconds(self.config.keep_expired_secs);
-        self.store
-            .insert_session(&record, prune_before, &[event])
-            .await?;
-        tracing::info!(user_id = %account.user_id, session_id = %record.id, method, "logged in");
-        Ok(LoginResponse {
-            session_ids: Some(UserSessionIdentifiers {
-                user_ids: Some(user_ids(&account.user_id)),
-                session_id: record.id.clone(),
-            }),
-            token: token.to_string(),
-            expires_at: Some(timestamp(record.expires_at)),
-            password_update_required: record.password_update_only,
-        })
+        (token, record, event)
     }
 
     /// Ends the session the caller authenticates with.
@@ -470,6 +678,19 @@ impl SessionsService {
             password_update_only: session.password_update_only,
             created_at: Some(timestamp(session.created_at)),
         })
+    }
+}
+
+fn session_response(token: &Token, record: &SessionRecord) -> LoginResponse {
+    LoginResponse {
+        session_ids: Some(UserSessionIdentifiers {
+            user_ids: Some(user_ids(&record.user_id)),
+            session_id: record.id.clone(),
+        }),
+        token: token.to_string(),
+        expires_at: Some(timestamp(record.expires_at)),
+        password_update_required: record.password_update_only,
+        ..LoginResponse::default()
     }
 }
 

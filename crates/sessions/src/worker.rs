@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 use roster_core::auth::CallContext;
-use roster_core::events::{EventBus, lifecycle, spawn_worker, user_ids};
+use roster_core::events::{EventBus, lifecycle, names, spawn_worker, user_ids};
 use roster_proto::v1::{Event, State, UserEventData};
 use tonic::Status;
 
@@ -28,9 +28,9 @@ pub const CONSUMER: &str = "sessions";
 
 /// Events the worker handles.
 pub const PATTERNS: &[&str] = &[
-    "user.update",
-    "user.delete",
-    "user.purge",
+    names::USER_UPDATE,
+    names::USER_DELETE,
+    names::USER_PURGE,
     lifecycle::DEACTIVATE,
 ];
 
@@ -56,9 +56,9 @@ pub enum Ending {
 /// are checked.
 pub fn endings(event: &Event) -> Vec<Ending> {
     match event.name.as_str() {
-        "user.delete" | "user.purge" => vec![Ending::UserGone],
+        names::USER_DELETE | names::USER_PURGE => vec![Ending::UserGone],
         name if name == lifecycle::DEACTIVATE => vec![Ending::Deactivated],
-        "user.update" => {
+        names::USER_UPDATE => {
             let Some(data) = event
                 .data
                 .as_ref()

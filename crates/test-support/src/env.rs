@@ -63,6 +63,9 @@ pub fn test_password_config() -> PasswordConfig {
     }
 }
 
+/// The key of second-factor secrets on PostgreSQL in tests.
+pub const TEST_SECOND_FACTOR_KEY: &str = "test second factor key, at least 32 characters long";
+
 /// Settings of the services in a [`TestEnv`].
 #[derive(Debug, Clone, Default)]
 pub struct TestConfig {
@@ -137,7 +140,12 @@ impl TestEnv {
     }
 
     /// The services on `backend` with `config`.
-    pub async fn start_configured(backend: Backend, config: TestConfig) -> TestEnv {
+    pub async fn start_configured(backend: Backend, mut config: TestConfig) -> TestEnv {
+        // PostgreSQL needs a configured key for second-factor secrets (the
+        // embedded default generates one beside its files).
+        if backend == Backend::Postgres && config.user_registry.second_factor_keys.is_empty() {
+            config.user_registry.second_factor_keys = vec![TEST_SECOND_FACTOR_KEY.into()];
+        }
         let mail_tmp = tempfile::tempdir().expect("a mail folder");
         let storage = Storage::new(backend).await;
         let (listener, addr) = bind("127.0.0.1:0").await.expect("bind");

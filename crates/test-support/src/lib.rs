@@ -22,5 +22,6 @@ pub use nats::TestNats;
 pub use pki::{TestCa, TestCert, client_tls};
 /// The lockout settings of the user registry, for tests of other
 /// services that log in (they count where passwords are checked).
+pub use roster_user_registry::config::SecondFactorPolicy;
 pub use roster_user_registry::lockout::LockoutConfig;
 pub use smtp::{ReceivedMail, TestSmtp};

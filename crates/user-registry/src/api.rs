@@ -8,22 +8,34 @@ use roster_core::handle;
 use roster_core::list::{NEXT_PAGE_TOKEN_HEADER, with_total_count};
 use roster_proto::v1::entity_registry_search_server::EntityRegistrySearch;
 use roster_proto::v1::external_user_registry_server::ExternalUserRegistry;
+use roster_proto::v1::second_factor_credentials_server::SecondFactorCredentials;
+use roster_proto::v1::user_authentication_factors_server::UserAuthenticationFactors;
 use roster_proto::v1::user_credentials_server::UserCredentials;
 use roster_proto::v1::user_lifecycle_server::UserLifecycle;
+use roster_proto::v1::user_metadata_server::UserMetadata;
 use roster_proto::v1::user_registry_server::UserRegistry;
+use roster_proto::v1::{
+    AddOtpEmailRequest, CheckSecondFactorRequest, CheckSecondFactorResponse,
+    GenerateRecoveryCodesRequest, GenerateRecoveryCodesResponse, ListAuthenticationFactorsRequest,
+    ListAuthenticationFactorsResponse, ListAuthenticationMethodTypesRequest,
+    ListAuthenticationMethodTypesResponse, RegisterTotpRequest, RegisterTotpResponse,
+    RemoveAuthenticationFactorRequest, VerifyTotpRegistrationRequest,
+};
 use roster_proto::v1::{
     CheckPasswordRequest, CheckPasswordResponse, CreateExternalUserRequest,
     CreateTemporaryPasswordRequest, CreateUserRequest, DeactivateUserRequest,
-    DeleteExternalUserRequest, ExternalUser, GetExternalUserByExternalIdRequest,
-    GetExternalUserByUserIdRequest, GetUserRequest, ListUsersRequest, LockUserRequest,
-    SearchUsersRequest, SendEmailValidationRequest, SendEmailValidationResponse,
-    SetRequiredActionsRequest, UpdateUserPasswordRequest, UpdateUserRequest, User, UserIdentifiers,
-    UserLifecycleStatus, UserStatistics, UserWithStatus, Users, ValidateEmailRequest,
-    ValidateEmailResponse,
+    DeleteExternalUserRequest, DeleteUserMetadataRequest, DeleteUserMetadataResponse, ExternalUser,
+    GetExternalUserByExternalIdRequest, GetExternalUserByUserIdRequest, GetUserRequest,
+    ListUserMetadataRequest, ListUsersRequest, LockUserRequest, SearchUsersRequest,
+    SendEmailValidationRequest, SendEmailValidationResponse, SetRequiredActionsRequest,
+    SetUserMetadataRequest, SetUserMetadataResponse, UpdateUserPasswordRequest, UpdateUserRequest,
+    User, UserIdentifiers, UserLifecycleStatus, UserMetadataEntries, UserStatistics,
+    UserWithStatus, Users, ValidateEmailRequest, ValidateEmailResponse,
 };
 use tonic::{Request, Response, Status};
 
 use crate::service::{UserPage, UserRegistryService};
+use crate::store::factors::FactorKind;
 
 /// Implements every gRPC service of the user registry. After a change
 /// that can take rights away (update, delete, purge, a lifecycle change)
@@ -338,4 +350,186 @@ fn page_response(page: UserPage) -> Response<Users> {
             .insert(NEXT_PAGE_TOKEN_HEADER, token);
     }
     response
+}
+
+#[tonic::async_trait]
+impl UserMetadata for UserRegistryApi {
+    async fn set_user_metadata(
+        &self,
+        request: Request<SetUserMetadataRequest>,
+    ) -> Result<Response<SetUserMetadataResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .set_metadata(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn list_user_metadata(
+        &self,
+        request: Request<ListUserMetadataRequest>,
+    ) -> Result<Response<UserMetadataEntries>, Status> {
+        let (entries, total) = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .list_metadata(&ctx, msg))?;
+        Ok(with_total_count(entries, total))
+    }
+
+    async fn delete_user_metadata(
+        &self,
+        request: Request<DeleteUserMetadataRequest>,
+    ) -> Result<Response<DeleteUserMetadataResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .delete_metadata(&ctx, msg))
+        .map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl UserAuthenticationFactors for UserRegistryApi {
+    async fn register_totp(
+        &self,
+        request: Request<RegisterTotpRequest>,
+    ) -> Result<Response<RegisterTotpResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .register_totp(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn verify_totp_registration(
+        &self,
+        request: Request<VerifyTotpRegistrationRequest>,
+    ) -> Result<Response<()>, Status> {
+        let user_id = user_id_in(request.get_ref().user_ids.as_ref());
+        let answer = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .verify_totp_registration(&ctx, msg))?;
+        // A first factor can lift the second-factor policy's limit on the
+        // user's sessions: this process forgets them at once.
+        self.auth.forget_user(&user_id);
+        Ok(Response::new(answer))
+    }
+
+    async fn remove_totp(
+        &self,
+        request: Request<RemoveAuthenticationFactorRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self.service.remove_factor(
+            &ctx,
+            msg,
+            FactorKind::Totp
+        ))
+        .map(Response::new)
+    }
+
+    async fn add_otp_email(
+        &self,
+        request: Request<AddOtpEmailRequest>,
+    ) -> Result<Response<()>, Status> {
+        let user_id = user_id_in(request.get_ref().user_ids.as_ref());
+        let answer = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .add_otp_email(&ctx, msg))?;
+        // A first factor can lift the second-factor policy's limit on the
+        // user's sessions: this process forgets them at once.
+        self.auth.forget_user(&user_id);
+        Ok(Response::new(answer))
+    }
+
+    async fn remove_otp_email(
+        &self,
+        request: Request<RemoveAuthenticationFactorRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self.service.remove_factor(
+            &ctx,
+            msg,
+            FactorKind::OtpEmail
+        ))
+        .map(Response::new)
+    }
+
+    async fn generate_recovery_codes(
+        &self,
+        request: Request<GenerateRecoveryCodesRequest>,
+    ) -> Result<Response<GenerateRecoveryCodesResponse>, Status> {
+        let user_id = user_id_in(request.get_ref().user_ids.as_ref());
+        let answer = handle!(self.auth, request, |ctx, msg| self
+            .service
+            .generate_recovery_codes(&ctx, msg))?;
+        // A first factor can lift the second-factor policy's limit on the
+        // user's sessions: this process forgets them at once.
+        self.auth.forget_user(&user_id);
+        Ok(Response::new(answer))
+    }
+
+    async fn remove_recovery_codes(
+        &self,
+        request: Request<RemoveAuthenticationFactorRequest>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self.service.remove_factor(
+            &ctx,
+            msg,
+            FactorKind::RecoveryCodes
+        ))
+        .map(Response::new)
+    }
+
+    async fn list_authentication_factors(
+        &self,
+        request: Request<ListAuthenticationFactorsRequest>,
+    ) -> Result<Response<ListAuthenticationFactorsResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .list_authentication_factors(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn list_authentication_method_types(
+        &self,
+        request: Request<ListAuthenticationMethodTypesRequest>,
+    ) -> Result<Response<ListAuthenticationMethodTypesResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .list_authentication_method_types(&ctx, msg.user_ids))
+        .map(Response::new)
+    }
+}
+
+#[tonic::async_trait]
+impl SecondFactorCredentials for UserRegistryApi {
+    async fn check_second_factor(
+        &self,
+        request: Request<CheckSecondFactorRequest>,
+    ) -> Result<Response<CheckSecondFactorResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .check_second_factor(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn send_second_factor_email_code(
+        &self,
+        request: Request<UserIdentifiers>,
+    ) -> Result<Response<()>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .send_second_factor_email_code(&ctx, msg))
+        .map(Response::new)
+    }
+
+    async fn active_second_factors(
+        &self,
+        request: Request<UserIdentifiers>,
+    ) -> Result<Response<ListAuthenticationMethodTypesResponse>, Status> {
+        handle!(self.auth, request, |ctx, msg| self
+            .service
+            .active_second_factors(&ctx, msg))
+        .map(Response::new)
+    }
+}
+
+/// The user ID a request names, or empty.
+fn user_id_in(ids: Option<&UserIdentifiers>) -> String {
+    ids.map(|i| i.user_id.clone()).unwrap_or_default()
 }

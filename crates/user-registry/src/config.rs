@@ -38,6 +38,48 @@ pub struct UserRegistryConfig {
     pub registration_rate_limit: RateLimitConfig,
     /// Wrong passwords, and the locks they lead to (see `lockout.rs`).
     pub lockout: LockoutConfig,
+    /// The most metadata entries a user may have (`UserMetadata`), 1 to
+    /// 1000.
+    pub metadata_max_entries: u64,
+    /// The largest metadata value, in bytes, 1 to 65536 (64 KiB).
+    pub metadata_max_value_bytes: usize,
+    /// Keys that seal TOTP secrets and key the digests of recovery and
+    /// mailed codes, each at least 32 characters (see `factor_keys.rs`):
+    /// the first seals, all open, so a key rotates by going first. Empty:
+    /// `rosterd` derives one from `auth.token_hash_key`, or, on the
+    /// embedded default without that either, generates one once into
+    /// `second-factor.key` beside the SQLite files.
+    pub second_factor_keys: Vec<roster_core::secret::Secret>,
+    /// The issuer shown by authenticator apps (the `otpauth://` URI).
+    pub totp_issuer: String,
+    /// How long a mailed second-factor code lives, in seconds.
+    pub email_code_ttl_secs: u64,
+    /// Who must have a second factor: `off`, `admins` or `everyone`. A
+    /// user it applies to who has none gets the pending action
+    /// ENROL_SECOND_FACTOR, so their sessions may only add one.
+    pub require_second_factor: SecondFactorPolicy,
+}
+
+/// Who must have a second factor (`user_registry.require_second_factor`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondFactorPolicy {
+    #[default]
+    Off,
+    Admins,
+    Everyone,
+}
+
+impl SecondFactorPolicy {
+    /// Whether the policy asks a second factor of a user who is an admin
+    /// (`admin`) or not.
+    pub fn applies_to(self, admin: bool) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Admins => admin,
+            Self::Everyone => true,
+        }
+    }
 }
 
 impl Default for UserRegistryConfig {
@@ -58,6 +100,12 @@ impl Default for UserRegistryConfig {
                 window_secs: 60,
             },
             lockout: LockoutConfig::default(),
+            metadata_max_entries: 50,
+            metadata_max_value_bytes: 4096,
+            second_factor_keys: Vec::new(),
+            totp_issuer: "Roster".into(),
+            email_code_ttl_secs: 10 * 60,
+            require_second_factor: SecondFactorPolicy::Off,
         }
     }
 }
@@ -87,12 +135,21 @@ impl UserRegistryConfig {
             ),
             ("lockout.window_secs", self.lockout.window_secs),
             ("lockout.lock_secs", self.lockout.lock_secs),
+            ("email_code_ttl_secs", self.email_code_ttl_secs),
         ] {
             anyhow::ensure!(
                 value <= MAX_SECS,
                 "user_registry.{key} must be at most {MAX_SECS} (100 years)"
             );
         }
+        anyhow::ensure!(
+            (1..=1000).contains(&self.metadata_max_entries),
+            "user_registry.metadata_max_entries must be 1 to 1000"
+        );
+        anyhow::ensure!(
+            (1..=65536).contains(&self.metadata_max_value_bytes),
+            "user_registry.metadata_max_value_bytes must be 1 to 65536"
+        );
         let policy = &self.password_policy;
         anyhow::ensure!(
             policy.min_length <= policy.max_length,
@@ -134,6 +191,43 @@ mod tests {
             (with_policy(7, 128), "password_policy.min_length"),
             (with_policy(12, 63), "password_policy.max_length"),
             (with_policy(100, 64), "password_policy.min_length"),
+        ] {
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
+        }
+    }
+
+    #[test]
+    fn metadata_limits_out_of_range_are_refused_naming_the_setting() {
+        for (config, key) in [
+            (
+                UserRegistryConfig {
+                    metadata_max_entries: 0,
+                    ..UserRegistryConfig::default()
+                },
+                "metadata_max_entries",
+            ),
+            (
+                UserRegistryConfig {
+                    metadata_max_entries: 1001,
+                    ..UserRegistryConfig::default()
+                },
+                "metadata_max_entries",
+            ),
+            (
+                UserRegistryConfig {
+                    metadata_max_value_bytes: 0,
+                    ..UserRegistryConfig::default()
+                },
+                "metadata_max_value_bytes",
+            ),
+            (
+                UserRegistryConfig {
+                    metadata_max_value_bytes: 65537,
+                    ..UserRegistryConfig::default()
+                },
+                "metadata_max_value_bytes",
+            ),
         ] {
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains(key), "{error}");

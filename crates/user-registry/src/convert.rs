@@ -32,6 +32,7 @@ pub const READABLE_PATHS: &[&str] = &[
     "profile_picture",
     "email_notification_preferences",
     "universal_rights",
+    "type",
 ];
 
 /// Write-only paths, refused in read masks.
@@ -63,17 +64,23 @@ pub fn user_full(r: &UserRecord) -> User {
         name: r.name.clone(),
         description: r.description.clone(),
         attributes: r.attributes.clone().into_iter().collect(),
-        contact_info: vec![ContactInfo {
-            contact_type: ContactType::Other as i32,
-            contact_method: ContactMethod::Email as i32,
-            value: r.primary_email_address.clone(),
-            public: false,
-            validated_at: opt_timestamp(r.primary_email_address_validated_at),
-        }],
+        // A machine has no address, so no way to be contacted.
+        contact_info: if r.primary_email_address.is_empty() {
+            Vec::new()
+        } else {
+            vec![ContactInfo {
+                contact_type: ContactType::Other as i32,
+                contact_method: ContactMethod::Email as i32,
+                value: r.primary_email_address.clone(),
+                public: false,
+                validated_at: opt_timestamp(r.primary_email_address_validated_at),
+            }]
+        },
         primary_email_address: r.primary_email_address.clone(),
         primary_email_address_validated_at: opt_timestamp(r.primary_email_address_validated_at),
         password: String::new(),
-        password_updated_at: Some(timestamp(r.password_updated_at)),
+        // A machine has no password.
+        password_updated_at: (!r.is_machine()).then(|| timestamp(r.password_updated_at)),
         require_password_update: r.require_password_update,
         state: r.state,
         state_description: r.state_description.clone(),
@@ -91,6 +98,7 @@ pub fn user_full(r: &UserRecord) -> User {
         universal_rights: r.universal_rights.as_ref().map(|rights| Rights {
             rights: rights.clone(),
         }),
+        r#type: r.user_type,
     }
 }
 
@@ -128,6 +136,9 @@ pub fn apply_mask(user: User, mask: &FieldMask, visible: &[&str]) -> User {
         email_notification_preferences,
         universal_rights
     );
+    if keep("type") {
+        out.r#type = user.r#type;
+    }
     out
 }
 

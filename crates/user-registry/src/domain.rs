@@ -763,6 +763,164 @@ impl PageToken {
     }
 }
 
+/// A metadata key: 1 to 200 characters, none of them a control character.
+/// Case-sensitive; `%`, `_` and the like mean themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetadataKey(String);
+
+string_newtype!(MetadataKey);
+
+impl MetadataKey {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(field: &str, value: &str) -> Result<Self, FieldViolation> {
+        required(field, value)?;
+        max_chars(field, value, Self::MAX_CHARS)?;
+        no_control_chars_at_all(field, value)?;
+        if value.chars().any(is_invisible) {
+            return Err(FieldViolation::new(
+                field,
+                "must not contain invisible or direction-changing characters",
+            ));
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// Format and separator characters that print as nothing, or reorder what
+/// follows them, so that one key could pass for another in a listing: the
+/// soft hyphen, zero-width characters, bidirectional marks, embeddings,
+/// overrides and isolates, the line and paragraph separators, invisible
+/// operators, and the byte order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
+}
+
+/// Checks a metadata value: 1 to `max_bytes` bytes.
+pub fn check_metadata_value(
+    field: &str,
+    value: &[u8],
+    max_bytes: usize,
+) -> Result<(), FieldViolation> {
+    if value.is_empty() {
+        return Err(FieldViolation::new(field, "is required"));
+    }
+    if value.len() > max_bytes {
+        return Err(FieldViolation::new(
+            field,
+            format!("must be at most {max_bytes} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The most metadata filters a List or SearchUsers takes.
+pub const MAX_METADATA_FILTERS: usize = 10;
+
+/// The entries of one SetUserMetadata: at least one and at most
+/// `max_entries`, keys valid and distinct, values within the limit; kept in
+/// key order.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetadataEntries(Vec<(String, Vec<u8>)>);
+
+impl fmt::Debug for MetadataEntries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl MetadataEntries {
+    pub fn parse(
+        entries: &[(&str, &[u8])],
+        max_entries: u64,
+        max_value_bytes: usize,
+    ) -> Result<Self, FieldViolation> {
+        const FIELD: &str = "metadata";
+        check_count(FIELD, entries.len(), max_entries)?;
+        let mut out: Vec<(String, Vec<u8>)> = Vec::with_capacity(entries.len());
+        for (i, (key, value)) in entries.iter().enumerate() {
+            let key = MetadataKey::parse(&format!("{FIELD}[{i}].key"), key)?;
+            if out.iter().any(|(k, _)| k == key.as_str()) {
+                return Err(FieldViolation::new(
+                    format!("{FIELD}[{i}].key"),
+                    "repeats a key",
+                ));
+            }
+            check_metadata_value(&format!("{FIELD}[{i}].value"), value, max_value_bytes)?;
+            out.push((key.into_string(), value.to_vec()));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Self(out))
+    }
+
+    pub fn as_slice(&self) -> &[(String, Vec<u8>)] {
+        &self.0
+    }
+
+    /// The keys, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.0.iter().map(|(k, _)| k.clone()).collect()
+    }
+}
+
+/// The keys of one DeleteUserMetadata: at least one and at most
+/// `max_entries`, valid and distinct; kept in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataKeys(Vec<String>);
+
+impl MetadataKeys {
+    pub fn parse(keys: &[String], max_entries: u64) -> Result<Self, FieldViolation> {
+        const FIELD: &str = "keys";
+        check_count(FIELD, keys.len(), max_entries)?;
+        let mut out: Vec<String> = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let field = format!("{FIELD}[{i}]");
+            let key = MetadataKey::parse(&field, key)?;
+            if out.iter().any(|k| k == key.as_str()) {
+                return Err(FieldViolation::new(field, "repeats a key"));
+            }
+            out.push(key.into_string());
+        }
+        out.sort();
+        Ok(Self(out))
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+/// At least one, at most `max`.
+fn check_count(field: &str, count: usize, max: u64) -> Result<(), FieldViolation> {
+    if count == 0 {
+        return Err(FieldViolation::new(field, "needs at least one entry"));
+    }
+    if count as u64 > max {
+        return Err(FieldViolation::new(
+            field,
+            format!("must have at most {max} entries (the limit per user)"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1681,5 +1839,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn metadata_keys_are_bounded_and_one_line() {
+        assert!(MetadataKey::parse("k", &"k".repeat(200)).is_ok());
+        assert!(MetadataKey::parse("k", "tenant/eu_1%").is_ok());
+        for bad in [
+            "",
+            "line\nbreak",
+            "tab\there",
+            "zero\u{200B}width",
+            "\u{202E}reversed",
+            "para\u{2029}graph",
+            "\u{FEFF}bom",
+        ] {
+            assert_eq!(field_of(MetadataKey::parse("k", bad)), "k", "{bad:?}");
+        }
+        assert!(MetadataKey::parse("k", "résumé – naïve").is_ok());
+        assert_eq!(field_of(MetadataKey::parse("k", &"k".repeat(201))), "k");
+    }
+
+    #[test]
+    fn metadata_entries_name_the_bad_one() {
+        type Entries<'a> = &'a [(&'a str, &'a [u8])];
+        let big = vec![0u8; 9];
+        let cases: [(Entries, &str); 5] = [
+            (&[], "metadata"),
+            (&[("a", b"1"), ("b", b"2"), ("c", b"3")], "metadata"),
+            (&[("a", b"1"), ("a", b"2")], "metadata[1].key"),
+            (&[("a", b"")], "metadata[0].value"),
+            (&[("a", b"1"), ("b", &big)], "metadata[1].value"),
+        ];
+        for (entries, field) in cases {
+            assert_eq!(field_of(MetadataEntries::parse(entries, 2, 8)), field);
+        }
+        let ok = MetadataEntries::parse(&[("b", b"2"), ("a", b"1")], 2, 8).unwrap();
+        assert_eq!(ok.keys(), ["a", "b"]);
+    }
+
+    #[test]
+    fn metadata_keys_to_delete_are_distinct() {
+        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(field_of(MetadataKeys::parse(&keys(&[]), 5)), "keys");
+        assert_eq!(
+            field_of(MetadataKeys::parse(&keys(&["a", "a"]), 5)),
+            "keys[1]"
+        );
+        assert_eq!(
+            field_of(MetadataKeys::parse(&keys(&["a", ""]), 5)),
+            "keys[1]"
+        );
+        assert_eq!(
+            MetadataKeys::parse(&keys(&["b", "a"]), 5)
+                .unwrap()
+                .as_slice(),
+            ["a", "b"]
+        );
     }
 }

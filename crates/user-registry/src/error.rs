@@ -17,6 +17,8 @@ pub enum Error {
     PermissionDenied(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("metadata key {0:?} not found")]
+    MetadataNotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(&'static str),
     #[error("the last admin cannot be removed")]
@@ -40,6 +42,15 @@ impl From<StoreError> for Error {
         match err {
             StoreError::AlreadyExists(key) => Error::AlreadyExists(key),
             StoreError::LastAdmin => Error::LastAdmin,
+            StoreError::MetadataFull { limit, count } => {
+                Error::InvalidArgument(FieldViolation::new(
+                    "metadata",
+                    format!(
+                        "a user may have at most {limit} metadata entries; this would make {count}"
+                    ),
+                ))
+            }
+            StoreError::MetadataMissing(key) => Error::MetadataNotFound(key),
             other => Error::Store(other),
         }
     }
@@ -69,6 +80,7 @@ impl From<Error> for Status {
             Error::Unauthenticated(m) => Status::unauthenticated(m),
             Error::PermissionDenied(m) => Status::permission_denied(m),
             Error::NotFound(what) => Status::not_found(format!("{what} not found")),
+            err @ Error::MetadataNotFound(_) => Status::not_found(err.to_string()),
             Error::AlreadyExists(what) => Status::already_exists(format!("{what} already exists")),
             Error::LastAdmin => {
                 Status::failed_precondition("last_admin: the last admin cannot be removed")

@@ -2,11 +2,11 @@
 //!
 //! It serves `UserRegistry`, `EntityRegistrySearch`,
 //! `ExternalUserRegistry`, `UserLifecycle` (email validation, an admin's
-//! lock, deactivation, required actions, statistics), and the internal
-//! `UserCredentials` (password checks for the sessions service). It owns
-//! the `users`, `user_attributes`, `external_users` and `password_failures`
-//! tables, publishes the `user.*` events through its outbox, and hands the mails it
-//! owes (validation links, temporary passwords) to the mailer through its
+//! lock, deactivation, required actions, statistics), `UserMetadata`, and
+//! the internal `UserCredentials` (password checks for the sessions
+//! service). It owns the `users`, `user_attributes`, `user_metadata`,
+//! `external_users` and `password_failures` tables, publishes the `user.*`
+//! events through its outbox, and hands the mails it owes (validation links, temporary passwords) to the mailer through its
 //! mail outbox.
 //!
 //! - [`api`]: the tonic services;
@@ -25,10 +25,12 @@ pub mod convert;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod factor_keys;
 pub mod invitations;
 pub mod lockout;
 pub mod service;
 pub mod store;
+pub mod totp;
 
 use std::sync::Arc;
 
@@ -43,8 +45,11 @@ use roster_core::password::PasswordHasher;
 use roster_core::server::GrpcServer;
 use roster_proto::v1::entity_registry_search_server::EntityRegistrySearchServer;
 use roster_proto::v1::external_user_registry_server::ExternalUserRegistryServer;
+use roster_proto::v1::second_factor_credentials_server::SecondFactorCredentialsServer;
+use roster_proto::v1::user_authentication_factors_server::UserAuthenticationFactorsServer;
 use roster_proto::v1::user_credentials_server::UserCredentialsServer;
 use roster_proto::v1::user_lifecycle_server::UserLifecycleServer;
+use roster_proto::v1::user_metadata_server::UserMetadataServer;
 use roster_proto::v1::user_registry_server::UserRegistryServer;
 
 pub use config::UserRegistryConfig;
@@ -100,13 +105,18 @@ impl UserRegistryComponent {
         )?
         .for_service("user-registry");
         let store = store::open(&deps.db, relay.waker(), mail_relay.waker());
-        let service = Arc::new(UserRegistryService::new(
-            store,
-            deps.hasher,
-            deps.invitations,
-            deps.config,
-            deps.clock,
-        ));
+        let keys = second_factor_keys(&deps.db, &deps.config)?;
+        let factors = store::factors::open(&deps.db, relay.waker(), mail_relay.waker());
+        let service = Arc::new(
+            UserRegistryService::new(
+                store,
+                deps.hasher,
+                deps.invitations,
+                deps.config,
+                deps.clock,
+            )
+            .with_second_factors(factors, Arc::new(keys)),
+        );
         let api = api::UserRegistryApi::new(service.clone(), deps.auth);
         Ok(Self {
             service,
@@ -126,6 +136,9 @@ impl Component for UserRegistryComponent {
         server.add_service(ExternalUserRegistryServer::new(self.api.clone()));
         server.add_service(UserCredentialsServer::new(self.api.clone()));
         server.add_service(UserLifecycleServer::new(self.api.clone()));
+        server.add_service(UserMetadataServer::new(self.api.clone()));
+        server.add_service(UserAuthenticationFactorsServer::new(self.api.clone()));
+        server.add_service(SecondFactorCredentialsServer::new(self.api.clone()));
     }
 
     async fn spawn(self: Box<Self>, shutdown: Shutdown) -> anyhow::Result<Vec<JoinHandle<()>>> {
@@ -134,4 +147,64 @@ impl Component for UserRegistryComponent {
             tokio::spawn(self.mail_relay.run(shutdown.wait())),
         ])
     }
+}
+
+/// The keys of second-factor secrets: the configured ones; with none on
+/// the embedded default, one generated once into `second-factor.key`
+/// beside the SQLite files (readable by the owner only); with none on
+/// PostgreSQL, an error naming the setting, since replicas must share it.
+fn second_factor_keys(
+    db: &Db,
+    config: &UserRegistryConfig,
+) -> anyhow::Result<factor_keys::FactorKeys> {
+    if !config.second_factor_keys.is_empty() {
+        let materials: Vec<&str> = config
+            .second_factor_keys
+            .iter()
+            .map(|k| k.expose())
+            .collect();
+        return factor_keys::FactorKeys::new(&materials);
+    }
+    let Db::Sqlite(pool) = db else {
+        anyhow::bail!(
+            "user_registry.second_factor_keys (or auth.token_hash_key, from which it is \
+             derived) is required with a PostgreSQL database: every replica must seal and \
+             open TOTP secrets with the same key"
+        );
+    };
+    let dir = pool
+        .connect_options()
+        .get_filename()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let path = dir.join("second-factor.key");
+    let material = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let material = factor_keys::FactorKeys::generate_material();
+            write_private(&path, &material)?;
+            tracing::warn!(
+                path = %path.display(),
+                "no user_registry.second_factor_keys configured: generated a key for second-factor secrets; keep the file with the database"
+            );
+            material
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    };
+    factor_keys::FactorKeys::new(&[material])
+}
+
+/// Writes a new file readable and writable by its owner only.
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| anyhow::Error::new(e).context(format!("creating {}", path.display())))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
 }

@@ -2,7 +2,12 @@
 //! validates its input into domain types, and writes the change together
 //! with its event through the store (one transaction).
 
+mod factors;
 mod lifecycle;
+mod machine;
+mod metadata;
+
+pub use factors::{SecondFactors, method_of};
 
 use std::sync::Arc;
 
@@ -21,8 +26,8 @@ use roster_proto::v1::{
     EntityIdentifiers, Event, ExternalUser, GetExternalUserByExternalIdRequest,
     GetExternalUserByUserIdRequest, GetUserRequest, ListUsersRequest, Picture, Right,
     SearchUsersRequest, SendEmailValidationRequest, SendEmailValidationResponse, State,
-    UpdateUserPasswordRequest, UpdateUserRequest, User, UserEventData, UserIdentifiers, Users,
-    ValidateEmailRequest, ValidateEmailResponse, entity_identifiers,
+    UpdateUserPasswordRequest, UpdateUserRequest, User, UserEventData, UserIdentifiers, UserType,
+    Users, ValidateEmailRequest, ValidateEmailResponse, entity_identifiers,
 };
 
 use crate::config::UserRegistryConfig;
@@ -84,6 +89,8 @@ pub struct UserRegistryService {
     /// to flood its owner's mailbox.
     address_notices: RateLimiter,
     clock: Arc<dyn Clock>,
+    /// Second factors (`service::factors`).
+    second_factors: Option<SecondFactors>,
 }
 
 /// How a password guess went, as the service that asked may know it (its
@@ -218,6 +225,7 @@ impl UserRegistryService {
                 window_secs: 3600,
             }),
             clock,
+            second_factors: None,
         }
     }
 
@@ -304,6 +312,9 @@ impl UserRegistryService {
         password: &str,
         client_key: &str,
     ) -> Result<Guess> {
+        // A machine has no password: checked against the dummy hash, as
+        // for no user at all.
+        let user = user.filter(|u| !u.is_machine());
         let right = self
             .hasher
             .verify(password, user.map(|u| u.password_hash.as_str()))
@@ -312,6 +323,27 @@ impl UserRegistryService {
         let Some(user) = user else {
             return Ok(Guess::Wrong { failures: 0 });
         };
+        // A right password of a user with a second factor is only half a
+        // login: the failures on record stay until the second factor is
+        // right too, or a guesser who holds the password could wipe the
+        // count of wrong codes with every new login.
+        let keep_failures = right && !self.active_factor_kinds(&user.user_id).await?.is_empty();
+        self.judge_guess(ctx, user, right, client_key, keep_failures)
+            .await
+    }
+
+    /// Counts a guess at one of `user`'s secrets (a password or a second
+    /// factor) that was `right` or not, in the account's budget for the
+    /// client `client_key`: while the account is locked for the client,
+    /// even a right one is [`Guess::Throttled`] and nothing is counted.
+    pub(crate) async fn judge_guess(
+        &self,
+        ctx: &CallContext,
+        user: &UserRecord,
+        right: bool,
+        client_key: &str,
+        keep_failures: bool,
+    ) -> Result<Guess> {
         let client = lockout::client_counter(client_key);
         let now = self.clock.now();
         let state = self.store.guess_state(&user.user_id, &client, now).await?;
@@ -320,7 +352,7 @@ impl UserRegistryService {
             return Ok(Guess::Throttled);
         }
         if right {
-            if state.counted {
+            if state.counted && !keep_failures {
                 self.store
                     .clear_password_failures(&user.user_id, Some(&client))
                     .await?;
@@ -379,6 +411,18 @@ impl UserRegistryService {
             return Err(Error::PermissionDenied(format!(
                 "admin_field: only a full admin may set `user.{field}`"
             )));
+        }
+        match UserType::try_from(input.r#type) {
+            Ok(UserType::Human) => {}
+            Ok(UserType::Machine) if !req.invitation_token.is_empty() => {
+                return Err(FieldViolation::new(
+                    "invitation_token",
+                    "must be empty for a machine user: invitations are for people",
+                )
+                .into());
+            }
+            Ok(UserType::Machine) => return self.create_machine(ctx, input).await,
+            Err(_) => return Err(FieldViolation::new("user.type", "unknown user type").into()),
         }
         let user_id = user_id_of(input.ids.as_ref(), "user.ids")?;
         let email = Email::parse(&input.primary_email_address).map_err(|v| v.under("user"))?;
@@ -449,6 +493,7 @@ impl UserRegistryService {
             updated_at: at,
             deleted_at: None,
             lifecycle: Default::default(),
+            user_type: UserType::Human as i32,
         };
         if admin {
             // Admins may set the admin-only fields at creation. A user an
@@ -615,6 +660,12 @@ impl UserRegistryService {
         let after = keyset_of(&req.page_token, &page, &order)?;
         let query = UserQuery {
             deleted: req.deleted,
+            metadata: metadata::metadata_filters(
+                ctx,
+                &req.metadata,
+                self.config.metadata_max_value_bytes,
+            )?,
+            types: machine::types_of(&req.types)?,
             order: order.field,
             descending: order.descending,
             limit: page.limit(),
@@ -703,6 +754,12 @@ impl UserRegistryService {
             description_contains: text("description_contains", &req.description_contains)?,
             attributes,
             states,
+            metadata: metadata::metadata_filters(
+                ctx,
+                &req.metadata,
+                self.config.metadata_max_value_bytes,
+            )?,
+            types: machine::types_of(&req.types)?,
             order: order.field,
             descending: order.descending,
             limit: page.limit(),
@@ -725,6 +782,9 @@ impl UserRegistryService {
             }
             if !query.states.is_empty() {
                 mask.insert("state");
+            }
+            if !query.types.is_empty() {
+                mask.insert("type");
             }
         }
         let text_filters = query.has_text_filters();
@@ -756,6 +816,12 @@ impl UserRegistryService {
             return Err(Error::PermissionDenied(format!(
                 "update_admin_field: only admins may update `{path}`"
             )));
+        }
+        if mask.paths().any(|p| machine::HUMAN_ONLY_PATHS.contains(&p)) {
+            let target = self
+                .authorized_user(ctx, &user_id, Right::UserSettingsBasic, false)
+                .await?;
+            machine::refuse_machine(&target)?;
         }
         if mask.contains("primary_email_address") && !admin {
             self.prove_password(ctx, &user_id, &req.password).await?;
@@ -1092,11 +1158,12 @@ impl UserRegistryService {
         {
             return Err(Error::RateLimited);
         }
+        // A machine has no password to change: it answers as no user.
         let stored = self
             .store
             .get_user(user_id.as_str())
             .await?
-            .filter(|u| u.deleted_at.is_none());
+            .filter(|u| u.deleted_at.is_none() && !u.is_machine());
         // Both checks always run (against the dummy hash when there is
         // nothing to check), so the time taken tells nobody whether the user
         // exists or has a temporary password. The password is a guess like
@@ -1206,11 +1273,12 @@ impl UserRegistryService {
         let secret = roster_core::token::random_secret(32);
         // Hash before looking the user up, so both paths cost the same.
         let hash = self.hasher.hash(&secret).await.map_err(Error::from)?;
+        // A machine has no password to forget: it answers as no user.
         let Some(before) = self
             .store
             .get_user(user_id.as_str())
             .await?
-            .filter(|u| u.deleted_at.is_none())
+            .filter(|u| u.deleted_at.is_none() && !u.is_machine())
         else {
             return Ok(());
         };
@@ -1278,6 +1346,7 @@ impl UserRegistryService {
         let before = self
             .authorized_user(ctx, &user_id, Right::UserSettingsBasic, false)
             .await?;
+        machine::refuse_machine(&before)?;
         if !ctx.caller.is_admin()
             && !self
                 .limiter
@@ -1427,7 +1496,9 @@ impl UserRegistryService {
                 FieldViolation::new("user_ids", "a user ID or an email is required").into(),
             );
         }
-        .filter(|u| u.deleted_at.is_none());
+        // A machine never logs in: NOT_FOUND, as an unknown user, after
+        // the same dummy hash, so no guesser learns which IDs are machines.
+        .filter(|u| u.deleted_at.is_none() && !u.is_machine());
         max_chars("client_key", &req.client_key, 128)?;
         let mut guess = self
             .guess_password(ctx, stored.as_ref(), &req.password, &req.client_key)
@@ -1449,6 +1520,7 @@ impl UserRegistryService {
                 if ok && self.hasher.needs_rehash(&user.password_hash) {
                     self.upgrade_password_hash(&user, &req.password).await;
                 }
+                let stored_id = user.user_id.clone();
                 let full = convert::user_full(&user);
                 let mask = FieldMask::default();
                 let user = convert::apply_mask(
@@ -1462,8 +1534,18 @@ impl UserRegistryService {
                         "primary_email_address_validated_at",
                     ],
                 );
+                let second_factors = if ok {
+                    self.active_factor_kinds(&stored_id)
+                        .await?
+                        .into_iter()
+                        .map(|k| method_of(k) as i32)
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 Ok(CheckPasswordResponse {
                     user: Some(user),
+                    second_factors,
                     valid: ok,
                     throttled: guess == Guess::Throttled,
                     failures: match guess {
@@ -1485,10 +1567,23 @@ impl UserRegistryService {
         user_id: &UserId,
         password: &str,
     ) -> Result<()> {
+        self.prove_password_for(ctx, user_id, password, "to change primary_email_address")
+            .await
+    }
+
+    /// Requires `password` to be the user's current one (`purpose` says
+    /// what for, when it is missing), as a guess in the account's budget.
+    async fn prove_password_for(
+        &self,
+        ctx: &CallContext,
+        user_id: &UserId,
+        password: &str,
+        purpose: &str,
+    ) -> Result<()> {
         if password.is_empty() {
             return Err(FieldViolation::new(
                 "password",
-                "is required to change primary_email_address: the current password",
+                format!("is required {purpose}: the current password"),
             )
             .into());
         }

@@ -378,7 +378,7 @@ pub async fn export_users(app: &App, args: ExportArgs) -> Result<()> {
                 limit: args.page_size,
                 page,
                 deleted: args.deleted,
-                page_token: String::new(),
+                ..Default::default()
             })
             .await?
             .into_inner();

@@ -7,7 +7,9 @@ pub mod bulk;
 pub mod context;
 pub mod email;
 pub mod external_users;
+pub mod factors;
 pub mod invitations;
+pub mod metadata;
 pub mod notifications;
 pub mod sessions;
 pub mod users;
@@ -75,6 +77,18 @@ pub fn parse_state(text: &str) -> Result<State, String> {
     State::from_str_name(&name).ok_or_else(|| {
         format!("unknown state `{text}` (requested, approved, rejected, flagged, suspended)")
     })
+}
+
+/// A user type by its name: `machine`, `human` or `USER_TYPE_MACHINE`.
+pub fn parse_user_type(text: &str) -> Result<roster_proto::v1::UserType, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let name = if upper.starts_with("USER_TYPE_") {
+        upper
+    } else {
+        format!("USER_TYPE_{upper}")
+    };
+    roster_proto::v1::UserType::from_str_name(&name)
+        .ok_or_else(|| format!("unknown user type `{text}` (human, machine)"))
 }
 
 /// `key=value`.

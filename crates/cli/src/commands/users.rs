@@ -1,6 +1,6 @@
 //! `roster users`: the user registry (create, read, change, delete,
 //! passwords), search, the lifecycle (lock, deactivate, required actions,
-//! statistics), and bulk import and export.
+//! statistics), metadata, and bulk import and export.
 
 use std::collections::HashMap;
 
@@ -12,8 +12,11 @@ use roster_proto::v1::{
     UpdateUserRequest, User, UserRequiredAction,
 };
 
-use super::{App, Paging, field_mask, parse_pair, parse_state, read_secret, user_ids};
+use super::{
+    App, Paging, field_mask, parse_pair, parse_state, parse_user_type, read_secret, user_ids,
+};
 use crate::commands::bulk;
+use crate::commands::metadata::{self, MetadataCommand};
 use crate::error::{CliError, Result};
 use crate::json::read_message;
 use crate::output::{Kind, View, col, wide};
@@ -27,6 +30,7 @@ pub const USER_VIEW: View = View {
         col("STATE", "state", Kind::Enum("STATE_")),
         col("ADMIN", "admin", Kind::Bool),
         col("CREATED", "createdAt", Kind::Time),
+        wide("TYPE", "type", Kind::Enum("USER_TYPE_")),
         wide("DESCRIPTION", "description", Kind::Text),
         wide(
             "EMAIL VALIDATED",
@@ -75,6 +79,7 @@ const STATS_VIEW: View = View {
         col("LOCKED", "locked", Kind::Count),
         col("DEACTIVATED", "deactivated", Kind::Count),
         col("EMAIL UNVALIDATED", "emailUnvalidated", Kind::Count),
+        col("MACHINES", "machines", Kind::Count),
         wide("COMPUTED", "computedAt", Kind::Time),
     ],
 };
@@ -83,7 +88,7 @@ const STATS_VIEW: View = View {
 pub enum UsersCommand {
     /// Create a user (an admin creates anyone; others register themselves).
     #[command(
-        after_help = "Example:\n  roster users create alice --email alice@example.com --name 'Alice Liddell'\n  echo \"$PASSWORD\" | roster users create bob --email bob@example.com --password-stdin --admin"
+        after_help = "Example:\n  roster users create alice --email alice@example.com --name 'Alice Liddell'\n  echo \"$PASSWORD\" | roster users create bob --email bob@example.com --password-stdin --admin\n  roster users create ci-bot --machine --name 'CI'\n  roster api-keys create ci-bot --name deploy --rights user_info --expires 90d"
     )]
     Create(CreateArgs),
     /// Show one user.
@@ -98,13 +103,22 @@ pub enum UsersCommand {
         fields: Vec<String>,
     },
     /// List users, a page at a time.
-    #[command(after_help = "Example:\n  roster users list --limit 50 --page 2 --order -created_at")]
+    #[command(
+        after_help = "Example:\n  roster users list --limit 50 --page 2 --order -created_at\n  roster users list --metadata tenant=eu-1"
+    )]
     List {
         #[command(flatten)]
         paging: Paging,
         /// List soft-deleted users instead.
         #[arg(long)]
         deleted: bool,
+        /// Only users with this metadata entry, `key` or `key=value`;
+        /// repeatable (all must hold).
+        #[arg(long = "metadata", value_parser = metadata::parse_filter)]
+        metadata: Vec<roster_proto::v1::UserMetadataFilter>,
+        /// Only users of these types (human, machine), comma-separated.
+        #[arg(long = "type", value_delimiter = ',', value_parser = parse_user_type)]
+        types: Vec<roster_proto::v1::UserType>,
         /// Only these fields (a field mask, comma-separated).
         #[arg(long, value_delimiter = ',')]
         fields: Vec<String>,
@@ -150,6 +164,9 @@ pub enum UsersCommand {
     Export(bulk::ExportArgs),
     #[command(flatten)]
     Lifecycle(LifecycleCommand),
+    /// Set, list and delete a user's metadata entries.
+    #[command(subcommand)]
+    Metadata(MetadataCommand),
     /// Counts of users by state, admins, locked and more.
     #[command(after_help = "Example:\n  roster users stats -o json")]
     Stats,
@@ -278,8 +295,12 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub fields: UserFields,
     /// Read the password from standard input (else it is asked on the terminal).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "machine")]
     pub password_stdin: bool,
+    /// Create a machine user (admins): no password, no email address; it
+    /// authenticates with API keys (`roster api-keys create`).
+    #[arg(long, conflicts_with_all = ["email", "invitation_token"])]
+    pub machine: bool,
     /// An invitation token, for self-registration by invitation.
     #[arg(long)]
     pub invitation_token: Option<String>,
@@ -323,6 +344,13 @@ pub struct SearchArgs {
     /// Only users in these states, comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = parse_state)]
     pub state: Vec<roster_proto::v1::State>,
+    /// Only users with this metadata entry, `key` or `key=value`;
+    /// repeatable (all must hold).
+    #[arg(long = "metadata", value_parser = metadata::parse_filter)]
+    pub metadata: Vec<roster_proto::v1::UserMetadataFilter>,
+    /// Only users of these types (human, machine), comma-separated.
+    #[arg(long = "type", value_delimiter = ',', value_parser = parse_user_type)]
+    pub types: Vec<roster_proto::v1::UserType>,
     #[command(flatten)]
     pub paging: Paging,
     /// Search soft-deleted users instead.
@@ -427,6 +455,8 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
         UsersCommand::List {
             paging,
             deleted,
+            metadata,
+            types,
             fields,
         } => {
             let response = app
@@ -440,6 +470,8 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
                     page: paging.page,
                     deleted,
                     page_token: String::new(),
+                    metadata,
+                    types: types.into_iter().map(|t| t as i32).collect(),
                 })
                 .await?;
             app.out.list(response, &USERS_VIEW)
@@ -462,6 +494,8 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
                     page: args.paging.page,
                     deleted: args.deleted,
                     page_token: String::new(),
+                    metadata: args.metadata,
+                    types: args.types.into_iter().map(|t| t as i32).collect(),
                 })
                 .await?;
             app.out.list(response, &USERS_VIEW)
@@ -495,6 +529,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
         UsersCommand::Import(args) => bulk::import_users(app, args).await,
         UsersCommand::Export(args) => bulk::export_users(app, args).await,
         UsersCommand::Lifecycle(command) => lifecycle(app, command).await,
+        UsersCommand::Metadata(command) => metadata::run(app, command).await,
         UsersCommand::Stats => {
             let stats = app.conn.lifecycle().await?.get_user_statistics(()).await?;
             app.out.message(stats.get_ref(), &STATS_VIEW)
@@ -547,7 +582,11 @@ async fn create(app: &App, args: CreateArgs) -> Result<()> {
     let user = request.user.get_or_insert_with(User::default);
     user.ids = user_ids(&args.user_id);
     apply_fields(user, &args.fields)?;
-    if args.password_stdin || (user.password.is_empty() && args.from_json.is_none()) {
+    if args.machine {
+        user.r#type = roster_proto::v1::UserType::Machine as i32;
+    }
+    let machine = user.r#type == roster_proto::v1::UserType::Machine as i32;
+    if args.password_stdin || (!machine && user.password.is_empty() && args.from_json.is_none()) {
         user.password = read_secret(
             &format!("Password for {}: ", args.user_id),
             args.password_stdin,

@@ -4,7 +4,10 @@
 
 mod docs;
 mod errors;
+mod factors;
 mod journey;
+mod machines;
+mod metadata;
 mod nouns;
 mod support;
 mod tables;

@@ -54,9 +54,9 @@ frank  Frank Zappa  frank@example.com  APPROVED  no     <time>
     assert_eq!(
         masked(&list.stdout),
         "\
-ID         NAME         EMAIL                     STATE     ADMIN  CREATED                  DESCRIPTION  EMAIL VALIDATED  UPDATED                  DELETED
-frank      Frank Zappa  frank@example.com         APPROVED  no     <time>                                <time>
-ops-admin               ops-admin@roster.invalid  APPROVED  yes    <time>                                <time>
+ID         NAME         EMAIL                     STATE     ADMIN  CREATED                  TYPE   DESCRIPTION  EMAIL VALIDATED  UPDATED                  DELETED
+frank      Frank Zappa  frank@example.com         APPROVED  no     <time>  HUMAN                                <time>
+ops-admin               ops-admin@roster.invalid  APPROVED  yes    <time>  HUMAN                                <time>
 "
     );
     assert_eq!(list.stderr, "2 shown, 2 in all\n");

@@ -50,6 +50,24 @@ pub trait EventBus: Send + Sync + 'static {
     /// should call this, after the event's transaction committed.
     async fn publish(&self, event: &Event) -> Result<(), BusError>;
 
+    /// Publishes `events` in order, as [`publish`](EventBus::publish) does
+    /// one, and returns one result per event it tried. This default tries
+    /// one after the other and stops after the first failure; JetStream
+    /// sends them all before it waits for the acknowledgements, which it
+    /// reads in order, so a batch costs about one round trip.
+    async fn publish_batch(&self, events: &[Event]) -> Vec<Result<(), BusError>> {
+        let mut results = Vec::with_capacity(events.len());
+        for event in events {
+            let result = self.publish(event).await;
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        results
+    }
+
     /// Subscribes to the events whose *name* matches `pattern`, with NATS
     /// wildcard semantics over the dot-separated tokens: `*` stands for one
     /// token, a trailing `>` for one or more (`>` alone for every event,

@@ -1,5 +1,5 @@
 //! The `user.lifecycle.*` events: an administrator locked, unlocked,
-//! deactivated or reactivated an account. The user registry publishes
+//! deactivated or reactivated an account, or set its required actions. The user registry publishes
 //! them, each carrying the `roster.v1.UserLifecycleStatus` after the
 //! change; every process drops its cached credentials of the user on them
 //! (see `auth`), the sessions service ends the sessions of a deactivated
@@ -17,5 +17,8 @@ pub const UNLOCK: &str = "user.lifecycle.unlock";
 pub const DEACTIVATE: &str = "user.lifecycle.deactivate";
 /// An administrator reactivated the account (`UserLifecycle.ReactivateUser`).
 pub const REACTIVATE: &str = "user.lifecycle.reactivate";
+/// An administrator replaced the account's pending required actions
+/// (`UserLifecycle.SetRequiredActions`).
+pub const SET_REQUIRED_ACTIONS: &str = "user.lifecycle.set_required_actions";
 /// Every lifecycle event, as a subscription pattern.
 pub const ALL: &str = "user.lifecycle.>";

@@ -20,11 +20,18 @@
 //! - [`nats`]: the JetStream bus;
 //! - [`outbox`]: the outbox table, inserts and the relay;
 //! - [`lifecycle`]: the names of the `user.lifecycle.*` events, which
-//!   several services act on.
+//!   several services act on;
+//! - [`metadata`]: the names of the `user.metadata.*` events;
+//! - [`mfa`]: the names of the `user.mfa.*` events;
+//! - [`names`]: the names of the other events a service publishes and
+//!   another acts on.
 
 pub mod bus;
 pub mod lifecycle;
 pub mod memory;
+pub mod metadata;
+pub mod mfa;
+pub mod names;
 pub mod nats;
 pub mod outbox;
 pub mod worker;

@@ -234,6 +234,24 @@ impl NatsBus {
         format!("{}.{name}", self.prefix)
     }
 
+    /// Sends `event` to its subject, deduplicated by its unique ID, and
+    /// returns the acknowledgement to wait for.
+    async fn send(
+        &self,
+        event: &Event,
+    ) -> Result<async_nats::jetstream::context::PublishAckFuture, BusError> {
+        let message = PublishMessage::build()
+            .payload(event.encode_to_vec().into())
+            .message_id(&event.unique_id)
+            // Refuse a subject captured by some other stream: the event
+            // would be acknowledged yet not be where consumers read.
+            .expected_stream(&self.stream);
+        self.jetstream
+            .send_publish(self.subject(&event.name), message)
+            .await
+            .map_err(|e| BusError::Publish(e.to_string()))
+    }
+
     /// Sets the acknowledgement wait of the work consumers this bus creates
     /// or joins ([`CONSUMER_ACK_WAIT`] by default): how long a delivery may
     /// go unsettled before the event is delivered again. Joining a consumer
@@ -349,19 +367,39 @@ fn same_settings(existing: &consumer::Config, wanted: &pull::Config) -> bool {
 #[async_trait]
 impl EventBus for NatsBus {
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
-        let message = PublishMessage::build()
-            .payload(event.encode_to_vec().into())
-            .message_id(&event.unique_id)
-            // Refuse a subject captured by some other stream: the event
-            // would be acknowledged yet not be where consumers read.
-            .expected_stream(&self.stream);
-        let ack = self
-            .jetstream
-            .send_publish(self.subject(&event.name), message)
+        self.send(event)
+            .await?
             .await
             .map_err(|e| BusError::Publish(e.to_string()))?;
-        ack.await.map_err(|e| BusError::Publish(e.to_string()))?;
         Ok(())
+    }
+
+    async fn publish_batch(&self, events: &[Event]) -> Vec<Result<(), BusError>> {
+        // One connection delivers its messages in order, so the stream
+        // stores them in order; only the acknowledgements are awaited
+        // together. A message the server refuses does not stop the ones
+        // sent after it: its result says so, and the caller decides.
+        let mut acks = Vec::with_capacity(events.len());
+        for event in events {
+            match self.send(event).await {
+                Ok(ack) => acks.push(Ok(ack)),
+                Err(error) => {
+                    acks.push(Err(error));
+                    break;
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(acks.len());
+        for ack in acks {
+            results.push(match ack {
+                Ok(ack) => ack
+                    .await
+                    .map(drop)
+                    .map_err(|e| BusError::Publish(e.to_string())),
+                Err(error) => Err(error),
+            });
+        }
+        results
     }
 
     async fn subscribe(&self, pattern: &str) -> Result<EventStream, BusError> {
@@ -624,6 +662,42 @@ mod tests {
         assert_eq!(info.config.max_deliver, -1);
         assert_eq!(info.num_pending, 0);
         assert_eq!(info.num_ack_pending, 0);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_in_order_and_each_event_gets_its_own_answer() {
+        let nats = TestStream::new();
+        let bus = nats.bus().await;
+        let mut deliveries = bus.consume("access", &[">"]).await.unwrap();
+        let mut events: Vec<Event> = (0..50)
+            .map(|i| new_event(&format!("user.e{i}"), vec![], None))
+            .collect();
+        let results = bus.publish_batch(&events).await;
+        assert_eq!(results.len(), 50);
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        for event in &events {
+            let delivery = next(&mut deliveries).await;
+            assert_eq!(&delivery.event, event);
+            delivery.ack().await.unwrap();
+        }
+
+        // Subjects outside the stream: each event of the batch is refused
+        // on its own, and the bus goes on working.
+        let outside = NatsBus::connect(&EventsConfig {
+            subject_prefix: format!("{}_elsewhere", nats.config.subject_prefix),
+            create_stream: false,
+            ..nats.config.clone()
+        })
+        .await
+        .unwrap();
+        events.truncate(2);
+        let results = outside.publish_batch(&events).await;
+        assert_eq!(results.len(), 2);
+        assert!(results.iter().all(Result::is_err), "{results:?}");
+        let last = new_event("user.last", vec![], None);
+        let results = bus.publish_batch(std::slice::from_ref(&last)).await;
+        assert!(results[0].is_ok());
+        assert_eq!(next(&mut deliveries).await.event, last);
     }
 
     #[tokio::test]

@@ -189,6 +189,23 @@ pub trait OutboxSink: Send + Sync + 'static {
     /// pass (later rows do not overtake it); a [`SinkError::Drop`] deletes
     /// the row, which can never be delivered. Neither may quote a secret.
     async fn deliver(&self, row: &OutboxRow) -> Result<(), SinkError>;
+
+    /// Delivers `rows` in order and returns one result per row it tried,
+    /// a prefix of `rows`. This default delivers one after the other and
+    /// stops after the first [`SinkError::Retry`]; a sink that can have
+    /// several rows in flight at once overrides it.
+    async fn deliver_batch(&self, rows: &[OutboxRow]) -> Vec<Result<(), SinkError>> {
+        let mut results = Vec::with_capacity(rows.len());
+        for row in rows {
+            let result = self.deliver(row).await;
+            let retry = matches!(result, Err(SinkError::Retry(_)));
+            results.push(result);
+            if retry {
+                break;
+            }
+        }
+        results
+    }
 }
 
 /// Why a row was not delivered.
@@ -210,25 +227,56 @@ impl OutboxSink for BusSink {
     }
 
     async fn deliver(&self, row: &OutboxRow) -> Result<(), SinkError> {
-        match Event::decode(row.payload.as_slice()) {
-            Ok(event) => self
-                .0
-                .publish(&event)
-                .await
-                .map_err(|e| SinkError::Retry(e.to_string())),
-            Err(error) => {
-                // Only a foreign writer can cause this; it needs an operator,
-                // and retrying keeps it visible in the logs and the table.
-                tracing::error!(
-                    outbox_id = row.id,
-                    unique_id = %row.unique_id,
-                    %error,
-                    "outbox row does not hold an event"
-                );
-                Err(SinkError::Retry(format!("undecodable payload: {error}")))
+        let event = decode_event(row)?;
+        self.0
+            .publish(&event)
+            .await
+            .map_err(|e| SinkError::Retry(e.to_string()))
+    }
+
+    async fn deliver_batch(&self, rows: &[OutboxRow]) -> Vec<Result<(), SinkError>> {
+        // The rows before the first undecodable one go out together; that
+        // one then fails as it would alone.
+        let mut events = Vec::with_capacity(rows.len());
+        let mut undecodable = None;
+        for row in rows {
+            match decode_event(row) {
+                Ok(event) => events.push(event),
+                Err(error) => {
+                    undecodable = Some(error);
+                    break;
+                }
             }
         }
+        let mut results: Vec<_> = self
+            .0
+            .publish_batch(&events)
+            .await
+            .into_iter()
+            .map(|result| result.map_err(|e| SinkError::Retry(e.to_string())))
+            .collect();
+        if let Some(error) = undecodable
+            && results.len() == events.len()
+        {
+            results.push(Err(error));
+        }
+        results
     }
+}
+
+/// The event an outbox row holds.
+fn decode_event(row: &OutboxRow) -> Result<Event, SinkError> {
+    Event::decode(row.payload.as_slice()).map_err(|error| {
+        // Only a foreign writer can cause this; it needs an operator, and
+        // retrying keeps it visible in the logs and the table.
+        tracing::error!(
+            outbox_id = row.id,
+            unique_id = %row.unique_id,
+            %error,
+            "outbox row does not hold an event"
+        );
+        SinkError::Retry(format!("undecodable payload: {error}"))
+    })
 }
 
 /// Delivers committed outbox rows: events to the bus, or whatever its
@@ -248,6 +296,7 @@ pub struct OutboxRelay {
 struct RelaySql {
     table: &'static str,
     select: String,
+    /// Deletes the delivered rows, given as an array of IDs.
     delete: String,
     fail: String,
 }
@@ -261,7 +310,7 @@ impl RelaySql {
                     "SELECT id, unique_id, name, payload, attempts, next_attempt_at, created_at \
                      FROM {table} ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
                 ),
-                delete: format!("DELETE FROM {table} WHERE id = $1"),
+                delete: format!("DELETE FROM {table} WHERE id = ANY($1)"),
                 fail: format!(
                     "UPDATE {table} SET attempts = $2, next_attempt_at = $3, last_error = $4 \
                      WHERE id = $1"
@@ -273,7 +322,9 @@ impl RelaySql {
                     "SELECT id, unique_id, name, payload, attempts, next_attempt_at, created_at \
                      FROM {table} ORDER BY id LIMIT ?1"
                 ),
-                delete: format!("DELETE FROM {table} WHERE id = ?1"),
+                delete: format!(
+                    "DELETE FROM {table} WHERE id IN (SELECT value FROM json_each(?1))"
+                ),
                 fail: format!(
                     "UPDATE {table} SET attempts = ?2, next_attempt_at = ?3, last_error = ?4 \
                      WHERE id = ?1"
@@ -486,43 +537,24 @@ impl OutboxRelay {
                     .iter()
                     .map(Pending::from_row)
                     .collect::<Result<Vec<_>, _>>()?;
-                let full = rows.len() == self.batch;
-                let mut pass = Pass {
-                    seen: rows.len(),
-                    published: 0,
-                    stopped: false,
-                    full,
-                    oldest_left: None,
-                };
-                for row in &rows {
-                    match self.publish_row(row).await {
-                        Step::Published => {
-                            sqlx::query(&self.sql.delete)
-                                .bind(row.id)
-                                .execute(&mut *tx)
-                                .await?;
-                            pass.published += 1;
-                        }
-                        Step::NotDue => {
-                            pass.stopped = true;
-                            break;
-                        }
-                        Step::Failed(failure) => {
-                            sqlx::query(&self.sql.fail)
-                                .bind(failure.id)
-                                .bind(failure.attempts)
-                                .bind(failure.next_attempt_at)
-                                .bind(failure.error)
-                                .execute(&mut *tx)
-                                .await?;
-                            pass.stopped = true;
-                            break;
-                        }
-                    }
+                let outcome = self.deliver(&rows).await;
+                if !outcome.delivered.is_empty() {
+                    sqlx::query(&self.sql.delete)
+                        .bind(&outcome.delivered)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(failure) = &outcome.failure {
+                    sqlx::query(&self.sql.fail)
+                        .bind(failure.id)
+                        .bind(failure.attempts)
+                        .bind(failure.next_attempt_at)
+                        .bind(&failure.error)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
-                pass.oldest_left = rows.get(pass.published).map(|row| row.created_at);
-                Ok(pass)
+                Ok(outcome.into_pass(&rows, self.batch))
             }
             Db::Sqlite(pool) => {
                 // No transaction: it would hold SQLite's single write lock
@@ -534,96 +566,114 @@ impl OutboxRelay {
                     .iter()
                     .map(Pending::from_row)
                     .collect::<Result<Vec<_>, _>>()?;
-                let full = rows.len() == self.batch;
-                let mut pass = Pass {
-                    seen: rows.len(),
-                    published: 0,
-                    stopped: false,
-                    full,
-                    oldest_left: None,
-                };
-                for row in &rows {
-                    match self.publish_row(row).await {
-                        Step::Published => {
-                            sqlx::query(&self.sql.delete)
-                                .bind(row.id)
-                                .execute(pool)
-                                .await?;
-                            pass.published += 1;
-                        }
-                        Step::NotDue => {
-                            pass.stopped = true;
-                            break;
-                        }
-                        Step::Failed(failure) => {
-                            sqlx::query(&self.sql.fail)
-                                .bind(failure.id)
-                                .bind(failure.attempts)
-                                .bind(failure.next_attempt_at)
-                                .bind(failure.error)
-                                .execute(pool)
-                                .await?;
-                            pass.stopped = true;
-                            break;
-                        }
-                    }
+                let outcome = self.deliver(&rows).await;
+                if !outcome.delivered.is_empty() {
+                    sqlx::query(&self.sql.delete)
+                        .bind(serde_json::to_string(&outcome.delivered)?)
+                        .execute(pool)
+                        .await?;
                 }
-                pass.oldest_left = rows.get(pass.published).map(|row| row.created_at);
-                Ok(pass)
+                if let Some(failure) = &outcome.failure {
+                    sqlx::query(&self.sql.fail)
+                        .bind(failure.id)
+                        .bind(failure.attempts)
+                        .bind(failure.next_attempt_at)
+                        .bind(&failure.error)
+                        .execute(pool)
+                        .await?;
+                }
+                Ok(outcome.into_pass(&rows, self.batch))
             }
         }
     }
 
-    /// Publishes one row if it is due. A row still backing off stops the
-    /// pass rather than being skipped, so later events do not overtake it.
-    async fn publish_row(&self, row: &Pending) -> Step {
+    /// Delivers the due rows at the head of `rows` (a row still backing off
+    /// stops there rather than being skipped, so later rows do not overtake
+    /// it) as one batch, and says which to delete and which failed.
+    async fn deliver(&self, rows: &[Pending]) -> Outcome {
         let now = Utc::now();
-        if !row.is_due(now) {
-            return Step::NotDue;
-        }
+        let due = rows.iter().take_while(|row| row.is_due(now)).count();
+        let results = self.sink.deliver_batch(&rows[..due]).await;
+        let mut outcome = Outcome {
+            stopped: due < rows.len() || results.len() < due,
+            delivered: Vec::with_capacity(results.len()),
+            failure: None,
+        };
         let noun = self.sink.noun();
-        match self.sink.deliver(row).await {
-            Ok(()) => {
-                tracing::debug!(unique_id = %row.unique_id, name = %row.name, "{noun} delivered");
-                Step::Published
-            }
-            Err(SinkError::Drop(error)) => {
-                tracing::error!(
-                    unique_id = %row.unique_id,
-                    name = %row.name,
-                    %error,
-                    "{noun} can never be delivered; dropped"
-                );
-                Step::Published
-            }
-            Err(SinkError::Retry(error)) => {
-                let attempts = row.attempts.saturating_add(1);
-                let delay = retry_delay(attempts);
-                tracing::warn!(
-                    unique_id = %row.unique_id,
-                    name = %row.name,
-                    attempts,
-                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    %error,
-                    "{noun} delivery failed; will retry"
-                );
-                Step::Failed(Failure {
-                    id: row.id,
-                    attempts,
-                    next_attempt_at: now
-                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
-                    error,
-                })
+        for (row, result) in rows.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    tracing::debug!(unique_id = %row.unique_id, name = %row.name, "{noun} delivered");
+                    outcome.delivered.push(row.id);
+                }
+                Err(SinkError::Drop(error)) => {
+                    tracing::error!(
+                        unique_id = %row.unique_id,
+                        name = %row.name,
+                        %error,
+                        "{noun} can never be delivered; dropped"
+                    );
+                    outcome.delivered.push(row.id);
+                }
+                // A row the bus refused while later rows of the batch went
+                // out: it backs off; those are delivered, and go.
+                Err(SinkError::Retry(error)) if outcome.failure.is_none() => {
+                    let attempts = row.attempts.saturating_add(1);
+                    let delay = retry_delay(attempts);
+                    tracing::warn!(
+                        unique_id = %row.unique_id,
+                        name = %row.name,
+                        attempts,
+                        retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        %error,
+                        "{noun} delivery failed; will retry"
+                    );
+                    outcome.stopped = true;
+                    outcome.failure = Some(Failure {
+                        id: row.id,
+                        attempts,
+                        next_attempt_at: now
+                            + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                        error,
+                    });
+                }
+                // A second failure in one batch: left as it is, tried again
+                // after the first one.
+                Err(SinkError::Retry(error)) => {
+                    tracing::debug!(unique_id = %row.unique_id, %error, "{noun} delivery failed too");
+                }
             }
         }
+        outcome
     }
 }
 
-enum Step {
-    /// Delivered, or dropped for good: the row goes.
-    Published,
-    NotDue,
-    Failed(Failure),
+/// What delivering one pass's rows came to.
+struct Outcome {
+    /// Rows delivered, or dropped for good: they go.
+    delivered: Vec<i64>,
+    /// The first row that failed, to back off.
+    failure: Option<Failure>,
+    /// Rows were left behind: one still backing off, or a failure.
+    stopped: bool,
+}
+
+impl Outcome {
+    fn into_pass(self, rows: &[Pending], batch: usize) -> Pass {
+        let delivered: std::collections::HashSet<i64> = self.delivered.iter().copied().collect();
+        let oldest_left = rows
+            .iter()
+            .filter(|row| !delivered.contains(&row.id))
+            .map(|row| row.created_at)
+            .min();
+        Pass {
+            seen: rows.len(),
+            published: self.delivered.len(),
+            stopped: self.stopped,
+            full: rows.len() == batch,
+            oldest_left,
+        }
+    }
 }
 
 /// The wait before retry number `attempts` (counting from 1): doubling from
@@ -747,6 +797,81 @@ mod tests {
                 .await
                 .unwrap();
         assert_eq!(untouched, 0);
+        assert_eq!(pending(&db).await.unwrap(), 2);
+    }
+
+    /// Refuses the events named `user.refused`, publishes the rest.
+    struct Picky(MemoryBus);
+
+    #[async_trait::async_trait]
+    impl EventBus for Picky {
+        async fn publish(&self, event: &Event) -> Result<(), crate::events::BusError> {
+            if event.name == "user.refused" {
+                return Err(crate::events::BusError::Publish("refused".into()));
+            }
+            self.0.publish(event).await
+        }
+        async fn publish_batch(
+            &self,
+            events: &[Event],
+        ) -> Vec<Result<(), crate::events::BusError>> {
+            // As JetStream does: every event is tried.
+            let mut results = Vec::new();
+            for event in events {
+                results.push(self.publish(event).await);
+            }
+            results
+        }
+        async fn subscribe(
+            &self,
+            pattern: &str,
+        ) -> Result<crate::events::EventStream, crate::events::BusError> {
+            self.0.subscribe(pattern).await
+        }
+        async fn consume(
+            &self,
+            durable: &str,
+            patterns: &[&str],
+        ) -> Result<crate::events::DeliveryStream, crate::events::BusError> {
+            self.0.consume(durable, patterns).await
+        }
+    }
+
+    #[tokio::test]
+    async fn rows_a_batch_delivered_past_a_refused_one_go_and_it_backs_off_alone() {
+        let (_dir, db) = sqlite().await;
+        let Db::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        let names = ["user.a", "user.refused", "user.c", "user.d"];
+        let mut conn = pool.acquire().await.unwrap();
+        for name in names {
+            insert_sqlite(&mut conn, &new_event(name, vec![], None))
+                .await
+                .unwrap();
+        }
+        drop(conn);
+        let bus = Arc::new(Picky(MemoryBus::new()));
+        let mut sub = bus.subscribe(">").await.unwrap();
+        let relay = OutboxRelay::new(db.clone(), bus, &EventsConfig::default());
+
+        assert_eq!(relay.publish_due().await.unwrap(), 3);
+        for name in ["user.a", "user.c", "user.d"] {
+            assert_eq!(sub.next().await.unwrap().name, name);
+        }
+        let left: Vec<(String, i64)> =
+            sqlx::query_as("SELECT name, attempts FROM roster_outbox ORDER BY id")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert_eq!(left, [("user.refused".to_string(), 1)]);
+        // Backing off, it stops the next pass: nothing overtakes it again.
+        let mut conn = pool.acquire().await.unwrap();
+        insert_sqlite(&mut conn, &new_event("user.e", vec![], None))
+            .await
+            .unwrap();
+        drop(conn);
+        assert_eq!(relay.publish_due().await.unwrap(), 0);
         assert_eq!(pending(&db).await.unwrap(), 2);
     }
 

@@ -152,6 +152,21 @@ async fn every_template_renders_and_arrives(backend: Backend) {
             html: vec![password.clone()],
         },
         TemplateCase {
+            template: "second_factor_code",
+            vars: vars(&[
+                ("user_id", "ada"),
+                ("secret_code", "48213907"),
+                ("expires_at", "2030-01-31"),
+            ]),
+            subject: "Your login code".into(),
+            text: vec![
+                "Code: 48213907".into(),
+                "account ada".into(),
+                "2030-01-31".into(),
+            ],
+            html: vec!["48213907".into()],
+        },
+        TemplateCase {
             template: "login_token",
             vars: vars(&[("user_id", "ada"), ("secret_token", &token)]),
             subject: "Your login link".into(),

@@ -59,6 +59,34 @@ impl fmt::Debug for SessionRecord {
     }
 }
 
+/// A login waiting for its second factor. `Debug` leaves the digest out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChallengeRecord {
+    pub id: String,
+    pub user_id: String,
+    pub secret_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Codes tried (and mailed) against it.
+    pub attempts: i32,
+    /// The AuthenticationMethodType numbers it may complete with.
+    pub methods: Vec<i32>,
+    /// `password` or `login_token`.
+    pub first_factor: String,
+    pub password_update_only: bool,
+}
+
+impl fmt::Debug for ChallengeRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChallengeRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How to order a list of sessions. The session ID breaks ties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionOrder {
@@ -120,4 +148,33 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Writes events that go with no change of this store's data (a login
     /// refused for a reason that changes nothing) to the outbox.
     async fn record_events(&self, events: &[Event]) -> Result<(), StoreError>;
+
+    /// Stores a new login challenge; challenges that expired before
+    /// `prune_before` go.
+    async fn insert_challenge(
+        &self,
+        challenge: &ChallengeRecord,
+        prune_before: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Counts one attempt against a live challenge with fewer than
+    /// `max_attempts` and returns it as it was before; `None` for an
+    /// unknown, expired or used-up challenge.
+    async fn attempt_challenge(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        max_attempts: i32,
+    ) -> Result<Option<ChallengeRecord>, StoreError>;
+
+    /// Deletes the challenge and stores the session it led to, in one
+    /// transaction with `events`; false (nothing written) when the
+    /// challenge was used meanwhile.
+    async fn complete_challenge(
+        &self,
+        challenge_id: &str,
+        session: &SessionRecord,
+        prune_before: DateTime<Utc>,
+        events: &[Event],
+    ) -> Result<bool, StoreError>;
 }

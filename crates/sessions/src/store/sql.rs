@@ -9,7 +9,10 @@ use roster_proto::v1::Event;
 use sqlx::Row;
 use tokio::sync::Notify;
 
-use super::{SessionOrder, SessionQuery, SessionRecord, SessionStore, StoreError};
+use super::{ChallengeRecord, SessionOrder, SessionQuery, SessionRecord, SessionStore, StoreError};
+
+const CHALLENGE_COLUMNS: &str = "id, user_id, secret_hash, created_at, expires_at, attempts, \
+    methods, first_factor, password_update_only";
 
 const SESSION_COLUMNS: &str = "id, user_id, secret_hash, created_at, updated_at, expires_at, \
     remote_ip, user_agent, password_update_only";
@@ -64,8 +67,140 @@ macro_rules! session_store {
             }
         }
 
+        impl $store {
+            fn challenge_from_row(
+                row: &<$db as sqlx::Database>::Row,
+            ) -> Result<ChallengeRecord, StoreError> {
+                let methods: String = row.try_get("methods")?;
+                Ok(ChallengeRecord {
+                    id: row.try_get("id")?,
+                    user_id: row.try_get("user_id")?,
+                    secret_hash: row.try_get("secret_hash")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    attempts: row.try_get("attempts")?,
+                    methods: methods.split(',').filter_map(|m| m.parse().ok()).collect(),
+                    first_factor: row.try_get("first_factor")?,
+                    password_update_only: row.try_get("password_update_only")?,
+                })
+            }
+        }
+
         #[async_trait::async_trait]
         impl SessionStore for $store {
+            async fn insert_challenge(
+                &self,
+                challenge: &ChallengeRecord,
+                prune_before: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let methods = challenge
+                    .methods
+                    .iter()
+                    .map(i32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let inserted = sqlx::query(&format!(
+                    "INSERT INTO login_challenges ({CHALLENGE_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ))
+                .bind(&challenge.id)
+                .bind(&challenge.user_id)
+                .bind(&challenge.secret_hash)
+                .bind(challenge.created_at)
+                .bind(challenge.expires_at)
+                .bind(challenge.attempts)
+                .bind(methods)
+                .bind(&challenge.first_factor)
+                .bind(challenge.password_update_only)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Err(err) if is_unique_violation(&err) => return Err(StoreError::AlreadyExists),
+                    other => other?,
+                };
+                sqlx::query("DELETE FROM login_challenges WHERE expires_at < $1")
+                    .bind(prune_before)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn attempt_challenge(
+                &self,
+                id: &str,
+                now: DateTime<Utc>,
+                max_attempts: i32,
+            ) -> Result<Option<ChallengeRecord>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                // The update comes first, so concurrent attempts count one
+                // after the other and never exceed the bound.
+                let counted = sqlx::query(
+                    "UPDATE login_challenges SET attempts = attempts + 1 \
+                     WHERE id = $1 AND expires_at > $2 AND attempts < $3",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(max_attempts)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if counted == 0 {
+                    return Ok(None);
+                }
+                let row = sqlx::query(&format!(
+                    "SELECT {CHALLENGE_COLUMNS} FROM login_challenges WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let mut challenge = Self::challenge_from_row(&row)?;
+                challenge.attempts -= 1;
+                Ok(Some(challenge))
+            }
+
+            async fn complete_challenge(
+                &self,
+                challenge_id: &str,
+                session: &SessionRecord,
+                prune_before: DateTime<Utc>,
+                events: &[Event],
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let used = sqlx::query("DELETE FROM login_challenges WHERE id = $1")
+                    .bind(challenge_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if used == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(&format!(
+                    "INSERT INTO sessions ({SESSION_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ))
+                .bind(&session.id)
+                .bind(&session.user_id)
+                .bind(&session.secret_hash)
+                .bind(session.created_at)
+                .bind(session.updated_at)
+                .bind(session.expires_at)
+                .bind(&session.remote_ip)
+                .bind(&session.user_agent)
+                .bind(session.password_update_only)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND expires_at < $2")
+                    .bind(&session.user_id)
+                    .bind(prune_before)
+                    .execute(&mut *tx)
+                    .await?;
+                $commit(tx, events, &self.relay).await?;
+                Ok(true)
+            }
+
             async fn insert_session(
                 &self,
                 session: &SessionRecord,

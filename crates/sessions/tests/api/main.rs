@@ -5,6 +5,7 @@
 mod lockout;
 mod login;
 mod revocation;
+mod second_factors;
 mod sessions;
 mod smoke;
 mod store;

@@ -18,11 +18,10 @@ use roster_proto::v1::{
     UserStatistics, UserWithStatus,
 };
 
-use super::{UPDATE_ATTEMPTS, UserRegistryService, changed_paths, user_id_of, user_ids_event};
+use super::{UPDATE_ATTEMPTS, UserRegistryService, user_id_of, user_ids_event};
 use crate::convert::{self, READABLE_PATHS, WRITE_ONLY_PATHS, now, opt_timestamp, timestamp};
 use crate::domain::{LifecycleReason, RequiredActions, UserId};
 use crate::error::{Error, Result};
-use crate::events::USER_UPDATE;
 use crate::lockout;
 use crate::store::{StoreError, UserRecord};
 
@@ -146,17 +145,7 @@ impl UserRegistryService {
                 self.failure_lock(user_id.as_str()).await?
             };
             let status = status_of(&after, failure_lock, true);
-            let event = if name == USER_UPDATE {
-                self.event(
-                    ctx,
-                    USER_UPDATE,
-                    &after,
-                    changed_paths(&before, &after),
-                    false,
-                )
-            } else {
-                self.lifecycle_event(ctx, name, &status)
-            };
+            let event = self.lifecycle_event(ctx, name, &status);
             let guard = before.is_effective_admin() && !after.is_effective_admin();
             match self
                 .store
@@ -204,7 +193,56 @@ impl UserRegistryService {
             .authorized_user(ctx, &user_id, roster_proto::v1::Right::UserInfo, false)
             .await?;
         let failure_lock = self.failure_lock(&user.user_id).await?;
-        Ok(status_of(&user, failure_lock, ctx.caller.is_admin()))
+        let mut status = status_of(&user, failure_lock, ctx.caller.is_admin());
+        self.add_policy_actions(&user, &mut status).await?;
+        Ok(status)
+    }
+
+    /// Adds ENROL_SECOND_FACTOR to `status` when the second-factor policy
+    /// applies to `user` and the user has no active factor (the action is
+    /// then pending without being stored, and goes once a factor is added).
+    pub(crate) async fn add_policy_actions(
+        &self,
+        user: &UserRecord,
+        status: &mut UserLifecycleStatus,
+    ) -> Result<()> {
+        let enrol = UserRequiredAction::EnrolSecondFactor as i32;
+        // A machine has no login for a factor to guard.
+        if status.required_actions.contains(&enrol)
+            || user.is_machine()
+            || !self.config.require_second_factor.applies_to(user.admin)
+            || !self.active_factor_kinds(&user.user_id).await?.is_empty()
+        {
+            return Ok(());
+        }
+        status.required_actions.push(enrol);
+        status.required_actions.sort_unstable();
+        Ok(())
+    }
+
+    /// Clears a stored ENROL_SECOND_FACTOR once the user has added a
+    /// factor.
+    pub(crate) async fn second_factor_enrolled(
+        &self,
+        ctx: &CallContext,
+        user: &UserRecord,
+    ) -> Result<()> {
+        let enrol = UserRequiredAction::EnrolSecondFactor as i32;
+        if !user.lifecycle.required_actions.contains(&enrol) {
+            return Ok(());
+        }
+        let user_id = UserId::parse(&user.user_id).map_err(Error::InvalidArgument)?;
+        self.change_lifecycle(
+            ctx,
+            &user_id,
+            lifecycle::SET_REQUIRED_ACTIONS,
+            &|_, after, _| {
+                after.lifecycle.required_actions.retain(|a| *a != enrol);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(())
     }
 
     /// A user and its status from one read of the store: `Get` and
@@ -234,10 +272,13 @@ impl UserRegistryService {
                 )));
             }
         };
-        let status = user
+        let mut status = user
             .deleted_at
             .is_none()
             .then(|| status_of(&user, failure_lock, admin));
+        if let Some(status) = status.as_mut() {
+            self.add_policy_actions(&user, status).await?;
+        }
         Ok(UserWithStatus {
             user: Some(convert::apply_mask(
                 convert::user_full(&user),
@@ -369,23 +410,34 @@ impl UserRegistryService {
         let user_id = user_id_of(req.user_ids.as_ref(), "user_ids")?;
         let actions = RequiredActions::parse(&req.actions)?;
         require_admin(ctx)?;
-        self.change_lifecycle(ctx, &user_id, USER_UPDATE, &|before, after, _| {
-            if before.lifecycle.deactivated_at.is_some() {
-                return Err(Error::FailedPrecondition(
-                    "deactivated: the user is deactivated; reactivate it first",
-                ));
-            }
-            after.require_password_update = actions.contains(UserRequiredAction::UpdatePassword);
-            after.lifecycle.required_actions = actions
-                .iter()
-                .filter(|a| *a != UserRequiredAction::UpdatePassword)
-                .map(|a| a as i32)
-                .collect();
-            if actions.contains(UserRequiredAction::ValidateEmail) {
-                after.primary_email_address_validated_at = None;
-            }
-            Ok(())
-        })
+        self.change_lifecycle(
+            ctx,
+            &user_id,
+            lifecycle::SET_REQUIRED_ACTIONS,
+            &|before, after, _| {
+                if before.lifecycle.deactivated_at.is_some() {
+                    return Err(Error::FailedPrecondition(
+                        "deactivated: the user is deactivated; reactivate it first",
+                    ));
+                }
+                // Both actions need a password or an address, which a machine
+                // has not; clearing stays possible.
+                if actions.iter().next().is_some() {
+                    super::machine::refuse_machine(before)?;
+                }
+                after.require_password_update =
+                    actions.contains(UserRequiredAction::UpdatePassword);
+                after.lifecycle.required_actions = actions
+                    .iter()
+                    .filter(|a| *a != UserRequiredAction::UpdatePassword)
+                    .map(|a| a as i32)
+                    .collect();
+                if actions.contains(UserRequiredAction::ValidateEmail) {
+                    after.primary_email_address_validated_at = None;
+                }
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -409,6 +461,11 @@ impl UserRegistryService {
             locked: counts.locked,
             deactivated: counts.deactivated,
             email_unvalidated: counts.email_unvalidated,
+            machines: counts.machines,
+            second_factor_enrolled: match &self.second_factors {
+                Some(factors) => factors.store.users_with_active_factor().await?,
+                None => 0,
+            },
             computed_at: Some(timestamp(at)),
         })
     }

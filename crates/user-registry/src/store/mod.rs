@@ -5,6 +5,7 @@
 //! owe a mail (a validation link, a temporary password) queue it in the mail
 //! outbox in that transaction too.
 
+pub mod factors;
 mod sql;
 
 use std::collections::BTreeMap;
@@ -71,6 +72,9 @@ pub struct UserRecord {
     pub deleted_at: Option<DateTime<Utc>>,
     /// Locks, deactivation and required actions.
     pub lifecycle: Lifecycle,
+    /// The `UserType`: human (0) or machine (1). Set at creation, never
+    /// changed.
+    pub user_type: i32,
 }
 
 /// Where an account stands beyond its review state.
@@ -112,7 +116,10 @@ pub struct UserCounts {
     /// wrong passwords.
     pub locked: u64,
     pub deactivated: u64,
+    /// Live humans whose address is not validated.
     pub email_unvalidated: u64,
+    /// Live machine users.
+    pub machines: u64,
 }
 
 impl fmt::Debug for UserRecord {
@@ -127,11 +134,17 @@ impl fmt::Debug for UserRecord {
 }
 
 impl UserRecord {
-    /// An approved (or flagged) live admin, neither locked nor deactivated,
-    /// whose rights no `universal_rights` restrict: one that counts for the
-    /// last-admin guard.
+    /// A machine user: no password, no address, no login.
+    pub fn is_machine(&self) -> bool {
+        self.user_type == roster_proto::v1::UserType::Machine as i32
+    }
+
+    /// An approved (or flagged) live human admin, neither locked nor
+    /// deactivated, whose rights no `universal_rights` restrict: one that
+    /// counts for the last-admin guard.
     pub fn is_effective_admin(&self) -> bool {
         self.admin
+            && !self.is_machine()
             && self.deleted_at.is_none()
             && !self.lifecycle.suspends_credentials()
             && self.universal_rights.is_none()
@@ -166,6 +179,10 @@ pub struct UserQuery {
     pub attributes: Vec<(String, String)>,
     /// Any of these states; empty means any.
     pub states: Vec<i32>,
+    /// Metadata entries every match has.
+    pub metadata: Vec<MetadataFilter>,
+    /// Any of these `UserType`s; empty means any.
+    pub types: Vec<i32>,
     /// One of `user_id`, `name`, `primary_email_address`, `state`, `admin`,
     /// `created_at`.
     pub order: &'static str,
@@ -236,6 +253,8 @@ impl Default for UserQuery {
             description_contains: None,
             attributes: Vec::new(),
             states: Vec::new(),
+            metadata: Vec::new(),
+            types: Vec::new(),
             order: "user_id",
             descending: false,
             limit: 100,
@@ -245,6 +264,48 @@ impl Default for UserQuery {
             count: true,
         }
     }
+}
+
+/// Users with a metadata entry of this key (and, when given, this value).
+/// `Debug` shows the key only: values may be sensitive.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetadataFilter {
+    pub key: String,
+    pub value: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for MetadataFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetadataFilter")
+            .field("key", &self.key)
+            .field("with_value", &self.value.is_some())
+            .finish()
+    }
+}
+
+/// A metadata entry as stored. `Debug` shows the key only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetadataRecord {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for MetadataRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetadataRecord")
+            .field("key", &self.key)
+            .field("value_bytes", &self.value.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SHA-256 of a metadata value: what the `(key, value_digest)` index
+/// holds, so that index stays narrow whatever the value's size.
+pub(crate) fn value_digest(value: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(value).to_vec()
 }
 
 /// The columns a query may order by.
@@ -270,6 +331,13 @@ pub enum StoreError {
     /// The change would leave no live approved admin.
     #[error("the last admin cannot be removed")]
     LastAdmin,
+    /// Setting metadata would leave the user with more than `limit`
+    /// entries (`count`).
+    #[error("at most {limit} metadata entries per user")]
+    MetadataFull { limit: u64, count: u64 },
+    /// A metadata key to delete is not set.
+    #[error("metadata key {0:?} not found")]
+    MetadataMissing(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("corrupt stored value: {0}")]
@@ -396,6 +464,39 @@ pub trait UserStore: Send + Sync + 'static {
         &self,
         user_id: &str,
         client: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Upserts `entries` (key, value) of the live user `user_id` at `at`
+    /// and writes `events`, all in one transaction: nothing changes if the
+    /// user would end with more than `max_entries` entries
+    /// ([`StoreError::MetadataFull`]) or is gone ([`StoreError::Conflict`]).
+    async fn set_metadata(
+        &self,
+        user_id: &str,
+        entries: &[(String, Vec<u8>)],
+        at: DateTime<Utc>,
+        max_entries: u64,
+        events: &[Event],
+    ) -> Result<(), StoreError>;
+
+    /// A page of the user's entries whose key starts with `key_prefix`,
+    /// ordered by key, and how many there are.
+    async fn list_metadata(
+        &self,
+        user_id: &str,
+        key_prefix: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<MetadataRecord>, u64), StoreError>;
+
+    /// Deletes the entries of `keys` and writes `events`, all or none: a
+    /// key that is not set fails with [`StoreError::MetadataMissing`]
+    /// (the first in key order) and deletes nothing.
+    async fn delete_metadata(
+        &self,
+        user_id: &str,
+        keys: &[String],
+        events: &[Event],
     ) -> Result<(), StoreError>;
 
     async fn insert_external_user(

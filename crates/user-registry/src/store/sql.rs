@@ -15,8 +15,9 @@ use tokio::sync::Notify;
 use crate::lockout::{ACCOUNT, FailurePolicy, FailureWindow, Failures, GuessState};
 
 use super::{
-    ExternalUserRecord, FailureEvents, Lifecycle, OrderValue, StoreError, UserCounts, UserQuery,
-    UserRecord, UserStore, contains_pattern, decode_ints, encode_ints, unique_violation,
+    ExternalUserRecord, FailureEvents, Lifecycle, MetadataRecord, OrderValue, StoreError,
+    UserCounts, UserQuery, UserRecord, UserStore, contains_pattern, decode_ints, encode_ints,
+    unique_violation, value_digest,
 };
 
 const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, email_normalized, \
@@ -26,13 +27,15 @@ const USER_COLUMNS: &str = "user_id, name, description, primary_email_address, e
     email_validation_expires_at, profile_picture, \
     email_notification_types, universal_rights, created_at, updated_at, deleted_at, \
     locked_at, lock_reason, deactivated_at, deactivation_reason, required_actions, \
-    sessions_ended_at";
+    sessions_ended_at, user_type";
 
-/// What makes an admin count for the last-admin guard: live, approved (or
+/// What makes an admin count for the last-admin guard: a live human (a
+/// machine has no way back in once its keys are gone), approved (or
 /// flagged), neither locked nor deactivated, and without `universal_rights`
 /// restricting what it may do.
 const EFFECTIVE_ADMIN: &str = "admin AND deleted_at IS NULL AND state IN (1, 3) \
-    AND universal_rights IS NULL AND locked_at IS NULL AND deactivated_at IS NULL";
+    AND universal_rights IS NULL AND locked_at IS NULL AND deactivated_at IS NULL \
+    AND user_type = 0";
 
 /// Every count of `GetUserStatistics` in one pass over `users` (the same
 /// SQL on both backends: SQLite has aggregate FILTER since 3.30), plus the
@@ -50,8 +53,9 @@ const USER_COUNTS: &str = "SELECT \
     count(*) FILTER (WHERE deleted_at IS NULL AND admin) AS admins, \
     count(*) FILTER (WHERE deleted_at IS NULL AND locked_at IS NOT NULL) AS admin_locked, \
     count(*) FILTER (WHERE deleted_at IS NULL AND deactivated_at IS NOT NULL) AS deactivated, \
-    count(*) FILTER (WHERE deleted_at IS NULL \
+    count(*) FILTER (WHERE deleted_at IS NULL AND user_type = 0 \
         AND primary_email_address_validated_at IS NULL) AS email_unvalidated, \
+    count(*) FILTER (WHERE deleted_at IS NULL AND user_type = 1) AS machines, \
     (SELECT count(*) FROM password_failures p WHERE p.counter = '*' AND p.locked_until > $1 \
         AND EXISTS (SELECT 1 FROM users u WHERE u.user_id = p.user_id \
             AND u.deleted_at IS NULL AND u.locked_at IS NULL)) AS failure_locked \
@@ -232,6 +236,7 @@ macro_rules! user_store {
                         required_actions: decode_ints(&required_actions)?,
                         sessions_ended_at: row.try_get("sessions_ended_at")?,
                     },
+                    user_type: row.try_get("user_type")?,
                 })
             }
 
@@ -293,11 +298,34 @@ macro_rules! user_store {
                     qb.push_bind(contains_pattern(value));
                     qb.push(" ESCAPE '\\')");
                 }
+                // Exact matches, each an indexed probe of `user_metadata`.
+                for filter in &query.metadata {
+                    qb.push(
+                        " AND EXISTS (SELECT 1 FROM user_metadata m \
+                         WHERE m.user_id = users.user_id AND m.key = ",
+                    );
+                    qb.push_bind(filter.key.clone());
+                    if let Some(value) = &filter.value {
+                        qb.push(" AND m.value_digest = ");
+                        qb.push_bind(value_digest(value));
+                        qb.push(" AND m.value = ");
+                        qb.push_bind(value.clone());
+                    }
+                    qb.push(")");
+                }
                 if !query.states.is_empty() {
                     qb.push(" AND state IN (");
                     let mut sep = qb.separated(", ");
                     for s in &query.states {
                         sep.push_bind(*s);
+                    }
+                    qb.push(")");
+                }
+                if !query.types.is_empty() {
+                    qb.push(" AND user_type IN (");
+                    let mut sep = qb.separated(", ");
+                    for t in &query.types {
+                        sep.push_bind(*t);
                     }
                     qb.push(")");
                 }
@@ -427,7 +455,7 @@ macro_rules! user_store {
             ) -> Result<i64, sqlx::Error> {
                 let mut count: QueryBuilder<$db> = QueryBuilder::new(
                     "SELECT COUNT(*) FROM (SELECT 1 FROM (SELECT user_id, name, description, \
-                     state, deleted_at FROM users WHERE deleted_at IS NULL LIMIT ",
+                     state, user_type, deleted_at FROM users WHERE deleted_at IS NULL LIMIT ",
                 );
                 count.push_bind(COUNT_WINDOW);
                 count.push(") AS users");
@@ -488,6 +516,29 @@ macro_rules! user_store {
             }
 
 
+            /// Holds the live user `user_id` for the rest of `tx`, so
+            /// concurrent metadata changes of the user count one after the
+            /// other; Conflict when there is no such user. A write, not a
+            /// read: it locks the row on PostgreSQL, and on SQLite it takes
+            /// the write lock first, where a transaction that read first
+            /// could not upgrade once another connection wrote.
+            async fn hold_live_user(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                user_id: &str,
+            ) -> Result<(), StoreError> {
+                let held = sqlx::query(
+                    "UPDATE users SET updated_at = updated_at \
+                     WHERE user_id = $1 AND deleted_at IS NULL",
+                )
+                .bind(user_id)
+                .execute(&mut **tx)
+                .await?;
+                if held.rows_affected() == 0 {
+                    return Err(StoreError::Conflict);
+                }
+                Ok(())
+            }
+
             /// Fails with LastAdmin when no live approved admin remains.
             async fn check_admins_remain(
                 tx: &mut sqlx::Transaction<'_, $db>,
@@ -516,7 +567,7 @@ macro_rules! user_store {
                 let result = sqlx::query(&format!(
                     "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
                      $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
-                     $24, $25, $26, $27, $28, $29)"
+                     $24, $25, $26, $27, $28, $29, $30)"
                 ))
                 .bind(&user.user_id)
                 .bind(&user.name)
@@ -547,6 +598,7 @@ macro_rules! user_store {
                 .bind(&user.lifecycle.deactivation_reason)
                 .bind(encode_ints(&user.lifecycle.required_actions))
                 .bind(user.lifecycle.sessions_ended_at)
+                .bind(user.user_type)
                 .execute(&mut *tx)
                 .await;
                 if let Err(err) = result {
@@ -604,7 +656,8 @@ macro_rules! user_store {
             ) -> Result<Option<UserRecord>, StoreError> {
                 let row = sqlx::query(&format!(
                     "SELECT {USER_COLUMNS}, {} AS attributes_json FROM users \
-                     WHERE email_normalized = $1 AND deleted_at IS NULL",
+                     WHERE email_normalized = $1 AND email_normalized <> '' \
+                     AND deleted_at IS NULL",
                     $attributes_json
                 ))
                 .bind(normalized)
@@ -704,7 +757,14 @@ macro_rules! user_store {
                         sqlx::query(lock).execute(&mut *tx).await?;
                     }
                 }
-                for table in ["user_attributes", "external_users", "password_failures"] {
+                for table in [
+                    "user_attributes",
+                    "user_metadata",
+                    "external_users",
+                    "password_failures",
+                    "second_factors",
+                    "recovery_codes",
+                ] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
                         .bind(user_id)
                         .execute(&mut *tx)
@@ -835,6 +895,7 @@ macro_rules! user_store {
                     locked: n("admin_locked")? + n("failure_locked")?,
                     deactivated: n("deactivated")?,
                     email_unvalidated: n("email_unvalidated")?,
+                    machines: n("machines")?,
                 })
             }
 
@@ -978,6 +1039,123 @@ macro_rules! user_store {
                             .await?
                     }
                 };
+                Ok(())
+            }
+
+            async fn set_metadata(
+                &self,
+                user_id: &str,
+                entries: &[(String, Vec<u8>)],
+                at: DateTime<Utc>,
+                max_entries: u64,
+                events: &[Event],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                Self::hold_live_user(&mut tx, user_id).await?;
+                for (key, value) in entries {
+                    sqlx::query(
+                        "INSERT INTO user_metadata \
+                         (user_id, key, value, value_digest, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, key) DO UPDATE \
+                         SET value = excluded.value, value_digest = excluded.value_digest, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(user_id)
+                    .bind(key)
+                    .bind(value)
+                    .bind(value_digest(value))
+                    .bind(at)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let count: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM user_metadata WHERE user_id = $1")
+                        .bind(user_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let count = count.max(0) as u64;
+                if count > max_entries {
+                    // Dropping the transaction rolls every upsert back.
+                    return Err(StoreError::MetadataFull {
+                        limit: max_entries,
+                        count,
+                    });
+                }
+                $commit(tx, events, &self.relay).await?;
+                Ok(())
+            }
+
+            async fn list_metadata(
+                &self,
+                user_id: &str,
+                key_prefix: &str,
+                limit: i64,
+                offset: i64,
+            ) -> Result<(Vec<MetadataRecord>, u64), StoreError> {
+                // A prefix compared as a prefix, not a LIKE pattern: `%` and
+                // `_` in keys mean themselves.
+                let prefix_chars = key_prefix.chars().count() as i32;
+                let matching = "FROM user_metadata WHERE user_id = $1 \
+                    AND ($2 = 0 OR substr(key, 1, $3) = $4)";
+                let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {matching}"))
+                    .bind(user_id)
+                    .bind(prefix_chars)
+                    .bind(prefix_chars)
+                    .bind(key_prefix)
+                    .fetch_one(&self.pool)
+                    .await?;
+                let rows = sqlx::query(&format!(
+                    "SELECT key, value, created_at, updated_at {matching} \
+                     ORDER BY key LIMIT $5 OFFSET $6"
+                ))
+                .bind(user_id)
+                .bind(prefix_chars)
+                .bind(prefix_chars)
+                .bind(key_prefix)
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?;
+                let entries = rows
+                    .iter()
+                    .map(|row| {
+                        Ok(MetadataRecord {
+                            key: row.try_get("key")?,
+                            value: row.try_get("value")?,
+                            created_at: row.try_get("created_at")?,
+                            updated_at: row.try_get("updated_at")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                Ok((entries, total.max(0) as u64))
+            }
+
+            async fn delete_metadata(
+                &self,
+                user_id: &str,
+                keys: &[String],
+                events: &[Event],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await?;
+                Self::hold_live_user(&mut tx, user_id).await?;
+                let mut sorted: Vec<&String> = keys.iter().collect();
+                sorted.sort();
+                for key in sorted {
+                    let done = sqlx::query(
+                        "DELETE FROM user_metadata WHERE user_id = $1 AND key = $2",
+                    )
+                    .bind(user_id)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        // Dropping the transaction restores the keys
+                        // deleted before this one.
+                        return Err(StoreError::MetadataMissing(key.clone()));
+                    }
+                }
+                $commit(tx, events, &self.relay).await?;
                 Ok(())
             }
 

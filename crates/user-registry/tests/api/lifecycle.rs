@@ -431,6 +431,7 @@ async fn required_actions_limit_a_session_until_they_are_done(backend: Backend) 
 
     // An email validation: only what SendEmailValidation needs, and no
     // admin rights on anyone.
+    let mut events = env.subscribe(events::ALL).await;
     let status = set_actions(&env, &admin, "alice", &[UserRequiredAction::ValidateEmail])
         .await
         .unwrap();
@@ -438,6 +439,12 @@ async fn required_actions_limit_a_session_until_they_are_done(backend: Backend) 
         status.required_actions,
         [UserRequiredAction::ValidateEmail as i32]
     );
+    let event = next_event(&mut events, events::SET_REQUIRED_ACTIONS, WAIT)
+        .await
+        .expect("a user.lifecycle.set_required_actions event");
+    let carried: UserLifecycleStatus = event.data.unwrap().to_msg().unwrap();
+    assert_eq!(carried.required_actions, status.required_actions);
+    assert!(carried.primary_email_address_validated_at.is_none());
     assert!(status.primary_email_address_validated_at.is_none());
     assert_eq!(
         rights(&env, &session, "alice").await.unwrap(),

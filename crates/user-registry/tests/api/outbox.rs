@@ -125,7 +125,10 @@ async fn a_failing_publish_delays_but_never_loses_the_event_of_a_change(backend:
             auth,
             hasher: PasswordHasher::new(&test_password_config()).expect("hasher"),
             events: nats.config.clone(),
-            config: Default::default(),
+            config: roster_user_registry::UserRegistryConfig {
+                second_factor_keys: vec![roster_test_support::env::TEST_SECOND_FACTOR_KEY.into()],
+                ..Default::default()
+            },
             invitations: Arc::new(
                 roster_user_registry::invitations::GrpcInvitations::new(nowhere.clone(), "k")
                     .expect("invitations client"),

@@ -87,6 +87,7 @@ fn user(user_id: &str, at: DateTime<Utc>) -> UserRecord {
         updated_at: at,
         deleted_at: None,
         lifecycle: Default::default(),
+        user_type: 0,
     }
 }
 
@@ -130,6 +131,7 @@ fn full_user(user_id: &str, at: DateTime<Utc>) -> UserRecord {
             required_actions: vec![2],
             sessions_ended_at: Some(micros(3_600_000_005)),
         },
+        user_type: 1,
     }
 }
 
@@ -295,6 +297,8 @@ mod cases {
 
         let mut full = full_user("ada", at);
         full.created_at = before.created_at;
+        // The type is set at creation and never updated.
+        full.user_type = before.user_type;
         store
             .update_user(&full, before.updated_at, false, &[])
             .await

@@ -19,6 +19,7 @@
 //! read: the run fails unless its OK count grew by exactly the requests
 //! h2load completed and no other code grew.
 
+mod events;
 mod grpc;
 mod h2load;
 mod metrics;
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use clap::Parser;
+use roster_core::events::{EventsConfig, NatsBus};
 use roster_core::password::{PasswordConfig, PasswordHasher};
 use roster_proto::v1::authentication_client::AuthenticationClient;
 use roster_proto::v1::user_registry_client::UserRegistryClient;
@@ -91,6 +93,19 @@ struct Args {
     /// column, e.g. `echo,get-pg`); default: all.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Open `Subscribe` streams of one user for the fan-out measurement;
+    /// 0 skips it.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    fanout_streams: u64,
+    /// Notifications sent to every stream in the fan-out measurement.
+    #[arg(long, default_value_t = 5)]
+    fanout_rounds: u64,
+    /// Changes timed from commit to their event in this process; 0 skips it.
+    #[arg(long, default_value_t = 200)]
+    event_samples: u64,
+    /// Events committed at once to time the outbox relay; 0 skips it.
+    #[arg(long, default_value_t = 20_000)]
+    relay_events: u64,
     /// Keep the work directory (bodies, h2load logs, rosterd logs).
     #[arg(long)]
     keep: bool,
@@ -263,6 +278,7 @@ fn get_request(user_id: &str) -> GetUserRequest {
 }
 
 /// One thing h2load drives.
+#[derive(Clone)]
 struct Target {
     name: &'static str,
     what: String,
@@ -278,6 +294,9 @@ struct Target {
     streams: u32,
     /// Compared with the raw hashing rate, not the echo.
     vs_hashing: bool,
+    /// Driven while another h2load keeps logins saturating the hashing
+    /// pool.
+    during_logins: bool,
 }
 
 /// One run of a target.
@@ -495,6 +514,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let nats = TestNats::new();
     let shared_env = vec![
         ("ROSTER__DATABASE__URL", db.url.clone()),
+        (
+            "ROSTER__NOTIFICATIONS__MAX_STREAMS_PER_USER",
+            args.fanout_streams.max(1).to_string(),
+        ),
         ("ROSTER__AUTH__TOKEN_HASH_KEY", TOKEN_HASH_KEY.to_owned()),
         (
             "ROSTER__EVENTS__NATS_URL",
@@ -632,6 +655,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             connections: args.connections,
             streams: args.streams,
             vs_hashing: false,
+            during_logins: false,
         };
     const UR: &str = "roster.v1.UserRegistry";
     let mut targets = vec![
@@ -647,6 +671,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             connections: args.connections,
             streams: args.streams,
             vs_hashing: false,
+            during_logins: false,
         },
         read(
             "get-pg",
@@ -724,19 +749,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     search.requests = args.search_requests;
     targets.push(search);
+    let login = Target {
+        name: "login",
+        what: "Authentication.Login (4 × 4 in flight)".into(),
+        addr: pg.addr.clone(),
+        check: Some((pg.metrics.clone(), "roster.v1.Authentication", "Login")),
+        path: "/roster.v1.Authentication/Login",
+        body: login_body,
+        headers: vec![],
+        requests: args.logins,
+        connections: 4,
+        streams: 4,
+        vs_hashing: true,
+        during_logins: false,
+    };
     if args.logins > 0 {
+        targets.push(login.clone());
+        let get_pg = targets
+            .iter()
+            .find(|t| t.name == "get-pg")
+            .expect("the get-pg target");
         targets.push(Target {
-            name: "login",
-            what: "Authentication.Login (4 × 4 in flight)".into(),
-            addr: pg.addr.clone(),
-            check: Some((pg.metrics.clone(), "roster.v1.Authentication", "Login")),
-            path: "/roster.v1.Authentication/Login",
-            body: login_body,
-            headers: vec![],
-            requests: args.logins,
-            connections: 4,
-            streams: 4,
-            vs_hashing: true,
+            name: "get-during-logins",
+            what: "Get, API key, cached, PostgreSQL, while 4 × 4 logins run".into(),
+            during_logins: true,
+            ..get_pg.clone()
         });
     }
     targets.retain(|t| wanted(t.name));
@@ -751,9 +788,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             echo.check_alive()?;
             eprintln!("run {run}: {}", target.name);
-            rows.push(measure(target, &logs, run)?);
+            // Logins that outlast the measurement, killed after it.
+            let background = if target.during_logins {
+                let log = logs.join(format!("logins-{run}.log"));
+                let child = h2load_command(&login, 1_000_000, &log)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .context("starting the background logins")?;
+                // Until the hashing pool is busy.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Some(Process {
+                    name: "h2load (logins)",
+                    child,
+                })
+            } else {
+                None
+            };
+            let mut measured = measure(target, &logs, run)?;
+            if let Some(mut background) = background {
+                background
+                    .check_alive()
+                    .context("the logins ended before the measurement did")?;
+                measured.what.push_str(" (background logins running)");
+            }
+            rows.push(measured);
         }
     }
+    let event_rows = measure_events(&args, &wanted, &pg, &api_key, &nats, &db.url).await?;
     let hashing = if args.logins > 0 && wanted("login") {
         Some(raw_hash_rate(args.raw_hash_seconds).await?)
     } else {
@@ -761,6 +824,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
 
     print_report(&args, &targets, &rows, hashing);
+    print_event_report(&event_rows);
     drop((pg, uncached, sqlite, echo, work));
     Ok(())
 }
@@ -792,7 +856,7 @@ fn print_report(args: &Args, targets: &[Target], rows: &[Measured], hashing: Opt
             .iter()
             .find(|r| r.name == "echo" && r.run == row.run)
             .map(|r| r.rate);
-        let ratio = if row.vs_hashing {
+        let mut ratio = if row.vs_hashing {
             match hashing {
                 Some((rate, _)) => format!("{:.2} of raw hashing", row.rate / rate),
                 None => "-".into(),
@@ -803,6 +867,15 @@ fn print_report(args: &Args, targets: &[Target], rows: &[Measured], hashing: Opt
                 None => "-".into(),
             }
         };
+        if row.name == "get-during-logins"
+            && let Some(idle) = rows.iter().find(|r| r.name == "get-pg" && r.run == row.run)
+        {
+            let _ = write!(
+                ratio,
+                "; p99 {:.2} × idle",
+                row.p99.as_secs_f64() / idle.p99.as_secs_f64()
+            );
+        }
         println!(
             "| {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |",
             row.run,
@@ -820,5 +893,113 @@ fn print_report(args: &Args, targets: &[Target], rows: &[Measured], hashing: Opt
     println!("commands:");
     for target in targets {
         println!("  {}", shown(target));
+    }
+}
+
+/// One measurement of the events' path.
+struct EventRow {
+    name: &'static str,
+    what: String,
+    samples: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    rate: Option<f64>,
+}
+
+/// The fan-out, commit-to-consumer and relay measurements, on the
+/// PostgreSQL + JetStream `rosterd`.
+async fn measure_events(
+    args: &Args,
+    wanted: &dyn Fn(&str) -> bool,
+    pg: &Rosterd,
+    api_key: &str,
+    nats: &TestNats,
+    db_url: &str,
+) -> anyhow::Result<Vec<EventRow>> {
+    let mut rows = Vec::new();
+    let endpoint = format!("http://{}", pg.addr);
+    let spread_row = |name, what: String, spread: &events::Spread| EventRow {
+        name,
+        what,
+        samples: spread.len(),
+        p50: spread.percentile(50.0),
+        p99: spread.percentile(99.0),
+        max: spread.max(),
+        rate: None,
+    };
+    if args.fanout_streams > 0 && wanted("fanout") {
+        let streams = usize::try_from(args.fanout_streams)?;
+        let rounds = usize::try_from(args.fanout_rounds.max(1))?;
+        eprintln!("fan-out: {streams} streams, {rounds} rounds");
+        let spread = events::fan_out(&endpoint, api_key, ADMIN, streams, 8, rounds).await?;
+        rows.push(spread_row(
+            "fanout",
+            format!(
+                "a notification to {streams} open Subscribe streams of one user (8 connections), from the change's answer to each stream"
+            ),
+            &spread,
+        ));
+    }
+    let bus = NatsBus::connect(&EventsConfig {
+        create_stream: false,
+        ..nats.config.clone()
+    })
+    .await?;
+    if args.event_samples > 0 && wanted("event-latency") {
+        eprintln!("commit to consumer: {} changes", args.event_samples);
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())?
+            .connect()
+            .await?;
+        let samples = usize::try_from(args.event_samples)?;
+        let spread = events::commit_to_consumer(&bus, &channel, api_key, ADMIN, samples).await?;
+        rows.push(spread_row(
+            "event-latency",
+            "user.api-key.create from its commit in rosterd to a JetStream subscriber in this process".into(),
+            &spread,
+        ));
+    }
+    if args.relay_events > 1 && wanted("relay") {
+        let count = usize::try_from(args.relay_events)?;
+        eprintln!("outbox relay: {count} events");
+        let rate = events::relay_rate(&bus, db_url, count).await?;
+        rows.push(EventRow {
+            name: "relay",
+            what: format!(
+                "{count} events committed at once to the user registry's outbox, published to JetStream and received here"
+            ),
+            samples: count,
+            p50: Duration::ZERO,
+            p99: Duration::ZERO,
+            max: Duration::ZERO,
+            rate: Some(rate),
+        });
+    }
+    Ok(rows)
+}
+
+fn print_event_report(rows: &[EventRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!("| target | what | samples | p50 | p99 | max | events/s |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for row in rows {
+        let (p50, p99, max) = if row.rate.is_some() {
+            ("-".into(), "-".into(), "-".into())
+        } else {
+            (millis(row.p50), millis(row.p99), millis(row.max))
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            row.name,
+            row.what,
+            row.samples,
+            p50,
+            p99,
+            max,
+            row.rate.map_or("-".into(), |r| format!("{r:.0}"))
+        );
     }
 }
