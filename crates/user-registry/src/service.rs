@@ -824,6 +824,12 @@ impl UserRegistryService {
             machine::refuse_machine(&target)?;
         }
         if mask.contains("primary_email_address") && !admin {
+            // Mailed codes go to the address: with a second factor, moving
+            // it takes what a completed login gives (RIGHT_USER_ALL), so a
+            // narrow key and a stolen password cannot redirect them.
+            if !self.active_factor_kinds(user_id.as_str()).await?.is_empty() {
+                ctx.caller.require(user_id.as_str(), Right::UserAll)?;
+            }
             self.prove_password(ctx, &user_id, &req.password).await?;
         }
         // Validate every requested value before touching the store.
@@ -1242,11 +1248,18 @@ impl UserRegistryService {
             .update_user(&after, before.updated_at, false, &[event])
             .await
         {
-            // A new password makes earlier guesses moot, and lifts a lock.
-            Ok(()) => Ok(self
-                .store
-                .clear_password_failures(&after.user_id, None)
-                .await?),
+            // A new password makes earlier guesses moot, and lifts a lock;
+            // unless the user has a second factor, whose wrong codes count
+            // in the same windows: a guesser knowing the password could
+            // otherwise buy new code guesses with every password change.
+            Ok(()) => {
+                if self.active_factor_kinds(&after.user_id).await?.is_empty() {
+                    self.store
+                        .clear_password_failures(&after.user_id, None)
+                        .await?;
+                }
+                Ok(())
+            }
             Err(StoreError::Conflict) => Err(Error::FailedPrecondition(
                 "the user is being changed concurrently; try again",
             )),

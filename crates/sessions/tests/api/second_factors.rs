@@ -34,6 +34,7 @@ on_both_backends!(
     a_totp_login_needs_a_fresh_code_and_refuses_reused_and_stale_ones,
     recovery_codes_complete_a_login_once_each,
     wrong_codes_count_in_the_password_lockout,
+    a_password_change_buys_no_new_code_guesses,
     a_user_removes_a_factor_with_the_password_and_an_admin_without,
     a_login_token_asks_for_the_totp_too,
     a_challenge_is_single_use_and_allows_five_attempts,
@@ -277,6 +278,48 @@ async fn wrong_codes_count_in_the_password_lockout(backend: Backend) {
     )
     .await
     .unwrap();
+}
+
+async fn a_password_change_buys_no_new_code_guesses(backend: Backend) {
+    let (env, clock) = start(backend, |config| {
+        config.user_registry.lockout = LockoutConfig {
+            max_failures_per_client: 0,
+            max_failures: 3,
+            window_secs: 600,
+            lock_secs: 300,
+        };
+    })
+    .await;
+    let secret = enrol_totp(&env, &clock, "carol").await;
+    clock.advance(Duration::seconds(30));
+    let right = totp_code(&secret, clock.now());
+    let wrong = if right == "111111" {
+        "222222"
+    } else {
+        "111111"
+    };
+    for _ in 0..2 {
+        let challenge = challenged(&login(&env, "carol", TEST_PASSWORD).await.unwrap());
+        let refused = complete(&env, &challenge, SecondCode::TotpCode(wrong.into())).await;
+        assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
+    }
+    // Whoever knows the password changes it (no other credential needed)…
+    const NEW: &str = "Another-Passw0rd-for-her";
+    roster_proto::v1::user_registry_client::UserRegistryClient::new(env.channel())
+        .update_password(roster_proto::v1::UpdateUserPasswordRequest {
+            user_ids: Some(ids("carol")),
+            new: NEW.into(),
+            old: TEST_PASSWORD.into(),
+            revoke_all_access: false,
+        })
+        .await
+        .expect("the password changes");
+    // …and the wrong codes before it still count: one more locks.
+    let challenge = challenged(&login(&env, "carol", NEW).await.unwrap());
+    let refused = complete(&env, &challenge, SecondCode::TotpCode(wrong.into())).await;
+    assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
+    let locked = login(&env, "carol", NEW).await;
+    assert_eq!(locked.unwrap_err().code(), Code::Unauthenticated);
 }
 
 async fn a_user_removes_a_factor_with_the_password_and_an_admin_without(backend: Backend) {

@@ -153,6 +153,10 @@ impl UserRegistryService {
             .factors(user_id.as_str())
             .await?;
         if factors.iter().any(FactorRecord::is_active) {
+            // A factor stored while clearing ENROL_SECOND_FACTOR failed
+            // leaves the action behind: any later enrolment attempt clears
+            // it, since the user has what it asks for.
+            self.second_factor_enrolled(ctx, &user).await?;
             ctx.caller.require(user_id.as_str(), Right::UserAll)?;
         }
         Ok((user, factors))

@@ -8,7 +8,7 @@ use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::{
     AddOtpEmailRequest, AuthenticationFactor, AuthenticationMethodType,
     GenerateRecoveryCodesRequest, ListAuthenticationFactorsRequest,
-    ListAuthenticationMethodTypesRequest, RegisterTotpRequest, Right,
+    ListAuthenticationMethodTypesRequest, RegisterTotpRequest, Right, UpdateUserRequest, User,
     VerifyTotpRegistrationRequest,
 };
 use roster_test_support::{Backend, TestEnv, event_contains, event_data, with_token};
@@ -16,7 +16,9 @@ use roster_user_registry::totp;
 use tonic::Code;
 use tonic::transport::Channel;
 
-use crate::support::{ADMIN, WAIT, ids, key_of, next_event_where, on_both_backends, register};
+use crate::support::{
+    ADMIN, WAIT, ids, key_of, next_event_where, on_both_backends, register, registry,
+};
 
 on_both_backends!(
     a_verified_totp_is_listed_and_announced_without_its_secret,
@@ -165,6 +167,26 @@ async fn a_narrow_key_adds_no_factor_once_the_user_has_one(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
+    // Nor may it move the address mailed codes would go to, even with the
+    // password.
+    let moved = registry(&env)
+        .update(with_token(
+            UpdateUserRequest {
+                user: Some(User {
+                    ids: Some(ids("ben")),
+                    primary_email_address: "attacker@example.com".into(),
+                    ..Default::default()
+                }),
+                field_mask: Some(prost_types::FieldMask {
+                    paths: vec!["primary_email_address".into()],
+                }),
+                password: roster_test_support::TEST_PASSWORD.into(),
+            },
+            &basic,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(moved.code(), Code::PermissionDenied, "{moved:?}");
     let all = key_of(&env, "ben", &[Right::UserAll]).await;
     let codes = factors(&env)
         .generate_recovery_codes(with_token(
