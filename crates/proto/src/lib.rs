@@ -29,6 +29,8 @@ pub const SERVICE_NAMES: &[&str] = &[
     "roster.v1.Mailer",
     "roster.v1.UserLifecycle",
     "roster.v1.UserMetadata",
+    "roster.v1.UserAuthenticationFactors",
+    "roster.v1.SecondFactorCredentials",
 ];
 
 #[cfg(test)]
