@@ -253,6 +253,7 @@ impl Target {
             let registered = client
                 .register_totp(with_cluster_key(RegisterTotpRequest {
                     user_ids: Some(user_ids(&user_id)),
+                    ..Default::default()
                 }))
                 .await?
                 .into_inner();

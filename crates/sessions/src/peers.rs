@@ -220,7 +220,14 @@ impl Peers for GrpcPeers {
             .await;
         match sent {
             Ok(_) => Ok(()),
-            Err(status) if status.code() == Code::FailedPrecondition => Err(status),
+            Err(status)
+                if matches!(
+                    status.code(),
+                    Code::FailedPrecondition | Code::ResourceExhausted
+                ) =>
+            {
+                Err(status)
+            }
             Err(status) => Err(unavailable(status)),
         }
     }

@@ -214,20 +214,14 @@ impl SessionsService {
         // A token proves the mailbox, so it logs in while the password is
         // locked (the lock is about guessed passwords), and lifts the lock:
         // whoever guessed the password into a lock cannot keep its owner
-        // out.
+        // out. Wrong second-factor codes stay counted (in windows of their
+        // own), so the token buys no new code guesses.
         self.peers.forget_password_failures(&user_id).await?;
-        // The token proves the mailbox only: a user with an authenticator
-        // app proves that too. A mailed code would prove the mailbox
-        // again, so it is not offered here.
         let factors = self.peers.active_second_factors(&user_id).await?;
-        if factors.contains(&(AuthenticationMethodType::Totp as i32)) {
-            let methods = factors
-                .into_iter()
-                .filter(|m| *m != AuthenticationMethodType::OtpEmail as i32)
-                .collect();
-            return self.challenge(&account, methods, "login_token").await;
+        match beyond_the_mailbox(factors) {
+            Some(methods) => self.challenge(&account, methods, "login_token").await,
+            None => self.start_session(ctx, &account, "login_token").await,
         }
-        self.start_session(ctx, &account, "login_token").await
     }
 
     /// Answers a right first step of a user with second factors: a
@@ -681,6 +675,23 @@ impl SessionsService {
     }
 }
 
+/// The second factors a login token must be followed by, if any: a token
+/// proves the mailbox, which is all a mailed code proves, so it stands in
+/// for OTP_EMAIL (and the recovery codes backing it), but not for an
+/// authenticator app, nor for recovery codes a user keeps as their only
+/// factor.
+fn beyond_the_mailbox(factors: Vec<i32>) -> Option<Vec<i32>> {
+    let has = |m: AuthenticationMethodType| factors.contains(&(m as i32));
+    let mailbox_is_enough =
+        has(AuthenticationMethodType::OtpEmail) && !has(AuthenticationMethodType::Totp);
+    let methods: Vec<i32> = factors
+        .iter()
+        .copied()
+        .filter(|m| *m != AuthenticationMethodType::OtpEmail as i32)
+        .collect();
+    (!mailbox_is_enough && !methods.is_empty()).then_some(methods)
+}
+
 fn session_response(token: &Token, record: &SessionRecord) -> LoginResponse {
     LoginResponse {
         session_ids: Some(UserSessionIdentifiers {
@@ -730,5 +741,31 @@ fn session_message(record: &SessionRecord, now: chrono::DateTime<chrono::Utc>) -
         remote_ip: record.remote_ip.clone(),
         user_agent: record.user_agent.clone(),
         expired: record.expires_at <= now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use AuthenticationMethodType::{OtpEmail, RecoveryCode, Totp};
+
+    fn after_token(factors: &[AuthenticationMethodType]) -> Option<Vec<i32>> {
+        beyond_the_mailbox(factors.iter().map(|m| *m as i32).collect())
+    }
+
+    #[test]
+    fn a_login_token_stands_in_for_mailed_codes_but_not_for_an_app_or_lone_recovery_codes() {
+        assert_eq!(after_token(&[]), None);
+        assert_eq!(after_token(&[OtpEmail]), None);
+        assert_eq!(after_token(&[OtpEmail, RecoveryCode]), None);
+        assert_eq!(after_token(&[Totp]), Some(vec![Totp as i32]));
+        assert_eq!(
+            after_token(&[Totp, OtpEmail, RecoveryCode]),
+            Some(vec![Totp as i32, RecoveryCode as i32])
+        );
+        assert_eq!(
+            after_token(&[RecoveryCode]),
+            Some(vec![RecoveryCode as i32])
+        );
     }
 }

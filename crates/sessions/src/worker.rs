@@ -32,6 +32,7 @@ pub const PATTERNS: &[&str] = &[
     names::USER_DELETE,
     names::USER_PURGE,
     lifecycle::DEACTIVATE,
+    lifecycle::END_SESSIONS,
 ];
 
 /// How long a failed event waits before it is tried again.
@@ -47,9 +48,12 @@ pub enum Ending {
     StateEnds,
     /// A password change that asked to revoke all access.
     PasswordChanged,
-    /// `user.lifecycle.deactivate`: the account was deactivated. Its
-    /// sessions end for good; reactivation brings back API keys only.
-    Deactivated,
+    /// `user.lifecycle.deactivate` (the account was deactivated; its
+    /// sessions end for good, reactivation brings back API keys only) or
+    /// `user.lifecycle.end_sessions` (a first second factor ended the
+    /// sessions that were limited to enrolling one): the registry ended
+    /// the sessions made until its `sessions_ended_at`.
+    SessionsEnded,
 }
 
 /// What `event` claims ends its user's sessions, in the order the claims
@@ -57,7 +61,9 @@ pub enum Ending {
 pub fn endings(event: &Event) -> Vec<Ending> {
     match event.name.as_str() {
         names::USER_DELETE | names::USER_PURGE => vec![Ending::UserGone],
-        name if name == lifecycle::DEACTIVATE => vec![Ending::Deactivated],
+        name if name == lifecycle::DEACTIVATE || name == lifecycle::END_SESSIONS => {
+            vec![Ending::SessionsEnded]
+        }
         names::USER_UPDATE => {
             let Some(data) = event
                 .data
@@ -121,13 +127,13 @@ async fn confirm(peers: &dyn Peers, user_id: &str, ending: Ending) -> Result<Con
             Some(at) => Confirmed::MadeBefore(at),
             None => Confirmed::Nothing,
         },
-        // The sessions made before the deactivation the registry holds end
+        // The sessions made until the registry's `sessions_ended_at` end
         // (the access service refuses them already), also when the event
         // comes after a reactivation. While the user is deactivated still,
         // every session ends, one made by a login that raced the
-        // deactivation too. A forged event for a user never deactivated
-        // ends nothing.
-        Ending::Deactivated => match peers.deactivation(user_id).await? {
+        // deactivation too. A forged event for a user whose sessions the
+        // registry never ended ends nothing.
+        Ending::SessionsEnded => match peers.deactivation(user_id).await? {
             Some(d) if d.holds => Confirmed::All,
             Some(d) => {
                 Confirmed::MadeBefore(d.sessions_ended_at + chrono::Duration::microseconds(1))
@@ -241,6 +247,11 @@ mod tests {
         assert!(!ends_sessions(&new_event("user.restore", vec![], None)));
         assert!(ends_sessions(&new_event(
             lifecycle::DEACTIVATE,
+            vec![],
+            None
+        )));
+        assert!(ends_sessions(&new_event(
+            lifecycle::END_SESSIONS,
             vec![],
             None
         )));

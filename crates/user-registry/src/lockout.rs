@@ -19,16 +19,70 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
-/// The counter of a whole account (as opposed to one client's).
+/// The password counter of a whole account (as opposed to one client's).
 pub const ACCOUNT: &str = "*";
+/// The second-factor counter of a whole account.
+pub const FACTOR_ACCOUNT: &str = "factor:*";
+/// What every second-factor counter starts with (and no password one).
+const FACTOR_PREFIX: &str = "factor:";
 
-/// The counter key of a client address (`CallContext::client_key`).
-pub fn client_counter(client_key: &str) -> String {
-    if client_key.is_empty() {
-        "client:unknown".to_string()
-    } else {
-        format!("client:{client_key}")
+/// What a guess was at. Each secret counts in windows of its own, with
+/// the same limits: a login token proves the mailbox, so it lifts a lock
+/// of guessed passwords (whoever guessed the password into a lock cannot
+/// keep its owner out), but it proves nothing about an authenticator app
+/// or the recovery codes, so it must not give whoever reads the mailbox
+/// new code guesses. Nor does a new password, which the mailbox can set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    Password,
+    SecondFactor,
+}
+
+impl Secret {
+    /// The counters a guess at this secret from `client_key` (a
+    /// `CallContext::client_key`) counts in.
+    pub fn counters(self, client_key: &str) -> Counters {
+        let client = if client_key.is_empty() {
+            "unknown"
+        } else {
+            client_key
+        };
+        match self {
+            Secret::Password => Counters {
+                account: ACCOUNT,
+                client: format!("client:{client}"),
+            },
+            Secret::SecondFactor => Counters {
+                account: FACTOR_ACCOUNT,
+                client: format!("{FACTOR_PREFIX}client:{client}"),
+            },
+        }
     }
+
+    /// A SQL `LIKE` pattern for the counters of second factors; those of
+    /// passwords are the rest.
+    pub fn factor_pattern() -> String {
+        format!("{FACTOR_PREFIX}%")
+    }
+}
+
+/// The two counters one guess counts in: the whole account's and the
+/// client's, both of one secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    pub account: &'static str,
+    pub client: String,
+}
+
+/// Which counters to forget.
+#[derive(Debug, Clone, Copy)]
+pub enum Forget<'a> {
+    /// A right guess: its client's counter and its account's.
+    Guess(&'a Counters),
+    /// Every counter of one secret (a new password, a login token).
+    Secret(Secret),
+    /// Every counter (an admin's unlock).
+    All,
 }
 
 /// Settings (`[user_registry.lockout]`).

@@ -323,38 +323,31 @@ impl UserRegistryService {
         let Some(user) = user else {
             return Ok(Guess::Wrong { failures: 0 });
         };
-        // A right password of a user with a second factor is only half a
-        // login: the failures on record stay until the second factor is
-        // right too, or a guesser who holds the password could wipe the
-        // count of wrong codes with every new login.
-        let keep_failures = right && !self.active_factor_kinds(&user.user_id).await?.is_empty();
-        self.judge_guess(ctx, user, right, client_key, keep_failures)
-            .await
+        let counters = lockout::Secret::Password.counters(client_key);
+        self.judge_guess(ctx, user, right, &counters).await
     }
 
-    /// Counts a guess at one of `user`'s secrets (a password or a second
-    /// factor) that was `right` or not, in the account's budget for the
-    /// client `client_key`: while the account is locked for the client,
-    /// even a right one is [`Guess::Throttled`] and nothing is counted.
+    /// Counts a guess at one of `user`'s secrets that was `right` or not,
+    /// in that secret's `counters` (see [`lockout::Secret`]): while either
+    /// is locked, even a right guess is [`Guess::Throttled`] and nothing is
+    /// counted; a right one forgets both.
     pub(crate) async fn judge_guess(
         &self,
         ctx: &CallContext,
         user: &UserRecord,
         right: bool,
-        client_key: &str,
-        keep_failures: bool,
+        counters: &lockout::Counters,
     ) -> Result<Guess> {
-        let client = lockout::client_counter(client_key);
         let now = self.clock.now();
-        let state = self.store.guess_state(&user.user_id, &client, now).await?;
+        let state = self.store.guess_state(&user.user_id, counters, now).await?;
         if state.locked_until.is_some() {
-            tracing::info!(user_id = %user.user_id, "password guess while locked");
+            tracing::info!(user_id = %user.user_id, counter = counters.account, "guess while locked");
             return Ok(Guess::Throttled);
         }
         if right {
-            if state.counted && !keep_failures {
+            if state.counted {
                 self.store
-                    .clear_password_failures(&user.user_id, Some(&client))
+                    .clear_password_failures(&user.user_id, lockout::Forget::Guess(counters))
                     .await?;
             }
             return Ok(Guess::Right);
@@ -375,7 +368,7 @@ impl UserRegistryService {
         };
         let outcome = self
             .store
-            .record_password_failure(&user.user_id, &client, &policy, &build)
+            .record_password_failure(&user.user_id, counters, &policy, &build)
             .await?;
         if outcome.newly_locked {
             tracing::info!(user_id = %user.user_id, "account locked after wrong passwords");
@@ -1248,16 +1241,17 @@ impl UserRegistryService {
             .update_user(&after, before.updated_at, false, &[event])
             .await
         {
-            // A new password makes earlier guesses moot, and lifts a lock;
-            // unless the user has a second factor, whose wrong codes count
-            // in the same windows: a guesser knowing the password could
-            // otherwise buy new code guesses with every password change.
+            // A new password makes earlier password guesses moot, and
+            // lifts their lock; wrong second-factor codes stay counted, or
+            // whoever can set a password (through the mailbox, say) could
+            // buy new code guesses with every change.
             Ok(()) => {
-                if self.active_factor_kinds(&after.user_id).await?.is_empty() {
-                    self.store
-                        .clear_password_failures(&after.user_id, None)
-                        .await?;
-                }
+                self.store
+                    .clear_password_failures(
+                        &after.user_id,
+                        lockout::Forget::Secret(lockout::Secret::Password),
+                    )
+                    .await?;
                 Ok(())
             }
             Err(StoreError::Conflict) => Err(Error::FailedPrecondition(
@@ -1618,6 +1612,8 @@ impl UserRegistryService {
 
     /// Forgets the user's wrong passwords and lifts their locks, for
     /// another service that saw the user prove the mailbox (a login token).
+    /// Wrong second-factor codes stay counted: the mailbox proves nothing
+    /// about them.
     #[tracing::instrument(skip_all)]
     pub async fn forget_password_failures(
         &self,
@@ -1627,7 +1623,10 @@ impl UserRegistryService {
         ctx.caller.require_cluster()?;
         let user_id = user_id_of(Some(&ids), "")?;
         self.store
-            .clear_password_failures(user_id.as_str(), None)
+            .clear_password_failures(
+                user_id.as_str(),
+                lockout::Forget::Secret(lockout::Secret::Password),
+            )
             .await?;
         Ok(())
     }

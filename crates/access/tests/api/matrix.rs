@@ -980,7 +980,10 @@ fn rows() -> Vec<Row> {
             |c| {
                 Box::pin(async move {
                     c.factors()
-                        .register_totp(c.req(RegisterTotpRequest { user_ids: c.ids() }))
+                        .register_totp(c.req(RegisterTotpRequest {
+                            user_ids: c.ids(),
+                            ..Default::default()
+                        }))
                         .await
                         .map(drop)
                 })
@@ -1025,7 +1028,10 @@ fn rows() -> Vec<Row> {
             |c| {
                 Box::pin(async move {
                     c.factors()
-                        .add_otp_email(c.req(AddOtpEmailRequest { user_ids: c.ids() }))
+                        .add_otp_email(c.req(AddOtpEmailRequest {
+                            user_ids: c.ids(),
+                            ..Default::default()
+                        }))
                         .await
                         .map(drop)
                 })
@@ -1051,9 +1057,10 @@ fn rows() -> Vec<Row> {
             |c| {
                 Box::pin(async move {
                     c.factors()
-                        .generate_recovery_codes(
-                            c.req(GenerateRecoveryCodesRequest { user_ids: c.ids() }),
-                        )
+                        .generate_recovery_codes(c.req(GenerateRecoveryCodesRequest {
+                            user_ids: c.ids(),
+                            ..Default::default()
+                        }))
                         .await
                         .map(drop)
                 })
@@ -1388,6 +1395,7 @@ async fn prepare(env: &TestEnv, setup: Setup, target: &str) -> Fixture {
                 .clone()
                 .register_totp(with_cluster_key(RegisterTotpRequest {
                     user_ids: Some(ids(target)),
+                    ..Default::default()
                 }))
                 .await
                 .unwrap_or_else(|s| panic!("cannot register a TOTP for {target}: {s}"))
@@ -1408,6 +1416,7 @@ async fn prepare(env: &TestEnv, setup: Setup, target: &str) -> Fixture {
             UserAuthenticationFactorsClient::new(env.channel())
                 .add_otp_email(with_cluster_key(AddOtpEmailRequest {
                     user_ids: Some(ids(target)),
+                    ..Default::default()
                 }))
                 .await
                 .unwrap_or_else(|s| panic!("cannot add OTP email for {target}: {s}"));
@@ -1419,6 +1428,7 @@ async fn prepare(env: &TestEnv, setup: Setup, target: &str) -> Fixture {
             let codes = UserAuthenticationFactorsClient::new(env.channel())
                 .generate_recovery_codes(with_cluster_key(GenerateRecoveryCodesRequest {
                     user_ids: Some(ids(target)),
+                    ..Default::default()
                 }))
                 .await
                 .unwrap_or_else(|s| panic!("cannot make recovery codes for {target}: {s}"))

@@ -48,6 +48,34 @@ pub enum Factor {
     RecoveryCodes,
 }
 
+/// The password a first factor needs from a credential without
+/// RIGHT_USER_ALL on the user (an API key with basic settings rights, a
+/// session limited to enrolling).
+#[derive(Debug, clap::Args)]
+pub struct EnrolPassword {
+    /// Send the user's password, asked for: a first factor needs it
+    /// unless the credential holds RIGHT_USER_ALL on the user.
+    #[arg(long)]
+    with_password: bool,
+    /// Send the user's password, read from standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+impl EnrolPassword {
+    fn read(&self, user_id: &str) -> Result<String> {
+        if self.with_password || self.password_stdin {
+            read_secret(
+                &format!("Password of {user_id}: "),
+                self.password_stdin,
+                "--password-stdin",
+            )
+        } else {
+            Ok(String::new())
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum FactorsCommand {
     /// List a user's second factors, without secrets.
@@ -64,10 +92,13 @@ pub enum FactorsCommand {
     },
     /// Start adding an authenticator app: prints its secret and
     /// `otpauth://` URI, once. `roster factors verify-totp` activates it.
-    #[command(after_help = "Example:\n  roster factors register-totp alice")]
+    #[command(after_help = "Examples:\n  roster factors register-totp alice\n  \
+                             roster factors register-totp alice --with-password")]
     RegisterTotp {
         /// The user's ID.
         user_id: String,
+        #[command(flatten)]
+        password: EnrolPassword,
     },
     /// Activate the authenticator app with its current code.
     #[command(after_help = "Example:\n  roster factors verify-totp alice")]
@@ -83,12 +114,16 @@ pub enum FactorsCommand {
     AddOtpEmail {
         /// The user's ID.
         user_id: String,
+        #[command(flatten)]
+        password: EnrolPassword,
     },
     /// Make 10 recovery codes, replacing any earlier ones; printed once.
     #[command(after_help = "Example:\n  roster factors generate-recovery-codes alice")]
     GenerateRecoveryCodes {
         /// The user's ID.
         user_id: String,
+        #[command(flatten)]
+        password: EnrolPassword,
     },
     /// Remove a second factor: with the user's password, or as a full
     /// admin with --without-password.
@@ -127,10 +162,11 @@ pub async fn run(app: &App, command: FactorsCommand) -> Result<()> {
                 .await?;
             app.out.message(response.get_ref(), &METHODS_VIEW)
         }
-        FactorsCommand::RegisterTotp { user_id } => {
+        FactorsCommand::RegisterTotp { user_id, password } => {
             let response = factors
                 .register_totp(RegisterTotpRequest {
                     user_ids: user_ids(&user_id),
+                    password: password.read(&user_id)?,
                 })
                 .await?;
             app.out.message(response.get_ref(), &TOTP_VIEW)?;
@@ -155,19 +191,21 @@ pub async fn run(app: &App, command: FactorsCommand) -> Result<()> {
             app.out
                 .done(&format!("The authenticator app of {user_id} is active."))
         }
-        FactorsCommand::AddOtpEmail { user_id } => {
+        FactorsCommand::AddOtpEmail { user_id, password } => {
             factors
                 .add_otp_email(AddOtpEmailRequest {
                     user_ids: user_ids(&user_id),
+                    password: password.read(&user_id)?,
                 })
                 .await?;
             app.out
                 .done(&format!("{user_id} now logs in with mailed codes too."))
         }
-        FactorsCommand::GenerateRecoveryCodes { user_id } => {
+        FactorsCommand::GenerateRecoveryCodes { user_id, password } => {
             let response = factors
                 .generate_recovery_codes(GenerateRecoveryCodesRequest {
                     user_ids: user_ids(&user_id),
+                    password: password.read(&user_id)?,
                 })
                 .await?;
             app.out.message(response.get_ref(), &CODES_VIEW)

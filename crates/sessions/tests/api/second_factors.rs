@@ -33,7 +33,7 @@ use crate::support::{
 on_both_backends!(
     a_totp_login_needs_a_fresh_code_and_refuses_reused_and_stale_ones,
     recovery_codes_complete_a_login_once_each,
-    wrong_codes_count_in_the_password_lockout,
+    wrong_codes_lock_the_second_factor_and_a_login_token_does_not_lift_it,
     a_password_change_buys_no_new_code_guesses,
     a_user_removes_a_factor_with_the_password_and_an_admin_without,
     a_login_token_asks_for_the_totp_too,
@@ -89,6 +89,7 @@ async fn enrol_totp(env: &TestEnv, clock: &ManualClock, user_id: &str) -> String
         .register_totp(as_caller(
             RegisterTotpRequest {
                 user_ids: Some(ids(user_id)),
+                ..Default::default()
             },
             Some(&session),
         ))
@@ -217,6 +218,7 @@ async fn recovery_codes_complete_a_login_once_each(backend: Backend) {
         .generate_recovery_codes(as_caller(
             GenerateRecoveryCodesRequest {
                 user_ids: Some(ids("bob")),
+                ..Default::default()
             },
             Some(&admin),
         ))
@@ -243,7 +245,7 @@ async fn recovery_codes_complete_a_login_once_each(backend: Backend) {
         .unwrap();
 }
 
-async fn wrong_codes_count_in_the_password_lockout(backend: Backend) {
+async fn wrong_codes_lock_the_second_factor_and_a_login_token_does_not_lift_it(backend: Backend) {
     let (env, clock) = start(backend, |config| {
         config.user_registry.lockout = LockoutConfig {
             max_failures_per_client: 0,
@@ -266,9 +268,19 @@ async fn wrong_codes_count_in_the_password_lockout(backend: Backend) {
         let refused = complete(&env, &challenge, SecondCode::TotpCode(wrong.into())).await;
         assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
     }
-    // Locked: the right password is answered as a wrong one.
-    let locked = login(&env, "carol", TEST_PASSWORD).await;
-    assert_eq!(locked.unwrap_err().code(), Code::Unauthenticated);
+    // Locked: the password, right, still asks for the second factor, but
+    // even the right code is refused now.
+    let challenge = challenged(&login(&env, "carol", TEST_PASSWORD).await.unwrap());
+    let refused = complete(&env, &challenge, SecondCode::TotpCode(right.clone())).await;
+    assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
+    // A login token proves the mailbox and lifts a lock of guessed
+    // passwords; it lifts no lock of guessed codes, so whoever reads the
+    // mailbox gets no new guesses with each token.
+    let admin = env.admin_token("boss").await;
+    let token = create_login_token(&env, &admin, "carol").await;
+    let challenge = challenged(&login_with_token(&env, &token).await.unwrap());
+    let refused = complete(&env, &challenge, SecondCode::TotpCode(right)).await;
+    assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
     clock.advance(Duration::seconds(301));
     let challenge = challenged(&login(&env, "carol", TEST_PASSWORD).await.unwrap());
     complete(
@@ -314,11 +326,13 @@ async fn a_password_change_buys_no_new_code_guesses(backend: Backend) {
         })
         .await
         .expect("the password changes");
-    // …and the wrong codes before it still count: one more locks.
+    // …and the wrong codes before it still count: one more locks, and
+    // then even the right code is refused.
     let challenge = challenged(&login(&env, "carol", NEW).await.unwrap());
     let refused = complete(&env, &challenge, SecondCode::TotpCode(wrong.into())).await;
     assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
-    let locked = login(&env, "carol", NEW).await;
+    let challenge = challenged(&login(&env, "carol", NEW).await.unwrap());
+    let locked = complete(&env, &challenge, SecondCode::TotpCode(right)).await;
     assert_eq!(locked.unwrap_err().code(), Code::Unauthenticated);
 }
 
@@ -457,6 +471,7 @@ async fn a_mailed_code_completes_a_login_once(backend: Backend) {
         .add_otp_email(as_caller(
             AddOtpEmailRequest {
                 user_ids: Some(ids("hana")),
+                ..Default::default()
             },
             Some(&session),
         ))
@@ -480,14 +495,31 @@ async fn a_mailed_code_completes_a_login_once(backend: Backend) {
         .await;
     let code = mail.line_value("Code:").expect("a code in the mail");
     assert_eq!(code.len(), 8, "{code}");
+    // One code at a time: asking again at once mails nothing, from this
+    // challenge or another, and the pending code stays.
+    let other = challenged(&login(&env, "hana", TEST_PASSWORD).await.unwrap());
+    for challenge in [&challenge, &other] {
+        let too_soon = authentication(&env)
+            .send_login_email_code(SendLoginEmailCodeRequest {
+                challenge: challenge.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(too_soon.code(), Code::ResourceExhausted, "{too_soon:?}");
+    }
     let done = complete(&env, &challenge, SecondCode::EmailCode(code.clone()))
         .await
         .unwrap();
     assert!(token_works(&env, &done.token, "hana").await);
-    // Used up: the same code does not complete another login.
+    // Used up: the same code does not complete another login, and a new
+    // one may be mailed at once.
     let again = challenged(&login(&env, "hana", TEST_PASSWORD).await.unwrap());
     let reused = complete(&env, &again, SecondCode::EmailCode(code)).await;
     assert_eq!(reused.unwrap_err().code(), Code::Unauthenticated);
+    authentication(&env)
+        .send_login_email_code(SendLoginEmailCodeRequest { challenge: again })
+        .await
+        .expect("a new code once the last one was used");
 }
 
 /// Whether `token` may list users (an admin's right).
@@ -528,17 +560,21 @@ async fn the_admin_policy_leaves_a_session_without_a_factor_only_enrolment(backe
         lists_users(&env, &session).await,
         Err(Code::PermissionDenied)
     );
-    // The limited session may add a factor; then the limit goes.
-    let registered = factors(&env)
-        .register_totp(as_caller(
+    // The limited session may add a factor, with the password…
+    let register = |password: &str| {
+        let request = as_caller(
             RegisterTotpRequest {
                 user_ids: Some(ids("ivy")),
+                password: password.into(),
             },
             Some(&session),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+        );
+        let mut client = factors(&env);
+        async move { client.register_totp(request).await }
+    };
+    let refused = register("").await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let registered = register(TEST_PASSWORD).await.unwrap().into_inner();
     factors(&env)
         .verify_totp_registration(as_caller(
             VerifyTotpRegistrationRequest {
@@ -549,12 +585,49 @@ async fn the_admin_policy_leaves_a_session_without_a_factor_only_enrolment(backe
         ))
         .await
         .unwrap();
-    assert_eq!(lists_users(&env, &session).await, Ok(()));
-    assert!(pending_actions(&env, &session, "ivy").await.is_empty());
+    // …which ends it (it proved no second factor), and every other
+    // session of hers; the next login proves the new factor.
+    assert_eq!(
+        lists_users(&env, &session).await,
+        Err(Code::Unauthenticated)
+    );
+    assert!(!token_works(&env, &session, "ivy").await);
+    clock.advance(Duration::seconds(30));
+    let challenge = challenged(&login(&env, "ivy", TEST_PASSWORD).await.unwrap());
+    let full = complete(
+        &env,
+        &challenge,
+        SecondCode::TotpCode(totp_code(&registered.secret, clock.now())),
+    )
+    .await
+    .unwrap()
+    .token;
+    assert_eq!(lists_users(&env, &full).await, Ok(()));
+    assert!(pending_actions(&env, &full, "ivy").await.is_empty());
+    // The sessions service deletes the ended one on the registry's
+    // `user.lifecycle.end_sessions`: the new session is all that is left.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let listed = crate::support::list_sessions(&env, Some(&full), "ivy")
+            .await
+            .unwrap()
+            .into_inner()
+            .sessions;
+        if listed.len() == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the limited session is still listed: {listed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Jon's session, never limited, stays.
+    assert!(token_works(&env, &jon, "jon").await);
 }
 
 async fn an_enrol_action_set_by_an_admin_goes_once_a_factor_is_added(backend: Backend) {
-    let (env, _clock) = start(backend, |_| {}).await;
+    let (env, clock) = start(backend, |_| {}).await;
     let admin = env.admin_token("boss").await;
     env.ensure_user("kim", false).await;
     UserLifecycleClient::new(env.channel())
@@ -575,6 +648,7 @@ async fn an_enrol_action_set_by_an_admin_goes_once_a_factor_is_added(backend: Ba
         .generate_recovery_codes(as_caller(
             GenerateRecoveryCodesRequest {
                 user_ids: Some(ids("kim")),
+                password: TEST_PASSWORD.into(),
             },
             Some(&session),
         ))
@@ -584,7 +658,16 @@ async fn an_enrol_action_set_by_an_admin_goes_once_a_factor_is_added(backend: Ba
         .codes;
     assert_eq!(codes.len(), 10);
     assert!(pending_actions(&env, &admin, "kim").await.is_empty());
-    crate::support::list_sessions(&env, Some(&session), "kim")
+    // The limited session ended with the enrolment; a login with the new
+    // factor is a full one.
+    assert!(!token_works(&env, &session, "kim").await);
+    clock.advance(Duration::seconds(30));
+    let challenge = challenged(&login(&env, "kim", TEST_PASSWORD).await.unwrap());
+    let full = complete(&env, &challenge, SecondCode::RecoveryCode(codes[0].clone()))
+        .await
+        .unwrap()
+        .token;
+    crate::support::list_sessions(&env, Some(&full), "kim")
         .await
         .unwrap();
 }

@@ -3,16 +3,25 @@
 //! used up at login, a mailed code sent).
 //!
 //! Rights follow what a factor can reach. While a user has no active
-//! factor, adding one needs RIGHT_USER_SETTINGS_BASIC (the password alone
-//! logs in, and a factor only adds a proof). Once the user has one, adding
-//! another needs RIGHT_USER_ALL: only a credential born of a complete
-//! login (or a full admin) holds it, so a narrower API key together with a
-//! stolen password cannot add a factor of its own choosing and log in past
-//! the user's. Removing needs RIGHT_USER_ALL and the current password
+//! factor, adding one needs RIGHT_USER_ALL, or RIGHT_USER_SETTINGS_BASIC
+//! and the current password (counted in the lockout): a first factor
+//! changes how the user logs in, so a narrow key alone must not shut the
+//! owner out of a password login. Once the user has one, adding another
+//! needs RIGHT_USER_ALL: only a credential born of a complete login (or a
+//! full admin) holds it, so a narrower API key together with a stolen
+//! password cannot add a factor of its own choosing and log in past the
+//! user's. Removing needs RIGHT_USER_ALL and the current password
 //! (counted in the lockout), or a full admin.
 //!
-//! Wrong codes count in the same `password_failures` windows as wrong
-//! passwords: a guesser gets one budget, whatever it guesses.
+//! A user whom the second-factor policy (or a stored
+//! ENROL_SECOND_FACTOR) requires to enrol has sessions limited to that;
+//! adding the first factor ends them all, the one it was added through
+//! too, and the next login proves the new factor.
+//!
+//! Wrong codes count in windows like those of wrong passwords, with the
+//! same limits, but of their own (`lockout::Secret`): a login token or a
+//! new password lifts a password lock, and neither may buy new code
+//! guesses.
 
 use std::sync::Arc;
 
@@ -33,9 +42,20 @@ use super::{Guess, UserRegistryService, user_id_of, user_ids_event};
 use crate::domain::UserId;
 use crate::error::{Error, Result};
 use crate::factor_keys::FactorKeys;
+use crate::lockout::Secret;
 use crate::store::UserRecord;
 use crate::store::factors::{FactorKind, FactorRecord, FactorStore};
 use crate::totp;
+
+/// A code that matched one of a user's factors, not used up yet.
+enum MatchedCode {
+    /// The TOTP time step it matched.
+    Totp(i64),
+    /// The digest of the mailed code.
+    Email(String),
+    /// The digest of the recovery code, and the batch it is in.
+    Recovery { hash: String, factor: FactorRecord },
+}
 
 /// Recovery codes in a batch.
 pub const RECOVERY_CODES: usize = 10;
@@ -43,6 +63,10 @@ pub const RECOVERY_CODES: usize = 10;
 const RECOVERY_CODE_BYTES: usize = 10;
 /// Digits of a mailed code.
 pub const EMAIL_CODE_DIGITS: usize = 8;
+/// The least time between two codes mailed to one user, in seconds: a
+/// holder of the password (or of many challenges) cannot flood the
+/// mailbox, nor replace the code its owner is about to type.
+pub const EMAIL_CODE_INTERVAL_SECS: i64 = 30;
 
 const RECOVERY_PURPOSE: &str = "recovery";
 const EMAIL_PURPOSE: &str = "email";
@@ -134,12 +158,14 @@ impl UserRegistryService {
         event
     }
 
-    /// The user, for a caller that may add a factor to it: see the module
-    /// documentation for the right this needs.
+    /// The user and its factors, for a caller that may add a factor to it:
+    /// see the module documentation for the rights and the password this
+    /// needs.
     async fn enrolling_user(
         &self,
         ctx: &CallContext,
         ids: Option<&UserIdentifiers>,
+        password: Option<&str>,
     ) -> Result<(UserRecord, Vec<FactorRecord>)> {
         let user_id = user_id_of(ids, "user_ids")?;
         let user = self
@@ -158,8 +184,42 @@ impl UserRegistryService {
             // it, since the user has what it asks for.
             self.second_factor_enrolled(ctx, &user).await?;
             ctx.caller.require(user_id.as_str(), Right::UserAll)?;
+        } else if let Some(password) = password
+            && ctx
+                .caller
+                .require(user_id.as_str(), Right::UserAll)
+                .is_err()
+        {
+            // A first factor changes how the user logs in: a narrower
+            // credential adds one only with the password, or it could
+            // shut the owner out of a password login.
+            self.prove_password_for(ctx, &user_id, password, "to add a first second factor")
+                .await?;
         }
         Ok((user, factors))
+    }
+
+    /// Before the first factor of a user whom the second-factor policy or
+    /// a stored ENROL_SECOND_FACTOR requires to enrol one is stored: every
+    /// session the user made until now ends (`sessions_ended_at`), since
+    /// each proved no second factor and was limited to enrolling one. A
+    /// session keeps what its login proved; without this, a stolen
+    /// password would enrol a factor of its own and the session it logged
+    /// in with would become a full one. Done first, so a failure after it
+    /// ends sessions for nothing rather than leaving one unlimited.
+    async fn end_sessions_before_first_factor(
+        &self,
+        ctx: &CallContext,
+        user: &UserRecord,
+        factors: &[FactorRecord],
+    ) -> Result<()> {
+        let enrol = roster_proto::v1::UserRequiredAction::EnrolSecondFactor as i32;
+        let required = user.lifecycle.required_actions.contains(&enrol)
+            || self.config.require_second_factor.applies_to(user.admin);
+        if !required || factors.iter().any(FactorRecord::is_active) {
+            return Ok(());
+        }
+        self.end_sessions(ctx, &user.user_id).await
     }
 
     /// The user, for a caller that may remove its factors: a full admin,
@@ -187,7 +247,9 @@ impl UserRegistryService {
         ctx: &CallContext,
         req: RegisterTotpRequest,
     ) -> Result<RegisterTotpResponse> {
-        let (user, factors) = self.enrolling_user(ctx, req.user_ids.as_ref()).await?;
+        let (user, factors) = self
+            .enrolling_user(ctx, req.user_ids.as_ref(), Some(&req.password))
+            .await?;
         if factors
             .iter()
             .any(|f| f.kind == FactorKind::Totp && f.verified_at.is_some())
@@ -222,7 +284,11 @@ impl UserRegistryService {
             )
             .into());
         }
-        let (user, factors) = self.enrolling_user(ctx, req.user_ids.as_ref()).await?;
+        // No password: RegisterTOTP asked for it, and only its caller has
+        // the secret a right code comes from.
+        let (user, factors) = self
+            .enrolling_user(ctx, req.user_ids.as_ref(), None)
+            .await?;
         let Some(pending) = factors
             .iter()
             .find(|f| f.kind == FactorKind::Totp && f.verified_at.is_none())
@@ -247,6 +313,8 @@ impl UserRegistryService {
             )
             .into());
         };
+        self.end_sessions_before_first_factor(ctx, &user, &factors)
+            .await?;
         let mut active = pending.clone();
         active.verified_at = Some(now);
         let event = self.factor_event(ctx, mfa::TOTP_ADDED, &user.user_id, factor_message(&active));
@@ -304,7 +372,9 @@ impl UserRegistryService {
 
     #[tracing::instrument(skip_all)]
     pub async fn add_otp_email(&self, ctx: &CallContext, req: AddOtpEmailRequest) -> Result<()> {
-        let (user, factors) = self.enrolling_user(ctx, req.user_ids.as_ref()).await?;
+        let (user, factors) = self
+            .enrolling_user(ctx, req.user_ids.as_ref(), Some(&req.password))
+            .await?;
         if user.primary_email_address_validated_at.is_none() {
             return Err(Error::FailedPrecondition(
                 "email_not_validated: codes go only to a validated primary email address",
@@ -313,6 +383,8 @@ impl UserRegistryService {
         if factors.iter().any(|f| f.kind == FactorKind::OtpEmail) {
             return Err(Error::AlreadyExists("otp_email"));
         }
+        self.end_sessions_before_first_factor(ctx, &user, &factors)
+            .await?;
         let record = FactorRecord::new(&user.user_id, FactorKind::OtpEmail, self.clock.now());
         let event = self.factor_event(
             ctx,
@@ -338,7 +410,11 @@ impl UserRegistryService {
         ctx: &CallContext,
         req: GenerateRecoveryCodesRequest,
     ) -> Result<GenerateRecoveryCodesResponse> {
-        let (user, _) = self.enrolling_user(ctx, req.user_ids.as_ref()).await?;
+        let (user, factors) = self
+            .enrolling_user(ctx, req.user_ids.as_ref(), Some(&req.password))
+            .await?;
+        self.end_sessions_before_first_factor(ctx, &user, &factors)
+            .await?;
         let second = self.second_factors()?;
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
         let hashes: Vec<String> = codes
@@ -445,18 +521,23 @@ impl UserRegistryService {
             .await?
             .filter(|u| u.deleted_at.is_none())
             .ok_or(Error::NotFound("user"))?;
-        let client = crate::lockout::client_counter(&req.client_key);
+        let counters = Secret::SecondFactor.counters(&req.client_key);
         let state = self
             .store
-            .guess_state(&user.user_id, &client, self.clock.now())
+            .guess_state(&user.user_id, &counters, self.clock.now())
             .await?;
-        // A locked account uses up no code: it is refused before looking.
+        // The code is looked for even while the account is locked, so the
+        // answer takes as long as for a wrong code; a locked account uses
+        // up nothing and learns nothing.
+        let matched = self.match_code(&user.user_id, &code).await?;
         let guess = if state.locked_until.is_some() || user.lifecycle.suspends_credentials() {
             Guess::Throttled
         } else {
-            let right = self.use_code(ctx, &user.user_id, &code).await?;
-            self.judge_guess(ctx, &user, right, &req.client_key, false)
-                .await?
+            let right = match matched {
+                Some(matched) => self.use_code(ctx, &user.user_id, matched).await?,
+                None => false,
+            };
+            self.judge_guess(ctx, &user, right, &counters).await?
         };
         Ok(CheckSecondFactorResponse {
             valid: guess == Guess::Right,
@@ -468,46 +549,41 @@ impl UserRegistryService {
         })
     }
 
-    /// Whether `code` is right for the user, using it up if it is.
-    async fn use_code(&self, ctx: &CallContext, user_id: &str, code: &Code) -> Result<bool> {
+    /// What `code` matches among the user's active factors, without using
+    /// it up.
+    async fn match_code(&self, user_id: &str, code: &Code) -> Result<Option<MatchedCode>> {
         let second = self.second_factors()?;
         let factors = second.store.factors(user_id).await?;
         let active = |kind| factors.iter().find(|f| f.kind == kind && f.is_active());
         let now = self.clock.now();
-        match code {
+        Ok(match code {
             Code::TotpCode(code) => {
                 let Some(factor) = active(FactorKind::Totp) else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let secret = second
                     .keys
                     .open(user_id, factor.secret_sealed.as_deref().unwrap_or_default())
                     .map_err(|e| Error::Internal(e.into()))?;
                 let step = totp::step_of(now.timestamp());
-                match totp::verify(&secret, code, step, factor.last_step) {
-                    Some(step) => Ok(second.store.accept_totp_step(user_id, step).await?),
-                    None => Ok(false),
-                }
+                totp::verify(&secret, code, step, factor.last_step).map(MatchedCode::Totp)
             }
             Code::EmailCode(code) => {
                 let Some(factor) = active(FactorKind::OtpEmail) else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let (Some(hash), Some(expires_at)) = (&factor.code_hash, factor.code_expires_at)
                 else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let right = second
                     .keys
                     .verify_code(user_id, EMAIL_PURPOSE, code.trim(), hash);
-                if !right || expires_at <= now {
-                    return Ok(false);
-                }
-                Ok(second.store.use_email_code(user_id, hash, &[]).await?)
+                (right && expires_at > now).then(|| MatchedCode::Email(hash.clone()))
             }
             Code::RecoveryCode(code) => {
                 let Some(factor) = active(FactorKind::RecoveryCodes) else {
-                    return Ok(false);
+                    return Ok(None);
                 };
                 let code = normalize_recovery_code(code);
                 let mut matched = None;
@@ -520,19 +596,36 @@ impl UserRegistryService {
                         matched = Some(hash);
                     }
                 }
-                let Some(hash) = matched else {
-                    return Ok(false);
-                };
+                matched.map(|hash| MatchedCode::Recovery {
+                    hash,
+                    factor: factor.clone(),
+                })
+            }
+        })
+    }
+
+    /// Uses up a matched code; false if a concurrent check used it first.
+    async fn use_code(
+        &self,
+        ctx: &CallContext,
+        user_id: &str,
+        matched: MatchedCode,
+    ) -> Result<bool> {
+        let second = self.second_factors()?;
+        Ok(match matched {
+            MatchedCode::Totp(step) => second.store.accept_totp_step(user_id, step).await?,
+            MatchedCode::Email(hash) => second.store.use_email_code(user_id, &hash, &[]).await?,
+            MatchedCode::Recovery { hash, factor } => {
                 let mut left = factor.clone();
                 left.remaining_codes = factor.remaining_codes.saturating_sub(1);
                 let event =
                     self.factor_event(ctx, mfa::RECOVERY_CODE_USED, user_id, factor_message(&left));
-                Ok(second
+                second
                     .store
-                    .use_recovery_code(user_id, &hash, now, &[event])
-                    .await?)
+                    .use_recovery_code(user_id, &hash, self.clock.now(), &[event])
+                    .await?
             }
-        }
+        })
     }
 
     /// Mails a fresh one-time code to a user who uses OTP_EMAIL.
@@ -568,11 +661,24 @@ impl UserRegistryService {
         .with("secret_code", code.as_str())
         .with("expires_at", roster_core::mail::format_time(expires_at));
         let hash = second.keys.hash_code(&user.user_id, EMAIL_PURPOSE, &code);
+        // One code per user per EMAIL_CODE_INTERVAL_SECS, whoever asks:
+        // a pending code younger than that stays, and no mail goes.
+        let replace_until = expires_at - Duration::seconds(EMAIL_CODE_INTERVAL_SECS);
         if !second
             .store
-            .set_email_code(&user.user_id, &hash, expires_at, &[mail])
+            .set_email_code(&user.user_id, &hash, expires_at, replace_until, &[mail])
             .await?
         {
+            let uses_mailed_codes = second
+                .store
+                .factors(&user.user_id)
+                .await?
+                .iter()
+                .any(|f| f.kind == FactorKind::OtpEmail && f.is_active());
+            if uses_mailed_codes {
+                tracing::info!(user_id = %user.user_id, "a mailed code was asked for too soon");
+                return Err(Error::RateLimited);
+            }
             return Err(Error::FailedPrecondition(
                 "no_otp_email: the user does not use mailed codes",
             ));

@@ -64,7 +64,7 @@ fn required_actions(user: &UserRecord) -> Vec<i32> {
 }
 
 /// The status of `user`, with `failure_lock` the end of an account-wide
-/// lock after wrong passwords, if one holds. Reasons only when `reasons`.
+/// lock after wrong passwords or codes, if one holds. Reasons only when `reasons`.
 fn status_of(
     user: &UserRecord,
     failure_lock: Option<DateTime<Utc>>,
@@ -108,14 +108,14 @@ type Change<'a> =
     &'a (dyn Fn(&UserRecord, &mut UserRecord, DateTime<Utc>) -> Result<()> + Send + Sync);
 
 impl UserRegistryService {
-    /// The end of the account-wide lock after wrong passwords, if one
+    /// The end of the account-wide lock after wrong passwords or codes, if one
     /// holds now.
     async fn failure_lock(&self, user_id: &str) -> Result<Option<DateTime<Utc>>> {
         Ok(self
             .store
-            .guess_state(user_id, lockout::ACCOUNT, self.clock.now())
+            .get_user_and_lock(user_id, self.clock.now())
             .await?
-            .locked_until)
+            .and_then(|(_, lock)| lock))
     }
 
     /// Applies `change` to the live user `user_id` and writes it with the
@@ -245,6 +245,19 @@ impl UserRegistryService {
         Ok(())
     }
 
+    /// Ends every session `user_id` made until now (`sessions_ended_at`,
+    /// which the access service checks on every session and the sessions
+    /// service acts on), with a `user.lifecycle.end_sessions` event.
+    pub(crate) async fn end_sessions(&self, ctx: &CallContext, user_id: &str) -> Result<()> {
+        let user_id = UserId::parse(user_id).map_err(Error::InvalidArgument)?;
+        self.change_lifecycle(ctx, &user_id, lifecycle::END_SESSIONS, &|_, after, at| {
+            after.lifecycle.sessions_ended_at = Some(at);
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
     /// A user and its status from one read of the store: `Get` and
     /// `GetStatus` in one, for callers that need both (the access service
     /// resolving a credential).
@@ -342,7 +355,7 @@ impl UserRegistryService {
             })
             .await?;
         self.store
-            .clear_password_failures(user_id.as_str(), None)
+            .clear_password_failures(user_id.as_str(), lockout::Forget::All)
             .await?;
         Ok(status)
     }

@@ -174,13 +174,16 @@ pub trait FactorStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Stores a mailed code's digest for the user's active OTP email
-    /// factor and queues its mail; false (nothing queued) when the user
-    /// has no such factor.
+    /// factor and queues its mail, replacing a pending code only if that
+    /// one expires by `replace_until` (so one was not just sent); false
+    /// (nothing queued) when the user has no such factor or the pending
+    /// code is too fresh.
     async fn set_email_code(
         &self,
         user_id: &str,
         hash: &str,
         expires_at: DateTime<Utc>,
+        replace_until: DateTime<Utc>,
         mails: &[OutgoingMail],
     ) -> Result<bool, StoreError>;
 
@@ -432,16 +435,19 @@ macro_rules! factor_store {
                 user_id: &str,
                 hash: &str,
                 expires_at: DateTime<Utc>,
+                replace_until: DateTime<Utc>,
                 mails: &[OutgoingMail],
             ) -> Result<bool, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE second_factors SET code_hash = $1, code_expires_at = $2 \
-                     WHERE user_id = $3 AND kind = 'otp_email' AND verified_at IS NOT NULL",
+                     WHERE user_id = $3 AND kind = 'otp_email' AND verified_at IS NOT NULL \
+                     AND (code_expires_at IS NULL OR code_expires_at <= $4)",
                 )
                 .bind(hash)
                 .bind(expires_at)
                 .bind(user_id)
+                .bind(replace_until)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

@@ -18,7 +18,7 @@ use roster_core::mail::OutgoingMail;
 use roster_proto::v1::Event;
 use tokio::sync::Notify;
 
-use crate::lockout::{FailurePolicy, Failures, GuessState};
+use crate::lockout::{Counters, FailurePolicy, Failures, Forget, GuessState};
 
 pub use sql::{PostgresUserStore, SearchBudgets, SqliteUserStore};
 
@@ -438,32 +438,31 @@ pub trait UserStore: Send + Sync + 'static {
         mails: &[OutgoingMail],
     ) -> Result<(), StoreError>;
 
-    /// The account's wrong-password counters as the client with counter
-    /// key `client` sees them at `now`.
+    /// The account's wrong-guess `counters` (one secret's, the account's
+    /// and a client's) at `now`.
     async fn guess_state(
         &self,
         user_id: &str,
-        client: &str,
+        counters: &Counters,
         now: DateTime<Utc>,
     ) -> Result<GuessState, StoreError>;
 
-    /// Counts a wrong password for the account and for the account from
-    /// `client`, locking either at its limit, and writes the events
-    /// `events` builds from the outcome, all in one transaction.
+    /// Counts a wrong guess in both `counters`, locking either at its
+    /// limit, and writes the events `events` builds from the outcome, all
+    /// in one transaction.
     async fn record_password_failure(
         &self,
         user_id: &str,
-        client: &str,
+        counters: &Counters,
         policy: &FailurePolicy,
         events: FailureEvents<'_>,
     ) -> Result<Failures, StoreError>;
 
-    /// Forgets the account's wrong passwords: those from `client` and the
-    /// account's own count, or (no client: a new password) all of them.
+    /// Forgets the account's wrong guesses that `forget` names.
     async fn clear_password_failures(
         &self,
         user_id: &str,
-        client: Option<&str>,
+        forget: Forget<'_>,
     ) -> Result<(), StoreError>;
 
     /// Upserts `entries` (key, value) of the live user `user_id` at `at`

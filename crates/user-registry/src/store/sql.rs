@@ -12,7 +12,10 @@ use roster_proto::v1::Event;
 use sqlx::{QueryBuilder, Row};
 use tokio::sync::Notify;
 
-use crate::lockout::{ACCOUNT, FailurePolicy, FailureWindow, Failures, GuessState};
+use crate::lockout::{
+    ACCOUNT, Counters, FACTOR_ACCOUNT, FailurePolicy, FailureWindow, Failures, Forget, GuessState,
+    Secret,
+};
 
 use super::{
     ExternalUserRecord, FailureEvents, Lifecycle, MetadataRecord, OrderValue, StoreError,
@@ -635,13 +638,15 @@ macro_rules! user_store {
             ) -> Result<Option<(UserRecord, Option<DateTime<Utc>>)>, StoreError> {
                 let row = sqlx::query(&format!(
                     "SELECT {USER_COLUMNS}, {} AS attributes_json, \
-                     (SELECT p.locked_until FROM password_failures AS p \
-                      WHERE p.user_id = users.user_id AND p.counter = $2) AS failure_locked_until \
+                     (SELECT MAX(p.locked_until) FROM password_failures AS p \
+                      WHERE p.user_id = users.user_id AND p.counter IN ($2, $3)) \
+                     AS failure_locked_until \
                      FROM users WHERE user_id = $1",
                     $attributes_json
                 ))
                 .bind(user_id)
                 .bind(ACCOUNT)
+                .bind(FACTOR_ACCOUNT)
                 .fetch_optional(&self.pool)
                 .await?;
                 let Some(row) = row else { return Ok(None) };
@@ -912,7 +917,7 @@ macro_rules! user_store {
             async fn guess_state(
                 &self,
                 user_id: &str,
-                client: &str,
+                counters: &Counters,
                 now: DateTime<Utc>,
             ) -> Result<GuessState, StoreError> {
                 let locks: Vec<Option<DateTime<Utc>>> = sqlx::query_scalar(
@@ -920,8 +925,8 @@ macro_rules! user_store {
                      WHERE user_id = $1 AND counter IN ($2, $3)",
                 )
                 .bind(user_id)
-                .bind(ACCOUNT)
-                .bind(client)
+                .bind(counters.account)
+                .bind(&counters.client)
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(GuessState {
@@ -933,7 +938,7 @@ macro_rules! user_store {
             async fn record_password_failure(
                 &self,
                 user_id: &str,
-                client: &str,
+                counters: &Counters,
                 policy: &FailurePolicy,
                 events: FailureEvents<'_>,
             ) -> Result<Failures, StoreError> {
@@ -944,8 +949,8 @@ macro_rules! user_store {
                 // held, so concurrent failures count one after the other
                 // (SQLite's write lock already serialises them).
                 for (counter, max) in [
-                    (ACCOUNT, policy.max_failures),
-                    (client, policy.max_failures_per_client),
+                    (counters.account, policy.max_failures),
+                    (counters.client.as_str(), policy.max_failures_per_client),
                 ] {
                     sqlx::query(
                         "INSERT INTO password_failures (user_id, counter, updated_at) \
@@ -988,11 +993,13 @@ macro_rules! user_store {
                 // passed count for nothing: they go, so an account guessed
                 // at from many addresses keeps a bounded number of rows.
                 sqlx::query(
-                    "DELETE FROM password_failures WHERE user_id = $1 AND counter <> $2 \
-                     AND updated_at < $3 AND (locked_until IS NULL OR locked_until < $4)",
+                    "DELETE FROM password_failures WHERE user_id = $1 \
+                     AND counter NOT IN ($2, $3) \
+                     AND updated_at < $4 AND (locked_until IS NULL OR locked_until < $5)",
                 )
                 .bind(user_id)
                 .bind(ACCOUNT)
+                .bind(FACTOR_ACCOUNT)
                 .bind(policy.window_start)
                 .bind(policy.now)
                 .execute(&mut *tx)
@@ -1018,27 +1025,33 @@ macro_rules! user_store {
             async fn clear_password_failures(
                 &self,
                 user_id: &str,
-                client: Option<&str>,
+                forget: Forget<'_>,
             ) -> Result<(), StoreError> {
-                match client {
-                    Some(client) => {
-                        sqlx::query(
-                            "DELETE FROM password_failures \
-                             WHERE user_id = $1 AND counter IN ($2, $3)",
-                        )
-                        .bind(user_id)
-                        .bind(ACCOUNT)
-                        .bind(client)
-                        .execute(&self.pool)
-                        .await?
-                    }
-                    None => {
+                let query = match forget {
+                    Forget::Guess(counters) => sqlx::query(
+                        "DELETE FROM password_failures \
+                         WHERE user_id = $1 AND counter IN ($2, $3)",
+                    )
+                    .bind(user_id)
+                    .bind(counters.account)
+                    .bind(&counters.client),
+                    Forget::Secret(Secret::SecondFactor) => sqlx::query(
+                        "DELETE FROM password_failures WHERE user_id = $1 AND counter LIKE $2",
+                    )
+                    .bind(user_id)
+                    .bind(Secret::factor_pattern()),
+                    Forget::Secret(Secret::Password) => sqlx::query(
+                        "DELETE FROM password_failures \
+                         WHERE user_id = $1 AND counter NOT LIKE $2",
+                    )
+                    .bind(user_id)
+                    .bind(Secret::factor_pattern()),
+                    Forget::All => {
                         sqlx::query("DELETE FROM password_failures WHERE user_id = $1")
                             .bind(user_id)
-                            .execute(&self.pool)
-                            .await?
                     }
                 };
+                query.execute(&self.pool).await?;
                 Ok(())
             }
 

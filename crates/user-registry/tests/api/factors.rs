@@ -11,7 +11,9 @@ use roster_proto::v1::{
     ListAuthenticationMethodTypesRequest, RegisterTotpRequest, Right, UpdateUserRequest, User,
     VerifyTotpRegistrationRequest,
 };
-use roster_test_support::{Backend, TestEnv, event_contains, event_data, with_token};
+use roster_test_support::{
+    Backend, TEST_PASSWORD, TestEnv, event_contains, event_data, with_token,
+};
 use roster_user_registry::totp;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -30,12 +32,15 @@ fn factors(env: &TestEnv) -> UserAuthenticationFactorsClient<Channel> {
     UserAuthenticationFactorsClient::new(env.channel())
 }
 
-/// Registers and verifies a TOTP for `user_id` with `token`; the secret.
+/// Registers and verifies a TOTP for `user_id` with `token` (and the
+/// user's password, which a first factor needs from a narrow key); the
+/// secret.
 async fn enrol_totp(env: &TestEnv, token: &str, user_id: &str) -> String {
     let registered = factors(env)
         .register_totp(with_token(
             RegisterTotpRequest {
                 user_ids: Some(ids(user_id)),
+                password: TEST_PASSWORD.into(),
             },
             token,
         ))
@@ -66,11 +71,32 @@ async fn a_verified_totp_is_listed_and_announced_without_its_secret(backend: Bac
         .user_token("ana", &[Right::UserSettingsBasic, Right::UserInfo])
         .await;
 
+    // A first factor changes how ana logs in: a key without
+    // RIGHT_USER_ALL adds one only with her password, counted as a guess.
+    for (password, code) in [
+        ("", Code::InvalidArgument),
+        ("not-her-password", Code::Unauthenticated),
+    ] {
+        let refused = factors(&env)
+            .register_totp(with_token(
+                RegisterTotpRequest {
+                    user_ids: Some(ids("ana")),
+                    password: password.into(),
+                },
+                &token,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), code, "{refused:?}");
+        assert!(refused.message().contains("password"), "{refused:?}");
+    }
+
     // Pending until verified: listed as not ready, and no login method yet.
     let registered = factors(&env)
         .register_totp(with_token(
             RegisterTotpRequest {
                 user_ids: Some(ids("ana")),
+                password: TEST_PASSWORD.into(),
             },
             &token,
         ))
@@ -143,6 +169,7 @@ async fn a_verified_totp_is_listed_and_announced_without_its_secret(backend: Bac
         .register_totp(with_token(
             RegisterTotpRequest {
                 user_ids: Some(ids("ana")),
+                ..Default::default()
             },
             &key_of(&env, "ana", &[Right::UserAll]).await,
         ))
@@ -161,6 +188,7 @@ async fn a_narrow_key_adds_no_factor_once_the_user_has_one(backend: Backend) {
         .generate_recovery_codes(with_token(
             GenerateRecoveryCodesRequest {
                 user_ids: Some(ids("ben")),
+                ..Default::default()
             },
             &basic,
         ))
@@ -192,6 +220,7 @@ async fn a_narrow_key_adds_no_factor_once_the_user_has_one(backend: Backend) {
         .generate_recovery_codes(with_token(
             GenerateRecoveryCodesRequest {
                 user_ids: Some(ids("ben")),
+                ..Default::default()
             },
             &all,
         ))
@@ -218,6 +247,7 @@ async fn mailed_codes_need_a_validated_address(backend: Backend) {
         .add_otp_email(with_token(
             AddOtpEmailRequest {
                 user_ids: Some(ids("cleo")),
+                ..Default::default()
             },
             &token,
         ))

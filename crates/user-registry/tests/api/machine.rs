@@ -430,6 +430,7 @@ async fn a_machines_token_works_within_its_rights_and_it_never_logs_in(backend: 
             .register_totp(with_token(
                 RegisterTotpRequest {
                     user_ids: Some(ids("ci-bot")),
+                    ..Default::default()
                 },
                 &admin,
             ))
@@ -442,6 +443,7 @@ async fn a_machines_token_works_within_its_rights_and_it_never_logs_in(backend: 
             .generate_recovery_codes(with_token(
                 GenerateRecoveryCodesRequest {
                     user_ids: Some(ids("ci-bot")),
+                    ..Default::default()
                 },
                 &admin,
             ))

@@ -13,6 +13,7 @@ use roster_core::events::{new_event, outbox};
 use roster_proto::v1::{Event, State};
 use roster_test_support::TestBackend;
 use roster_user_registry::convert::now;
+use roster_user_registry::lockout::{Counters, Forget, Secret};
 use roster_user_registry::store::{
     self, ExternalUserRecord, Keyset, OrderValue, StoreError, UserQuery, UserRecord, UserStore,
 };
@@ -54,6 +55,7 @@ conformance!(
     concurrent_demotions_of_the_last_two_admins_leave_one,
     password_failures_lock_the_client_then_the_account_and_clear,
     concurrent_password_failures_lock_the_account_exactly_once,
+    second_factor_failures_count_apart_from_password_failures,
 );
 
 /// A PHC string shaped like a real hash; the store treats it as opaque.
@@ -1391,37 +1393,44 @@ mod cases {
         insert(store, &user("alice", at)).await;
         let before = pending(db).await;
         let policy = lockout(2, 4).policy(at);
-        let fail = |client: &'static str| {
-            store.record_password_failure("alice", client, &policy, &lock_event)
+        let counters = |client: &str| Secret::Password.counters(client);
+        let (a, b, c, z) = (counters("a"), counters("b"), counters("c"), counters("z"));
+        let fail = |counters: &Counters| {
+            let counters = counters.clone();
+            async move {
+                store
+                    .record_password_failure("alice", &counters, &policy, &lock_event)
+                    .await
+            }
         };
-        let first = fail("client:a").await.unwrap();
+        let first = fail(&a).await.unwrap();
         assert_eq!((first.failures, first.client_failures), (1, 1), "{backend}");
         assert_eq!(first.locked_until, None, "{backend}");
-        let second = fail("client:a").await.unwrap();
+        let second = fail(&a).await.unwrap();
         assert!(
             second.client_newly_locked && !second.newly_locked,
             "{backend}"
         );
         assert_eq!(second.locked_until, Some(policy.lock_until), "{backend}");
-        let state = store.guess_state("alice", "client:a", at).await.unwrap();
+        let state = store.guess_state("alice", &a, at).await.unwrap();
         assert_eq!(state.locked_until, Some(policy.lock_until), "{backend}");
-        let other = store.guess_state("alice", "client:b", at).await.unwrap();
+        let other = store.guess_state("alice", &b, at).await.unwrap();
         assert_eq!(other.locked_until, None, "{backend}: another client");
         assert!(other.counted, "{backend}: the account's count is on record");
         assert_eq!(pending(db).await, before, "{backend}: no event yet");
 
-        fail("client:b").await.unwrap();
-        let locking = fail("client:c").await.unwrap();
+        fail(&b).await.unwrap();
+        let locking = fail(&c).await.unwrap();
         assert!(
             locking.newly_locked,
             "{backend}: four in all lock the account"
         );
         assert_eq!(pending(db).await, before + 1, "{backend}: its user.lock");
-        let state = store.guess_state("alice", "client:z", at).await.unwrap();
+        let state = store.guess_state("alice", &z, at).await.unwrap();
         assert_eq!(state.locked_until, Some(policy.lock_until), "{backend}");
         assert_eq!(
             store
-                .guess_state("alice", "client:z", policy.lock_until)
+                .guess_state("alice", &z, policy.lock_until)
                 .await
                 .unwrap()
                 .locked_until,
@@ -1429,8 +1438,11 @@ mod cases {
             "{backend}: the lock ends"
         );
 
-        store.clear_password_failures("alice", None).await.unwrap();
-        let state = store.guess_state("alice", "client:a", at).await.unwrap();
+        store
+            .clear_password_failures("alice", Forget::All)
+            .await
+            .unwrap();
+        let state = store.guess_state("alice", &a, at).await.unwrap();
         assert_eq!(state, Default::default(), "{backend}: forgotten");
         assert_eq!(
             rows_of(db, "password_failures", "alice").await,
@@ -1439,11 +1451,72 @@ mod cases {
         );
 
         // Purging the user takes its counters too.
-        fail("client:a").await.unwrap();
+        fail(&a).await.unwrap();
         store.purge_user("alice", false, &[]).await.unwrap();
         assert_eq!(
             rows_of(db, "password_failures", "alice").await,
             0,
+            "{backend}"
+        );
+    }
+
+    /// Wrong codes and wrong passwords count apart: a second-factor lock
+    /// holds while the password one is forgotten (a login token, a new
+    /// password), and the account's lock reads either.
+    pub async fn second_factor_failures_count_apart_from_password_failures(
+        store: &dyn UserStore,
+        _db: &Db,
+        backend: &str,
+    ) {
+        let at = now();
+        insert(store, &user("alice", at)).await;
+        let policy = lockout(0, 2).policy(at);
+        let codes = Secret::SecondFactor.counters("a");
+        let passwords = Secret::Password.counters("a");
+        for _ in 0..2 {
+            store
+                .record_password_failure("alice", &codes, &policy, &lock_event)
+                .await
+                .unwrap();
+        }
+        let locked = Some(policy.lock_until);
+        assert_eq!(
+            store
+                .guess_state("alice", &codes, at)
+                .await
+                .unwrap()
+                .locked_until,
+            locked,
+            "{backend}"
+        );
+        assert_eq!(
+            store.guess_state("alice", &passwords, at).await.unwrap(),
+            Default::default(),
+            "{backend}: passwords are not locked by codes"
+        );
+        let (_, lock) = store.get_user_and_lock("alice", at).await.unwrap().unwrap();
+        assert_eq!(lock, locked, "{backend}: the account reads as locked");
+
+        store
+            .clear_password_failures("alice", Forget::Secret(Secret::Password))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .guess_state("alice", &codes, at)
+                .await
+                .unwrap()
+                .locked_until,
+            locked,
+            "{backend}: forgetting passwords keeps the code lock"
+        );
+        store
+            .clear_password_failures("alice", Forget::Secret(Secret::SecondFactor))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.guess_state("alice", &codes, at).await.unwrap(),
+            Default::default(),
             "{backend}"
         );
     }
@@ -1459,7 +1532,9 @@ mod cases {
         insert(store, &user("alice", at)).await;
         let before = pending(db).await;
         let policy = lockout(0, 5).policy(at);
-        let clients: Vec<String> = (0..12).map(|n| format!("client:{n}")).collect();
+        let clients: Vec<Counters> = (0..12)
+            .map(|n| Secret::Password.counters(&n.to_string()))
+            .collect();
         let outcomes = futures::future::join_all(
             clients
                 .iter()
