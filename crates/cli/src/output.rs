@@ -13,6 +13,9 @@ use serde_json::Value;
 use crate::error::Result;
 use crate::json::{to_full_json, to_json};
 
+/// The response header naming where the next page starts.
+pub const NEXT_PAGE_TOKEN: &str = "x-next-page-token";
+
 /// The formats of `-o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -115,22 +118,36 @@ impl Output {
     /// Prints a list answer; on a table, says on stderr how many there
     /// are in all when the server sent the total (`x-total-count`).
     pub fn list<M: Message + Name>(&self, response: tonic::Response<M>, view: &View) -> Result<()> {
-        let total = response
-            .metadata()
-            .get("x-total-count")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let value = self.json(response.get_ref())?;
-        self.value(&value, view)?;
-        if self.is_table()
-            && let Some(total) = total
+        let header = |name: &str| {
+            response
+                .metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let total = header("x-total-count");
+        let next = header(NEXT_PAGE_TOKEN);
+        let mut value = self.json(response.get_ref())?;
+        // Where the next page starts goes with the page in JSON and YAML
+        // (so a script can follow it); a table says it on stderr.
+        if !self.is_table()
+            && let (Some(next), Some(object)) = (&next, value.as_object_mut())
         {
+            object.insert("nextPageToken".into(), Value::String(next.clone()));
+        }
+        self.value(&value, view)?;
+        if self.is_table() {
             let shown = view
                 .rows
                 .and_then(|field| value.get(field))
                 .and_then(Value::as_array)
                 .map_or(0, Vec::len);
-            eprintln!("{shown} shown, {total} in all");
+            if let Some(total) = total {
+                eprintln!("{shown} shown, {total} in all");
+            }
+            if let Some(next) = next {
+                eprintln!("more: --page-token {next}");
+            }
         }
         Ok(())
     }

@@ -369,31 +369,36 @@ where
 
 pub async fn export_users(app: &App, args: ExportArgs) -> Result<()> {
     let mut users = app.conn.users().await?;
-    let mut page = 1;
+    // Page by token: each page starts after the last user of the one
+    // before, so a deep page costs what the first does, and users added
+    // meanwhile neither shift nor repeat rows.
+    let mut page_token = String::new();
     loop {
         let response = users
             .list(ListUsersRequest {
                 field_mask: None,
                 order: "user_id".to_string(),
                 limit: args.page_size,
-                page,
                 deleted: args.deleted,
+                page_token,
                 ..Default::default()
             })
-            .await?
-            .into_inner();
+            .await?;
+        let next = response
+            .metadata()
+            .get(crate::output::NEXT_PAGE_TOKEN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let mut out = String::new();
-        for user in &response.users {
+        for user in &response.get_ref().users {
             out.push_str(&serde_json::to_string(&to_json(user)?).map_err(anyhow::Error::from)?);
             out.push('\n');
         }
-        if !crate::output::write_stdout(&out)? {
+        if !crate::output::write_stdout(&out)? || next.is_empty() {
             return Ok(());
         }
-        if (response.users.len() as u32) < args.page_size {
-            return Ok(());
-        }
-        page += 1;
+        page_token = next;
     }
 }
 

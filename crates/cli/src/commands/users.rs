@@ -104,11 +104,15 @@ pub enum UsersCommand {
     },
     /// List users, a page at a time.
     #[command(
-        after_help = "Example:\n  roster users list --limit 50 --page 2 --order -created_at\n  roster users list --metadata tenant=eu-1"
+        after_help = "Example:\n  roster users list --limit 50 --page 2 --order -created_at\n  roster users list --limit 50 --page-token <the token the last page printed>\n  roster users list --metadata tenant=eu-1"
     )]
     List {
         #[command(flatten)]
         paging: Paging,
+        /// Continue after the page that printed this token (faster than
+        /// --page when paging deep, and stable while users are added).
+        #[arg(long, default_value = "", conflicts_with = "page")]
+        page_token: String,
         /// List soft-deleted users instead.
         #[arg(long)]
         deleted: bool,
@@ -329,6 +333,9 @@ pub struct UpdateArgs {
 pub struct SearchArgs {
     /// Text matched against ID, name, description and email.
     pub query: Option<String>,
+    /// Continue after the page that printed this token.
+    #[arg(long, default_value = "", conflicts_with = "page")]
+    pub page_token: String,
     /// Only users whose ID contains this.
     #[arg(long)]
     pub id_contains: Option<String>,
@@ -454,6 +461,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
         }
         UsersCommand::List {
             paging,
+            page_token,
             deleted,
             metadata,
             types,
@@ -469,7 +477,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
                     limit: paging.limit,
                     page: paging.page,
                     deleted,
-                    page_token: String::new(),
+                    page_token,
                     metadata,
                     types: types.into_iter().map(|t| t as i32).collect(),
                 })
@@ -493,7 +501,7 @@ pub async fn run(app: &App, command: UsersCommand) -> Result<()> {
                     limit: args.paging.limit,
                     page: args.paging.page,
                     deleted: args.deleted,
-                    page_token: String::new(),
+                    page_token: args.page_token,
                     metadata: args.metadata,
                     types: args.types.into_iter().map(|t| t as i32).collect(),
                 })

@@ -182,6 +182,30 @@ fn journey(server: Server) {
             .iter()
             .any(|u| u["ids"]["userId"] == "imported-0999")
     );
+    // Page by page, by token: every user once, in ID order.
+    let exported_ids: Vec<&str> = exported
+        .iter()
+        .map(|u| u["ids"]["userId"].as_str().unwrap())
+        .collect();
+    let mut sorted = exported_ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(exported_ids, sorted);
+
+    // A list page carries the token of the next one, which --page-token
+    // follows.
+    let list = |extra: &[&str]| {
+        let mut args = vec!["users", "list", "--limit", "2"];
+        args.extend_from_slice(extra);
+        run(&mut server.roster(&args), None).ok().json()
+    };
+    let first = list(&[]);
+    let token = first["nextPageToken"].as_str().expect("a next page token");
+    let second = list(&["--page-token", token]);
+    assert_eq!(
+        [ids(&first), ids(&second)].concat(),
+        exported_ids[..4].to_vec()
+    );
 
     // An API key for alice, shown once, then used through ROSTER_TOKEN.
     let key = run(
