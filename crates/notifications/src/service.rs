@@ -860,7 +860,7 @@ pub fn wording(notification_type: NotificationType) -> (&'static str, &'static s
         ),
         NotificationType::AccountLocked => (
             "Your account was locked after failed logins",
-            "Too many wrong passwords were tried; the lock ends by itself after a while.",
+            "Too many wrong passwords or second-factor codes were tried; the lock ends by itself after a while. If it was not you and codes were tried, someone knows your password or reads your mail: change the password.",
         ),
         NotificationType::AccountLockedByAdmin => (
             "An administrator locked your account",

@@ -331,7 +331,7 @@ impl UserRegistryService {
     /// in that secret's `counters` (see [`lockout::Secret`]): while either
     /// is locked, even a right guess is [`Guess::Throttled`] and nothing is
     /// counted; a right one forgets both.
-    pub(crate) async fn judge_guess(
+    async fn judge_guess(
         &self,
         ctx: &CallContext,
         user: &UserRecord,
@@ -352,13 +352,36 @@ impl UserRegistryService {
             }
             return Ok(Guess::Right);
         }
-        let policy = self.config.lockout.policy(now);
+        let outcome = self.count_failure(ctx, user, counters).await?;
+        Ok(Guess::Wrong {
+            failures: outcome.failures,
+        })
+    }
+
+    /// Counts one failure of `user` in `counters`, locking either at its
+    /// limit, with the `user.lock` event of a new account lock in the same
+    /// transaction. `failures` is the account's count after it (the limit,
+    /// when this failure locked it).
+    pub(crate) async fn count_failure(
+        &self,
+        ctx: &CallContext,
+        user: &UserRecord,
+        counters: &lockout::Counters,
+    ) -> Result<Failures> {
+        let policy = self.config.lockout.policy(self.clock.now());
         let build = |outcome: &Failures| {
             if !outcome.newly_locked {
                 return Vec::new();
             }
+            // Wrong codes mean the first factor (the password, or the
+            // mailbox) is in someone else's hands: a reason of their own.
+            let reason = if counters.account == lockout::FACTOR_ACCOUNT {
+                "too_many_wrong_codes"
+            } else {
+                "too_many_failures"
+            };
             let data = LoginFailureEventData {
-                reason: "too_many_failures".into(),
+                reason: reason.into(),
                 failures: policy.max_failures,
                 locked_until: outcome.locked_until.map(roster_core::time::timestamp),
             };
@@ -371,18 +394,19 @@ impl UserRegistryService {
             .record_password_failure(&user.user_id, counters, &policy, &build)
             .await?;
         if outcome.newly_locked {
-            tracing::info!(user_id = %user.user_id, "account locked after wrong passwords");
+            tracing::info!(user_id = %user.user_id, counter = counters.account, "account locked after wrong guesses");
             roster_core::metrics::lockout(true);
         } else if outcome.client_newly_locked {
-            tracing::info!(user_id = %user.user_id, "a client locked out after wrong passwords");
+            tracing::info!(user_id = %user.user_id, counter = counters.account, "a client locked out after wrong guesses");
             roster_core::metrics::lockout(false);
         }
-        Ok(Guess::Wrong {
+        Ok(Failures {
             failures: if outcome.newly_locked {
                 policy.max_failures
             } else {
                 outcome.failures
             },
+            ..outcome
         })
     }
 

@@ -38,11 +38,11 @@ use roster_proto::v1::{
     check_second_factor_request::Code,
 };
 
-use super::{Guess, UserRegistryService, user_id_of, user_ids_event};
+use super::{UserRegistryService, user_id_of, user_ids_event};
 use crate::domain::UserId;
 use crate::error::{Error, Result};
 use crate::factor_keys::FactorKeys;
-use crate::lockout::Secret;
+use crate::lockout::{Forget, Secret};
 use crate::store::UserRecord;
 use crate::store::factors::{FactorKind, FactorRecord, FactorStore};
 use crate::totp;
@@ -526,26 +526,44 @@ impl UserRegistryService {
             .store
             .guess_state(&user.user_id, &counters, self.clock.now())
             .await?;
-        // The code is looked for even while the account is locked, so the
-        // answer takes as long as for a wrong code; a locked account uses
-        // up nothing and learns nothing.
-        let matched = self.match_code(&user.user_id, &code).await?;
-        let guess = if state.locked_until.is_some() || user.lifecycle.suspends_credentials() {
-            Guess::Throttled
-        } else {
-            let right = match matched {
-                Some(matched) => self.use_code(ctx, &user.user_id, matched).await?,
-                None => false,
-            };
-            self.judge_guess(ctx, &user, right, &counters).await?
+        let throttled = CheckSecondFactorResponse {
+            valid: false,
+            throttled: true,
+            failures: 0,
         };
+        if state.locked_until.is_some() || user.lifecycle.suspends_credentials() {
+            // The code is looked up all the same, so the answer costs
+            // about what a wrong code's does; nothing is used up.
+            self.match_code(&user.user_id, &code).await?;
+            return Ok(throttled);
+        }
+        // Counted before it is checked: parallel guesses cannot each be
+        // checked before any is counted, so no more than the limit's worth
+        // of codes is ever tried in a window. A right one then forgets the
+        // counts.
+        let counted = self.count_failure(ctx, &user, &counters).await?;
+        if counted.locked_until.is_some() && !counted.newly_locked && !counted.client_newly_locked {
+            // Another guess locked it since the look above.
+            return Ok(throttled);
+        }
+        let right = match self.match_code(&user.user_id, &code).await? {
+            Some(matched) => self.use_code(ctx, &user.user_id, matched).await?,
+            None => false,
+        };
+        if !right {
+            return Ok(CheckSecondFactorResponse {
+                valid: false,
+                throttled: false,
+                failures: counted.failures,
+            });
+        }
+        self.store
+            .clear_password_failures(&user.user_id, Forget::Guess(&counters))
+            .await?;
         Ok(CheckSecondFactorResponse {
-            valid: guess == Guess::Right,
-            throttled: guess == Guess::Throttled,
-            failures: match guess {
-                Guess::Wrong { failures } => failures,
-                _ => 0,
-            },
+            valid: true,
+            throttled: false,
+            failures: 0,
         })
     }
 

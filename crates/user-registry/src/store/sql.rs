@@ -59,7 +59,8 @@ const USER_COUNTS: &str = "SELECT \
     count(*) FILTER (WHERE deleted_at IS NULL AND user_type = 0 \
         AND primary_email_address_validated_at IS NULL) AS email_unvalidated, \
     count(*) FILTER (WHERE deleted_at IS NULL AND user_type = 1) AS machines, \
-    (SELECT count(*) FROM password_failures p WHERE p.counter = '*' AND p.locked_until > $1 \
+    (SELECT count(DISTINCT p.user_id) FROM password_failures p \
+        WHERE p.counter IN ('*', 'factor:*') AND p.locked_until > $1 \
         AND EXISTS (SELECT 1 FROM users u WHERE u.user_id = p.user_id \
             AND u.deleted_at IS NULL AND u.locked_at IS NULL)) AS failure_locked \
     FROM users";

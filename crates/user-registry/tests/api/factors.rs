@@ -3,16 +3,17 @@
 //! with these factors are the sessions service's tests.
 
 use roster_core::events::mfa;
+use roster_proto::v1::second_factor_credentials_client::SecondFactorCredentialsClient;
 use roster_proto::v1::user_authentication_factors_client::UserAuthenticationFactorsClient;
 use roster_proto::v1::user_lifecycle_client::UserLifecycleClient;
 use roster_proto::v1::{
-    AddOtpEmailRequest, AuthenticationFactor, AuthenticationMethodType,
+    AddOtpEmailRequest, AuthenticationFactor, AuthenticationMethodType, CheckSecondFactorRequest,
     GenerateRecoveryCodesRequest, ListAuthenticationFactorsRequest,
     ListAuthenticationMethodTypesRequest, RegisterTotpRequest, Right, UpdateUserRequest, User,
-    VerifyTotpRegistrationRequest,
+    VerifyTotpRegistrationRequest, check_second_factor_request,
 };
 use roster_test_support::{
-    Backend, TEST_PASSWORD, TestEnv, event_contains, event_data, with_token,
+    Backend, TEST_PASSWORD, TestEnv, event_contains, event_data, with_cluster_key, with_token,
 };
 use roster_user_registry::totp;
 use tonic::Code;
@@ -26,6 +27,7 @@ on_both_backends!(
     a_verified_totp_is_listed_and_announced_without_its_secret,
     a_narrow_key_adds_no_factor_once_the_user_has_one,
     mailed_codes_need_a_validated_address,
+    a_burst_of_parallel_code_guesses_gets_no_more_checks_than_the_limit,
 );
 
 fn factors(env: &TestEnv) -> UserAuthenticationFactorsClient<Channel> {
@@ -254,4 +256,61 @@ async fn mailed_codes_need_a_validated_address(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
+}
+
+async fn a_burst_of_parallel_code_guesses_gets_no_more_checks_than_the_limit(backend: Backend) {
+    let mut config = roster_user_registry::config::UserRegistryConfig::default();
+    config.lockout.max_failures_per_client = 0;
+    config.lockout.max_failures = 3;
+    let env = TestEnv::start_with(backend, config).await;
+    register(&env, "dora").await;
+    let token = key_of(&env, "dora", &[Right::UserAll]).await;
+    let secret = enrol_totp(&env, &token, "dora").await;
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(secret.as_bytes())
+        .unwrap();
+    let step = totp::step_of(chrono::Utc::now().timestamp());
+    let right: Vec<String> = (step - 1..=step + 1)
+        .map(|s| totp::code_at(&secret, s))
+        .collect();
+    let wrong = (0..1_000_000)
+        .map(|n| format!("{n:06}"))
+        .find(|c| !right.contains(c))
+        .unwrap();
+    // Twenty wrong guesses at once, from twenty addresses: each is counted
+    // before it is checked, so only the first three are ever checked and
+    // the rest are answered as locked.
+    let guesses = (0..20).map(|n| {
+        let mut client = SecondFactorCredentialsClient::new(env.channel());
+        let request = with_cluster_key(CheckSecondFactorRequest {
+            user_ids: Some(ids("dora")),
+            code: Some(check_second_factor_request::Code::TotpCode(wrong.clone())),
+            client_key: format!("198.51.100.{n}"),
+        });
+        async move {
+            client
+                .check_second_factor(request)
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    });
+    let answers = futures::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|a| !a.throttled).count();
+    assert_eq!(checked, 3, "{answers:?}");
+    assert!(answers.iter().all(|a| !a.valid));
+    // Locked: the right code is refused too, and not used up.
+    let locked = SecondFactorCredentialsClient::new(env.channel())
+        .check_second_factor(with_cluster_key(CheckSecondFactorRequest {
+            user_ids: Some(ids("dora")),
+            code: Some(check_second_factor_request::Code::TotpCode(totp::code_at(
+                &secret,
+                step + 1,
+            ))),
+            client_key: "198.51.100.99".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(locked.throttled && !locked.valid, "{locked:?}");
 }
