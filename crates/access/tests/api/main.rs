@@ -6,6 +6,7 @@ mod auth_info;
 mod escalation;
 mod forged_events;
 mod login_tokens;
+mod older_registry;
 mod smoke;
 mod store;
 mod support;
