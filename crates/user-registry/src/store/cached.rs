@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use roster_core::mail::OutgoingMail;
+use roster_core::metrics::user_cache_read::{CHECKED, GET};
+use roster_core::metrics::{self, user_cache_result};
 use roster_proto::v1::Event;
 
 use super::cache::UserCache;
@@ -74,8 +76,10 @@ impl Drop for Forget {
 impl UserStore for CachedUserStore {
     async fn read_user(&self, user_id: &str) -> Result<Option<Arc<UserRecord>>, StoreError> {
         if let Some(user) = self.cache.get(user_id) {
+            metrics::user_cache(GET, user_cache_result::HIT);
             return Ok(Some(user));
         }
+        metrics::user_cache(GET, user_cache_result::MISS);
         let seen = self.cache.generation(user_id);
         let user = self.inner.read_user(user_id).await?;
         if let Some(user) = &user {
@@ -93,15 +97,18 @@ impl UserStore for CachedUserStore {
         user_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<(Arc<UserRecord>, Option<DateTime<Utc>>)>, StoreError> {
-        if let Some(user) = self.cache.get(user_id) {
-            match self.inner.user_version_and_lock(user_id, now).await? {
+        let result = match self.cache.get(user_id) {
+            None => user_cache_result::MISS,
+            Some(user) => match self.inner.user_version_and_lock(user_id, now).await? {
                 None => return Ok(None),
                 Some((updated_at, lock)) if updated_at == user.updated_at => {
+                    metrics::user_cache(CHECKED, user_cache_result::HIT);
                     return Ok(Some((user, lock)));
                 }
-                Some(_) => {}
-            }
-        }
+                Some(_) => user_cache_result::CHANGED,
+            },
+        };
+        metrics::user_cache(CHECKED, result);
         let seen = self.cache.generation(user_id);
         let found = self.inner.read_user_and_lock(user_id, now).await?;
         if let Some((user, _)) = &found {
