@@ -183,6 +183,16 @@ async fn rosterd_reports_calls_logins_lockouts_cache_outboxes_and_mails() {
     expect("roster_lockouts_total{scope=\"client\"}", 1.0);
     expect("roster_credential_cache_total{result=\"miss\"}", 1.0);
     expect("roster_credential_cache_total{result=\"hit\"}", 1.0);
+    // Alice's two Gets read the user cache (the second misses too when
+    // the event of her creation arrived between them).
+    let user_cache = |result: &str| {
+        value(
+            &body,
+            &format!("roster_user_cache_total{{read=\"get\",result=\"{result}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert_eq!(user_cache("hit") + user_cache("miss"), 2.0, "{body}");
 
     // The relays report their outboxes, which empty once the bus took the
     // events (and the mailer the mails), and the mailer counts what it

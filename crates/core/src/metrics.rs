@@ -38,6 +38,9 @@ pub const LOCKOUTS: &str = "roster_lockouts_total";
 /// cache) or miss (asked the access service, alone or with concurrent
 /// requests for the same credential).
 pub const CREDENTIAL_CACHE: &str = "roster_credential_cache_total";
+/// Reads of the user registry's user cache by `read`
+/// ([`user_cache_read`]) and `result` ([`user_cache_result`]).
+pub const USER_CACHE: &str = "roster_user_cache_total";
 
 /// Rows waiting in a transactional outbox, by `service` and `rows`
 /// (`event` or `mail`), as its relay last saw them.
@@ -77,6 +80,24 @@ pub mod mail_result {
     pub const SENT: &str = "sent";
     pub const RETRY: &str = "retry";
     pub const FAILED: &str = "failed";
+}
+
+/// Values of the `read` label of [`USER_CACHE`].
+pub mod user_cache_read {
+    /// A Get by a user's credential, served from memory unchecked.
+    pub const GET: &str = "get";
+    /// GetWithStatus or a Get by another service, checked against the row.
+    pub const CHECKED: &str = "checked";
+}
+
+/// Values of the `result` label of [`USER_CACHE`].
+pub mod user_cache_result {
+    /// Answered from memory.
+    pub const HIT: &str = "hit";
+    /// Not cached: read from the database.
+    pub const MISS: &str = "miss";
+    /// Cached, but the row changed since: read from the database.
+    pub const CHANGED: &str = "changed";
 }
 
 /// Values of the `outcome` label of [`LOGINS`].
@@ -133,6 +154,11 @@ pub fn lockout(whole_account: bool) {
 pub fn credential_cache(hit: bool) {
     let result = if hit { "hit" } else { "miss" };
     ::metrics::counter!(CREDENTIAL_CACHE, "result" => result).increment(1);
+}
+
+/// Counts a read of the user cache.
+pub fn user_cache(read: &'static str, result: &'static str) {
+    ::metrics::counter!(USER_CACHE, "read" => read, "result" => result).increment(1);
 }
 
 /// Sets how many rows wait in `service`'s outbox of `rows`.
@@ -256,6 +282,10 @@ fn describe() {
     ::metrics::describe_counter!(
         CREDENTIAL_CACHE,
         "Credential lookups, by whether the cache answered."
+    );
+    ::metrics::describe_counter!(
+        USER_CACHE,
+        "Reads of the user registry's user cache, by read and result."
     );
     ::metrics::describe_gauge!(
         OUTBOX_OLDEST_AGE,
@@ -563,6 +593,7 @@ mod tests {
             LOGINS,
             LOCKOUTS,
             CREDENTIAL_CACHE,
+            USER_CACHE,
             OUTBOX_WAITING,
             OUTBOX_OLDEST_AGE,
             MAIL_DELIVERIES,

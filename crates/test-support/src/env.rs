@@ -117,8 +117,69 @@ pub struct TestEnv {
     pub addr: SocketAddr,
     channel: Channel,
     stop: Option<oneshot::Sender<()>>,
+    /// What [`TestEnv::user_registry_replica`] builds another registry
+    /// from.
+    context: Context,
     _storage: Keep,
     _mail: tempfile::TempDir,
+}
+
+/// A second user registry on a [`TestEnv`]'s database and event namespace,
+/// on a port of its own, as another replica's process runs: its own
+/// database pool, outbox relay, cache and (on PostgreSQL) NATS
+/// connection. It reaches the other services at the [`TestEnv`]'s
+/// address. Stops when dropped.
+pub struct UserRegistryReplica {
+    pub addr: SocketAddr,
+    pub user_registry: Arc<roster_user_registry::UserRegistryService>,
+    channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl UserRegistryReplica {
+    /// A channel to the replica.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+}
+
+impl Drop for UserRegistryReplica {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Serves `services` on `listener` until the returned sender is used or
+/// dropped, and connects a channel to them.
+async fn serve(
+    mut services: Services,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+) -> (Services, Channel, oneshot::Sender<()>) {
+    let mut server = GrpcServer::new();
+    services.register(&mut server);
+    let (relay_stop, shutdown) = Shutdown::new();
+    services
+        .spawn(&shutdown)
+        .await
+        .expect("start the services' relays and workers");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = server
+            .serve(listener, async {
+                let _ = stopped.await;
+                relay_stop.fire();
+            })
+            .await;
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to the test server");
+    (services, channel, stop)
 }
 
 impl TestEnv {
@@ -171,30 +232,10 @@ impl TestEnv {
             notification_worker: !config.without_notification_worker,
             configs: configs(config, mail_tmp.path().join("mail")),
         };
-        let mut services = Services::build(&context, &Service::ALL)
+        let services = Services::build(&context, &Service::ALL)
             .await
             .expect("build the services");
-        let mut server = GrpcServer::new();
-        services.register(&mut server);
-        let (relay_stop, shutdown) = Shutdown::new();
-        services
-            .spawn(&shutdown)
-            .await
-            .expect("start the services' relays and workers");
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = server
-                .serve(listener, async {
-                    let _ = stopped.await;
-                    relay_stop.fire();
-                })
-                .await;
-        });
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect to the test server");
+        let (services, channel, stop) = serve(services, listener, addr).await;
         let db = |service| services.database(service).cloned().expect("built");
         TestEnv {
             backend,
@@ -216,8 +257,62 @@ impl TestEnv {
             addr,
             channel,
             stop: Some(stop),
+            context,
             _storage: storage.keep,
             _mail: mail_tmp,
+        }
+    }
+
+    /// Starts a [`UserRegistryReplica`] on this environment's storage,
+    /// with `config` (second-factor keys as this one's when empty).
+    pub async fn user_registry_replica(
+        &self,
+        mut config: UserRegistryConfig,
+    ) -> UserRegistryReplica {
+        if config.second_factor_keys.is_empty() {
+            config.second_factor_keys = self
+                .context
+                .configs
+                .user_registry
+                .second_factor_keys
+                .clone();
+        }
+        let bus: Arc<dyn EventBus> = match self.backend {
+            Backend::Postgres => Arc::new(
+                NatsBus::connect(&self.events)
+                    .await
+                    .expect("connect to NATS"),
+            ),
+            Backend::Sqlite => self.bus.clone(),
+        };
+        let (listener, addr) = bind("127.0.0.1:0").await.expect("bind");
+        let peers = self.context.peers.clone();
+        let auth = authenticator(&AuthConfig::default(), &peers, bus.clone()).await;
+        let mut configs = self.context.configs.clone();
+        configs.user_registry = config;
+        let context = Context {
+            database: self.context.database.clone(),
+            migrate: false,
+            bus,
+            auth,
+            password_hasher: self.context.password_hasher.clone(),
+            token_hasher: self.context.token_hasher.clone(),
+            clock: self.context.clock.clone(),
+            events: self.context.events.clone(),
+            cluster_key: TEST_CLUSTER_KEY.to_string(),
+            peers,
+            configs,
+            notification_worker: false,
+        };
+        let services = Services::build(&context, &[Service::UserRegistry])
+            .await
+            .expect("build the replica");
+        let (services, channel, stop) = serve(services, listener, addr).await;
+        UserRegistryReplica {
+            addr,
+            user_registry: services.user_registry.clone().expect("built"),
+            channel,
+            stop: Some(stop),
         }
     }
 

@@ -14,8 +14,8 @@ pub mod smtp;
 pub use assert::{assert_invalid_field, expect_code, total_count};
 pub use db::{TestBackend, TestDb, outbox_max_attempts};
 pub use env::{
-    Backend, TEST_PASSWORD, TestConfig, TestEnv, next_event, test_password_config,
-    with_cluster_key, with_token,
+    Backend, TEST_PASSWORD, TestConfig, TestEnv, UserRegistryReplica, next_event,
+    test_password_config, with_cluster_key, with_token,
 };
 pub use events::{event_contains, event_data, next_event_where};
 pub use nats::TestNats;

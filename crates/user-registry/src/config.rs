@@ -58,6 +58,16 @@ pub struct UserRegistryConfig {
     /// user it applies to who has none gets the pending action
     /// ENROL_SECOND_FACTOR, so their sessions may only add one.
     pub require_second_factor: SecondFactorPolicy,
+    /// The most bytes of users kept in memory for `Get` and checked
+    /// `GetWithStatus` answers (see `store/cache.rs`: a user counts for its
+    /// text, attributes and profile picture; one larger than an eighth of
+    /// this is not kept). 0 turns the cache off.
+    pub user_cache_max_bytes: u64,
+    /// How long a cached user is served at most, in milliseconds: how
+    /// stale a `Get` may be in this process when the event of a change
+    /// made by another process is lost (events drop it within
+    /// milliseconds). 0 turns the cache off.
+    pub user_cache_ttl_ms: u64,
 }
 
 /// Who must have a second factor (`user_registry.require_second_factor`).
@@ -106,6 +116,8 @@ impl Default for UserRegistryConfig {
             totp_issuer: "Roster".into(),
             email_code_ttl_secs: 10 * 60,
             require_second_factor: SecondFactorPolicy::Off,
+            user_cache_max_bytes: 64 * 1024 * 1024,
+            user_cache_ttl_ms: 10_000,
         }
     }
 }
@@ -114,7 +126,15 @@ impl Default for UserRegistryConfig {
 /// timestamp can never overflow.
 const MAX_SECS: u64 = 100 * 365 * 24 * 3600;
 
+/// The longest a cached user may be served.
+const MAX_USER_CACHE_TTL_MS: u64 = 24 * 3600 * 1000;
+
 impl UserRegistryConfig {
+    /// How long a cached user is served at most.
+    pub fn user_cache_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.user_cache_ttl_ms)
+    }
+
     /// Checks the values at start, naming the key of a bad one.
     pub fn validate(&self) -> anyhow::Result<()> {
         for (key, value) in [
@@ -142,6 +162,10 @@ impl UserRegistryConfig {
                 "user_registry.{key} must be at most {MAX_SECS} (100 years)"
             );
         }
+        anyhow::ensure!(
+            self.user_cache_ttl_ms <= MAX_USER_CACHE_TTL_MS,
+            "user_registry.user_cache_ttl_ms must be at most {MAX_USER_CACHE_TTL_MS} (a day)"
+        );
         anyhow::ensure!(
             (1..=1000).contains(&self.metadata_max_entries),
             "user_registry.metadata_max_entries must be 1 to 1000"

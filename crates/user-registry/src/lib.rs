@@ -17,7 +17,13 @@
 //! - [`convert`]: records ↔ messages, field masks;
 //! - [`invitations`]: claiming invitations at registration;
 //! - [`events`]: event names; [`error`]: errors → status codes;
-//!   [`config`]: settings.
+//!   [`config`]: settings;
+//! - [`worker`]: forgetting cached users on the events of their changes.
+//!
+//! Users as `Get` shows them are kept in memory (`store::cache`, behind
+//! the store trait in `store::cached`): a write of this process forgets
+//! the user as it returns, a write of another process as its event
+//! arrives.
 
 pub mod api;
 pub mod config;
@@ -31,6 +37,7 @@ pub mod lockout;
 pub mod service;
 pub mod store;
 pub mod totp;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -83,6 +90,9 @@ pub struct UserRegistryComponent {
     pub api: api::UserRegistryApi,
     pub relay: OutboxRelay,
     pub mail_relay: OutboxRelay,
+    /// Users kept in memory, when `user_cache_*` does not turn it off.
+    pub user_cache: Option<Arc<store::UserCache>>,
+    invalidation: Option<worker::CacheInvalidation>,
 }
 
 pub use service::UserRegistryService;
@@ -105,6 +115,17 @@ impl UserRegistryComponent {
         )?
         .for_service("user-registry");
         let store = store::open(&deps.db, relay.waker(), mail_relay.waker());
+        let (store, user_cache) = store::cached(
+            store,
+            deps.config.user_cache_max_bytes,
+            deps.config.user_cache_ttl(),
+        );
+        let invalidation = match &user_cache {
+            Some(cache) => {
+                Some(worker::CacheInvalidation::subscribe(&*deps.bus, cache.clone()).await?)
+            }
+            None => None,
+        };
         let keys = second_factor_keys(&deps.db, &deps.config)?;
         let factors = store::factors::open(&deps.db, relay.waker(), mail_relay.waker());
         let service = Arc::new(
@@ -123,6 +144,8 @@ impl UserRegistryComponent {
             api,
             relay,
             mail_relay,
+            user_cache,
+            invalidation,
         })
     }
 }
@@ -142,10 +165,14 @@ impl Component for UserRegistryComponent {
     }
 
     async fn spawn(self: Box<Self>, shutdown: Shutdown) -> anyhow::Result<Vec<JoinHandle<()>>> {
-        Ok(vec![
+        let mut tasks = vec![
             tokio::spawn(self.relay.run(shutdown.wait())),
             tokio::spawn(self.mail_relay.run(shutdown.wait())),
-        ])
+        ];
+        if let Some(invalidation) = self.invalidation {
+            tasks.push(tokio::spawn(invalidation.run(shutdown.wait())));
+        }
+        Ok(tasks)
     }
 }
 

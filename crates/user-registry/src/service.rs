@@ -638,6 +638,24 @@ impl UserRegistryService {
         Ok(convert::user_full(record))
     }
 
+    /// The user a Get answers with, without secrets: from the store's
+    /// cache for users' credentials; checked against the row for another
+    /// service (the cluster key), which may be confirming an event that
+    /// reached it before it reached this process (the sessions service
+    /// asks for `state` and `password_updated_at` before ending sessions).
+    async fn user_to_show(
+        &self,
+        ctx: &CallContext,
+        user_id: &UserId,
+    ) -> Result<Option<Arc<UserRecord>>> {
+        if !ctx.caller.is_cluster() {
+            return Ok(self.store.read_user(user_id.as_str()).await?);
+        }
+        let now = self.clock.now();
+        let found = self.store.read_user_and_lock(user_id.as_str(), now).await?;
+        Ok(found.map(|(user, _)| user))
+    }
+
     #[tracing::instrument(skip_all)]
     pub async fn get(&self, ctx: &CallContext, req: GetUserRequest) -> Result<User> {
         ctx.caller.require_authenticated()?;
@@ -645,7 +663,7 @@ impl UserRegistryService {
         let mask = FieldMask::parse(req.field_mask.as_ref(), READABLE_PATHS, WRITE_ONLY_PATHS)?;
         let rights = ctx.caller.rights_on(user_id.as_str());
         let full = rights.contains(Right::UserInfo);
-        let stored = self.store.get_user(user_id.as_str()).await?;
+        let stored = self.user_to_show(ctx, &user_id).await?;
         let visible_to_admin = ctx.caller.is_admin();
         let user = match stored {
             Some(u) if u.deleted_at.is_none() || visible_to_admin => u,

@@ -273,18 +273,18 @@ impl UserRegistryService {
         ctx.caller.require(user_id.as_str(), right)?;
         let admin = ctx.caller.is_admin();
         let now = self.clock.now();
-        let (user, failure_lock) = match self.store.get_user_and_lock(user_id.as_str(), now).await?
-        {
-            // Soft-deleted users as Get shows them: to admins only.
-            Some((u, lock)) if u.deleted_at.is_none() || admin => (u, lock),
-            _ if admin => return Err(Error::NotFound("user")),
-            _ => {
-                return Err(Error::PermissionDenied(format!(
-                    "missing right {}",
-                    right.as_str_name()
-                )));
-            }
-        };
+        let (user, failure_lock) =
+            match self.store.read_user_and_lock(user_id.as_str(), now).await? {
+                // Soft-deleted users as Get shows them: to admins only.
+                Some((u, lock)) if u.deleted_at.is_none() || admin => (u, lock),
+                _ if admin => return Err(Error::NotFound("user")),
+                _ => {
+                    return Err(Error::PermissionDenied(format!(
+                        "missing right {}",
+                        right.as_str_name()
+                    )));
+                }
+            };
         let mut status = user
             .deleted_at
             .is_none()

@@ -5,6 +5,8 @@
 //! owe a mail (a validation link, a temporary password) queue it in the mail
 //! outbox in that transaction too.
 
+pub mod cache;
+mod cached;
 pub mod factors;
 mod sql;
 
@@ -20,6 +22,8 @@ use tokio::sync::Notify;
 
 use crate::lockout::{Counters, FailurePolicy, Failures, Forget, GuessState};
 
+pub use cache::UserCache;
+pub use cached::CachedUserStore;
 pub use sql::{PostgresUserStore, SearchBudgets, SqliteUserStore};
 
 /// The migrations of this service, for both backends.
@@ -38,6 +42,22 @@ pub fn open(db: &Db, relay: Arc<Notify>, mail_relay: Arc<Notify>) -> Arc<dyn Use
         Db::Postgres(pool) => Arc::new(PostgresUserStore::new(pool.clone(), relay, mail_relay)),
         Db::Sqlite(pool) => Arc::new(SqliteUserStore::new(pool.clone(), relay, mail_relay)),
     }
+}
+
+/// `store` behind a [`UserCache`] of `max_bytes` keeping users for `ttl`
+/// (see `cached.rs`), with the cache; `store` itself when either is 0.
+pub fn cached(
+    store: Arc<dyn UserStore>,
+    max_bytes: u64,
+    ttl: std::time::Duration,
+) -> (Arc<dyn UserStore>, Option<Arc<UserCache>>) {
+    if max_bytes == 0 || ttl.is_zero() {
+        return (store, None);
+    }
+    let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+    let cache = Arc::new(UserCache::new(max_bytes, ttl));
+    let store = Arc::new(CachedUserStore::new(store, cache.clone()));
+    (store, Some(cache))
 }
 
 /// A user as stored. Secrets are hashes; `Debug` shows none of them.
@@ -134,6 +154,15 @@ impl fmt::Debug for UserRecord {
 }
 
 impl UserRecord {
+    /// The user as answers show it: without the hashes of its password,
+    /// temporary password and email validation secret.
+    pub fn without_secrets(mut self) -> Self {
+        self.password_hash = String::new();
+        self.temporary_password_hash = None;
+        self.email_validation_hash = None;
+        self
+    }
+
     /// A machine user: no password, no address, no login.
     pub fn is_machine(&self) -> bool {
         self.user_type == roster_proto::v1::UserType::Machine as i32
@@ -375,6 +404,41 @@ pub trait UserStore: Send + Sync + 'static {
         user_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<(UserRecord, Option<DateTime<Utc>>)>, StoreError>;
+
+    /// A user by ID, live or soft-deleted, as answers show it (`Get`): no
+    /// secrets. A cache may serve it from memory, as stale as the event of
+    /// a change made elsewhere takes to arrive (or, that event lost, its
+    /// TTL): never a row to change, nor one to check a password against.
+    async fn read_user(&self, user_id: &str) -> Result<Option<Arc<UserRecord>>, StoreError> {
+        Ok(self
+            .get_user(user_id)
+            .await?
+            .map(|u| Arc::new(u.without_secrets())))
+    }
+
+    /// [`get_user_and_lock`](Self::get_user_and_lock) as answers show it
+    /// (`GetWithStatus`): no secrets. A cache may serve the user from
+    /// memory only once the table says it has not changed, so it is as
+    /// fresh as the table; the lock always comes from its table.
+    async fn read_user_and_lock(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Arc<UserRecord>, Option<DateTime<Utc>>)>, StoreError> {
+        Ok(self
+            .get_user_and_lock(user_id, now)
+            .await?
+            .map(|(u, lock)| (Arc::new(u.without_secrets()), lock)))
+    }
+
+    /// The user's `updated_at` (every change moves it) and the end of its
+    /// account-wide lock after wrong passwords if one holds at `now`: one
+    /// narrow statement, what a cached user is checked against.
+    async fn user_version_and_lock(
+        &self,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>, StoreError>;
 
     /// The live user with this normalized email.
     async fn find_live_by_email(&self, normalized: &str) -> Result<Option<UserRecord>, StoreError>;

@@ -656,6 +656,27 @@ macro_rules! user_store {
                 Ok(Some((user, lock.filter(|until| *until > now))))
             }
 
+            async fn user_version_and_lock(
+                &self,
+                user_id: &str,
+                now: DateTime<Utc>,
+            ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>, StoreError> {
+                let row = sqlx::query(
+                    "SELECT updated_at, \
+                     (SELECT p.locked_until FROM password_failures AS p \
+                      WHERE p.user_id = users.user_id AND p.counter = $2) AS failure_locked_until \
+                     FROM users WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .bind(ACCOUNT)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let updated_at: DateTime<Utc> = row.try_get("updated_at")?;
+                let lock: Option<DateTime<Utc>> = row.try_get("failure_locked_until")?;
+                Ok(Some((updated_at, lock.filter(|until| *until > now))))
+            }
+
             async fn find_live_by_email(
                 &self,
                 normalized: &str,

@@ -2,6 +2,7 @@
 //! SQLite with the in-process bus.
 
 mod bad_input;
+mod cache;
 mod create;
 mod credentials;
 mod delete;

@@ -1681,3 +1681,127 @@ async fn a_search_past_its_plan_budget_falls_back_and_answers_the_same() {
     assert_eq!(ids, ["zulu-001490", "zulu-001491", "zulu-001492"]);
     assert_eq!(total, 10);
 }
+
+/// Reads `user_id` through the cached store twice, so that it is cached.
+async fn cache_user(store: &dyn UserStore, cache: &store::UserCache, user_id: &str) {
+    for _ in 0..2 {
+        store.read_user(user_id).await.unwrap().expect("stored");
+    }
+    assert!(cache.get(user_id).is_some(), "{user_id} is cached");
+}
+
+/// Events of `name` about `user_id`.
+fn about(name: &str, user_id: &str) -> Vec<Event> {
+    let ids = roster_proto::v1::EntityIdentifiers {
+        ids: Some(roster_proto::v1::entity_identifiers::Ids::UserIds(
+            roster_proto::v1::UserIdentifiers {
+                user_id: user_id.into(),
+                email: String::new(),
+            },
+        )),
+    };
+    vec![new_event(name, vec![ids], None)]
+}
+
+/// Every writing method of the cached store forgets the user it writes
+/// (or the users its events name), on both backends.
+#[tokio::test]
+async fn every_write_through_the_cached_store_forgets_the_user() {
+    for backend in TestBackend::both_migrated(&store::migrations()).await {
+        let sql = store::open(&backend.db, Arc::new(Notify::new()), Arc::default());
+        let (cached, cache) = store::cached(sql, 1 << 20, std::time::Duration::from_secs(60));
+        let (store, cache) = (&*cached, cache.expect("a cache"));
+        let name = backend.name;
+        insert(store, &user("alice", now())).await;
+        let forgot = |what: &str| {
+            assert!(cache.get("alice").is_none(), "{name}: {what} forgot alice");
+        };
+
+        cache_user(store, &cache, "alice").await;
+        update(store, &get(store, "alice").await, |u| {
+            u.name = "Renamed".into()
+        })
+        .await;
+        forgot("update_user");
+        cache_user(store, &cache, "alice").await;
+        assert_eq!(cache.get("alice").unwrap().name, "Renamed", "{name}");
+
+        let entry = [("team".to_string(), b"blue".to_vec())];
+        store
+            .set_metadata("alice", &entry, now(), 50, &[])
+            .await
+            .unwrap();
+        forgot("set_metadata");
+        cache_user(store, &cache, "alice").await;
+        store
+            .delete_metadata("alice", &["team".into()], &[])
+            .await
+            .unwrap();
+        forgot("delete_metadata");
+
+        cache_user(store, &cache, "alice").await;
+        let policy = lockout(5, 20).policy(now());
+        store
+            .record_password_failure("alice", "ip:192.0.2.1", &policy, &lock_event)
+            .await
+            .unwrap();
+        forgot("record_password_failure");
+        cache_user(store, &cache, "alice").await;
+        store.clear_password_failures("alice", None).await.unwrap();
+        forgot("clear_password_failures");
+
+        cache_user(store, &cache, "alice").await;
+        store
+            .insert_external_user(&link("idp", "a-1", "alice"), &[])
+            .await
+            .unwrap();
+        forgot("insert_external_user");
+        cache_user(store, &cache, "alice").await;
+        let deleted = store
+            .delete_external_user("idp", "a-1", &about("user.external.delete", "alice"))
+            .await
+            .unwrap();
+        assert!(deleted, "{name}");
+        forgot("delete_external_user");
+
+        cache_user(store, &cache, "alice").await;
+        store
+            .append_events(&about("user.update.incorrect_password", "alice"))
+            .await
+            .unwrap();
+        forgot("append_events");
+
+        cache_user(store, &cache, "alice").await;
+        store.purge_user("alice", false, &[]).await.unwrap();
+        forgot("purge_user");
+        assert!(store.read_user("alice").await.unwrap().is_none(), "{name}");
+        assert!(cache.is_empty(), "{name}: nothing gone is cached");
+    }
+}
+
+/// What the cached store serves never carries a secret, cached or not.
+#[tokio::test]
+async fn no_read_of_the_cached_store_carries_a_secret() {
+    for backend in TestBackend::both_migrated(&store::migrations()).await {
+        let sql = store::open(&backend.db, Arc::new(Notify::new()), Arc::default());
+        let (cached, cache) = store::cached(sql, 1 << 20, std::time::Duration::from_secs(60));
+        let (store, cache) = (&*cached, cache.expect("a cache"));
+        let at = now();
+        insert(store, &full_user("ada", at)).await;
+        for _ in 0..2 {
+            let shown = store.read_user("ada").await.unwrap().expect("stored");
+            let (checked, _) = store.read_user_and_lock("ada", at).await.unwrap().unwrap();
+            for user in [&*shown, &*checked, &*cache.get("ada").expect("cached")] {
+                assert!(user.password_hash.is_empty(), "{}", backend.name);
+                assert!(user.temporary_password_hash.is_none(), "{}", backend.name);
+                assert!(user.email_validation_hash.is_none(), "{}", backend.name);
+                assert_eq!(user.name, "Ada Lovelace-Byron", "{}", backend.name);
+            }
+        }
+        assert_eq!(
+            get(store, "ada").await.password_hash,
+            HASH,
+            "changes read the row"
+        );
+    }
+}
