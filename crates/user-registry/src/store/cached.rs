@@ -29,7 +29,7 @@ use super::{
     ExternalUserRecord, FailureEvents, MetadataRecord, StoreError, UserCounts, UserQuery,
     UserRecord, UserStore,
 };
-use crate::lockout::{FailurePolicy, Failures, GuessState};
+use crate::lockout::{Counters, FailurePolicy, Failures, Forget as LockoutForget, GuessState};
 
 /// A [`UserStore`] that keeps users as answers show them in memory.
 pub struct CachedUserStore {
@@ -201,32 +201,32 @@ impl UserStore for CachedUserStore {
     async fn guess_state(
         &self,
         user_id: &str,
-        client: &str,
+        counters: &Counters,
         now: DateTime<Utc>,
     ) -> Result<GuessState, StoreError> {
-        self.inner.guess_state(user_id, client, now).await
+        self.inner.guess_state(user_id, counters, now).await
     }
 
     async fn record_password_failure(
         &self,
         user_id: &str,
-        client: &str,
+        counters: &Counters,
         policy: &FailurePolicy,
         events: FailureEvents<'_>,
     ) -> Result<Failures, StoreError> {
         let _forget = self.forgetting(Some(user_id), &[]);
         self.inner
-            .record_password_failure(user_id, client, policy, events)
+            .record_password_failure(user_id, counters, policy, events)
             .await
     }
 
     async fn clear_password_failures(
         &self,
         user_id: &str,
-        client: Option<&str>,
+        forget: LockoutForget<'_>,
     ) -> Result<(), StoreError> {
         let _forget = self.forgetting(Some(user_id), &[]);
-        self.inner.clear_password_failures(user_id, client).await
+        self.inner.clear_password_failures(user_id, forget).await
     }
 
     async fn set_metadata(

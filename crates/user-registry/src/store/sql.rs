@@ -663,12 +663,14 @@ macro_rules! user_store {
             ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>, StoreError> {
                 let row = sqlx::query(
                     "SELECT updated_at, \
-                     (SELECT p.locked_until FROM password_failures AS p \
-                      WHERE p.user_id = users.user_id AND p.counter = $2) AS failure_locked_until \
+                     (SELECT MAX(p.locked_until) FROM password_failures AS p \
+                      WHERE p.user_id = users.user_id AND p.counter IN ($2, $3)) \
+                     AS failure_locked_until \
                      FROM users WHERE user_id = $1",
                 )
                 .bind(user_id)
                 .bind(ACCOUNT)
+                .bind(FACTOR_ACCOUNT)
                 .fetch_optional(&self.pool)
                 .await?;
                 let Some(row) = row else { return Ok(None) };

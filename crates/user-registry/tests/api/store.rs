@@ -1742,12 +1742,20 @@ async fn every_write_through_the_cached_store_forgets_the_user() {
         cache_user(store, &cache, "alice").await;
         let policy = lockout(5, 20).policy(now());
         store
-            .record_password_failure("alice", "ip:192.0.2.1", &policy, &lock_event)
+            .record_password_failure(
+                "alice",
+                &Secret::Password.counters("192.0.2.1"),
+                &policy,
+                &lock_event,
+            )
             .await
             .unwrap();
         forgot("record_password_failure");
         cache_user(store, &cache, "alice").await;
-        store.clear_password_failures("alice", None).await.unwrap();
+        store
+            .clear_password_failures("alice", Forget::All)
+            .await
+            .unwrap();
         forgot("clear_password_failures");
 
         cache_user(store, &cache, "alice").await;
