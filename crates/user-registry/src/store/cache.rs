@@ -40,6 +40,9 @@ const LARGEST_SHARE: usize = 8;
 pub struct Generation {
     stripe: usize,
     value: u64,
+    /// When it was taken: the age of a row read after it counts from
+    /// here, so a slow read does not stretch the TTL.
+    at: Instant,
 }
 
 /// Users kept in memory, at most `max_bytes` of them (as
@@ -110,6 +113,7 @@ impl UserCache {
         Generation {
             stripe,
             value: self.lock().generations[stripe],
+            at: Instant::now(),
         }
     }
 
@@ -128,7 +132,7 @@ impl UserCache {
         }
         state.drop_expired(self.ttl);
         while state.bytes + bytes > self.max_bytes && state.evict_oldest() {}
-        state.put(user, bytes);
+        state.put(user, bytes, seen.at);
         true
     }
 
@@ -174,14 +178,13 @@ impl UserCache {
 }
 
 impl State {
-    fn put(&mut self, user: Arc<UserRecord>, bytes: usize) {
+    fn put(&mut self, user: Arc<UserRecord>, bytes: usize, at: Instant) {
         let key = user.user_id.clone();
         self.remove(&key);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.order.push_back((key.clone(), seq));
         self.bytes += bytes;
-        let at = Instant::now();
         self.entries.insert(
             key,
             Entry {

@@ -54,14 +54,33 @@ impl CachedUserStore {
         Forget {
             cache: self.cache.clone(),
             users,
+            done: false,
         }
     }
 }
 
-/// Forgets its users when dropped.
+/// Forgets its users when dropped: after the write it is held [`around`]
+/// completes, or when that write is cancelled.
+///
+/// [`around`]: Forget::around
 struct Forget {
     cache: Arc<UserCache>,
     users: Vec<String>,
+    done: bool,
+}
+
+/// How long after a cancelled write its users are forgotten once more: a
+/// write dropped after it sent COMMIT may still land, and a reader that
+/// missed in between may have kept the row from before it.
+const AFTER_CANCELLED_WRITE: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Forget {
+    /// Runs `write`, then forgets.
+    async fn around<T>(mut self, write: impl Future<Output = T>) -> T {
+        let written = write.await;
+        self.done = true;
+        written
+    }
 }
 
 impl Drop for Forget {
@@ -69,6 +88,19 @@ impl Drop for Forget {
         for user in &self.users {
             self.cache.forget(user);
         }
+        if self.done {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (cache, users) = (self.cache.clone(), std::mem::take(&mut self.users));
+        runtime.spawn(async move {
+            tokio::time::sleep(AFTER_CANCELLED_WRITE).await;
+            for user in &users {
+                cache.forget(user);
+            }
+        });
     }
 }
 
@@ -100,12 +132,21 @@ impl UserStore for CachedUserStore {
         let result = match self.cache.get(user_id) {
             None => user_cache_result::MISS,
             Some(user) => match self.inner.user_version_and_lock(user_id, now).await? {
-                None => return Ok(None),
+                None => {
+                    // Gone (purged): so is the copy, for `Get` too.
+                    self.cache.forget(user_id);
+                    return Ok(None);
+                }
                 Some((updated_at, lock)) if updated_at == user.updated_at => {
                     metrics::user_cache(CHECKED, user_cache_result::HIT);
                     return Ok(Some((user, lock)));
                 }
-                Some(_) => user_cache_result::CHANGED,
+                Some(_) => {
+                    // Changed: the copy goes whether or not the row read
+                    // next may be kept.
+                    self.cache.forget(user_id);
+                    user_cache_result::CHANGED
+                }
             },
         };
         metrics::user_cache(CHECKED, result);
@@ -131,8 +172,9 @@ impl UserStore for CachedUserStore {
         events: &[Event],
         mails: &[OutgoingMail],
     ) -> Result<(), StoreError> {
-        let _forget = self.forgetting(Some(&user.user_id), events);
-        self.inner.insert_user_mailing(user, events, mails).await
+        self.forgetting(Some(&user.user_id), events)
+            .around(self.inner.insert_user_mailing(user, events, mails))
+            .await
     }
 
     async fn get_user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -159,9 +201,14 @@ impl UserStore for CachedUserStore {
         events: &[Event],
         mails: &[OutgoingMail],
     ) -> Result<(), StoreError> {
-        let _forget = self.forgetting(Some(&user.user_id), events);
-        self.inner
-            .update_user_mailing(user, previous_updated_at, guard_last_admin, events, mails)
+        self.forgetting(Some(&user.user_id), events)
+            .around(self.inner.update_user_mailing(
+                user,
+                previous_updated_at,
+                guard_last_admin,
+                events,
+                mails,
+            ))
             .await
     }
 
@@ -171,9 +218,8 @@ impl UserStore for CachedUserStore {
         guard_last_admin: bool,
         events: &[Event],
     ) -> Result<(), StoreError> {
-        let _forget = self.forgetting(Some(user_id), events);
-        self.inner
-            .purge_user(user_id, guard_last_admin, events)
+        self.forgetting(Some(user_id), events)
+            .around(self.inner.purge_user(user_id, guard_last_admin, events))
             .await
     }
 
@@ -194,8 +240,9 @@ impl UserStore for CachedUserStore {
         events: &[Event],
         mails: &[OutgoingMail],
     ) -> Result<(), StoreError> {
-        let _forget = self.forgetting(None, events);
-        self.inner.append_mailing(events, mails).await
+        self.forgetting(None, events)
+            .around(self.inner.append_mailing(events, mails))
+            .await
     }
 
     async fn guess_state(
@@ -214,9 +261,11 @@ impl UserStore for CachedUserStore {
         policy: &FailurePolicy,
         events: FailureEvents<'_>,
     ) -> Result<Failures, StoreError> {
-        let _forget = self.forgetting(Some(user_id), &[]);
-        self.inner
-            .record_password_failure(user_id, counters, policy, events)
+        self.forgetting(Some(user_id), &[])
+            .around(
+                self.inner
+                    .record_password_failure(user_id, counters, policy, events),
+            )
             .await
     }
 
@@ -225,8 +274,9 @@ impl UserStore for CachedUserStore {
         user_id: &str,
         forget: LockoutForget<'_>,
     ) -> Result<(), StoreError> {
-        let _forget = self.forgetting(Some(user_id), &[]);
-        self.inner.clear_password_failures(user_id, forget).await
+        self.forgetting(Some(user_id), &[])
+            .around(self.inner.clear_password_failures(user_id, forget))
+            .await
     }
 
     async fn set_metadata(
@@ -237,9 +287,11 @@ impl UserStore for CachedUserStore {
         max_entries: u64,
         events: &[Event],
     ) -> Result<(), StoreError> {
-        let _forget = self.forgetting(Some(user_id), events);
-        self.inner
-            .set_metadata(user_id, entries, at, max_entries, events)
+        self.forgetting(Some(user_id), events)
+            .around(
+                self.inner
+                    .set_metadata(user_id, entries, at, max_entries, events),
+            )
             .await
     }
 
@@ -261,8 +313,9 @@ impl UserStore for CachedUserStore {
         keys: &[String],
         events: &[Event],
     ) -> Result<(), StoreError> {
-        let _forget = self.forgetting(Some(user_id), events);
-        self.inner.delete_metadata(user_id, keys, events).await
+        self.forgetting(Some(user_id), events)
+            .around(self.inner.delete_metadata(user_id, keys, events))
+            .await
     }
 
     async fn insert_external_user(
@@ -270,8 +323,9 @@ impl UserStore for CachedUserStore {
         link: &ExternalUserRecord,
         events: &[Event],
     ) -> Result<(), StoreError> {
-        let _forget = self.forgetting(Some(&link.user_id), events);
-        self.inner.insert_external_user(link, events).await
+        self.forgetting(Some(&link.user_id), events)
+            .around(self.inner.insert_external_user(link, events))
+            .await
     }
 
     async fn get_external_user_by_user_id(
@@ -300,9 +354,11 @@ impl UserStore for CachedUserStore {
         external_id: &str,
         events: &[Event],
     ) -> Result<bool, StoreError> {
-        let _forget = self.forgetting(None, events);
-        self.inner
-            .delete_external_user(provider_id, external_id, events)
+        self.forgetting(None, events)
+            .around(
+                self.inner
+                    .delete_external_user(provider_id, external_id, events),
+            )
             .await
     }
 }

@@ -1813,3 +1813,48 @@ async fn no_read_of_the_cached_store_carries_a_secret() {
         );
     }
 }
+
+/// A checked read (`GetWithStatus`) that finds the row changed, or gone,
+/// by a write the cache never heard of (another process's, its event
+/// lost) drops the cached copy, so `Get` does not serve it until the TTL.
+#[tokio::test]
+async fn a_checked_read_drops_a_copy_whose_row_changed_or_went() {
+    for backend in TestBackend::both_migrated(&store::migrations()).await {
+        let sql = store::open(&backend.db, Arc::new(Notify::new()), Arc::default());
+        let (cached, cache) =
+            store::cached(sql.clone(), 1 << 20, std::time::Duration::from_secs(60));
+        let (store, cache) = (&*cached, cache.expect("a cache"));
+        let name = backend.name;
+        insert(store, &user("alice", now())).await;
+        cache_user(store, &cache, "alice").await;
+
+        // Renamed behind the cache's back.
+        update(&*sql, &get(&*sql, "alice").await, |u| {
+            u.name = "Elsewhere".into()
+        })
+        .await;
+        let (read, _) = store
+            .read_user_and_lock("alice", now())
+            .await
+            .unwrap()
+            .expect("alice");
+        assert_eq!(read.name, "Elsewhere", "{name}");
+        assert_eq!(
+            store.read_user("alice").await.unwrap().unwrap().name,
+            "Elsewhere",
+            "{name}: Get no longer serves the old copy"
+        );
+
+        // Purged behind its back.
+        sql.purge_user("alice", false, &[]).await.unwrap();
+        assert!(
+            store
+                .read_user_and_lock("alice", now())
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        assert!(cache.get("alice").is_none(), "{name}: the copy went too");
+    }
+}
