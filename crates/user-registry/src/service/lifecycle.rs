@@ -113,7 +113,7 @@ impl UserRegistryService {
     async fn failure_lock(&self, user_id: &str) -> Result<Option<DateTime<Utc>>> {
         Ok(self
             .store
-            .get_user_and_lock(user_id, self.clock.now())
+            .user_version_and_lock(user_id, self.clock.now())
             .await?
             .and_then(|(_, lock)| lock))
     }

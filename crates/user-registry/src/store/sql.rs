@@ -65,6 +65,12 @@ const USER_COUNTS: &str = "SELECT \
             AND u.deleted_at IS NULL AND u.locked_at IS NULL)) AS failure_locked \
     FROM users";
 
+/// The end of the account's lock after wrong passwords or codes, as the
+/// column `failure_locked_until` of a query on `users`; binds `$2` to
+/// [`ACCOUNT`] and `$3` to [`FACTOR_ACCOUNT`].
+const FAILURE_LOCK: &str = "(SELECT MAX(p.locked_until) FROM password_failures AS p \
+    WHERE p.user_id = users.user_id AND p.counter IN ($2, $3)) AS failure_locked_until";
+
 /// How many live users, in storage order, a capped count of a search
 /// looks at before counting on the trigram indexes: matches dense enough to
 /// reach the cap there are counted by a scan that stops early.
@@ -638,10 +644,7 @@ macro_rules! user_store {
                 now: DateTime<Utc>,
             ) -> Result<Option<(UserRecord, Option<DateTime<Utc>>)>, StoreError> {
                 let row = sqlx::query(&format!(
-                    "SELECT {USER_COLUMNS}, {} AS attributes_json, \
-                     (SELECT MAX(p.locked_until) FROM password_failures AS p \
-                      WHERE p.user_id = users.user_id AND p.counter IN ($2, $3)) \
-                     AS failure_locked_until \
+                    "SELECT {USER_COLUMNS}, {} AS attributes_json, {FAILURE_LOCK} \
                      FROM users WHERE user_id = $1",
                     $attributes_json
                 ))
@@ -661,13 +664,9 @@ macro_rules! user_store {
                 user_id: &str,
                 now: DateTime<Utc>,
             ) -> Result<Option<(DateTime<Utc>, Option<DateTime<Utc>>)>, StoreError> {
-                let row = sqlx::query(
-                    "SELECT updated_at, \
-                     (SELECT MAX(p.locked_until) FROM password_failures AS p \
-                      WHERE p.user_id = users.user_id AND p.counter IN ($2, $3)) \
-                     AS failure_locked_until \
-                     FROM users WHERE user_id = $1",
-                )
+                let row = sqlx::query(&format!(
+                    "SELECT updated_at, {FAILURE_LOCK} FROM users WHERE user_id = $1"
+                ))
                 .bind(user_id)
                 .bind(ACCOUNT)
                 .bind(FACTOR_ACCOUNT)
