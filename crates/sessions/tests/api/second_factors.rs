@@ -245,12 +245,24 @@ async fn recovery_codes_complete_a_login_once_each(backend: Backend) {
         .unwrap();
 }
 
-async fn wrong_codes_lock_the_second_factor_and_a_login_token_does_not_lift_it(backend: Backend) {
+/// Carol, with an authenticator app, under a lockout of 3 wrong guesses
+/// in `window_secs` (none per client), after `wrong_codes` logins whose
+/// code was wrong.
+struct Carol {
+    env: TestEnv,
+    clock: ManualClock,
+    secret: String,
+    /// The app's code now, not used yet.
+    right: String,
+    wrong: &'static str,
+}
+
+async fn carol_after_wrong_codes(backend: Backend, window_secs: u64, wrong_codes: usize) -> Carol {
     let (env, clock) = start(backend, |config| {
         config.user_registry.lockout = LockoutConfig {
             max_failures_per_client: 0,
             max_failures: 3,
-            window_secs: 60,
+            window_secs,
             lock_secs: 300,
         };
     })
@@ -263,11 +275,28 @@ async fn wrong_codes_lock_the_second_factor_and_a_login_token_does_not_lift_it(b
     } else {
         "111111"
     };
-    for _ in 0..3 {
+    for _ in 0..wrong_codes {
         let challenge = challenged(&login(&env, "carol", TEST_PASSWORD).await.unwrap());
         let refused = complete(&env, &challenge, SecondCode::TotpCode(wrong.into())).await;
         assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
     }
+    Carol {
+        env,
+        clock,
+        secret,
+        right,
+        wrong,
+    }
+}
+
+async fn wrong_codes_lock_the_second_factor_and_a_login_token_does_not_lift_it(backend: Backend) {
+    let Carol {
+        env,
+        clock,
+        secret,
+        right,
+        ..
+    } = carol_after_wrong_codes(backend, 60, 3).await;
     // Locked: the password, right, still asks for the second factor, but
     // even the right code is refused now.
     let challenge = challenged(&login(&env, "carol", TEST_PASSWORD).await.unwrap());
@@ -293,28 +322,9 @@ async fn wrong_codes_lock_the_second_factor_and_a_login_token_does_not_lift_it(b
 }
 
 async fn a_password_change_buys_no_new_code_guesses(backend: Backend) {
-    let (env, clock) = start(backend, |config| {
-        config.user_registry.lockout = LockoutConfig {
-            max_failures_per_client: 0,
-            max_failures: 3,
-            window_secs: 600,
-            lock_secs: 300,
-        };
-    })
-    .await;
-    let secret = enrol_totp(&env, &clock, "carol").await;
-    clock.advance(Duration::seconds(30));
-    let right = totp_code(&secret, clock.now());
-    let wrong = if right == "111111" {
-        "222222"
-    } else {
-        "111111"
-    };
-    for _ in 0..2 {
-        let challenge = challenged(&login(&env, "carol", TEST_PASSWORD).await.unwrap());
-        let refused = complete(&env, &challenge, SecondCode::TotpCode(wrong.into())).await;
-        assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
-    }
+    let Carol {
+        env, right, wrong, ..
+    } = carol_after_wrong_codes(backend, 600, 2).await;
     // Whoever knows the password changes it (no other credential needed)…
     const NEW: &str = "Another-Passw0rd-for-her";
     roster_proto::v1::user_registry_client::UserRegistryClient::new(env.channel())
