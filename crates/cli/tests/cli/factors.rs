@@ -100,3 +100,61 @@ fn a_user_logs_in_with_a_recovery_code_and_removes_the_codes_with_the_password()
     .json();
     assert!(plain.get("secondFactorRequired").is_none(), "{plain}");
 }
+
+#[test]
+fn a_narrow_key_adds_a_first_factor_only_with_the_password() {
+    let server = Server::start();
+    run(
+        &mut server.admin(&[
+            "users",
+            "create",
+            "uma",
+            "--email",
+            "uma@example.com",
+            "--password-stdin",
+        ]),
+        Some(&format!("{PASSWORD}\n")),
+    )
+    .ok();
+    let key = run(
+        &mut server.admin(&[
+            "api-keys",
+            "create",
+            "uma",
+            "--name",
+            "settings",
+            "--rights",
+            "RIGHT_USER_INFO,user_settings_basic",
+        ]),
+        None,
+    )
+    .ok()
+    .json();
+    let key = key["key"].as_str().expect("the key, this once").to_string();
+    let as_key = |args: &[&str]| {
+        let mut command = server.roster(args);
+        command.env("ROSTER_TOKEN", &key);
+        command
+    };
+
+    // Without the password: INVALID_ARGUMENT naming it (exit 2).
+    let refused = run(
+        &mut as_key(&["factors", "generate-recovery-codes", "uma"]),
+        None,
+    )
+    .fails_with(2);
+    assert!(refused.stderr.contains("password"), "{}", refused.stderr);
+    // With it, read from standard input: ten codes, shown once.
+    let codes = run(
+        &mut as_key(&[
+            "factors",
+            "generate-recovery-codes",
+            "uma",
+            "--password-stdin",
+        ]),
+        Some(&format!("{PASSWORD}\n")),
+    )
+    .ok()
+    .json();
+    assert_eq!(codes["codes"].as_array().map(Vec::len), Some(10), "{codes}");
+}
