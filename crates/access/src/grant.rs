@@ -81,7 +81,8 @@ pub fn grant(carried: RightSet, subject: &Subject, require_validated_email: bool
 /// old password as its credential); an email validation needs
 /// RIGHT_USER_SETTINGS_BASIC (SendEmailValidation) and RIGHT_USER_INFO (to
 /// read what is pending); enrolling a second factor needs the same two
-/// (a first factor is added with RIGHT_USER_SETTINGS_BASIC). No pending
+/// (a first factor is added with RIGHT_USER_SETTINGS_BASIC and the
+/// password). No pending
 /// action: the grant as it is.
 pub fn limit_to_pending_actions(mut granted: Grant, subject: &Subject) -> Grant {
     let validate_email = subject
@@ -106,7 +107,8 @@ pub fn limit_to_pending_actions(mut granted: Grant, subject: &Subject) -> Grant 
         names.push("VALIDATE_EMAIL (UserLifecycle.SendEmailValidation, ValidateEmail)");
     }
     if enrol {
-        // Adding a first factor needs RIGHT_USER_SETTINGS_BASIC.
+        // Adding a first factor needs RIGHT_USER_SETTINGS_BASIC (and the
+        // password, which the registry checks).
         needed = needed.union(RightSet::from_rights([
             Right::UserInfo,
             Right::UserSettingsBasic,

@@ -385,6 +385,16 @@ impl UserMetadata for UserRegistryApi {
     }
 }
 
+impl UserRegistryApi {
+    /// After a factor was added: this process forgets the user's cached
+    /// credentials at once, since a first factor of a user required to
+    /// enrol one ends the user's sessions (`user.lifecycle.end_sessions`
+    /// does the same in every other process).
+    fn forget_enrolled(&self, user_id: &str) {
+        self.auth.forget_user(user_id);
+    }
+}
+
 #[tonic::async_trait]
 impl UserAuthenticationFactors for UserRegistryApi {
     async fn register_totp(
@@ -405,9 +415,7 @@ impl UserAuthenticationFactors for UserRegistryApi {
         let answer = handle!(self.auth, request, |ctx, msg| self
             .service
             .verify_totp_registration(&ctx, msg))?;
-        // A first factor can lift the second-factor policy's limit on the
-        // user's sessions: this process forgets them at once.
-        self.auth.forget_user(&user_id);
+        self.forget_enrolled(&user_id);
         Ok(Response::new(answer))
     }
 
@@ -431,9 +439,7 @@ impl UserAuthenticationFactors for UserRegistryApi {
         let answer = handle!(self.auth, request, |ctx, msg| self
             .service
             .add_otp_email(&ctx, msg))?;
-        // A first factor can lift the second-factor policy's limit on the
-        // user's sessions: this process forgets them at once.
-        self.auth.forget_user(&user_id);
+        self.forget_enrolled(&user_id);
         Ok(Response::new(answer))
     }
 
@@ -457,9 +463,7 @@ impl UserAuthenticationFactors for UserRegistryApi {
         let answer = handle!(self.auth, request, |ctx, msg| self
             .service
             .generate_recovery_codes(&ctx, msg))?;
-        // A first factor can lift the second-factor policy's limit on the
-        // user's sessions: this process forgets them at once.
-        self.auth.forget_user(&user_id);
+        self.forget_enrolled(&user_id);
         Ok(Response::new(answer))
     }
 
